@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Summarize a bench/run.sh run: parse wrk output, take medians, print, write JSON.
+
+    python3 bench/summarize.py RAW_DIR [--json OUT]
+
+RAW_DIR holds NAME.rROUND.wrk (wrk --latency output), NAME.rROUND.meta (CPU
+accounting written by run.sh), optionally config.json and idle.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+PROXIES = ("director", "haproxy", "nginx")
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def to_ms(text: str) -> float:
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text.strip())
+    if not m:
+        raise ValueError(f"unparsable wrk latency {text!r}")
+    return float(m.group(1)) * UNIT_MS[m.group(2)]
+
+
+def parse_wrk(text: str) -> dict:
+    """rps, p50/p99 (ms), request count and error counts from `wrk --latency` output."""
+    out: dict = {}
+    m = re.search(r"^Requests/sec:\s+([0-9.]+)", text, re.M)
+    if not m:
+        raise ValueError("no 'Requests/sec' line in wrk output")
+    out["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50_ms"), ("75", "p75_ms"), ("90", "p90_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M)
+        out[key] = to_ms(m.group(1)) if m else None
+    m = re.search(r"^\s+(\d+) requests in ([0-9.]+\w+)", text, re.M)
+    out["requests"] = int(m.group(1)) if m else None
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    out["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    out["non_2xx"] = int(m.group(1)) if m else 0
+    return out
+
+
+def parse_meta(text: str) -> dict:
+    kv = dict(item.split("=", 1) for item in text.split())
+    ticks, elapsed, hz = int(kv["proxy_ticks"]), float(kv["elapsed"]), int(kv["clk_tck"])
+    return {
+        "proxy_cpu_pct": round(100.0 * ticks / hz / elapsed, 1) if elapsed > 0 else None,
+        "backend_cpu_pct": (round(100.0 * int(kv["backend_ticks"]) / hz / elapsed, 1)
+                            if elapsed > 0 else None),
+        "threads": int(kv["threads"]),
+    }
+
+
+def median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("raw_dir", type=Path)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    raw: Path = args.raw_dir
+
+    config = {}
+    if (raw / "config.json").exists():
+        config = json.loads((raw / "config.json").read_text())
+
+    results: dict = {}
+    for name in PROXIES:
+        runs = []
+        for wrk_file in sorted(raw.glob(f"{name}.r*.wrk"),
+                               key=lambda p: int(p.name.split(".r")[1].split(".")[0])):
+            rnd = int(wrk_file.name.split(".r")[1].split(".")[0])
+            run = {"round": rnd, **parse_wrk(wrk_file.read_text())}
+            meta = wrk_file.with_suffix(".meta")
+            if meta.exists():
+                run.update(parse_meta(meta.read_text()))
+                cpu = run.get("proxy_cpu_pct")
+                # requests per second of proxy CPU time: less sensitive than rps to CPU
+                # taken by other processes, since it divides out how much CPU the proxy got
+                run["rps_per_core"] = round(run["rps"] / (cpu / 100.0)) if cpu else None
+            runs.append(run)
+        if not runs:
+            continue
+        results[name] = {
+            "rps": round(median([r["rps"] for r in runs]), 2),
+            # (max - min) / median of rps over the rounds: how noisy this proxy's runs were
+            "rps_spread_pct": round(100.0 * (max(r["rps"] for r in runs)
+                                             - min(r["rps"] for r in runs))
+                                    / median([r["rps"] for r in runs]), 1),
+            "p50_ms": median([r["p50_ms"] for r in runs]),
+            "p99_ms": median([r["p99_ms"] for r in runs]),
+            "proxy_cpu_pct": median([r.get("proxy_cpu_pct") for r in runs]),
+            "rps_per_core": median([r.get("rps_per_core") for r in runs]),
+            "backend_cpu_pct": median([r.get("backend_cpu_pct") for r in runs]),
+            "threads": max((r.get("threads") or 0) for r in runs) or None,
+            "errors": sum(r["socket_errors"] + r["non_2xx"] for r in runs),
+            "runs": runs,
+        }
+
+    d, h, n = (results.get(k) for k in PROXIES)
+    ratios = {
+        "director_over_haproxy_rps": ratio(d and d["rps"], h and h["rps"]),
+        "director_over_nginx_rps": ratio(d and d["rps"], n and n["rps"]),
+        "director_over_haproxy_p99": ratio(d and d["p99_ms"], h and h["p99_ms"]),
+        # secondary: throughput per core-second of proxy CPU
+        "director_over_haproxy_rps_per_core": ratio(d and d["rps_per_core"],
+                                                    h and h["rps_per_core"]),
+        "director_over_nginx_rps_per_core": ratio(d and d["rps_per_core"],
+                                                  n and n["rps_per_core"]),
+    }
+
+    idle = None
+    if (raw / "idle.json").exists():
+        idle = json.loads((raw / "idle.json").read_text())
+
+    # ---- print
+    c = config
+    print()
+    print(f"Throughput: wrk -t{c.get('wrk_threads', '?')} -c{c.get('connections', '?')}, "
+          f"{c.get('duration_s', '?')}s x {c.get('rounds', '?')} rounds "
+          f"(median per proxy), one worker each, same nginx backend")
+    hdr = f"{'proxy':<10} {'rps':>11} {'p50 ms':>8} {'p99 ms':>8} {'proxy cpu':>10} {'req/core-s':>11} {'backend cpu':>12} {'threads':>8} {'errors':>7} {'spread':>7}"
+    print(hdr)
+    print("-" * len(hdr))
+    for name in PROXIES:
+        r = results.get(name)
+        if r is None:
+            print(f"{name:<10} {'(not run)':>11}")
+            continue
+        print(f"{name:<10} {r['rps']:>11.0f} {fmt(r['p50_ms'], '.3f'):>8} "
+              f"{fmt(r['p99_ms'], '.3f'):>8} {fmt(r['proxy_cpu_pct'], '.0f') + '%':>10} "
+              f"{fmt(r['rps_per_core'], '.0f'):>11} "
+              f"{fmt(r['backend_cpu_pct'], '.0f') + '%':>12} {fmt(r['threads'], 'd'):>8} "
+              f"{r['errors']:>7} {fmt(r['rps_spread_pct'], '.0f') + '%':>7}")
+    print("(cpu: % of one core used by the proxy's worker / the backend's worker during the"
+          " measured run;\n req/core-s: rps per core-second of proxy CPU;"
+          " spread: (max-min)/median rps over the rounds)")
+    print()
+    print(f"director / HAProxy rps : {fmt(ratios['director_over_haproxy_rps'], '.3f')}")
+    print(f"director / nginx rps   : {fmt(ratios['director_over_nginx_rps'], '.3f')}")
+    print(f"director / HAProxy p99 : {fmt(ratios['director_over_haproxy_p99'], '.3f')}")
+    print(f"(per core-second of proxy CPU: director / HAProxy "
+          f"{fmt(ratios['director_over_haproxy_rps_per_core'], '.3f')}, director / nginx "
+          f"{fmt(ratios['director_over_nginx_rps_per_core'], '.3f')})")
+    for name, r in results.items():
+        starved = [run["round"] for run in r["runs"]
+                   if run.get("proxy_cpu_pct") is not None and run["proxy_cpu_pct"] < 80]
+        if starved:
+            print(f"WARNING: {name} used < 80% of a core in round(s) {starved}: the proxy "
+                  "was not the bottleneck there (other load on the machine?); "
+                  "consider more ROUNDS on a quiet machine", file=sys.stderr)
+        if r["errors"]:
+            print(f"WARNING: {name} had {r['errors']} socket errors / non-2xx responses",
+                  file=sys.stderr)
+
+    if idle:
+        def mib(k):
+            return "n/a" if k is None else f"{k / 1024:.1f}"
+        print()
+        print(f"Idle connections ({idle.get('label')}): {idle['ok']}/{idle['attempted']} "
+              f"opened, {idle['still_open_after_hold']} still open after {idle['hold_s']:g}s")
+        if "rss_held_kib" in idle:
+            print(f"  RSS MiB: before {mib(idle['rss_before_kib'])}, "
+                  f"holding {mib(idle['rss_held_kib'])}, "
+                  f"peak VmHWM {mib(idle['peak_rss_kib'])}, "
+                  f"after close {mib(idle['rss_after_close_kib'])}"
+                  + (f"  (~{idle['per_conn_kib']:.1f} KiB/conn)"
+                     if idle.get("per_conn_kib") is not None else ""))
+
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"config": config, "results": results, "ratios": ratios, "idle": idle}
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,408 @@
+//! Admission: the cluster's capacity state shared by every worker.
+//!
+//! Hot path. A request takes a bucket token and a backend slot in one short critical section
+//! (no I/O, no `.await`, no allocation while the lock is held) and returns both when its
+//! [`Grant`] drops. When nothing is free it waits in its bucket's FIFO queue; whoever frees
+//! capacity, on any worker, hands it straight to the queue head (token passing), so a newcomer
+//! never overtakes a waiting request. The Cluster actor is the only one that reshapes the state
+//! ([`Admission::set_backends`], [`Admission::configure`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use super::backend::{Backend, BackendId};
+use super::buckets::{BucketId, BucketTree, ROOT};
+use super::scheduler::{self, Candidate};
+use crate::config::{Role, SchedulerKind};
+use crate::stats::TrafficStats;
+
+/// How one backend takes part in admission, as decided by the control plane.
+#[derive(Debug, Clone)]
+pub struct SlotSpec {
+    pub backend: Arc<Backend>,
+    pub role: Role,
+    /// 0 = unlimited.
+    pub capacity: u32,
+    /// Enabled and healthy.
+    pub usable: bool,
+}
+
+/// Queue and scheduling settings of the cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct AdmissionSettings {
+    pub scheduler: SchedulerKind,
+    pub queue_limit: usize,
+    pub enqueue_on_unavailable: bool,
+}
+
+/// The result of asking for capacity.
+pub enum Admit {
+    /// A token and a backend slot; returned when dropped.
+    Granted(Grant),
+    /// Waiting in the queue; see [`Ticket::wait`].
+    Queued(Ticket),
+    /// No backend is available and the cluster does not queue in that case.
+    Unavailable,
+    /// The queue is at its limit.
+    QueueFull,
+}
+
+/// Capacity state of one cluster.
+pub struct Admission {
+    state: Mutex<State>,
+    /// Cluster-level counters.
+    pub stats: TrafficStats,
+}
+
+struct Slot {
+    spec: SlotSpec,
+    in_flight: u32,
+    /// Removed from the cluster; kept until its last request finishes.
+    draining: bool,
+}
+
+impl Candidate for Slot {
+    fn role(&self) -> Role {
+        self.spec.role
+    }
+    fn usable(&self) -> bool {
+        self.spec.usable && !self.draining
+    }
+    fn capacity(&self) -> u32 {
+        self.spec.capacity
+    }
+    fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+}
+
+struct Waiter {
+    id: u64,
+    tx: oneshot::Sender<Grant>,
+}
+
+struct State {
+    settings: AdmissionSettings,
+    slots: Vec<Slot>,
+    buckets: BucketTree<Waiter>,
+    /// Round-robin positions for active, standby and backup.
+    cursors: [usize; 3],
+    next_waiter: u64,
+}
+
+fn role_index(role: Role) -> usize {
+    match role {
+        Role::Active => 0,
+        Role::Standby => 1,
+        Role::Backup => 2,
+    }
+}
+
+impl State {
+    /// Whether any active or standby backend is usable (otherwise backups take over).
+    fn primary_usable(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.usable() && s.spec.role != Role::Backup)
+    }
+
+    fn any_usable(&self) -> bool {
+        self.slots.iter().any(Candidate::usable)
+    }
+
+    /// Root tokens: the capacity of the usable backends of the roles in service — active and
+    /// standby, or the backups when none of those is usable. An unlimited one makes it unlimited.
+    fn recompute_tokens(&mut self) {
+        let primary = self.primary_usable();
+        let mut total: Option<u32> = Some(0);
+        for s in self.slots.iter().filter(|s| s.usable()) {
+            if (s.spec.role == Role::Backup) == primary {
+                continue;
+            }
+            total = match (total, s.spec.capacity) {
+                (_, 0) | (None, _) => None,
+                (Some(t), c) => Some(t.saturating_add(c)),
+            };
+        }
+        self.buckets.resize(total);
+    }
+
+    /// Active first, standby on overflow, backup only when no active/standby is usable.
+    fn pick(&mut self) -> Option<usize> {
+        let kind = self.settings.scheduler;
+        for role in [Role::Active, Role::Standby] {
+            let cursor = &mut self.cursors[role_index(role)];
+            if let Some(i) = scheduler::pick(kind, &self.slots, role, cursor) {
+                return Some(i);
+            }
+        }
+        if self.primary_usable() {
+            return None;
+        }
+        let cursor = &mut self.cursors[role_index(Role::Backup)];
+        scheduler::pick(kind, &self.slots, Role::Backup, cursor)
+    }
+
+    /// Takes a token of `bucket` and a slot, recording both. Returns the slot index.
+    fn take(&mut self, bucket: BucketId, stats: &TrafficStats) -> Option<usize> {
+        if !self.buckets.can_take(bucket) {
+            return None;
+        }
+        let i = self.pick()?;
+        self.buckets.take(bucket);
+        let slot = &mut self.slots[i];
+        slot.in_flight += 1;
+        slot.spec.backend.stats.in_flight.inc();
+        stats.in_flight.inc();
+        Some(i)
+    }
+
+    /// Returns what [`State::take`] took.
+    fn put(&mut self, bucket: BucketId, backend: BackendId, stats: &TrafficStats) {
+        self.buckets.put(bucket);
+        stats.in_flight.dec();
+        let Some(i) = self.slots.iter().position(|s| s.spec.backend.id == backend) else {
+            return;
+        };
+        let slot = &mut self.slots[i];
+        slot.in_flight = slot.in_flight.saturating_sub(1);
+        slot.spec.backend.stats.in_flight.dec();
+        if slot.draining && slot.in_flight == 0 {
+            self.slots.remove(i);
+            self.cursors = [0; 3];
+        }
+    }
+}
+
+impl Admission {
+    pub fn new(settings: AdmissionSettings) -> Arc<Admission> {
+        Arc::new(Admission {
+            state: Mutex::new(State {
+                settings,
+                slots: Vec::new(),
+                buckets: BucketTree::default(),
+                cursors: [0; 3],
+                next_waiter: 0,
+            }),
+            stats: TrafficStats::default(),
+        })
+    }
+
+    /// Asks for a token of `bucket` and a backend slot.
+    pub fn acquire(self: &Arc<Self>, bucket: BucketId) -> Admit {
+        let mut st = self.state.lock();
+        if st.buckets.get(bucket).queue.is_empty() {
+            if let Some(i) = st.take(bucket, &self.stats) {
+                let backend = st.slots[i].spec.backend.clone();
+                drop(st);
+                return Admit::Granted(Grant::new(self.clone(), bucket, backend));
+            }
+            if !st.any_usable() && !st.settings.enqueue_on_unavailable {
+                return Admit::Unavailable;
+            }
+        }
+        if st.buckets.queued() >= st.settings.queue_limit {
+            return Admit::QueueFull;
+        }
+        let (tx, rx) = oneshot::channel();
+        let id = st.next_waiter;
+        st.next_waiter += 1;
+        st.buckets.get_mut(bucket).queue.push_back(Waiter { id, tx });
+        self.stats.queued.inc();
+        drop(st);
+        Admit::Queued(Ticket {
+            admission: self.clone(),
+            bucket,
+            id,
+            rx: Some(rx),
+        })
+    }
+
+    /// Replaces the slot table (control plane). Slots of backends that are gone but still
+    /// have requests in flight stay, draining, until those finish. Queued requests are then
+    /// served with whatever capacity appeared, as many as fit.
+    pub fn set_backends(self: &Arc<Self>, specs: Vec<SlotSpec>) {
+        let mut st = self.state.lock();
+        let old = std::mem::take(&mut st.slots);
+        let mut slots: Vec<Slot> = specs
+            .into_iter()
+            .map(|spec| {
+                let in_flight = old
+                    .iter()
+                    .find(|o| o.spec.backend.id == spec.backend.id)
+                    .map_or(0, |o| o.in_flight);
+                Slot {
+                    spec,
+                    in_flight,
+                    draining: false,
+                }
+            })
+            .collect();
+        for o in old {
+            if o.in_flight > 0 && !slots.iter().any(|s| s.spec.backend.id == o.spec.backend.id) {
+                slots.push(Slot { draining: true, ..o });
+            }
+        }
+        st.slots = slots;
+        st.cursors = [0; 3];
+        st.recompute_tokens();
+        self.dispatch(&mut st);
+    }
+
+    /// Updates queue and scheduling settings (control plane).
+    pub fn configure(self: &Arc<Self>, settings: AdmissionSettings) {
+        let mut st = self.state.lock();
+        st.settings = settings;
+        self.dispatch(&mut st);
+    }
+
+    /// Whether the backend still has a slot (active or draining).
+    pub fn has_slot(&self, backend: BackendId) -> bool {
+        self.state
+            .lock()
+            .slots
+            .iter()
+            .any(|s| s.spec.backend.id == backend)
+    }
+
+    /// Root bucket tokens (`None` = unlimited) and tokens in use.
+    pub fn capacity(&self) -> (Option<u32>, u32) {
+        let st = self.state.lock();
+        let root = st.buckets.get(ROOT);
+        (root.tokens, root.in_use)
+    }
+
+    fn release(self: &Arc<Self>, bucket: BucketId, backend: BackendId, failed: bool) {
+        let mut st = self.state.lock();
+        st.put(bucket, backend, &self.stats);
+        if failed {
+            // Passive health: stop choosing it now; the Backend actor decides when it returns.
+            if let Some(s) = st.slots.iter_mut().find(|s| s.spec.backend.id == backend) {
+                s.spec.usable = false;
+            }
+            st.recompute_tokens();
+        }
+        self.dispatch(&mut st);
+    }
+
+    /// Hands free capacity to queued requests, oldest first, as many as fit.
+    fn dispatch(self: &Arc<Self>, st: &mut State) {
+        while let Some(bucket) = st.buckets.next_waiting() {
+            let Some(i) = st.take(bucket, &self.stats) else {
+                break;
+            };
+            let backend = st.slots[i].spec.backend.clone();
+            let waiter = st.buckets.get_mut(bucket).queue.pop_front();
+            let Some(waiter) = waiter else {
+                break;
+            };
+            self.stats.queued.dec();
+            let grant = Grant::new(self.clone(), bucket, backend);
+            // A refused grant (the waiter just left) is disarmed before it drops: we hold the lock.
+            if let Err(mut refused) = waiter.tx.send(grant) {
+                refused.admission = None;
+                st.put(bucket, refused.backend.id, &self.stats);
+            }
+        }
+    }
+
+    /// Takes a waiter out of the queue; false when it was already served.
+    fn withdraw(&self, bucket: BucketId, id: u64) -> bool {
+        let mut st = self.state.lock();
+        let queue = &mut st.buckets.get_mut(bucket).queue;
+        match queue.iter().position(|w| w.id == id) {
+            Some(pos) => {
+                queue.remove(pos);
+                self.stats.queued.dec();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A bucket token plus a backend slot. Dropping it returns both and serves the queue.
+pub struct Grant {
+    /// `None` once disarmed (capacity already returned).
+    admission: Option<Arc<Admission>>,
+    bucket: BucketId,
+    backend: Arc<Backend>,
+}
+
+impl Grant {
+    fn new(admission: Arc<Admission>, bucket: BucketId, backend: Arc<Backend>) -> Grant {
+        Grant {
+            admission: Some(admission),
+            bucket,
+            backend,
+        }
+    }
+
+    /// The chosen backend.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    /// The bucket the token came from.
+    pub fn bucket(&self) -> BucketId {
+        self.bucket
+    }
+
+    /// Returns the capacity after a failed attempt and stops scheduling this backend until
+    /// the control plane marks it usable again.
+    pub fn fail(mut self) {
+        if let Some(a) = self.admission.take() {
+            a.release(self.bucket, self.backend.id, true);
+        }
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        if let Some(a) = self.admission.take() {
+            a.release(self.bucket, self.backend.id, false);
+        }
+    }
+}
+
+/// A place in a bucket queue.
+pub struct Ticket {
+    admission: Arc<Admission>,
+    bucket: BucketId,
+    id: u64,
+    rx: Option<oneshot::Receiver<Grant>>,
+}
+
+impl Ticket {
+    /// Waits for a grant up to `timeout`. `None` on timeout (or when the cluster went away).
+    pub async fn wait(mut self, timeout: Duration) -> Option<Grant> {
+        let rx = self.rx.as_mut()?;
+        let outcome = tokio::time::timeout(timeout, rx).await;
+        match outcome {
+            Ok(Ok(grant)) => {
+                self.rx = None;
+                Some(grant)
+            }
+            Ok(Err(_)) => None,
+            Err(_elapsed) => {
+                if self.admission.withdraw(self.bucket, self.id) {
+                    None
+                } else {
+                    // Served in the instant the timer fired: take the grant rather than waste it.
+                    self.rx.take().and_then(|mut rx| rx.try_recv().ok())
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.rx.is_some() {
+            self.admission.withdraw(self.bucket, self.id);
+        }
+    }
+}

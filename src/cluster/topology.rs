@@ -1,0 +1,150 @@
+//! The immutable topology snapshot the data plane reads: routes and cluster handles.
+//!
+//! Published by the Director actor through an `ArcSwapOption`; a request loads it once.
+//! A [`ClusterHandle`] is stable for the life of a cluster; its settings and backend list are
+//! swapped by the Cluster actor, its admission state is shared with every worker.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix::Addr;
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use super::admission::{Admission, AdmissionSettings};
+use super::backend::Backend;
+use super::cluster_actor::ClusterActor;
+use crate::config::ClusterConfig;
+
+/// Where the current topology lives; `None` until the control plane has started.
+pub type SharedTopology = Arc<ArcSwapOption<Topology>>;
+
+/// Routes and clusters at one moment.
+#[derive(Debug)]
+pub struct Topology {
+    pub routes: Vec<Route>,
+    pub clusters: Vec<Arc<ClusterHandle>>,
+}
+
+/// One compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// Lower-case host without port; `None` matches any.
+    pub host: Option<String>,
+    pub path_prefix: String,
+    pub cluster: Arc<ClusterHandle>,
+}
+
+impl Topology {
+    /// The first route matching `host` (as sent, port allowed) and `path`.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Arc<ClusterHandle>> {
+        let host = host.map(strip_port);
+        self.routes
+            .iter()
+            .find(|r| {
+                path.starts_with(r.path_prefix.as_str())
+                    && r.host
+                        .as_deref()
+                        .is_none_or(|h| host.is_some_and(|x| x.eq_ignore_ascii_case(h)))
+            })
+            .map(|r| &r.cluster)
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&Arc<ClusterHandle>> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// Request-path settings of a cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSettings {
+    pub queue_timeout: Duration,
+    pub retry_after: u32,
+    pub max_retry_count: u32,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl ClusterSettings {
+    pub fn from_config(c: &ClusterConfig) -> (ClusterSettings, AdmissionSettings) {
+        let settings = ClusterSettings {
+            queue_timeout: c.queue_timeout,
+            retry_after: c.retry_after,
+            max_retry_count: c.max_retry_count,
+            connect_timeout: c.connect_timeout,
+            read_timeout: c.read_timeout,
+            write_timeout: c.write_timeout,
+        };
+        let admission = AdmissionSettings {
+            scheduler: c.scheduler,
+            queue_limit: c.queue_limit,
+            enqueue_on_unavailable: c.enqueue_on_unavailable,
+        };
+        (settings, admission)
+    }
+}
+
+/// A cluster as requests and readers see it.
+pub struct ClusterHandle {
+    pub name: String,
+    pub settings: ArcSwap<ClusterSettings>,
+    pub admission: Arc<Admission>,
+    /// Current members (not draining ones), for stats readers.
+    pub backends: ArcSwap<Vec<Arc<Backend>>>,
+    actor: OnceLock<Addr<ClusterActor>>,
+}
+
+impl std::fmt::Debug for ClusterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterHandle")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterHandle {
+    pub fn new(name: &str, config: &ClusterConfig) -> Arc<ClusterHandle> {
+        let (settings, admission) = ClusterSettings::from_config(config);
+        Arc::new(ClusterHandle {
+            name: name.to_owned(),
+            settings: ArcSwap::from_pointee(settings),
+            admission: Admission::new(admission),
+            backends: ArcSwap::from_pointee(Vec::new()),
+            actor: OnceLock::new(),
+        })
+    }
+
+    pub(crate) fn attach(&self, addr: Addr<ClusterActor>) {
+        let _ = self.actor.set(addr);
+    }
+
+    /// The owning Cluster actor, once started.
+    pub fn actor(&self) -> Option<&Addr<ClusterActor>> {
+        self.actor.get()
+    }
+
+    /// A current member by name.
+    pub fn backend(&self, name: &str) -> Option<Arc<Backend>> {
+        self.backends.load().iter().find(|b| b.name == name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn host_ports_are_stripped() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+        assert_eq!(strip_port("[::1]"), "::1");
+    }
+}

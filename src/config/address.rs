@@ -1,0 +1,239 @@
+//! Address syntax of `config.yaml` (control plane): backend URLs and listener addresses.
+//!
+//! Owns [`parse_backend_url`] (used for `backends[].url` and for a route's `backend:`) and
+//! [`parse_listen`] (`proxy.listen`). Pure string parsing; no name resolution, no I/O.
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use super::model::{BackendUrl, Endpoint, ListenAddr, Protocol};
+
+/// The port of an `http://` URL without one.
+const DEFAULT_HTTP_PORT: u16 = 80;
+
+/// Parses a backend URL: `http://host[:port]`, `http://[v6]:port` or `http+unix:///abs/path.sock`.
+///
+/// The port defaults to 80; a trailing `/` after the authority is tolerated, any other path, a
+/// query, a fragment or user info is an error. IPv6 hosts are stored without brackets. `https`
+/// and FastCGI (`fastcgi://`, `fastcgi+unix://`) are recognised and rejected as unsupported.
+/// The scheme is case-insensitive; [`BackendUrl::text`] keeps the URL exactly as written.
+pub fn parse_backend_url(text: &str) -> Result<BackendUrl, String> {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(format!(
+            "`{text}` is not a backend URL; expected http://host:port or http+unix:///path.sock"
+        ));
+    };
+    let endpoint = match scheme.to_ascii_lowercase().as_str() {
+        "http" => parse_http(rest)?,
+        "http+unix" => parse_unix(rest)?,
+        "https" => return Err("https backends are not supported".to_owned()),
+        "fastcgi" | "fastcgi+unix" => return Err("FastCGI backends are not supported yet".to_owned()),
+        _ => {
+            return Err(format!(
+                "unsupported URL scheme `{scheme}` (expected http or http+unix)"
+            ))
+        }
+    };
+    Ok(BackendUrl {
+        protocol: Protocol::Http,
+        endpoint,
+        text: text.to_owned(),
+    })
+}
+
+/// The part of an `http://` URL after the scheme.
+fn parse_http(rest: &str) -> Result<Endpoint, String> {
+    if rest.contains(['?', '#']) {
+        return Err("a query or fragment is not allowed in a backend URL".to_owned());
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if !path.is_empty() && path != "/" {
+        return Err(format!(
+            "a path (`{path}`) is not allowed in a backend URL; use http://host:port"
+        ));
+    }
+    if authority.contains('@') {
+        return Err("user info (`user@`) is not allowed in a backend URL".to_owned());
+    }
+    let (host, port) = split_host_port(authority)?;
+    Ok(Endpoint::Tcp {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// Splits `host`, `host:port`, `[v6]` or `[v6]:port`; the host comes back without brackets.
+fn split_host_port(authority: &str) -> Result<(&str, u16), String> {
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        let (host, tail) = bracketed
+            .split_once(']')
+            .ok_or_else(|| format!("missing `]` in `{authority}`"))?;
+        if host.parse::<Ipv6Addr>().is_err() {
+            return Err(format!("`{host}` is not a valid IPv6 address"));
+        }
+        let port = match tail {
+            "" => DEFAULT_HTTP_PORT,
+            _ => match tail.strip_prefix(':') {
+                Some(port) => parse_port(port)?,
+                None => return Err(format!("expected `:port` after `]`, found `{tail}`")),
+            },
+        };
+        return Ok((host, port));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, _)) if host.contains(':') => {
+            return Err("an IPv6 address must be written in brackets, e.g. http://[::1]:8080".to_owned())
+        }
+        Some((host, port)) => (host, parse_port(port)?),
+        None => (authority, DEFAULT_HTTP_PORT),
+    };
+    if host.is_empty() {
+        return Err("the backend URL has no host".to_owned());
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        return Err(format!("`{host}` is not a valid host name or IP address"));
+    }
+    Ok((host, port))
+}
+
+/// A TCP port: 1..=65535, digits only.
+fn parse_port(port: &str) -> Result<u16, String> {
+    if port.is_empty() {
+        return Err("missing port number after `:`".to_owned());
+    }
+    match port.parse::<u16>() {
+        Ok(0) => Err("port 0 is not allowed".to_owned()),
+        Ok(n) if port.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(format!("`{port}` is not a valid port (1-65535)")),
+    }
+}
+
+/// The part of an `http+unix://` URL after the scheme: an absolute socket path.
+fn parse_unix(rest: &str) -> Result<Endpoint, String> {
+    if !rest.starts_with('/') {
+        return Err("http+unix needs an absolute socket path, e.g. http+unix:///run/app.sock".to_owned());
+    }
+    if rest == "/" {
+        return Err("http+unix URL has no socket path".to_owned());
+    }
+    Ok(Endpoint::Unix(PathBuf::from(rest)))
+}
+
+/// Parses one `proxy.listen` entry: `unix:/path` or an IP socket address (`0.0.0.0:8080`,
+/// `[::]:8080`). Port 0 (any free port) is allowed.
+pub fn parse_listen(text: &str) -> Result<ListenAddr, String> {
+    if let Some(path) = text.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err("missing socket path after `unix:`".to_owned());
+        }
+        return Ok(ListenAddr::Unix(PathBuf::from(path)));
+    }
+    text.parse::<SocketAddr>().map(ListenAddr::Tcp).map_err(|_| {
+        format!(
+            "`{text}` is not a listen address; expected IP:PORT (\"0.0.0.0:8080\", \"[::]:8080\") or unix:/path"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(url: &str) -> (String, u16) {
+        match parse_backend_url(url) {
+            Ok(BackendUrl {
+                endpoint: Endpoint::Tcp { host, port },
+                protocol: Protocol::Http,
+                text,
+            }) => {
+                assert_eq!(text, url);
+                (host, port)
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+
+    fn err(url: &str) -> String {
+        match parse_backend_url(url) {
+            Ok(u) => panic!("{url} should be rejected, got {u:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn http_forms() {
+        assert_eq!(tcp("http://10.0.0.1:8080"), ("10.0.0.1".into(), 8080));
+        assert_eq!(tcp("http://10.0.0.1"), ("10.0.0.1".into(), 80));
+        assert_eq!(tcp("http://10.0.0.1:8080/"), ("10.0.0.1".into(), 8080));
+        assert_eq!(tcp("http://name.example:80"), ("name.example".into(), 80));
+        assert_eq!(tcp("HTTP://app_1.local:9000"), ("app_1.local".into(), 9000));
+    }
+
+    #[test]
+    fn ipv6_host_is_stored_without_brackets() {
+        assert_eq!(tcp("http://[::1]:8080"), ("::1".into(), 8080));
+        assert_eq!(tcp("http://[fe80::1]"), ("fe80::1".into(), 80));
+        assert!(err("http://::1:8080").contains("brackets"));
+        assert!(err("http://[::1:8080").contains("missing `]`"));
+        assert!(err("http://[zz::1]:80").contains("not a valid IPv6"));
+        assert!(err("http://[::1]8080").contains("expected `:port`"));
+    }
+
+    #[test]
+    fn unix_socket() {
+        let u = parse_backend_url("http+unix:///run/app02.sock").expect("valid");
+        assert_eq!(u.endpoint, Endpoint::Unix(PathBuf::from("/run/app02.sock")));
+        assert_eq!(u.text, "http+unix:///run/app02.sock");
+        assert!(err("http+unix://run/app.sock").contains("absolute"));
+        assert!(err("http+unix:///").contains("no socket path"));
+    }
+
+    #[test]
+    fn rejected_forms() {
+        assert_eq!(err("https://10.0.0.1"), "https backends are not supported");
+        assert_eq!(
+            err("fastcgi://10.0.0.3:9000"),
+            "FastCGI backends are not supported yet"
+        );
+        assert_eq!(
+            err("fastcgi+unix:///run/php-fpm.sock"),
+            "FastCGI backends are not supported yet"
+        );
+        assert!(err("ftp://x").contains("unsupported URL scheme `ftp`"));
+        assert!(err("10.0.0.1:8080").contains("not a backend URL"));
+        assert!(err("http://10.0.0.1:8080/app").contains("path (`/app`)"));
+        assert!(err("http://10.0.0.1/?a=1").contains("query"));
+        assert!(err("http://user:pw@10.0.0.1:80").contains("user info"));
+        assert!(err("http://:80").contains("no host"));
+        assert!(err("http://").contains("no host"));
+        assert!(err("http://a b:80").contains("not a valid host"));
+        assert!(err("http://h:").contains("missing port"));
+        assert!(err("http://h:0").contains("port 0"));
+        assert!(err("http://h:70000").contains("not a valid port"));
+        assert!(err("http://h:+80").contains("not a valid port"));
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            parse_listen("0.0.0.0:8080"),
+            Ok(ListenAddr::Tcp("0.0.0.0:8080".parse().expect("addr")))
+        );
+        assert_eq!(
+            parse_listen("[::]:8080"),
+            Ok(ListenAddr::Tcp("[::]:8080".parse().expect("addr")))
+        );
+        assert_eq!(
+            parse_listen("unix:/run/director.sock"),
+            Ok(ListenAddr::Unix(PathBuf::from("/run/director.sock")))
+        );
+        assert!(parse_listen("unix:").is_err());
+        assert!(parse_listen("localhost:8080")
+            .expect_err("names are not addresses")
+            .contains("not a listen address"));
+        assert!(parse_listen("8080").is_err());
+    }
+}

@@ -1,0 +1,563 @@
+//! Tests of the loader: whole documents in, `Config` or `(path, message)` errors out.
+
+use std::path::PathBuf;
+
+use super::sections::MISSING;
+use super::*;
+use crate::config::model::*;
+
+/// The environment seen by the tests.
+fn test_env(name: &str) -> Result<String, VarError> {
+    match name {
+        "APP_HOST" => Ok("10.0.0.9".to_owned()),
+        "APP_PORT" => Ok("8081".to_owned()),
+        "LOG_DIR" => Ok("/var/log/director".to_owned()),
+        _ => Err(VarError::NotPresent),
+    }
+}
+
+fn load(yaml: &str) -> Result<Config, ConfigErrors> {
+    load_str_with_env(yaml, &test_env)
+}
+
+fn ok(yaml: &str) -> Config {
+    load(yaml).unwrap_or_else(|e| panic!("config should be valid:\n{e}"))
+}
+
+/// The errors as `(path, message)` pairs.
+fn errors(yaml: &str) -> Vec<(String, String)> {
+    match load(yaml) {
+        Ok(c) => panic!("config should be invalid: {c:?}"),
+        Err(ConfigErrors(list)) => list.into_iter().map(|e| (e.path, e.message)).collect(),
+    }
+}
+
+/// The only error: its path and message.
+fn one_error(yaml: &str) -> (String, String) {
+    let list = errors(yaml);
+    assert_eq!(list.len(), 1, "expected exactly one error, got {list:#?}");
+    list.into_iter().next().unwrap_or_default()
+}
+
+fn paths(yaml: &str) -> Vec<String> {
+    errors(yaml).into_iter().map(|(p, _)| p).collect()
+}
+
+const MINIMAL: &str = "proxy: { listen: \"127.0.0.1:0\" }\n";
+
+fn tcp(host: &str, port: u16, text: &str) -> BackendUrl {
+    BackendUrl {
+        protocol: Protocol::Http,
+        endpoint: Endpoint::Tcp {
+            host: host.to_owned(),
+            port,
+        },
+        text: text.to_owned(),
+    }
+}
+
+#[test]
+fn full_config() {
+    let c = ok(r#"
+proxy:
+  listen: ["0.0.0.0:8080", "[::]:8080", "unix:/run/director.sock"]
+  workers: 4
+  keep_alive: 20s
+  client_timeout: 1500ms
+access_log: { enabled: true, format: json, path: /var/log/director/access.log }
+routes:
+  - { host: "shop.example.com", path_prefix: "/", cluster: shop }
+  - { path_prefix: "/legacy/", backend: "http://127.0.0.1:9100" }
+clusters:
+  shop:
+    scheduler: least-load
+    queue_limit: 64
+    queue_timeout: 5s
+    retry_after: 0
+    max_retry_count: 1
+    enqueue_on_unavailable: true
+    connect_timeout: 1s
+    read_timeout: 2m
+    write_timeout: 1h
+    backends:
+      - { name: app01, url: "http://10.0.0.1:8080", capacity: 8, role: active, enabled: true }
+      - { name: app02, url: "http+unix:///run/app02.sock", capacity: 8, role: standby }
+      - { name: app03, url: "http://[::1]:8080", role: backup, enabled: false }
+"#);
+    assert_eq!(
+        c.proxy,
+        ProxyConfig {
+            listen: vec![
+                ListenAddr::Tcp("0.0.0.0:8080".parse().expect("addr")),
+                ListenAddr::Tcp("[::]:8080".parse().expect("addr")),
+                ListenAddr::Unix(PathBuf::from("/run/director.sock")),
+            ],
+            workers: 4,
+            keep_alive: Duration::from_secs(20),
+            client_timeout: Duration::from_millis(1500),
+        }
+    );
+    assert_eq!(
+        c.access_log,
+        AccessLogConfig {
+            enabled: true,
+            format: AccessLogFormat::Json,
+            path: Some(PathBuf::from("/var/log/director/access.log")),
+        }
+    );
+    assert_eq!(
+        c.routes,
+        vec![
+            RouteConfig {
+                host: Some("shop.example.com".to_owned()),
+                path_prefix: "/".to_owned(),
+                target: RouteTarget::Cluster("shop".to_owned()),
+            },
+            RouteConfig {
+                host: None,
+                path_prefix: "/legacy/".to_owned(),
+                target: RouteTarget::Backend(tcp("127.0.0.1", 9100, "http://127.0.0.1:9100")),
+            },
+        ]
+    );
+    let shop = &c.clusters["shop"];
+    assert_eq!(shop.scheduler, SchedulerKind::LeastLoad);
+    assert_eq!(shop.queue_limit, 64);
+    assert_eq!(shop.queue_timeout, Duration::from_secs(5));
+    assert_eq!(shop.retry_after, 0);
+    assert_eq!(shop.max_retry_count, 1);
+    assert!(shop.enqueue_on_unavailable);
+    assert_eq!(shop.connect_timeout, Duration::from_secs(1));
+    assert_eq!(shop.read_timeout, Duration::from_secs(120));
+    assert_eq!(shop.write_timeout, Duration::from_secs(3600));
+    assert_eq!(
+        shop.backends,
+        vec![
+            BackendConfig {
+                name: "app01".to_owned(),
+                url: tcp("10.0.0.1", 8080, "http://10.0.0.1:8080"),
+                capacity: 8,
+                role: Role::Active,
+                enabled: true,
+            },
+            BackendConfig {
+                name: "app02".to_owned(),
+                url: BackendUrl {
+                    protocol: Protocol::Http,
+                    endpoint: Endpoint::Unix(PathBuf::from("/run/app02.sock")),
+                    text: "http+unix:///run/app02.sock".to_owned(),
+                },
+                capacity: 8,
+                role: Role::Standby,
+                enabled: true,
+            },
+            BackendConfig {
+                name: "app03".to_owned(),
+                url: tcp("::1", 8080, "http://[::1]:8080"),
+                capacity: 0,
+                role: Role::Backup,
+                enabled: false,
+            },
+        ]
+    );
+}
+
+#[test]
+fn defaults() {
+    let c = ok(&format!(
+        "{MINIMAL}routes: [{{ cluster: shop }}]\nclusters:\n  shop:\n    backends: [{{ name: a, url: \"http://h\" }}]\n  empty:\n"
+    ));
+    assert!(c.proxy.workers >= 1, "workers 0 resolves to the CPU count");
+    assert_eq!(c.proxy.keep_alive, Duration::from_secs(15));
+    assert_eq!(c.proxy.client_timeout, Duration::from_secs(10));
+    assert_eq!(
+        c.access_log,
+        AccessLogConfig {
+            enabled: false,
+            format: AccessLogFormat::Combined,
+            path: None
+        }
+    );
+    assert_eq!(c.routes[0].host, None);
+    assert_eq!(c.routes[0].path_prefix, "/");
+    let shop = &c.clusters["shop"];
+    let expected = ClusterConfig {
+        scheduler: SchedulerKind::RoundRobin,
+        queue_limit: 128,
+        queue_timeout: Duration::from_secs(10),
+        retry_after: 10,
+        max_retry_count: 3,
+        enqueue_on_unavailable: false,
+        connect_timeout: Duration::from_secs(4),
+        read_timeout: Duration::from_secs(30),
+        write_timeout: Duration::from_secs(8),
+        backends: shop.backends.clone(),
+    };
+    assert_eq!(*shop, expected);
+    let backend = &shop.backends[0];
+    assert_eq!(backend.url, tcp("h", 80, "http://h"));
+    assert_eq!(
+        (backend.capacity, backend.role, backend.enabled),
+        (0, Role::Active, true)
+    );
+    assert_eq!(
+        c.clusters["empty"],
+        ClusterConfig {
+            backends: vec![],
+            ..expected
+        }
+    );
+}
+
+#[test]
+fn minimal_and_null_sections() {
+    let c = ok(&format!("{MINIMAL}access_log:\nroutes:\nclusters:\n"));
+    assert!(c.routes.is_empty() && c.clusters.is_empty());
+    assert_eq!(c.access_log.path, None);
+    let c = ok("proxy: { listen: \"[::1]:80\", workers: 3, keep_alive: }\nroutes: []\nclusters: {}\n");
+    assert_eq!(c.proxy.workers, 3);
+    assert_eq!(c.proxy.keep_alive, Duration::from_secs(15));
+    let c = ok("proxy: { listen: \"127.0.0.1:0\", keep_alive: 0s }\n");
+    assert_eq!(c.proxy.keep_alive, Duration::ZERO);
+}
+
+#[test]
+fn listen_errors() {
+    assert_eq!(one_error("proxy: {}\n"), ("proxy.listen".into(), MISSING.into()));
+    assert_eq!(one_error("proxy:\n").0, "proxy.listen");
+    assert_eq!(
+        one_error("routes: []\n"),
+        ("proxy".into(), "required section is missing".into())
+    );
+    assert_eq!(
+        one_error("proxy: { listen: [] }\n").1,
+        "must list at least one address"
+    );
+    let e =
+        errors("proxy: { listen: [\"0.0.0.0:80\", 8080, \"localhost:80\", \"0.0.0.0:80\", \"unix:\"] }\n");
+    let got: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        got,
+        [
+            "proxy.listen[1]",
+            "proxy.listen[2]",
+            "proxy.listen[3]",
+            "proxy.listen[4]"
+        ]
+    );
+    assert!(e[0].1.contains("expected an address string"), "{e:?}");
+    assert!(e[1].1.contains("not a listen address"), "{e:?}");
+    assert_eq!(e[2].1, "duplicate listen address (also at proxy.listen[0])");
+    assert_eq!(one_error("proxy: { listen: { a: 1 } }\n").0, "proxy.listen");
+}
+
+#[test]
+fn unknown_keys() {
+    let yaml = format!(
+        "{MINIMAL}admin: {{ listen: \"127.0.0.1:8081\" }}\nstate_file: x.json\nProxy: {{}}\n\
+         access_log: {{ rotate: true }}\nroutes: [{{ cluster: c, weight: 1 }}]\n\
+         clusters:\n  c:\n    health: {{ mode: paranoid }}\n    backends: [{{ name: a, url: \"http://h\", weight: 2 }}]\n"
+    );
+    assert_eq!(
+        paths(&yaml),
+        [
+            "Proxy",
+            "admin",
+            "state_file",
+            "access_log.rotate",
+            "routes[0].weight",
+            "clusters.c.health",
+            "clusters.c.backends[0].weight",
+        ]
+    );
+    let (_, message) = one_error(&format!("{MINIMAL}cache: {{}}\n"));
+    assert_eq!(
+        message,
+        "unknown key (expected one of: proxy, access_log, routes, clusters)"
+    );
+    assert_eq!(
+        one_error("proxy: { listen: \"127.0.0.1:0\", threads: 2 }\n").0,
+        "proxy.threads"
+    );
+}
+
+#[test]
+fn three_mistakes_three_errors() {
+    let e = errors(&format!(
+        "{MINIMAL}routes:\n  - {{ cluster: shopp }}\nclusters:\n  shop:\n    scheduler: random\n    backends:\n      - {{ name: a, url: \"http://h:1\" }}\n      - {{ name: b, url: \"https://h:2\" }}\n"
+    ));
+    assert_eq!(
+        e,
+        [
+            (
+                "routes[0].cluster".to_owned(),
+                "unknown cluster `shopp`".to_owned()
+            ),
+            (
+                "clusters.shop.scheduler".to_owned(),
+                "unknown scheduler `random` (expected one of: rr, chance, least-load)".to_owned()
+            ),
+            (
+                "clusters.shop.backends[1].url".to_owned(),
+                "https backends are not supported".to_owned()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn every_bad_field_of_a_piece_is_reported() {
+    let yaml = format!(
+        "{MINIMAL}clusters:\n  c:\n    queue_limit: -1\n    connect_timeout: 4\n    read_timeout: 0s\n    \
+         write_timeout: soon\n    retry_after: 1.5\n    enqueue_on_unavailable: \"yes\"\n    queue_timeout: 10s\n"
+    );
+    let e = errors(&yaml);
+    let got: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        got,
+        [
+            "clusters.c.connect_timeout",
+            "clusters.c.enqueue_on_unavailable",
+            "clusters.c.queue_limit",
+            "clusters.c.retry_after",
+            "clusters.c.write_timeout",
+            "clusters.c.read_timeout",
+        ]
+    );
+    assert!(e[0].1.contains("a unit is required, e.g. \"4s\""), "{e:?}");
+    assert!(e[1].1.contains("expected a boolean"), "{e:?}");
+    assert!(e[2].1.contains("expected usize"), "{e:?}");
+    assert!(e[4].1.contains("not a duration"), "{e:?}");
+    assert_eq!(e[5].1, "must be greater than 0");
+}
+
+#[test]
+fn route_errors() {
+    let e = errors(&format!(
+        "{MINIMAL}routes:\n  - {{ path_prefix: api }}\n  - {{ cluster: c, backend: \"http://h\" }}\n  \
+         - {{ backend: \"fastcgi://h:9000\" }}\n  - {{ host: \"a.example:80\", backend: \"http://h\" }}\n  \
+         - {{ cluster: 7 }}\n  - 5\nclusters: {{ c: }}\n"
+    ));
+    let want = [
+        ("routes[0].path_prefix", "must start with \"/\" (got `api`)"),
+        ("routes[0]", "needs a target: set `cluster` or `backend`"),
+        ("routes[1]", "set either `cluster` or `backend`, not both"),
+        ("routes[2].backend", "FastCGI backends are not supported yet"),
+        (
+            "routes[3].host",
+            "`a.example:80` is not a host name (no port, e.g. shop.example.com)",
+        ),
+        (
+            "routes[4].cluster",
+            "invalid type: integer `7`, expected a string",
+        ),
+        ("routes[5]", "expected a route (a map), found a number"),
+    ];
+    let want: Vec<(String, String)> = want.iter().map(|(p, m)| (p.to_string(), m.to_string())).collect();
+    assert_eq!(e, want);
+    assert_eq!(one_error(&format!("{MINIMAL}routes: {{ a: 1 }}\n")).0, "routes");
+    let c = ok(&format!(
+        "{MINIMAL}routes: [{{ host: \"[::1]\", backend: \"http://h\" }}]\n"
+    ));
+    assert_eq!(c.routes[0].host.as_deref(), Some("[::1]"));
+}
+
+#[test]
+fn backend_errors() {
+    let e = errors(&format!(
+        "{MINIMAL}clusters:\n  c:\n    backends:\n      - {{ url: \"http://h\" }}\n      - {{ name: a }}\n      \
+         - {{ name: \"a b\", url: \"http://h\" }}\n      - {{ name: a, url: \"http://h\", role: primary }}\n      \
+         - {{ name: b, url: \"http://h\", capacity: -1 }}\n      - {{ name: c, url: \"fastcgi+unix:///run/php.sock\" }}\n"
+    ));
+    let want = [
+        ("clusters.c.backends[0].name", MISSING),
+        ("clusters.c.backends[1].url", MISSING),
+        (
+            "clusters.c.backends[2].name",
+            "invalid backend name `a b` (use letters, digits, '_', '.', '-')",
+        ),
+        (
+            "clusters.c.backends[3].name",
+            "duplicate backend name `a` (also at clusters.c.backends[1].name)",
+        ),
+        (
+            "clusters.c.backends[3].role",
+            "unknown role `primary` (expected one of: active, standby, backup)",
+        ),
+        (
+            "clusters.c.backends[4].capacity",
+            "invalid value: integer `-1`, expected u32",
+        ),
+        (
+            "clusters.c.backends[5].url",
+            "FastCGI backends are not supported yet",
+        ),
+    ];
+    let want: Vec<(String, String)> = want.iter().map(|(p, m)| (p.to_string(), m.to_string())).collect();
+    assert_eq!(e, want);
+    assert_eq!(
+        one_error(&format!(
+            "{MINIMAL}clusters: {{ c: {{ backends: {{ a: 1 }} }} }}\n"
+        )),
+        (
+            "clusters.c.backends".into(),
+            "expected a list of backends, found a map".into()
+        )
+    );
+}
+
+#[test]
+fn cluster_errors() {
+    let e = errors(&format!(
+        "{MINIMAL}clusters:\n  \"bad name\": {{ scheduler: x }}\n  api.v2: 5\n"
+    ));
+    let got: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        got,
+        [
+            "clusters.\"api.v2\"",
+            "clusters.\"bad name\".scheduler",
+            "clusters.\"bad name\""
+        ]
+    );
+    assert_eq!(e[0].1, "expected a cluster (a map), found a number");
+    assert!(e[2].1.starts_with("invalid cluster name `bad name`"), "{e:?}");
+    assert_eq!(one_error(&format!("{MINIMAL}clusters: [a]\n")).0, "clusters");
+    let c = ok(&format!(
+        "{MINIMAL}clusters: {{ api.v2: {{}} }}\nroutes: [{{ cluster: api.v2 }}]\n"
+    ));
+    assert!(c.clusters.contains_key("api.v2"));
+}
+
+#[test]
+fn access_log_errors() {
+    let e = errors(&format!(
+        "{MINIMAL}access_log: {{ enabled: 1, format: xml, path: \"\" }}\n"
+    ));
+    let got: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        got,
+        ["access_log.enabled", "access_log.format", "access_log.path"]
+    );
+    assert_eq!(
+        e[1].1,
+        "unknown access log format `xml` (expected one of: combined, json)"
+    );
+    assert_eq!(one_error(&format!("{MINIMAL}access_log: on\n")).0, "access_log");
+}
+
+#[test]
+fn env_substitution() {
+    let c = ok(r#"
+proxy: { listen: "127.0.0.1:${APP_PORT}" }
+access_log: { path: "${LOG_DIR}/access.log" }
+routes: [{ backend: "http://${APP_HOST}:${APP_PORT}/" }]
+"#);
+    assert_eq!(
+        c.proxy.listen,
+        [ListenAddr::Tcp("127.0.0.1:8081".parse().expect("addr"))]
+    );
+    assert_eq!(
+        c.access_log.path,
+        Some(PathBuf::from("/var/log/director/access.log"))
+    );
+    let RouteTarget::Backend(url) = &c.routes[0].target else {
+        panic!("backend route")
+    };
+    assert_eq!(url, &tcp("10.0.0.9", 8081, "http://10.0.0.9:8081/"));
+
+    assert_eq!(expand_vars("a$${b}$c$", &test_env), Ok("a${b}$c$".to_owned()));
+    assert!(expand_vars("${1X}", &test_env).is_err());
+    assert!(expand_vars("${APP_HOST", &test_env)
+        .expect_err("unterminated")
+        .contains("unterminated"));
+
+    // An unset variable is one error at its path, not followed by a bad-URL error there.
+    let e = errors(&format!(
+        "{MINIMAL}clusters: {{ c: {{ backends: [{{ name: a, url: \"http://${{NOPE}}:80\" }}] }} }}\n\
+         routes: [{{ cluster: \"${{NOPE}}\" }}]\n"
+    ));
+    assert_eq!(
+        e,
+        [
+            (
+                "routes[0].cluster".to_owned(),
+                "environment variable `NOPE` is not set".to_owned()
+            ),
+            (
+                "clusters.c.backends[0].url".to_owned(),
+                "environment variable `NOPE` is not set".to_owned()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn real_environment_is_used_by_load_str() {
+    // PATH is set in any test environment; used as a file name it is still a valid value.
+    let c = load_str(&format!("{MINIMAL}access_log: {{ path: \"${{PATH}}\" }}\n")).expect("valid");
+    let path = std::env::var("PATH").expect("PATH is set");
+    assert_eq!(c.access_log.path, Some(PathBuf::from(path)));
+}
+
+#[test]
+fn unreadable_input() {
+    let (path, message) = match load_str("proxy: [\n") {
+        Err(ConfigErrors(list)) if list.len() == 1 => (list[0].path.clone(), list[0].message.clone()),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(path, "");
+    assert!(message.starts_with("invalid YAML"), "{message}");
+    let e = load_str("- 1\n- 2\n").expect_err("a list");
+    assert_eq!(
+        e.to_string(),
+        "the top level must be a map of sections: invalid type: sequence, expected a map"
+    );
+    let e = load_str("a: 1\n---\nb: 2\n").expect_err("two documents");
+    assert_eq!(e.to_string(), "invalid YAML: Got 2 YAML documents, expected 1");
+    assert_eq!(load_str("").expect_err("empty").0[0].path, "proxy");
+
+    let missing = Path::new("/nonexistent/director.yaml");
+    let e = load_file(missing).expect_err("missing");
+    assert_eq!(
+        e.0,
+        [ConfigError {
+            path: missing.display().to_string(),
+            message: "file not found".into()
+        }]
+    );
+    let e = load_file(&std::env::temp_dir()).expect_err("a directory");
+    assert_eq!(e.0[0].message, "not a regular file");
+}
+
+#[test]
+fn load_file_accepts_any_extension() {
+    let file = std::env::temp_dir().join(format!("director-config-test-{}.conf", std::process::id()));
+    std::fs::write(&file, MINIMAL).expect("write temp file");
+    let result = load_file(&file);
+    std::fs::write(&file, "proxy: { listen: \"127.0.0.1:0\", nope: 1 }\n").expect("write temp file");
+    let bad = load_file(&file);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(result.expect("valid").proxy.listen.len(), 1);
+    assert_eq!(bad.expect_err("unknown key").0[0].path, "proxy.nope");
+}
+
+#[test]
+fn display() {
+    let e = ConfigErrors(vec![
+        ConfigError {
+            path: "routes[0].cluster".into(),
+            message: "unknown cluster `x`".into(),
+        },
+        ConfigError {
+            path: String::new(),
+            message: "invalid YAML".into(),
+        },
+    ]);
+    assert_eq!(
+        e.to_string(),
+        "routes[0].cluster: unknown cluster `x`\ninvalid YAML"
+    );
+    assert_eq!(key_path("clusters", "a.b"), "clusters.\"a.b\"");
+    assert_eq!(key_path("", "proxy"), "proxy");
+}

@@ -1,0 +1,16 @@
+//! Configuration (control plane): the typed model of `config.yaml` and its loader.
+//!
+//! [`model`] holds the validated structs; [`load_file`] / [`load_str`] turn YAML into a
+//! [`Config`] or into [`ConfigErrors`] listing every problem with its path. The value parsers
+//! [`parse_backend_url`] and [`parse_duration`] are shared with the admin API, which accepts the
+//! same syntax at runtime.
+
+mod address;
+mod duration;
+mod load;
+pub mod model;
+
+pub use address::parse_backend_url;
+pub use duration::parse_duration;
+pub use load::{load_file, load_str, ConfigError, ConfigErrors};
+pub use model::*;

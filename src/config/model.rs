@@ -1,0 +1,157 @@
+//! Typed configuration: the validated shape of `config.yaml`.
+//!
+//! Control plane only. These structs are produced by [`super::load`] after every value was
+//! checked; nothing here touches I/O. Field names are the keys of `config.yaml`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub proxy: ProxyConfig,
+    pub access_log: AccessLogConfig,
+    pub routes: Vec<RouteConfig>,
+    /// Clusters by name, in name order.
+    pub clusters: BTreeMap<String, ClusterConfig>,
+}
+
+/// `proxy:` — the client-facing listeners.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    pub listen: Vec<ListenAddr>,
+    /// Worker threads; 0 in the file means one per CPU core and is resolved at load time.
+    pub workers: usize,
+    /// Seconds an idle client keep-alive connection is kept open (`keep_alive`, default 15s).
+    pub keep_alive: Duration,
+    /// Time allowed for a client to send the request head (`client_timeout`, default 10s).
+    pub client_timeout: Duration,
+}
+
+/// One listener address: `"0.0.0.0:8080"`, `"[::]:8080"` or `"unix:/run/director.sock"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ListenAddr {
+    Tcp(std::net::SocketAddr),
+    Unix(PathBuf),
+}
+
+/// `access_log:` — where and how requests are logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogConfig {
+    /// `enabled` (default false).
+    pub enabled: bool,
+    /// `format`: `combined` (default) or `json`.
+    pub format: AccessLogFormat,
+    /// `path`: `"-"` (default) for stdout, else a file appended to.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    Combined,
+    Json,
+}
+
+/// One entry of `routes:`; the first match wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    /// Exact host name (case-insensitive, port ignored); `None` matches any host.
+    pub host: Option<String>,
+    /// Path prefix; default `/`.
+    pub path_prefix: String,
+    pub target: RouteTarget,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteTarget {
+    /// `cluster: NAME` — must name a key of `clusters`.
+    Cluster(String),
+    /// `backend: URL` — "road warrior": plain proxying to one address, no balancing.
+    Backend(BackendUrl),
+}
+
+/// Scheduler of a cluster (`scheduler:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulerKind {
+    /// `rr`: round-robin, each call starts after the last winner.
+    RoundRobin,
+    /// `chance`: fill the first backend to capacity before the next.
+    Chance,
+    /// `least-load`: most free capacity (or fewest in flight for unlimited backends).
+    LeastLoad,
+}
+
+/// One entry of `clusters:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// `scheduler` (default `rr`).
+    pub scheduler: SchedulerKind,
+    /// `queue_limit` (default 128): requests that may wait for capacity.
+    pub queue_limit: usize,
+    /// `queue_timeout` (default 10s): longest wait in the queue, then 504.
+    pub queue_timeout: Duration,
+    /// `retry_after` seconds on generated 503/504 (default 10; 0 omits the header).
+    pub retry_after: u32,
+    /// `max_retry_count` (default 3): further attempts after the first one failed.
+    pub max_retry_count: u32,
+    /// `enqueue_on_unavailable` (default false): queue even when no backend is available.
+    pub enqueue_on_unavailable: bool,
+    /// `connect_timeout` (default 4s).
+    pub connect_timeout: Duration,
+    /// `read_timeout` (default 30s): wait for the response head and between body chunks.
+    pub read_timeout: Duration,
+    /// `write_timeout` (default 8s): a stalled write of the request to the backend.
+    pub write_timeout: Duration,
+    /// `backends`, in configuration order (order matters for `chance`).
+    pub backends: Vec<BackendConfig>,
+}
+
+/// Backend role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Active,
+    /// Overflow: used when every active backend is full.
+    Standby,
+    /// Failover: used only when no active or standby backend is available.
+    Backup,
+}
+
+/// One entry of a cluster's `backends:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    /// `name`, unique within the cluster.
+    pub name: String,
+    pub url: BackendUrl,
+    /// `capacity` concurrent requests (default 0 = unlimited).
+    pub capacity: u32,
+    /// `role` (default active).
+    pub role: Role,
+    /// `enabled` (default true).
+    pub enabled: bool,
+}
+
+/// A parsed backend address: `http://host:port`, `http://[v6]:port`, `http+unix:///path`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendUrl {
+    pub protocol: Protocol,
+    pub endpoint: Endpoint,
+    /// The URL as written, for logs and the API.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Http,
+}
+
+/// Where a backend listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// Host name or IP literal (without brackets) and port; names are resolved at connect time.
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Unix(PathBuf),
+}

@@ -1,0 +1,478 @@
+//! What each section of `config.yaml` means (control plane): the raw serde shapes as written in
+//! the file, the defaults, and the checks that turn them into the typed model structs.
+//!
+//! A child of `load`, whose [`Loader`] does the piece-wise deserialization and collects errors.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::super::address::{parse_backend_url, parse_listen};
+use super::super::duration::DurationValue;
+use super::super::model::{
+    AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, ListenAddr, ProxyConfig, Role,
+    RouteConfig, RouteTarget, SchedulerKind,
+};
+use super::{index_path, key_path, kind, Loader};
+
+// ---- raw shapes, as written in the file -------------------------------------------------------
+// Every field is optional so that a bad field can be blanked and the rest still checked; the
+// `*_KEYS` lists name the accepted keys for unknown-key errors and must match the structs.
+
+const PROXY_KEYS: &[&str] = &["listen", "workers", "keep_alive", "client_timeout"];
+const ACCESS_LOG_KEYS: &[&str] = &["enabled", "format", "path"];
+const ROUTE_KEYS: &[&str] = &["host", "path_prefix", "cluster", "backend"];
+const CLUSTER_KEYS: &[&str] = &[
+    "scheduler",
+    "queue_limit",
+    "queue_timeout",
+    "retry_after",
+    "max_retry_count",
+    "enqueue_on_unavailable",
+    "connect_timeout",
+    "read_timeout",
+    "write_timeout",
+    "backends",
+];
+const BACKEND_KEYS: &[&str] = &["name", "url", "capacity", "role", "enabled"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    /// A string or a list of strings; checked element by element.
+    listen: Option<Value>,
+    workers: Option<usize>,
+    keep_alive: Option<DurationValue>,
+    client_timeout: Option<DurationValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccessLog {
+    enabled: Option<bool>,
+    format: Option<String>,
+    path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    host: Option<String>,
+    path_prefix: Option<String>,
+    cluster: Option<String>,
+    backend: Option<String>,
+}
+
+/// A cluster without `backends`, which are checked one by one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    scheduler: Option<String>,
+    queue_limit: Option<usize>,
+    queue_timeout: Option<DurationValue>,
+    retry_after: Option<u32>,
+    max_retry_count: Option<u32>,
+    enqueue_on_unavailable: Option<bool>,
+    connect_timeout: Option<DurationValue>,
+    read_timeout: Option<DurationValue>,
+    write_timeout: Option<DurationValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    name: Option<String>,
+    url: Option<String>,
+    capacity: Option<u32>,
+    role: Option<String>,
+    enabled: Option<bool>,
+}
+
+const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_QUEUE_LIMIT: usize = 128;
+const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_RETRY_AFTER: u32 = 10;
+const DEFAULT_MAX_RETRY_COUNT: u32 = 3;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(8);
+
+const SCHEDULERS: &[(&str, SchedulerKind)] = &[
+    ("rr", SchedulerKind::RoundRobin),
+    ("chance", SchedulerKind::Chance),
+    ("least-load", SchedulerKind::LeastLoad),
+];
+const ROLES: &[(&str, Role)] = &[
+    ("active", Role::Active),
+    ("standby", Role::Standby),
+    ("backup", Role::Backup),
+];
+const FORMATS: &[(&str, AccessLogFormat)] = &[
+    ("combined", AccessLogFormat::Combined),
+    ("json", AccessLogFormat::Json),
+];
+
+/// The message for an absent required key.
+pub(super) const MISSING: &str = "required key is missing";
+
+/// Names of clusters and backends: `[A-Za-z0-9_.-]+`.
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// A route's `host`: a DNS name / IPv4 address, or a bracketed IPv6 literal; no port.
+fn is_valid_host(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    is_valid_name(host)
+}
+
+impl Loader<'_> {
+    /// `proxy:` (required).
+    pub(super) fn proxy(&mut self, value: Value) -> Option<ProxyConfig> {
+        let path = "proxy";
+        let raw: RawProxy = self.piece(Some(value), path, PROXY_KEYS, "the proxy section")?;
+        let listen = self.listen(raw.listen, &key_path(path, "listen"));
+        let workers = match raw.workers.unwrap_or(0) {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let client_timeout = self.positive(
+            key_path(path, "client_timeout"),
+            raw.client_timeout,
+            DEFAULT_CLIENT_TIMEOUT,
+        );
+        Some(ProxyConfig {
+            listen: listen?,
+            workers,
+            keep_alive: raw.keep_alive.map_or(DEFAULT_KEEP_ALIVE, |d| d.0),
+            client_timeout,
+        })
+    }
+
+    /// `proxy.listen`: one address or a non-empty list, each checked, no duplicates.
+    fn listen(&mut self, value: Option<Value>, path: &str) -> Option<Vec<ListenAddr>> {
+        let items: Vec<(String, Value)> = match value {
+            None | Some(Value::Null) => {
+                self.error(path, MISSING);
+                return None;
+            }
+            Some(Value::String(s)) => vec![(path.to_owned(), Value::String(s))],
+            Some(Value::Array(list)) if list.is_empty() => {
+                self.error(path, "must list at least one address");
+                return None;
+            }
+            Some(Value::Array(list)) => list
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (index_path(path, i), v))
+                .collect(),
+            Some(other) => {
+                let found = kind(&other);
+                self.error(
+                    path,
+                    format!("expected an address or a list of addresses, found {found}"),
+                );
+                return None;
+            }
+        };
+        let mut seen: HashMap<ListenAddr, String> = HashMap::new();
+        let mut out = Some(Vec::with_capacity(items.len()));
+        for (at, item) in items {
+            let parsed = match item {
+                Value::String(s) => parse_listen(&s),
+                other => Err(format!("expected an address string, found {}", kind(&other))),
+            };
+            match parsed {
+                Ok(addr) => match seen.get(&addr) {
+                    Some(first) => {
+                        let message = format!("duplicate listen address (also at {first})");
+                        self.error(at, message);
+                        out = None;
+                    }
+                    None => {
+                        seen.insert(addr.clone(), at);
+                        if let Some(out) = out.as_mut() {
+                            out.push(addr);
+                        }
+                    }
+                },
+                Err(message) => {
+                    self.error(at, message);
+                    out = None;
+                }
+            }
+        }
+        out
+    }
+
+    /// `access_log:` (optional).
+    pub(super) fn access_log(&mut self, value: Option<Value>) -> Option<AccessLogConfig> {
+        let path = "access_log";
+        let raw: RawAccessLog = self.piece(value, path, ACCESS_LOG_KEYS, "the access_log section")?;
+        let format = self.choice(
+            key_path(path, "format"),
+            raw.format,
+            AccessLogFormat::Combined,
+            FORMATS,
+            "access log format",
+        );
+        let file = match raw.path.as_deref() {
+            None | Some("-") => Some(None),
+            Some("") => {
+                self.error(key_path(path, "path"), "must not be empty (use \"-\" for stdout)");
+                None
+            }
+            Some(file) => Some(Some(PathBuf::from(file))),
+        };
+        Some(AccessLogConfig {
+            enabled: raw.enabled.unwrap_or(false),
+            format: format?,
+            path: file?,
+        })
+    }
+
+    /// `routes:` (optional); a route's `cluster` must be one of `clusters`.
+    pub(super) fn routes(
+        &mut self,
+        value: Option<Value>,
+        clusters: &BTreeSet<String>,
+    ) -> Option<Vec<RouteConfig>> {
+        let list = match value {
+            None | Some(Value::Null) => return Some(Vec::new()),
+            Some(Value::Array(list)) => list,
+            Some(other) => {
+                let found = kind(&other);
+                self.error("routes", format!("expected a list of routes, found {found}"));
+                return None;
+            }
+        };
+        let routes: Vec<Option<RouteConfig>> = list
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| self.route(item, &index_path("routes", i), clusters))
+            .collect();
+        routes.into_iter().collect()
+    }
+
+    /// One route: exactly one of `cluster` / `backend`.
+    fn route(&mut self, value: Value, path: &str, clusters: &BTreeSet<String>) -> Option<RouteConfig> {
+        let raw: RawRoute = self.piece(Some(value), path, ROUTE_KEYS, "a route")?;
+        if let Some(host) = &raw.host {
+            if !is_valid_host(host) {
+                let message = format!("`{host}` is not a host name (no port, e.g. shop.example.com)");
+                self.error(key_path(path, "host"), message);
+            }
+        }
+        let path_prefix = raw.path_prefix.unwrap_or_else(|| "/".to_owned());
+        if !path_prefix.starts_with('/') {
+            self.error(
+                key_path(path, "path_prefix"),
+                format!("must start with \"/\" (got `{path_prefix}`)"),
+            );
+        }
+        let cluster_path = key_path(path, "cluster");
+        let backend_path = key_path(path, "backend");
+        let target = match (raw.cluster, raw.backend) {
+            (Some(name), None) if clusters.contains(&name) => Some(RouteTarget::Cluster(name)),
+            (Some(name), None) => {
+                self.error(cluster_path, format!("unknown cluster `{name}`"));
+                None
+            }
+            (None, Some(url)) => match parse_backend_url(&url) {
+                Ok(url) => Some(RouteTarget::Backend(url)),
+                Err(message) => {
+                    self.error(backend_path, message);
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                self.error(path, "set either `cluster` or `backend`, not both");
+                None
+            }
+            (None, None) => {
+                // Not when one of them was present but unusable (already reported).
+                if !self.has_error_at(&cluster_path) && !self.has_error_at(&backend_path) {
+                    self.error(path, "needs a target: set `cluster` or `backend`");
+                }
+                None
+            }
+        };
+        Some(RouteConfig {
+            host: raw.host,
+            path_prefix,
+            target: target?,
+        })
+    }
+
+    /// `clusters:` (optional): names to clusters.
+    pub(super) fn clusters(&mut self, value: Option<Value>) -> Option<BTreeMap<String, ClusterConfig>> {
+        let map = match value {
+            None | Some(Value::Null) => return Some(BTreeMap::new()),
+            Some(Value::Object(map)) => map,
+            Some(other) => {
+                let found = kind(&other);
+                self.error(
+                    "clusters",
+                    format!("expected a map of cluster names to clusters, found {found}"),
+                );
+                return None;
+            }
+        };
+        let mut out = Some(BTreeMap::new());
+        for (name, value) in map {
+            let path = key_path("clusters", &name);
+            let cluster = self.cluster(value, &path);
+            // Reported after the cluster's content, so that errors inside it are not hidden.
+            if !is_valid_name(&name) {
+                self.error(
+                    path,
+                    format!("invalid cluster name `{name}` (use letters, digits, '_', '.', '-')"),
+                );
+                out = None;
+            }
+            match (cluster, out.as_mut()) {
+                (Some(cluster), Some(out)) => {
+                    out.insert(name, cluster);
+                }
+                _ => out = None,
+            }
+        }
+        out
+    }
+
+    /// One cluster: its settings and, separately, each backend.
+    fn cluster(&mut self, mut value: Value, path: &str) -> Option<ClusterConfig> {
+        let backends = value.as_object_mut().and_then(|map| map.remove("backends"));
+        let raw: Option<RawCluster> = self.piece(Some(value), path, CLUSTER_KEYS, "a cluster");
+        let settings = raw.map(|raw| self.cluster_settings(raw, path));
+        let backends = self.backends(backends, &key_path(path, "backends"));
+        let mut cluster = settings??;
+        cluster.backends = backends?;
+        Some(cluster)
+    }
+
+    /// Everything of a cluster but its backends.
+    fn cluster_settings(&mut self, raw: RawCluster, path: &str) -> Option<ClusterConfig> {
+        let scheduler = self.choice(
+            key_path(path, "scheduler"),
+            raw.scheduler,
+            SchedulerKind::RoundRobin,
+            SCHEDULERS,
+            "scheduler",
+        );
+        let queue_timeout = self.positive(
+            key_path(path, "queue_timeout"),
+            raw.queue_timeout,
+            DEFAULT_QUEUE_TIMEOUT,
+        );
+        let connect_timeout = self.positive(
+            key_path(path, "connect_timeout"),
+            raw.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        );
+        let read_timeout = self.positive(
+            key_path(path, "read_timeout"),
+            raw.read_timeout,
+            DEFAULT_READ_TIMEOUT,
+        );
+        let write_timeout = self.positive(
+            key_path(path, "write_timeout"),
+            raw.write_timeout,
+            DEFAULT_WRITE_TIMEOUT,
+        );
+        Some(ClusterConfig {
+            scheduler: scheduler?,
+            queue_limit: raw.queue_limit.unwrap_or(DEFAULT_QUEUE_LIMIT),
+            queue_timeout,
+            retry_after: raw.retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
+            max_retry_count: raw.max_retry_count.unwrap_or(DEFAULT_MAX_RETRY_COUNT),
+            enqueue_on_unavailable: raw.enqueue_on_unavailable.unwrap_or(false),
+            connect_timeout,
+            read_timeout,
+            write_timeout,
+            backends: Vec::new(),
+        })
+    }
+
+    /// A cluster's `backends:` list; names must be unique.
+    fn backends(&mut self, value: Option<Value>, path: &str) -> Option<Vec<BackendConfig>> {
+        let list = match value {
+            None | Some(Value::Null) => return Some(Vec::new()),
+            Some(Value::Array(list)) => list,
+            Some(other) => {
+                let found = kind(&other);
+                self.error(path, format!("expected a list of backends, found {found}"));
+                return None;
+            }
+        };
+        let mut names = HashMap::new();
+        let backends: Vec<Option<BackendConfig>> = list
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| self.backend(item, &index_path(path, i), &mut names))
+            .collect();
+        backends.into_iter().collect()
+    }
+
+    /// One backend; `names` maps the names seen so far in the cluster to their paths.
+    fn backend(
+        &mut self,
+        value: Value,
+        path: &str,
+        names: &mut HashMap<String, String>,
+    ) -> Option<BackendConfig> {
+        let raw: RawBackend = self.piece(Some(value), path, BACKEND_KEYS, "a backend")?;
+        let name_path = key_path(path, "name");
+        let name = match raw.name {
+            None => {
+                self.error(name_path, MISSING);
+                None
+            }
+            Some(name) if !is_valid_name(&name) => {
+                self.error(
+                    name_path,
+                    format!("invalid backend name `{name}` (use letters, digits, '_', '.', '-')"),
+                );
+                None
+            }
+            Some(name) => match names.get(&name) {
+                Some(first) => {
+                    let message = format!("duplicate backend name `{name}` (also at {first})");
+                    self.error(name_path, message);
+                    None
+                }
+                None => {
+                    names.insert(name.clone(), name_path);
+                    Some(name)
+                }
+            },
+        };
+        let url_path = key_path(path, "url");
+        let url = match raw.url {
+            None => {
+                self.error(url_path, MISSING);
+                None
+            }
+            Some(url) => parse_backend_url(&url)
+                .map_err(|message| self.error(url_path, message))
+                .ok(),
+        };
+        let role = self.choice(key_path(path, "role"), raw.role, Role::Active, ROLES, "role");
+        Some(BackendConfig {
+            name: name?,
+            url: url?,
+            capacity: raw.capacity.unwrap_or(0),
+            role: role?,
+            enabled: raw.enabled.unwrap_or(true),
+        })
+    }
+}

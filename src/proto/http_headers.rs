@@ -1,0 +1,122 @@
+//! HTTP header rules for a proxy: hop-by-hop headers, `Connection` tokens, `X-Forwarded-*`
+//! and `Via` (RFC 9110 §7.6). Works on names and raw values so either `http` crate version
+//! can use it.
+
+/// The `Via` entry this proxy adds to requests and responses.
+pub const VIA: &str = "1.1 director";
+
+/// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1), plus
+/// the legacy ones proxies commonly drop.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Whether `name` (lower case) is hop-by-hop by definition.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
+
+/// Whether `name` is listed in any of the `Connection` header values (so hop-by-hop too).
+pub fn listed_in_connection<'a>(name: &str, connection: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    connection.into_iter().any(|value| {
+        value
+            .split(|&b| b == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+    })
+}
+
+/// Headers the proxy sets itself on the upstream request, replacing what the client sent.
+pub fn is_replaced_upstream(name: &str) -> bool {
+    matches!(name, "x-forwarded-proto" | "x-forwarded-host" | "expect")
+}
+
+/// Appends `client` to an existing `X-Forwarded-For` list.
+pub fn forwarded_for(existing: Option<&[u8]>, client: &str) -> Vec<u8> {
+    match existing {
+        Some(prev) if !prev.trim_ascii().is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + client.len());
+            v.extend_from_slice(prev.trim_ascii());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(client.as_bytes());
+            v
+        }
+        _ => client.as_bytes().to_vec(),
+    }
+}
+
+/// Appends our entry to an existing `Via` value.
+pub fn via(existing: Option<&[u8]>) -> Vec<u8> {
+    match existing {
+        Some(prev) if !prev.trim_ascii().is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + VIA.len());
+            v.extend_from_slice(prev.trim_ascii());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(VIA.as_bytes());
+            v
+        }
+        _ => VIA.as_bytes().to_vec(),
+    }
+}
+
+/// Whether a response to `method` with `status` has no body whatever its headers say.
+pub fn response_has_no_body(is_head: bool, status: u16) -> bool {
+    is_head || (100..200).contains(&status) || status == 204 || status == 304
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_names() {
+        for n in [
+            "connection",
+            "keep-alive",
+            "transfer-encoding",
+            "upgrade",
+            "te",
+            "trailer",
+        ] {
+            assert!(is_hop_by_hop(n), "{n}");
+        }
+        assert!(!is_hop_by_hop("content-length"));
+        assert!(!is_hop_by_hop("host"));
+    }
+
+    #[test]
+    fn connection_tokens_are_matched_case_insensitively() {
+        let values: [&[u8]; 2] = [b"keep-alive, X-Secret", b"close"];
+        assert!(listed_in_connection("x-secret", values));
+        assert!(listed_in_connection("close", values));
+        assert!(!listed_in_connection("x-other", values));
+        assert!(!listed_in_connection("x-secret", []));
+    }
+
+    #[test]
+    fn forwarded_for_and_via_append() {
+        assert_eq!(forwarded_for(None, "10.0.0.1"), b"10.0.0.1");
+        assert_eq!(
+            forwarded_for(Some(b" 1.2.3.4 "), "10.0.0.1"),
+            b"1.2.3.4, 10.0.0.1"
+        );
+        assert_eq!(via(Some(b"1.0 fred")), b"1.0 fred, 1.1 director");
+        assert_eq!(via(Some(b"")), b"1.1 director");
+    }
+
+    #[test]
+    fn bodiless_responses() {
+        assert!(response_has_no_body(true, 200));
+        assert!(response_has_no_body(false, 204));
+        assert!(response_has_no_body(false, 304));
+        assert!(response_has_no_body(false, 101));
+        assert!(!response_has_no_body(false, 200));
+    }
+}

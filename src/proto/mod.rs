@@ -1,0 +1,3 @@
+//! Sans-io protocol rules: no sockets, no actix, unit-testable.
+
+pub mod http_headers;

@@ -1,0 +1,46 @@
+//! Why an attempt to forward a request failed, and what the client gets for it.
+
+use std::io;
+
+/// A failed forwarding attempt.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("connect failed: {0}")]
+    Connect(#[source] io::Error),
+    #[error("backend timed out: {0}")]
+    Timeout(&'static str),
+    #[error("backend protocol error: {0}")]
+    Protocol(#[source] hyper::Error),
+    #[error("client request body failed: {0}")]
+    ClientBody(String),
+}
+
+impl ProxyError {
+    /// The status the client gets when no retry is left.
+    pub fn status(&self) -> u16 {
+        match self {
+            ProxyError::Timeout(_) => 504,
+            ProxyError::ClientBody(_) => 400,
+            ProxyError::Connect(_) | ProxyError::Protocol(_) => 502,
+        }
+    }
+
+    /// Whether the backend is to blame (passive health) — a broken client body is not.
+    pub fn is_backend_failure(&self) -> bool {
+        !matches!(self, ProxyError::ClientBody(_))
+    }
+
+    /// Classifies a hyper error from `send_request`, looking through to an I/O cause.
+    pub fn from_hyper(err: hyper::Error) -> ProxyError {
+        if let Some(io) = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<io::Error>()) {
+            if io.kind() == io::ErrorKind::TimedOut {
+                return ProxyError::Timeout("write");
+            }
+        }
+        if err.is_user() {
+            // Our body stream (the client's request body) failed.
+            return ProxyError::ClientBody(err.to_string());
+        }
+        ProxyError::Protocol(err)
+    }
+}

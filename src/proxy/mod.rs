@@ -1,0 +1,21 @@
+//! The data plane: the request pipeline and the HTTP forwarder.
+//!
+//! Reads the topology snapshot and the admission state only; never awaits a control-plane
+//! actor.
+
+pub mod access_log;
+pub mod error;
+pub mod handler;
+pub mod http_forward;
+pub mod relay_body;
+pub mod request_body;
+
+use std::sync::Arc;
+
+use crate::cluster::SharedTopology;
+
+/// What every worker's proxy service shares.
+pub struct ProxyState {
+    pub topology: SharedTopology,
+    pub access_log: Option<Arc<access_log::AccessLog>>,
+}

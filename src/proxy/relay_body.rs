@@ -1,0 +1,200 @@
+//! The response body relayed to the client: the backend's body streamed through, holding the
+//! request's admission grant until the last byte, then recycling the backend connection.
+//!
+//! Hot path. Also the place a request ends: it writes the access-log line when dropped, so
+//! completed, cut and aborted responses are all logged once.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::body::{BodySize, MessageBody};
+use bytes::Bytes;
+use http_body::Body;
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+use super::access_log::AccessRecord;
+use super::http_forward::{self, Connection};
+use crate::cluster::{ClusterHandle, Grant};
+use crate::stats::TrafficStats;
+
+/// A backend body in flight.
+struct Streaming {
+    incoming: Incoming,
+    grant: Grant,
+    connection: Connection,
+    /// Relay nothing (HEAD, 204, 304) but still read the backend's message to its end.
+    discard: bool,
+    read_timeout: Duration,
+    stall: Option<Pin<Box<Sleep>>>,
+    stalled: bool,
+}
+
+/// The body of a proxied or generated response.
+pub struct RelayBody {
+    /// A generated body, sent once.
+    fixed: Option<Bytes>,
+    streaming: Option<Streaming>,
+    size: BodySize,
+    cluster: Option<Arc<ClusterHandle>>,
+    log: Option<Box<AccessRecord>>,
+    sent: u64,
+}
+
+impl RelayBody {
+    /// A generated response's body.
+    pub fn fixed(text: &'static str, log: Option<Box<AccessRecord>>) -> RelayBody {
+        let size = BodySize::Sized(text.len() as u64);
+        RelayBody {
+            fixed: Some(Bytes::from_static(text.as_bytes())),
+            streaming: None,
+            size,
+            cluster: None,
+            log,
+            sent: text.len() as u64,
+        }
+    }
+
+    /// Relays `incoming`; `size` is what the client is told, `discard` drops the bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn upstream(
+        incoming: Incoming,
+        size: BodySize,
+        discard: bool,
+        grant: Grant,
+        connection: Connection,
+        read_timeout: Duration,
+        cluster: Arc<ClusterHandle>,
+        log: Option<Box<AccessRecord>>,
+    ) -> RelayBody {
+        RelayBody {
+            fixed: None,
+            streaming: Some(Streaming {
+                incoming,
+                grant,
+                connection,
+                discard,
+                read_timeout,
+                stall: None,
+                stalled: false,
+            }),
+            size,
+            cluster: Some(cluster),
+            log,
+            sent: 0,
+        }
+    }
+
+    /// The backend finished its message: recycle the connection and free the capacity now.
+    fn finish(&mut self) {
+        if let Some(s) = self.streaming.take() {
+            http_forward::recycle(s.grant.backend(), s.connection);
+        }
+    }
+
+    /// The backend failed mid-body: blame it, drop the connection, cut the client response.
+    fn fail(&mut self, reason: String) {
+        if let Some(s) = self.streaming.take() {
+            s.grant.backend().report_failure(reason);
+            s.grant.fail();
+        }
+    }
+}
+
+impl Drop for RelayBody {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            log.finish(self.sent);
+        }
+    }
+}
+
+impl Streaming {
+    /// Arms the read timer while the backend is silent; `Err` once it expired.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Result<(), ()> {
+        let deadline = Instant::now() + self.read_timeout;
+        let sleep = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.stalled {
+            self.stalled = true;
+            sleep.as_mut().reset(deadline);
+        }
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(()),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl MessageBody for RelayBody {
+    type Error = Box<dyn StdError>;
+
+    fn size(&self) -> BodySize {
+        self.size
+    }
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        if let Some(fixed) = this.fixed.take() {
+            return Poll::Ready(Some(Ok(fixed)));
+        }
+        loop {
+            let Some(s) = this.streaming.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let frame = match Pin::new(&mut s.incoming).poll_frame(cx) {
+                Poll::Pending => {
+                    if s.poll_stall(cx).is_err() {
+                        this.fail("read timed out mid-response".to_owned());
+                        return Poll::Ready(Some(Err("backend read timed out".into())));
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(frame) => frame,
+            };
+            s.stalled = false;
+            match frame {
+                None => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Some(Err(e)) => {
+                    let reason = format!("response body failed: {e}");
+                    this.fail(reason);
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else { continue }; // trailers are dropped
+                    if s.discard || data.is_empty() {
+                        continue;
+                    }
+                    let n = data.len();
+                    this.sent += n as u64;
+                    s.grant.backend().stats.add_bytes_out(n);
+                    if let Some(c) = &this.cluster {
+                        c.admission.stats.add_bytes_out(n);
+                    }
+                    return Poll::Ready(Some(Ok(data)));
+                }
+            }
+        }
+    }
+}
+
+/// Counts a response's status at cluster and (when there is one) backend level.
+pub fn record_status(cluster: &ClusterHandle, backend: Option<&crate::cluster::Backend>, status: u16) {
+    cluster.admission.stats.responses.record(status);
+    if let Some(b) = backend {
+        b.stats.responses.record(status);
+    }
+}
+
+/// Counts a generated 503/504.
+pub fn record_dropped(cluster: &ClusterHandle) {
+    TrafficStats::count(&cluster.admission.stats.dropped);
+}

@@ -1,0 +1,204 @@
+//! Shared fixtures for the integration tests: an in-process director on port 0, a small HTTP
+//! client over TCP or UNIX sockets, and `eventually` for waiting on a condition.
+#![allow(dead_code)]
+
+pub mod backend;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use director::app::{self, Running, StartOptions};
+use director::cluster::{Backend, ClusterHandle};
+use director::config::{self, ListenAddr};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+
+/// A director running in this test process.
+pub struct Director {
+    running: Option<Running>,
+}
+
+/// Starts director on `yaml` (which should listen on port 0).
+pub async fn start(yaml: &str) -> Director {
+    let config = config::load_str(yaml).unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
+    let running = tokio::task::spawn_blocking(move || {
+        app::start(
+            config,
+            StartOptions {
+                handle_signals: false,
+            },
+        )
+    })
+    .await
+    .expect("start task")
+    .expect("director starts");
+    Director {
+        running: Some(running),
+    }
+}
+
+impl Director {
+    fn running(&self) -> &Running {
+        self.running.as_ref().expect("running")
+    }
+
+    /// The first TCP listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.running()
+            .proxy_addrs
+            .iter()
+            .find_map(|a| match a {
+                ListenAddr::Tcp(sa) => Some(*sa),
+                ListenAddr::Unix(_) => None,
+            })
+            .expect("a TCP listener")
+    }
+
+    pub fn target(&self) -> Target {
+        Target::Tcp(self.addr())
+    }
+
+    pub fn cluster(&self, name: &str) -> Arc<ClusterHandle> {
+        let topology = self.running().topology.load_full().expect("topology published");
+        topology
+            .cluster(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no cluster {name}"))
+    }
+
+    pub fn backend(&self, cluster: &str, name: &str) -> Arc<Backend> {
+        self.cluster(cluster)
+            .backend(name)
+            .unwrap_or_else(|| panic!("no backend {name}"))
+    }
+
+    /// Waits until every in-flight and queued count of `cluster` and its backends is 0.
+    pub async fn settled(&self, cluster: &str) {
+        let c = self.cluster(cluster);
+        eventually("in-flight and queued counts back to 0", || {
+            let s = c.admission.stats.snapshot();
+            s.in_flight.current == 0
+                && s.queued.current == 0
+                && c.backends.load().iter().all(|b| b.stats.in_flight.current() == 0)
+                && c.admission.capacity().1 == 0
+        })
+        .await;
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+/// Polls `condition` every few milliseconds for up to 10 s; panics naming `what` otherwise.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Where to send a request.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// A complete response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Opens a fresh HTTP/1.1 connection to `target`.
+pub async fn connect(target: &Target) -> http1::SendRequest<Full<Bytes>> {
+    macro_rules! handshake {
+        ($stream:expr) => {{
+            let (sender, conn) = http1::handshake(TokioIo::new($stream)).await.expect("handshake");
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        }};
+    }
+    match target {
+        Target::Tcp(addr) => handshake!(tokio::net::TcpStream::connect(addr).await.expect("connect")),
+        Target::Unix(path) => handshake!(tokio::net::UnixStream::connect(path).await.expect("connect")),
+    }
+}
+
+/// Sends one request on a new connection and reads the whole response.
+pub async fn request(
+    target: &Target,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Reply {
+    let mut sender = connect(target).await;
+    let mut req = http::Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        req = req.header("host", "test.local");
+    }
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let res = sender
+        .send_request(req.body(Full::new(body)).expect("request"))
+        .await
+        .expect("response");
+    let (head, body) = res.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: head.status.as_u16(),
+        headers: head.headers,
+        body,
+    }
+}
+
+pub async fn get(target: &Target, path: &str) -> Reply {
+    request(target, "GET", path, &[], Bytes::new()).await
+}
+
+/// A minimal config with one cluster `c` over `backends` (name, url, capacity, role) and
+/// extra cluster settings as YAML lines (indented by 4).
+pub fn cluster_config(settings: &str, backends: &[(&str, String, u32, &str)]) -> String {
+    let mut yaml = String::from(
+        "proxy:\n  listen: [\"127.0.0.1:0\"]\n  workers: 2\nroutes:\n  - { path_prefix: \"/\", cluster: c }\nclusters:\n  c:\n",
+    );
+    for line in settings.lines().filter(|l| !l.trim().is_empty()) {
+        yaml.push_str("    ");
+        yaml.push_str(line.trim());
+        yaml.push('\n');
+    }
+    yaml.push_str("    backends:\n");
+    for (name, url, capacity, role) in backends {
+        yaml.push_str(&format!(
+            "      - {{ name: {name}, url: \"{url}\", capacity: {capacity}, role: {role} }}\n"
+        ));
+    }
+    yaml
+}
