@@ -406,3 +406,7 @@ impl Drop for Ticket {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "admission_tests.rs"]
+mod tests;

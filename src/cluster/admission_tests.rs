@@ -1,0 +1,2 @@
+//! Unit tests of the admission state (no runtime needed).
+use super::*;
