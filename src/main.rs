@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use director::app::{self, StartOptions};
 use director::config;
 
-const USAGE: &str = "usage: director [--config PATH] [--check-config] [--version]
+const USAGE: &str = "usage: director [--config PATH] [--check-config] [--demo] [--version]
 
   --config PATH    configuration file (default ./config.yaml)
+  --demo           also start the sample backends the shipped config.yaml points at
   --check-config   validate the configuration, print every error, and exit
   --version        print the version and exit
 
@@ -17,18 +18,21 @@ Logging is controlled with RUST_LOG (e.g. RUST_LOG=info).";
 struct Args {
     config: PathBuf,
     check_only: bool,
+    demo: bool,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
         config: PathBuf::from("config.yaml"),
         check_only: false,
+        demo: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--config" | "-c" => args.config = it.next().ok_or("--config needs a path")?.into(),
             "--check-config" => args.check_only = true,
+            "--demo" => args.demo = true,
             "--version" | "-V" => {
                 println!("director {}", env!("CARGO_PKG_VERSION"));
                 return Ok(None);
@@ -74,6 +78,12 @@ fn main() -> ExitCode {
         println!("{}: ok", args.config.display());
         return ExitCode::SUCCESS;
     }
+    if args.demo {
+        if let Err(e) = director::demo::start() {
+            eprintln!("director: cannot start the demo backends: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let running = match app::start(config, StartOptions { handle_signals: true }) {
         Ok(running) => running,
         Err(e) => {
@@ -82,7 +92,13 @@ fn main() -> ExitCode {
         }
     };
     for addr in &running.proxy_addrs {
-        log::info!("proxy listening on {addr:?}");
+        match addr {
+            director::config::ListenAddr::Tcp(sa) => log::info!("proxy listening on http://{sa}/"),
+            director::config::ListenAddr::Unix(path) => log::info!("proxy listening on unix:{}", path.display()),
+        }
+    }
+    if args.demo {
+        println!("director demo: try `curl http://127.0.0.1:8080/` (the answers rotate over app01, app02 and app03)");
     }
     match running.wait() {
         Ok(()) => ExitCode::SUCCESS,
