@@ -261,3 +261,50 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_write_timeouts() {
+    // A listener that never accepts, with its backlog filled: further connects hang.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().expect("addr").into()).expect("bind");
+    socket.listen(0).expect("listen");
+    let addr = socket.local_addr().expect("addr").as_socket().expect("inet");
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+            fillers.push(s);
+        }
+    }
+    let yaml = cluster_config(
+        "connect_timeout: 250ms\nmax_retry_count: 0",
+        &[("hang", format!("http://{addr}"), 0, "active")],
+    );
+    let d = start(&yaml).await;
+    let started = std::time::Instant::now();
+    let r = get(&d.target(), "/").await;
+    assert_eq!(r.status, 502, "connect timed out");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(d.backend("c", "hang").stats.snapshot().failures == 1);
+    d.settled("c").await;
+
+    // A backend that reads the head, then stops reading: a large upload stalls.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let stall_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let holder = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.expect("accept");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(s);
+    });
+    let yaml = cluster_config(
+        "write_timeout: 300ms\nread_timeout: 20s\nmax_retry_count: 0",
+        &[("stall", stall_url, 0, "active")],
+    );
+    let d = start(&yaml).await;
+    let body = Bytes::from(vec![b'x'; 32 * 1024 * 1024]);
+    let started = std::time::Instant::now();
+    let r = request(&d.target(), "POST", "/upload", &[], body).await;
+    assert_eq!(r.status, 504, "write timed out");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    d.settled("c").await;
+    holder.abort();
+}
