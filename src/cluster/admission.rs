@@ -14,9 +14,9 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use super::backend::{Backend, BackendId};
-use super::buckets::{BucketId, BucketTree, ROOT};
+use super::buckets::{BucketKey, BucketTree, ROOT};
 use super::scheduler::{self, Candidate};
-use crate::config::{Role, SchedulerKind};
+use crate::config::{BucketConfig, Role, SchedulerKind};
 use crate::stats::TrafficStats;
 
 /// How one backend takes part in admission, as decided by the control plane.
@@ -36,6 +36,27 @@ pub struct AdmissionSettings {
     pub scheduler: SchedulerKind,
     pub queue_limit: usize,
     pub enqueue_on_unavailable: bool,
+}
+
+/// A bucket's shares, tokens and counters, for readers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BucketState {
+    pub name: String,
+    pub parent: Option<String>,
+    pub rate: f64,
+    pub ceil: f64,
+    /// Absolute assured and ceiling tokens; `None` = unlimited.
+    pub assured: Option<u32>,
+    pub ceiling: Option<u32>,
+    /// Tokens held by the bucket and its descendants, and how many of them are borrowed.
+    pub in_use: u32,
+    pub borrowed: u32,
+    pub queued: u32,
+    pub queued_max: u32,
+    pub queued_total: u64,
+    /// Generated 503/504 answers and tokens granted.
+    pub dropped: u64,
+    pub served: u64,
 }
 
 /// The result of asking for capacity.
@@ -113,17 +134,27 @@ impl State {
         self.slots.iter().any(Candidate::usable)
     }
 
-    /// Root tokens: the capacity of the usable backends of the roles in service — active and
-    /// standby, or the backups when none of those is usable. An unlimited one makes it unlimited.
+    /// Whether a slot's capacity is part of the root tokens: usable and of the roles in
+    /// service (active and standby, or the backups when none of those is usable).
+    fn in_service(&self, slot: &Slot, primary_usable: bool) -> bool {
+        slot.usable() && (slot.spec.role != Role::Backup) == primary_usable
+    }
+
+    /// Root tokens: the capacity of the slots in service (an unlimited one makes it
+    /// unlimited), plus the requests still running on slots out of service — those hold
+    /// tokens until they finish, and must not shrink what the slots in service may take.
     fn recompute_tokens(&mut self) {
         let primary = self.primary_usable();
         let mut total: Option<u32> = Some(0);
-        for s in self.slots.iter().filter(|s| s.usable()) {
-            if (s.spec.role == Role::Backup) == primary {
-                continue;
-            }
-            total = match (total, s.spec.capacity) {
-                (_, 0) | (None, _) => None,
+        for s in &self.slots {
+            let add = if self.in_service(s, primary) {
+                s.spec.capacity
+            } else {
+                s.in_flight
+            };
+            total = match (total, add) {
+                (None, _) => None,
+                (Some(_), 0) if self.in_service(s, primary) => None,
                 (Some(t), c) => Some(t.saturating_add(c)),
             };
         }
@@ -146,13 +177,13 @@ impl State {
         scheduler::pick(kind, &self.slots, Role::Backup, cursor)
     }
 
-    /// Takes a token of `bucket` and a slot, recording both. Returns the slot index.
-    fn take(&mut self, bucket: BucketId, stats: &TrafficStats) -> Option<usize> {
-        if !self.buckets.can_take(bucket) {
+    /// Takes a token of the bucket at `index` and a slot, recording both. Returns the slot.
+    fn take(&mut self, index: usize, stats: &TrafficStats) -> Option<usize> {
+        if !self.buckets.can_take(index) {
             return None;
         }
         let i = self.pick()?;
-        self.buckets.take(bucket);
+        self.buckets.take(index);
         let slot = &mut self.slots[i];
         slot.in_flight += 1;
         slot.spec.backend.stats.in_flight.inc();
@@ -161,18 +192,25 @@ impl State {
     }
 
     /// Returns what [`State::take`] took.
-    fn put(&mut self, bucket: BucketId, backend: BackendId, stats: &TrafficStats) {
-        self.buckets.put(bucket);
+    fn put(&mut self, bucket: BucketKey, backend: BackendId, stats: &TrafficStats) {
+        if let Some(index) = self.buckets.index_of(bucket) {
+            self.buckets.put(index);
+        }
         stats.in_flight.dec();
         let Some(i) = self.slots.iter().position(|s| s.spec.backend.id == backend) else {
             return;
         };
+        // A finished request of a slot out of service gives its token back for good.
+        let counted = self.in_service(&self.slots[i], self.primary_usable());
         let slot = &mut self.slots[i];
         slot.in_flight = slot.in_flight.saturating_sub(1);
         slot.spec.backend.stats.in_flight.dec();
         if slot.draining && slot.in_flight == 0 {
             self.slots.remove(i);
             self.cursors = [0; 3];
+        }
+        if !counted {
+            self.recompute_tokens();
         }
     }
 }
@@ -191,31 +229,32 @@ impl Admission {
         })
     }
 
-    /// Asks for a token of `bucket` and a backend slot.
-    pub fn acquire(self: &Arc<Self>, bucket: BucketId) -> Admit {
+    /// Asks for a token of `bucket` (the root when unknown) and a backend slot.
+    pub fn acquire(self: &Arc<Self>, bucket: BucketKey) -> Admit {
         let mut st = self.state.lock();
-        if st.buckets.get(bucket).queue.is_empty() {
-            if let Some(i) = st.take(bucket, &self.stats) {
+        let index = st.buckets.index_of(bucket).unwrap_or(0);
+        let bucket = st.buckets.get(index).key;
+        if st.buckets.queue_len(index) == 0 {
+            if let Some(i) = st.take(index, &self.stats) {
                 let backend = st.slots[i].spec.backend.clone();
                 drop(st);
                 return Admit::Granted(Grant::new(self.clone(), bucket, backend));
             }
-            if !st.any_usable() && !st.settings.enqueue_on_unavailable {
-                return Admit::Unavailable;
-            }
         }
-        if st.buckets.queued() >= st.settings.queue_limit {
+        if !st.any_usable() && !st.settings.enqueue_on_unavailable {
+            return Admit::Unavailable;
+        }
+        if st.buckets.queue_len(index) >= st.settings.queue_limit {
             return Admit::QueueFull;
         }
         let (tx, rx) = oneshot::channel();
         let id = st.next_waiter;
         st.next_waiter += 1;
-        st.buckets.get_mut(bucket).queue.push_back(Waiter { id, tx });
+        st.buckets.enqueue(index, Waiter { id, tx });
         self.stats.queued.inc();
         drop(st);
         Admit::Queued(Ticket {
             admission: self.clone(),
-            bucket,
             id,
             rx: Some(rx),
         })
@@ -271,11 +310,56 @@ impl Admission {
     /// Root bucket tokens (`None` = unlimited) and tokens in use.
     pub fn capacity(&self) -> (Option<u32>, u32) {
         let st = self.state.lock();
-        let root = st.buckets.get(ROOT);
-        (root.tokens, root.in_use)
+        let root = st.buckets.get(ROOT as usize);
+        (root.ceiling, root.used)
     }
 
-    fn release(self: &Arc<Self>, bucket: BucketId, backend: BackendId, failed: bool) {
+    /// Replaces the bucket tree below the root (control plane); see [`BucketTree::rebuild`].
+    pub fn set_buckets(self: &Arc<Self>, config: &[BucketConfig]) {
+        let mut st = self.state.lock();
+        st.buckets.rebuild(config);
+        self.dispatch(&mut st);
+    }
+
+    /// The key of the bucket named `name`.
+    pub fn bucket_key(&self, name: &str) -> Option<BucketKey> {
+        let st = self.state.lock();
+        st.buckets.by_name(name).map(|i| st.buckets.get(i).key)
+    }
+
+    /// Counts a generated 503/504 against `bucket`.
+    pub fn record_dropped(&self, bucket: BucketKey) {
+        let mut st = self.state.lock();
+        if let Some(i) = st.buckets.index_of(bucket) {
+            st.buckets.record_dropped(i);
+        }
+    }
+
+    /// Every bucket's shares, tokens and counters, root first.
+    pub fn buckets(&self) -> Vec<BucketState> {
+        let st = self.state.lock();
+        let nodes = st.buckets.nodes();
+        nodes
+            .iter()
+            .map(|b| BucketState {
+                name: b.name.clone(),
+                parent: b.parent_index().map(|p| nodes[p].name.clone()),
+                rate: b.rate,
+                ceil: b.ceil,
+                assured: b.assured,
+                ceiling: b.ceiling,
+                in_use: b.used,
+                borrowed: b.borrowed(),
+                queued: b.queue.len() as u32,
+                queued_max: b.queued_max,
+                queued_total: b.queued_total,
+                dropped: b.dropped,
+                served: b.served,
+            })
+            .collect()
+    }
+
+    fn release(self: &Arc<Self>, bucket: BucketKey, backend: BackendId, failed: bool) {
         let mut st = self.state.lock();
         st.put(bucket, backend, &self.stats);
         if failed {
@@ -290,13 +374,13 @@ impl Admission {
 
     /// Hands free capacity to queued requests, oldest first, as many as fit.
     fn dispatch(self: &Arc<Self>, st: &mut State) {
-        while let Some(bucket) = st.buckets.next_waiting() {
-            let Some(i) = st.take(bucket, &self.stats) else {
+        while let Some(index) = st.buckets.next_waiting() {
+            let Some(i) = st.take(index, &self.stats) else {
                 break;
             };
             let backend = st.slots[i].spec.backend.clone();
-            let waiter = st.buckets.get_mut(bucket).queue.pop_front();
-            let Some(waiter) = waiter else {
+            let bucket = st.buckets.get(index).key;
+            let Some(waiter) = st.buckets.dequeue(index) else {
                 break;
             };
             self.stats.queued.dec();
@@ -309,18 +393,14 @@ impl Admission {
         }
     }
 
-    /// Takes a waiter out of the queue; false when it was already served.
-    fn withdraw(&self, bucket: BucketId, id: u64) -> bool {
+    /// Takes a waiter out of its queue; false when it was already served.
+    fn withdraw(&self, id: u64) -> bool {
         let mut st = self.state.lock();
-        let queue = &mut st.buckets.get_mut(bucket).queue;
-        match queue.iter().position(|w| w.id == id) {
-            Some(pos) => {
-                queue.remove(pos);
-                self.stats.queued.dec();
-                true
-            }
-            None => false,
+        let removed = st.buckets.remove_waiter(|w| w.id == id).is_some();
+        if removed {
+            self.stats.queued.dec();
         }
+        removed
     }
 }
 
@@ -328,12 +408,12 @@ impl Admission {
 pub struct Grant {
     /// `None` once disarmed (capacity already returned).
     admission: Option<Arc<Admission>>,
-    bucket: BucketId,
+    bucket: BucketKey,
     backend: Arc<Backend>,
 }
 
 impl Grant {
-    fn new(admission: Arc<Admission>, bucket: BucketId, backend: Arc<Backend>) -> Grant {
+    fn new(admission: Arc<Admission>, bucket: BucketKey, backend: Arc<Backend>) -> Grant {
         Grant {
             admission: Some(admission),
             bucket,
@@ -347,7 +427,7 @@ impl Grant {
     }
 
     /// The bucket the token came from.
-    pub fn bucket(&self) -> BucketId {
+    pub fn bucket(&self) -> BucketKey {
         self.bucket
     }
 
@@ -371,7 +451,6 @@ impl Drop for Grant {
 /// A place in a bucket queue.
 pub struct Ticket {
     admission: Arc<Admission>,
-    bucket: BucketId,
     id: u64,
     rx: Option<oneshot::Receiver<Grant>>,
 }
@@ -388,7 +467,7 @@ impl Ticket {
             }
             Ok(Err(_)) => None,
             Err(_elapsed) => {
-                if self.admission.withdraw(self.bucket, self.id) {
+                if self.admission.withdraw(self.id) {
                     None
                 } else {
                     // Served in the instant the timer fired: take the grant rather than waste it.
@@ -402,7 +481,7 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if self.rx.is_some() {
-            self.admission.withdraw(self.bucket, self.id);
+            self.admission.withdraw(self.id);
         }
     }
 }

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde::Serialize;
 
-use super::admission::SlotSpec;
+use super::admission::{BucketState, SlotSpec};
 use super::arbiters::Arbiters;
 use super::backend::Backend;
 use super::backend_actor::{BackendActor, BackendChanged, BackendStatus, SetEnabled};
+use super::buckets::validate_tree;
+use super::classify::Classifier;
 use super::topology::{ClusterHandle, ClusterSettings};
-use crate::config::ClusterConfig;
+use crate::config::{BucketConfig, BucketRule, ClusterConfig};
 use crate::stats::TrafficSnapshot;
 
 /// Errors of cluster commands.
@@ -22,6 +24,43 @@ use crate::stats::TrafficSnapshot;
 pub enum ClusterError {
     #[error("cluster '{cluster}' has no backend '{backend}'")]
     UnknownBackend { cluster: String, backend: String },
+    #[error("cluster '{cluster}' has no bucket '{bucket}'")]
+    UnknownBucket { cluster: String, bucket: String },
+    #[error("invalid buckets for cluster '{cluster}': {}", .errors.join("; "))]
+    InvalidBuckets { cluster: String, errors: Vec<String> },
+}
+
+/// Command: replace the whole bucket tree and the default bucket.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Vec<BucketState>, ClusterError>")]
+pub struct SetBuckets {
+    pub buckets: Vec<BucketConfig>,
+    pub default_bucket: Option<String>,
+}
+
+/// Command: add a bucket under `parent` (the root when `None`).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Vec<BucketState>, ClusterError>")]
+pub struct AddBucket {
+    pub parent: Option<String>,
+    pub bucket: BucketConfig,
+}
+
+/// Command: change a bucket's shares or rule; `None` leaves a field as it is.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Vec<BucketState>, ClusterError>")]
+pub struct UpdateBucket {
+    pub name: String,
+    pub rate: Option<f64>,
+    pub ceil: Option<f64>,
+    pub rule: Option<Option<BucketRule>>,
+}
+
+/// Command: delete a bucket and its subtree; their queued requests go to the parent.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Vec<BucketState>, ClusterError>")]
+pub struct RemoveBucket {
+    pub name: String,
 }
 
 /// Command: enable or disable a backend by name.
@@ -44,6 +83,7 @@ pub struct ClusterState {
     /// Root capacity (`None` = unlimited) and tokens in use.
     pub capacity: Option<u32>,
     pub in_use: u32,
+    pub buckets: Vec<BucketState>,
     pub backends: Vec<BackendState>,
     pub stats: TrafficSnapshot,
 }
@@ -66,6 +106,8 @@ struct Member {
 pub struct ClusterActor {
     handle: Arc<ClusterHandle>,
     members: Vec<Member>,
+    buckets: Vec<BucketConfig>,
+    default_bucket: Option<String>,
 }
 
 /// A backend created for a cluster before its actor runs.
@@ -90,12 +132,49 @@ impl ClusterActor {
         let (settings, admission) = ClusterSettings::from_config(config);
         handle.settings.store(Arc::new(settings));
         handle.admission.configure(admission);
+        apply_buckets(handle, &config.buckets, config.default_bucket.as_deref());
         publish(handle, prepared.iter().map(|p| (&p.backend, &p.status)));
         prepared
     }
 
+    /// Validates and applies a new bucket tree; nothing changes when it is invalid.
+    fn change_buckets(
+        &mut self,
+        buckets: Vec<BucketConfig>,
+        default_bucket: Option<String>,
+    ) -> Result<Vec<BucketState>, ClusterError> {
+        let invalid = |errors| ClusterError::InvalidBuckets {
+            cluster: self.handle.name.clone(),
+            errors,
+        };
+        validate_tree(&buckets).map_err(invalid)?;
+        if let Some(name) = &default_bucket {
+            if find(&buckets, name).is_none() {
+                return Err(self.unknown_bucket(name));
+            }
+        }
+        apply_buckets(&self.handle, &buckets, default_bucket.as_deref());
+        log::info!("cluster '{}': buckets changed", self.handle.name);
+        self.buckets = buckets;
+        self.default_bucket = default_bucket;
+        Ok(self.handle.admission.buckets())
+    }
+
+    fn unknown_bucket(&self, name: &str) -> ClusterError {
+        ClusterError::UnknownBucket {
+            cluster: self.handle.name.clone(),
+            bucket: name.to_owned(),
+        }
+    }
+
     /// Starts the cluster's actor and one actor per backend, spread over `arbiters`.
-    pub fn start(handle: Arc<ClusterHandle>, prepared: Vec<Prepared>, arbiters: &Arbiters) {
+    pub fn start(
+        handle: Arc<ClusterHandle>,
+        config: &ClusterConfig,
+        prepared: Vec<Prepared>,
+        arbiters: &Arbiters,
+    ) {
+        let (buckets, default_bucket) = (config.buckets.clone(), config.default_bucket.clone());
         let backend_arbiters = arbiters.clone();
         ClusterActor::start_in_arbiter(&arbiters.next(), move |ctx| {
             handle.attach(ctx.address());
@@ -114,9 +193,53 @@ impl ClusterActor {
                     }
                 })
                 .collect();
-            ClusterActor { handle, members }
+            ClusterActor {
+                handle,
+                members,
+                buckets,
+                default_bucket,
+            }
         });
     }
+}
+
+/// Rebuilds the admission bucket tree and the classifier.
+fn apply_buckets(handle: &ClusterHandle, buckets: &[BucketConfig], default_bucket: Option<&str>) {
+    handle.admission.set_buckets(buckets);
+    let admission = &handle.admission;
+    let classifier = Classifier::new(buckets, default_bucket, |name| admission.bucket_key(name));
+    handle.classifier.store(Arc::new(classifier));
+}
+
+fn find<'a>(buckets: &'a [BucketConfig], name: &str) -> Option<&'a BucketConfig> {
+    buckets.iter().find_map(|b| {
+        if b.name == name {
+            Some(b)
+        } else {
+            find(&b.children, name)
+        }
+    })
+}
+
+fn find_mut<'a>(buckets: &'a mut [BucketConfig], name: &str) -> Option<&'a mut BucketConfig> {
+    for b in buckets {
+        if b.name == name {
+            return Some(b);
+        }
+        if let Some(found) = find_mut(&mut b.children, name) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// Removes bucket `name` from the tree; false when it is not there.
+fn remove(buckets: &mut Vec<BucketConfig>, name: &str) -> bool {
+    if let Some(pos) = buckets.iter().position(|b| b.name == name) {
+        buckets.remove(pos);
+        return true;
+    }
+    buckets.iter_mut().any(|b| remove(&mut b.children, name))
 }
 
 /// Pushes a member list to the handle: readers' list and the admission slot table.
@@ -185,6 +308,7 @@ impl Handler<GetClusterState> for ClusterActor {
             name: self.handle.name.clone(),
             capacity,
             in_use,
+            buckets: self.handle.admission.buckets(),
             backends: self
                 .members
                 .iter()
@@ -195,5 +319,64 @@ impl Handler<GetClusterState> for ClusterActor {
                 .collect(),
             stats: self.handle.admission.stats.snapshot(),
         })
+    }
+}
+
+impl Handler<SetBuckets> for ClusterActor {
+    type Result = Result<Vec<BucketState>, ClusterError>;
+
+    fn handle(&mut self, msg: SetBuckets, _: &mut Context<Self>) -> Self::Result {
+        self.change_buckets(msg.buckets, msg.default_bucket)
+    }
+}
+
+impl Handler<AddBucket> for ClusterActor {
+    type Result = Result<Vec<BucketState>, ClusterError>;
+
+    fn handle(&mut self, msg: AddBucket, _: &mut Context<Self>) -> Self::Result {
+        let mut buckets = self.buckets.clone();
+        let siblings = match &msg.parent {
+            None => &mut buckets,
+            Some(parent) => match find_mut(&mut buckets, parent) {
+                Some(p) => &mut p.children,
+                None => return Err(self.unknown_bucket(parent)),
+            },
+        };
+        siblings.push(msg.bucket);
+        self.change_buckets(buckets, self.default_bucket.clone())
+    }
+}
+
+impl Handler<UpdateBucket> for ClusterActor {
+    type Result = Result<Vec<BucketState>, ClusterError>;
+
+    fn handle(&mut self, msg: UpdateBucket, _: &mut Context<Self>) -> Self::Result {
+        let mut buckets = self.buckets.clone();
+        let Some(b) = find_mut(&mut buckets, &msg.name) else {
+            return Err(self.unknown_bucket(&msg.name));
+        };
+        b.rate = msg.rate.unwrap_or(b.rate);
+        b.ceil = msg.ceil.unwrap_or(b.ceil);
+        if let Some(rule) = msg.rule {
+            b.rule = rule;
+        }
+        self.change_buckets(buckets, self.default_bucket.clone())
+    }
+}
+
+impl Handler<RemoveBucket> for ClusterActor {
+    type Result = Result<Vec<BucketState>, ClusterError>;
+
+    fn handle(&mut self, msg: RemoveBucket, _: &mut Context<Self>) -> Self::Result {
+        let mut buckets = self.buckets.clone();
+        if !remove(&mut buckets, &msg.name) {
+            return Err(self.unknown_bucket(&msg.name));
+        }
+        // A default bucket that was removed (or was inside the subtree) falls back to the root.
+        let default = self
+            .default_bucket
+            .clone()
+            .filter(|d| find(&buckets, d).is_some());
+        self.change_buckets(buckets, default)
     }
 }

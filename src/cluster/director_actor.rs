@@ -68,7 +68,7 @@ impl DirectorActor {
     fn start_cluster(&self, name: &str, config: &ClusterConfig) -> Arc<ClusterHandle> {
         let handle = ClusterHandle::new(name, config);
         let prepared = ClusterActor::prepare(&handle, config);
-        ClusterActor::start(handle.clone(), prepared, &self.arbiters);
+        ClusterActor::start(handle.clone(), config, prepared, &self.arbiters);
         handle
     }
 }
@@ -92,6 +92,9 @@ fn road_warrior(url: &BackendUrl) -> ClusterConfig {
             role: Role::Active,
             enabled: true,
         }],
+        buckets: Vec::new(),
+        default_bucket: None,
+        debug_headers: false,
     }
 }
 

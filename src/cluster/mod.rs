@@ -6,6 +6,7 @@ pub mod arbiters;
 pub mod backend;
 pub mod backend_actor;
 pub mod buckets;
+pub mod classify;
 pub mod cluster_actor;
 pub mod director_actor;
 pub mod scheduler;

@@ -12,6 +12,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::admission::{Admission, AdmissionSettings};
 use super::backend::Backend;
+use super::classify::{host_matches, Classifier};
 use super::cluster_actor::ClusterActor;
 use crate::config::ClusterConfig;
 
@@ -37,14 +38,13 @@ pub struct Route {
 impl Topology {
     /// The first route matching `host` (as sent, port allowed) and `path`.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Arc<ClusterHandle>> {
-        let host = host.map(strip_port);
         self.routes
             .iter()
             .find(|r| {
                 path.starts_with(r.path_prefix.as_str())
                     && r.host
                         .as_deref()
-                        .is_none_or(|h| host.is_some_and(|x| x.eq_ignore_ascii_case(h)))
+                        .is_none_or(|h| host.is_some_and(|x| host_matches(x, h)))
             })
             .map(|r| &r.cluster)
     }
@@ -52,13 +52,6 @@ impl Topology {
     pub fn cluster(&self, name: &str) -> Option<&Arc<ClusterHandle>> {
         self.clusters.iter().find(|c| c.name == name)
     }
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
-    }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
 /// Request-path settings of a cluster.
@@ -70,6 +63,8 @@ pub struct ClusterSettings {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
+    /// Add `X-Director-Bucket` and `X-Director-Backend` to responses.
+    pub debug_headers: bool,
 }
 
 impl ClusterSettings {
@@ -81,6 +76,7 @@ impl ClusterSettings {
             connect_timeout: c.connect_timeout,
             read_timeout: c.read_timeout,
             write_timeout: c.write_timeout,
+            debug_headers: c.debug_headers,
         };
         let admission = AdmissionSettings {
             scheduler: c.scheduler,
@@ -98,6 +94,8 @@ pub struct ClusterHandle {
     pub admission: Arc<Admission>,
     /// Current members (not draining ones), for stats readers.
     pub backends: ArcSwap<Vec<Arc<Backend>>>,
+    /// Bucket rules, swapped by the Cluster actor when buckets change.
+    pub classifier: ArcSwap<Classifier>,
     actor: OnceLock<Addr<ClusterActor>>,
 }
 
@@ -117,6 +115,7 @@ impl ClusterHandle {
             settings: ArcSwap::from_pointee(settings),
             admission: Admission::new(admission),
             backends: ArcSwap::from_pointee(Vec::new()),
+            classifier: ArcSwap::from_pointee(Classifier::default()),
             actor: OnceLock::new(),
         })
     }
@@ -133,18 +132,5 @@ impl ClusterHandle {
     /// A current member by name.
     pub fn backend(&self, name: &str) -> Option<Arc<Backend>> {
         self.backends.load().iter().find(|b| b.name == name).cloned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::strip_port;
-
-    #[test]
-    fn host_ports_are_stripped() {
-        assert_eq!(strip_port("example.com:8080"), "example.com");
-        assert_eq!(strip_port("example.com"), "example.com");
-        assert_eq!(strip_port("[::1]:80"), "::1");
-        assert_eq!(strip_port("[::1]"), "::1");
     }
 }

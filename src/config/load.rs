@@ -6,7 +6,8 @@
 //! with a bad field is re-checked with that field blanked, so *every* problem is reported at
 //! once, each with its path (`clusters.shop.backends[1].url`). A [`Config`] is returned only
 //! when nothing is wrong. What each section means (raw shapes, defaults, checks) is in the child
-//! module `sections` (`sections.rs`); the tests are in `load_tests.rs`.
+//! module `sections` (`sections.rs`), except a cluster's bucket tree, which is in `buckets`
+//! (`buckets.rs`); the tests are in `load_tests.rs` and `bucket_tests.rs`.
 //!
 //! Conventions: an explicit `null` (`key:` with no value) means "use the default"; keys are
 //! case-sensitive; a map key that is not a plain word is quoted in paths
@@ -24,6 +25,8 @@ use serde_path_to_error::Segment;
 use super::duration::DurationValue;
 use super::model::Config;
 
+#[path = "buckets.rs"]
+mod buckets;
 #[path = "sections.rs"]
 mod sections;
 #[cfg(test)]

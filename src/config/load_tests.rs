@@ -1,10 +1,14 @@
-//! Tests of the loader: whole documents in, `Config` or `(path, message)` errors out.
+//! Tests of the loader: whole documents in, `Config` or `(path, message)` errors out. The bucket
+//! tree's tests are in the child module `buckets` (`bucket_tests.rs`).
 
 use std::path::PathBuf;
 
 use super::sections::MISSING;
 use super::*;
 use crate::config::model::*;
+
+#[path = "bucket_tests.rs"]
+mod buckets;
 
 /// The environment seen by the tests.
 fn test_env(name: &str) -> Result<String, VarError> {
@@ -192,6 +196,9 @@ fn defaults() {
         read_timeout: Duration::from_secs(30),
         write_timeout: Duration::from_secs(8),
         backends: shop.backends.clone(),
+        buckets: vec![],
+        default_bucket: None,
+        debug_headers: false,
     };
     assert_eq!(*shop, expected);
     let backend = &shop.backends[0];

@@ -105,6 +105,41 @@ pub struct ClusterConfig {
     pub write_timeout: Duration,
     /// `backends`, in configuration order (order matters for `chance`).
     pub backends: Vec<BackendConfig>,
+    /// `buckets`: the children of the root bucket (HTB partitioning), in configuration order.
+    pub buckets: Vec<BucketConfig>,
+    /// `default_bucket`: where requests that match no bucket rule go (default: the root).
+    pub default_bucket: Option<String>,
+    /// `debug_headers` (default false): add `X-Director-Bucket` and `X-Director-Backend` to
+    /// responses.
+    pub debug_headers: bool,
+}
+
+/// One bucket of a cluster's HTB tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketConfig {
+    /// `name`: unique within the cluster, `[A-Za-z0-9_.-]+`, not `root`.
+    pub name: String,
+    /// `rate`: assured share of the parent, `0 <= rate <= ceil`.
+    pub rate: f64,
+    /// `ceil`: maximum share of the parent, `ceil <= 1`.
+    pub ceil: f64,
+    /// `match`: which requests belong here; `None` = only via `default_bucket` or the API.
+    pub rule: Option<BucketRule>,
+    /// `buckets`: nested children; their rates sum to at most 1.
+    pub children: Vec<BucketConfig>,
+}
+
+/// `match:` of a bucket; every given condition must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BucketRule {
+    /// `host`: exact, case-insensitive, port ignored.
+    pub host: Option<String>,
+    /// `path_prefix`.
+    pub path_prefix: Option<String>,
+    /// `method`: e.g. `POST` (case-sensitive, as HTTP methods are).
+    pub method: Option<String>,
+    /// `header: { name, value }`: the request has this header with exactly this value.
+    pub header: Option<(String, String)>,
 }
 
 /// Backend role.

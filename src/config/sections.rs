@@ -35,6 +35,9 @@ const CLUSTER_KEYS: &[&str] = &[
     "connect_timeout",
     "read_timeout",
     "write_timeout",
+    "buckets",
+    "default_bucket",
+    "debug_headers",
     "backends",
 ];
 const BACKEND_KEYS: &[&str] = &["name", "url", "capacity", "role", "enabled"];
@@ -66,7 +69,7 @@ struct RawRoute {
     backend: Option<String>,
 }
 
-/// A cluster without `backends`, which are checked one by one.
+/// A cluster without `buckets` and `backends`, which are checked one by one.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCluster {
@@ -79,6 +82,8 @@ struct RawCluster {
     connect_timeout: Option<DurationValue>,
     read_timeout: Option<DurationValue>,
     write_timeout: Option<DurationValue>,
+    default_bucket: Option<String>,
+    debug_headers: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -119,16 +124,17 @@ const FORMATS: &[(&str, AccessLogFormat)] = &[
 /// The message for an absent required key.
 pub(super) const MISSING: &str = "required key is missing";
 
-/// Names of clusters and backends: `[A-Za-z0-9_.-]+`.
-fn is_valid_name(name: &str) -> bool {
+/// Names of clusters, backends and buckets: `[A-Za-z0-9_.-]+`.
+pub(super) fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-/// A route's `host`: a DNS name / IPv4 address, or a bracketed IPv6 literal; no port.
-fn is_valid_host(host: &str) -> bool {
+/// A route's or bucket rule's `host`: a DNS name / IPv4 address, or a bracketed IPv6 literal;
+/// no port.
+pub(super) fn is_valid_host(host: &str) -> bool {
     if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         return v6.parse::<std::net::Ipv6Addr>().is_ok();
     }
@@ -349,18 +355,24 @@ impl Loader<'_> {
         out
     }
 
-    /// One cluster: its settings and, separately, each backend.
+    /// One cluster: its settings and, separately, its bucket tree and each backend.
     fn cluster(&mut self, mut value: Value, path: &str) -> Option<ClusterConfig> {
         let backends = value.as_object_mut().and_then(|map| map.remove("backends"));
+        let buckets = value.as_object_mut().and_then(|map| map.remove("buckets"));
         let raw: Option<RawCluster> = self.piece(Some(value), path, CLUSTER_KEYS, "a cluster");
-        let settings = raw.map(|raw| self.cluster_settings(raw, path));
+        let (default_bucket, settings) = match raw {
+            Some(mut raw) => (raw.default_bucket.take(), Some(self.cluster_settings(raw, path))),
+            None => (None, None),
+        };
+        let tree = self.bucket_tree(buckets, default_bucket, path);
         let backends = self.backends(backends, &key_path(path, "backends"));
         let mut cluster = settings??;
+        (cluster.buckets, cluster.default_bucket) = tree?;
         cluster.backends = backends?;
         Some(cluster)
     }
 
-    /// Everything of a cluster but its backends.
+    /// Everything of a cluster but its bucket tree and backends.
     fn cluster_settings(&mut self, raw: RawCluster, path: &str) -> Option<ClusterConfig> {
         let scheduler = self.choice(
             key_path(path, "scheduler"),
@@ -400,6 +412,9 @@ impl Loader<'_> {
             read_timeout,
             write_timeout,
             backends: Vec::new(),
+            buckets: Vec::new(),
+            default_bucket: None,
+            debug_headers: raw.debug_headers.unwrap_or(false),
         })
     }
 
