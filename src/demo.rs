@@ -25,27 +25,30 @@ pub const UNIX_BACKEND: (&str, &str) = ("app03", "/tmp/director-demo/app03.sock"
 /// Starts the sample backends on a background thread; returns once they listen.
 pub fn start() -> std::io::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new().name("demo-backends".into()).spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
-            }
-        };
-        runtime.block_on(async move {
-            match bind_all().await {
-                Ok(servers) => {
-                    let _ = tx.send(Ok(()));
-                    futures_util::future::join_all(servers).await;
-                }
+    std::thread::Builder::new()
+        .name("demo-backends".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
                 Err(e) => {
                     let _ = tx.send(Err(e));
+                    return;
                 }
-            }
-        });
-    })?;
-    rx.recv().map_err(|_| std::io::Error::other("demo backends did not start"))?
+            };
+            runtime.block_on(async move {
+                match bind_all().await {
+                    Ok(servers) => {
+                        let _ = tx.send(Ok(()));
+                        futures_util::future::join_all(servers).await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })?;
+    rx.recv()
+        .map_err(|_| std::io::Error::other("demo backends did not start"))?
 }
 
 async fn bind_all() -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
@@ -92,7 +95,11 @@ struct Sample {
 
 impl Sample {
     fn new(name: &str, base_ms: u64) -> Sample {
-        Sample { name: name.into(), base_ms, served: Arc::default() }
+        Sample {
+            name: name.into(),
+            base_ms,
+            served: Arc::default(),
+        }
     }
 
     fn serve<IO>(self, io: IO)
@@ -105,12 +112,20 @@ impl Sample {
         });
     }
 
-    async fn answer(self, req: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    async fn answer(
+        self,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
         let n = self.served.fetch_add(1, Ordering::Relaxed) + 1;
         // A cheap spread of latencies: base plus 0..=30 ms.
         let jitter = n.wrapping_mul(2_654_435_761) % 31;
         tokio::time::sleep(Duration::from_millis(self.base_ms + jitter)).await;
-        let body = format!("{} answered {} {} (request #{n})\n", self.name, req.method(), req.uri());
+        let body = format!(
+            "{} answered {} {} (request #{n})\n",
+            self.name,
+            req.method(),
+            req.uri()
+        );
         let response = hyper::Response::builder()
             .header("content-type", "text/plain; charset=utf-8")
             .header("x-backend", &*self.name)

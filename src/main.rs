@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use director::app::{self, StartOptions};
+
 use director::config;
 
 const USAGE: &str = "usage: director [--config PATH] [--check-config] [--demo] [--version]
@@ -94,7 +95,9 @@ fn main() -> ExitCode {
     for addr in &running.proxy_addrs {
         match addr {
             director::config::ListenAddr::Tcp(sa) => log::info!("proxy listening on http://{sa}/"),
-            director::config::ListenAddr::Unix(path) => log::info!("proxy listening on unix:{}", path.display()),
+            director::config::ListenAddr::Unix(path) => {
+                log::info!("proxy listening on unix:{}", path.display())
+            }
         }
     }
     if args.demo {

@@ -27,7 +27,10 @@ fn write_config(tag: &str, yaml: &str) -> std::path::PathBuf {
 fn version_and_help() {
     let out = Command::new(BIN).arg("--version").output().expect("run");
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("director {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("director {}", env!("CARGO_PKG_VERSION"))
+    );
     let out = Command::new(BIN).arg("--bogus").output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument '--bogus'"));
@@ -39,15 +42,28 @@ fn check_config_lists_every_error_with_its_path() {
         "bad",
         "proxy:\n  listen: [\"127.0.0.1:0\"]\n  keep_alive: 15\nroutes:\n  - { cluster: nope }\nclusters:\n  c:\n    scheduler: fastest\n    backends:\n      - { name: a, url: \"ftp://x\" }\n",
     );
-    let out = Command::new(BIN).args(["--check-config", "--config"]).arg(&bad).output().expect("run");
+    let out = Command::new(BIN)
+        .args(["--check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    for path in ["proxy.keep_alive", "routes[0].cluster", "clusters.c.scheduler", "clusters.c.backends[0].url"] {
+    for path in [
+        "proxy.keep_alive",
+        "routes[0].cluster",
+        "clusters.c.scheduler",
+        "clusters.c.backends[0].url",
+    ] {
         assert!(err.contains(path), "no error for {path} in:\n{err}");
     }
     assert!(err.contains("4 error(s)"), "{err}");
     let good = write_config("good", "proxy:\n  listen: [\"127.0.0.1:0\"]\n");
-    let out = Command::new(BIN).args(["--check-config", "--config"]).arg(&good).output().expect("run");
+    let out = Command::new(BIN)
+        .args(["--check-config", "--config"])
+        .arg(&good)
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -64,7 +80,10 @@ fn spawn_director(config: &std::path::Path) -> (Child, SocketAddr) {
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let addr = loop {
-        let line = lines.next().expect("director exited before listening").expect("log line");
+        let line = lines
+            .next()
+            .expect("director exited before listening")
+            .expect("log line");
         if let Some(rest) = line.split("proxy listening on http://").nth(1) {
             break rest.trim_end_matches('/').parse().expect("address");
         }
@@ -129,7 +148,11 @@ async fn sixty_four_megabytes_stream_both_ways_in_bounded_memory() {
             sum = data.iter().fold(sum, |s, &b| s.wrapping_add(u64::from(b)));
         }
     }
-    assert_eq!((received, sum), (SIZE, pattern_checksum(SIZE)), "upload echoed byte-exact");
+    assert_eq!(
+        (received, sum),
+        (SIZE, pattern_checksum(SIZE)),
+        "upload echoed byte-exact"
+    );
 
     // Download 64 MB.
     let mut sender = support::connect(&target).await;
@@ -145,7 +168,11 @@ async fn sixty_four_megabytes_stream_both_ways_in_bounded_memory() {
             sum = data.iter().fold(sum, |s, &b| s.wrapping_add(u64::from(b)));
         }
     }
-    assert_eq!((received, sum), (SIZE, pattern_checksum(SIZE)), "download byte-exact");
+    assert_eq!(
+        (received, sum),
+        (SIZE, pattern_checksum(SIZE)),
+        "download byte-exact"
+    );
 
     let peak = peak_rss_kib(child.id());
     let _ = child.kill();

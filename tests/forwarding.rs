@@ -266,7 +266,14 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
 async fn connect_and_write_timeouts() {
     // A listener that never accepts, with its backlog filled: further connects hang.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().expect("addr").into()).expect("bind");
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .expect("addr")
+                .into(),
+        )
+        .expect("bind");
     socket.listen(0).expect("listen");
     let addr = socket.local_addr().expect("addr").as_socket().expect("inet");
     let mut fillers = Vec::new();

@@ -1,3 +1,4 @@
 //! Sans-io protocol rules: no sockets, no actix, unit-testable.
 
+pub mod http1;
 pub mod http_headers;

@@ -11,6 +11,10 @@ pub enum ProxyError {
     Timeout(&'static str),
     #[error("backend protocol error: {0}")]
     Protocol(#[source] hyper::Error),
+    #[error("backend sent a bad response: {0}")]
+    BadResponse(String),
+    #[error("backend connection failed: {0}")]
+    Io(#[source] io::Error),
     #[error("client request body failed: {0}")]
     ClientBody(String),
 }
@@ -21,7 +25,10 @@ impl ProxyError {
         match self {
             ProxyError::Timeout(_) => 504,
             ProxyError::ClientBody(_) => 400,
-            ProxyError::Connect(_) | ProxyError::Protocol(_) => 502,
+            ProxyError::Connect(_)
+            | ProxyError::Protocol(_)
+            | ProxyError::BadResponse(_)
+            | ProxyError::Io(_) => 502,
         }
     }
 

@@ -3,20 +3,20 @@
 //! Hot path. Everything happens on the worker that accepted the request; the only
 //! cross-thread event is a queued request being woken by whoever freed capacity.
 
-use std::sync::Arc;
-
-use actix_web::body::BodySize;
 use actix_web::http::{header as ax, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::access_log::AccessRecord;
 use super::error::ProxyError;
+use super::h1_client;
 use super::http_forward::{self, Timeouts};
 use super::relay_body::{record_dropped, record_status, RelayBody};
 use super::request_body::ClientBody;
+use super::response::{self, Upstream};
 use super::ProxyState;
-use crate::cluster::buckets::ROOT;
-use crate::cluster::{Admit, ClusterHandle, Grant};
+use crate::cluster::buckets::BucketKey;
+use crate::cluster::classify::RequestView;
+use crate::cluster::{Admit, ClusterHandle};
 use crate::proto::http_headers as rules;
 use crate::stats::TrafficStats;
 
@@ -39,6 +39,16 @@ pub async fn handle(
     let mut log = state.access_log.as_ref().map(|l| l.record(&req, &cluster.name));
     let body = client_body(&req, payload);
     let settings = cluster.settings.load_full();
+    let (bucket, debug) = {
+        let classifier = cluster.classifier.load();
+        let (key, name) = classifier.classify(&ActixRequest(&req));
+        (
+            key,
+            settings.debug_headers.then(|| Debug {
+                bucket: name.to_owned(),
+            }),
+        )
+    };
     let timeouts = Timeouts {
         connect: settings.connect_timeout,
         read: settings.read_timeout,
@@ -46,7 +56,7 @@ pub async fn handle(
     };
     let mut retries = 0;
     loop {
-        let grant = match cluster.admission.acquire(ROOT) {
+        let grant = match cluster.admission.acquire(bucket) {
             Admit::Granted(grant) => grant,
             Admit::Queued(ticket) => match ticket.wait(settings.queue_timeout).await {
                 Some(grant) => grant,
@@ -57,12 +67,19 @@ pub async fn handle(
                         req.method(),
                         req.path()
                     );
-                    return dropped(&cluster, StatusCode::GATEWAY_TIMEOUT, settings.retry_after, log);
+                    return dropped(
+                        &cluster,
+                        bucket,
+                        StatusCode::GATEWAY_TIMEOUT,
+                        settings.retry_after,
+                        log,
+                    );
                 }
             },
             Admit::Unavailable | Admit::QueueFull => {
                 return dropped(
                     &cluster,
+                    bucket,
                     StatusCode::SERVICE_UNAVAILABLE,
                     settings.retry_after,
                     log,
@@ -70,12 +87,26 @@ pub async fn handle(
             }
         };
         let backend = grant.backend().clone();
-        let make_request = || {
-            http_forward::upstream_request(&req, body.for_backend(&backend))
-                .map_err(|e| ProxyError::ClientBody(e.to_string()))
+        let sent = if body.is_empty() {
+            h1_client::send(&backend, &req, timeouts).await.map(Upstream::Raw)
+        } else {
+            let make_request = || {
+                http_forward::upstream_request(&req, body.for_backend(&backend))
+                    .map_err(|e| ProxyError::ClientBody(e.to_string()))
+            };
+            http_forward::send(&backend, make_request, || body.replayable(), timeouts)
+                .await
+                .map(Upstream::Hyper)
         };
-        match http_forward::send(&backend, make_request, || body.replayable(), timeouts).await {
-            Ok(upstream) => return relay(&req, upstream, grant, &cluster, settings.read_timeout, log),
+        match sent {
+            Ok(upstream) => {
+                let response = response::relay(&req, upstream, grant, &cluster, settings.read_timeout, log);
+                return response::with_debug_headers(
+                    response,
+                    debug.as_ref().map(|d| d.bucket.as_str()),
+                    &backend,
+                );
+            }
             Err(e) => {
                 if !e.is_backend_failure() {
                     drop(grant);
@@ -114,85 +145,16 @@ fn client_body(req: &HttpRequest, payload: web::Payload) -> ClientBody {
     ClientBody::new(Some(payload.into_inner()), length)
 }
 
-/// Turns the backend's response head into the client's, body streamed through.
-fn relay(
-    req: &HttpRequest,
-    upstream: http_forward::Upstream,
-    grant: Grant,
-    cluster: &Arc<ClusterHandle>,
-    read_timeout: std::time::Duration,
-    mut log: Option<Box<AccessRecord>>,
-) -> HttpResponse<RelayBody> {
-    let (head, incoming) = upstream.response.into_parts();
-    let status = head.status.as_u16();
-    let mut builder = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
-    let connection: Vec<&[u8]> = head
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    for (name, value) in head.headers.iter() {
-        let n = name.as_str();
-        if rules::is_hop_by_hop(n)
-            || n == "via"
-            || (!connection.is_empty() && rules::listed_in_connection(n, connection.iter().copied()))
-        {
-            continue;
-        }
-        if let (Ok(n), Ok(v)) = (
-            ax::HeaderName::from_bytes(n.as_bytes()),
-            ax::HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            builder.append_header((n, v));
-        }
-    }
-    let via = rules::via(head.headers.get(http::header::VIA).map(|v| v.as_bytes()));
-    if let Ok(v) = ax::HeaderValue::from_bytes(&via) {
-        builder.insert_header((ax::VIA, v));
-    }
-    let length = head
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let is_head = req.method() == actix_web::http::Method::HEAD;
-    let no_body = rules::response_has_no_body(is_head, status);
-    let size = match length {
-        // HEAD keeps the length the backend announced; actix writes no body for HEAD.
-        Some(n) if is_head || !no_body => BodySize::Sized(n),
-        _ if no_body => BodySize::None,
-        _ => BodySize::Stream,
-    };
-    let backend = grant.backend().clone();
-    record_status(cluster, Some(&backend), status);
-    if let Some(l) = log.as_mut() {
-        l.set_backend(&backend.name);
-        l.set_status(status);
-    }
-    let body = RelayBody::upstream(
-        incoming,
-        size,
-        no_body,
-        grant,
-        upstream.connection,
-        read_timeout,
-        cluster.clone(),
-        log,
-    );
-    builder
-        .message_body(body)
-        .unwrap_or_else(|_| HttpResponse::with_body(StatusCode::BAD_GATEWAY, RelayBody::fixed("", None)))
-}
-
 /// A generated 503/504 with `Retry-After`, counted as dropped.
 fn dropped(
     cluster: &ClusterHandle,
+    bucket: BucketKey,
     status: StatusCode,
     retry_after: u32,
     log: Option<Box<AccessRecord>>,
 ) -> HttpResponse<RelayBody> {
     record_dropped(cluster);
+    cluster.admission.record_dropped(bucket);
     record_status(cluster, None, status.as_u16());
     let text = if status == StatusCode::GATEWAY_TIMEOUT {
         "no backend became available in time\n"
@@ -222,4 +184,27 @@ fn generated(
     }
     headers.insert(ax::VIA, ax::HeaderValue::from_static(rules::VIA));
     res
+}
+
+/// Debug response headers to add, when the cluster asks for them.
+struct Debug {
+    bucket: String,
+}
+
+/// The request as bucket rules see it.
+struct ActixRequest<'a>(&'a HttpRequest);
+
+impl RequestView for ActixRequest<'_> {
+    fn host(&self) -> Option<&str> {
+        self.0.headers().get(ax::HOST).and_then(|h| h.to_str().ok())
+    }
+    fn path(&self) -> &str {
+        self.0.path()
+    }
+    fn method(&self) -> &str {
+        self.0.method().as_str()
+    }
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.0.headers().get(name).map(|v| v.as_bytes())
+    }
 }

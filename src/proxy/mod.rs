@@ -5,10 +5,12 @@
 
 pub mod access_log;
 pub mod error;
+pub mod h1_client;
 pub mod handler;
 pub mod http_forward;
 pub mod relay_body;
 pub mod request_body;
+pub mod response;
 
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@ use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use actix_web::body::{BodySize, MessageBody};
@@ -18,15 +18,32 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use super::access_log::AccessRecord;
+use super::h1_client::{self, RawConn};
 use super::http_forward::{self, Connection};
 use crate::cluster::{ClusterHandle, Grant};
+use crate::proto::http1::{Chunk, ChunkedDecoder, Framing};
 use crate::stats::TrafficStats;
+
+/// Where the backend's body comes from.
+pub enum Source {
+    /// hyper's client (requests with a body).
+    Hyper {
+        incoming: Incoming,
+        connection: Connection,
+    },
+    /// The lean client: read from the connection here, framed by `framing`.
+    Raw {
+        conn: RawConn,
+        framing: Framing,
+        chunked: ChunkedDecoder,
+        keep_alive: bool,
+    },
+}
 
 /// A backend body in flight.
 struct Streaming {
-    incoming: Incoming,
+    source: Source,
     grant: Grant,
-    connection: Connection,
     /// Relay nothing (HEAD, 204, 304) but still read the backend's message to its end.
     discard: bool,
     read_timeout: Duration,
@@ -59,29 +76,27 @@ impl RelayBody {
         }
     }
 
-    /// Relays `incoming`; `size` is what the client is told, `discard` drops the bytes.
-    #[allow(clippy::too_many_arguments)]
+    /// Relays `source`; `size` is what the client is told, `discard` drops the bytes.
     pub fn upstream(
-        incoming: Incoming,
+        source: Source,
         size: BodySize,
         discard: bool,
         grant: Grant,
-        connection: Connection,
         read_timeout: Duration,
         cluster: Arc<ClusterHandle>,
         log: Option<Box<AccessRecord>>,
     ) -> RelayBody {
+        let streaming = Streaming {
+            source,
+            grant,
+            discard,
+            read_timeout,
+            stall: None,
+            stalled: false,
+        };
         RelayBody {
             fixed: None,
-            streaming: Some(Streaming {
-                incoming,
-                grant,
-                connection,
-                discard,
-                read_timeout,
-                stall: None,
-                stalled: false,
-            }),
+            streaming: Some(streaming),
             size,
             cluster: Some(cluster),
             log,
@@ -92,7 +107,16 @@ impl RelayBody {
     /// The backend finished its message: recycle the connection and free the capacity now.
     fn finish(&mut self) {
         if let Some(s) = self.streaming.take() {
-            http_forward::recycle(s.grant.backend(), s.connection);
+            let backend = s.grant.backend();
+            match s.source {
+                Source::Hyper { connection, .. } => http_forward::recycle(backend, connection),
+                Source::Raw {
+                    conn,
+                    keep_alive: true,
+                    ..
+                } if conn.buf.is_empty() => h1_client::recycle(backend, conn),
+                Source::Raw { .. } => {}
+            }
         }
     }
 
@@ -129,6 +153,60 @@ impl Streaming {
             Poll::Pending => Ok(()),
         }
     }
+
+    /// The next piece of body from the backend; `None` at its end.
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>> {
+        match &mut self.source {
+            Source::Hyper { incoming, .. } => loop {
+                match ready!(Pin::new(&mut *incoming).poll_frame(cx)) {
+                    None => return Poll::Ready(None),
+                    Some(Err(e)) => return Poll::Ready(Some(Err(format!("response body failed: {e}")))),
+                    // Trailers are dropped.
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => return Poll::Ready(Some(Ok(data))),
+                        Err(_) => continue,
+                    },
+                }
+            },
+            Source::Raw {
+                conn,
+                framing,
+                chunked,
+                ..
+            } => loop {
+                let data = match framing {
+                    Framing::None | Framing::Length(0) => return Poll::Ready(None),
+                    Framing::Length(left) if !conn.buf.is_empty() => {
+                        let n = conn.buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                        *left -= n as u64;
+                        Some(conn.buf.split_to(n).freeze())
+                    }
+                    Framing::UntilClose if !conn.buf.is_empty() => Some(conn.buf.split().freeze()),
+                    Framing::Chunked => match chunked.decode(&mut conn.buf) {
+                        Ok(Chunk::Data(data)) => Some(data),
+                        Ok(Chunk::Done) => return Poll::Ready(None),
+                        Ok(Chunk::NeedMore) => None,
+                        Err(e) => return Poll::Ready(Some(Err(e.to_string()))),
+                    },
+                    Framing::Length(_) | Framing::UntilClose => None,
+                };
+                if let Some(data) = data {
+                    return Poll::Ready(Some(Ok(data)));
+                }
+                conn.buf.reserve(16 * 1024);
+                match ready!(tokio_util::io::poll_read_buf(
+                    Pin::new(&mut conn.io),
+                    cx,
+                    &mut conn.buf
+                )) {
+                    Ok(0) if *framing == Framing::UntilClose => return Poll::Ready(None),
+                    Ok(0) => return Poll::Ready(Some(Err("backend closed the connection mid-body".into()))),
+                    Ok(_) => {}
+                    Err(e) => return Poll::Ready(Some(Err(format!("reading the response body: {e}")))),
+                }
+            },
+        }
+    }
 }
 
 impl MessageBody for RelayBody {
@@ -147,7 +225,7 @@ impl MessageBody for RelayBody {
             let Some(s) = this.streaming.as_mut() else {
                 return Poll::Ready(None);
             };
-            let frame = match Pin::new(&mut s.incoming).poll_frame(cx) {
+            let next = match s.poll_data(cx) {
                 Poll::Pending => {
                     if s.poll_stall(cx).is_err() {
                         this.fail("read timed out mid-response".to_owned());
@@ -155,24 +233,20 @@ impl MessageBody for RelayBody {
                     }
                     return Poll::Pending;
                 }
-                Poll::Ready(frame) => frame,
+                Poll::Ready(next) => next,
             };
             s.stalled = false;
-            match frame {
+            match next {
                 None => {
                     this.finish();
                     return Poll::Ready(None);
                 }
-                Some(Err(e)) => {
-                    let reason = format!("response body failed: {e}");
-                    this.fail(reason);
-                    return Poll::Ready(Some(Err(Box::new(e))));
+                Some(Err(reason)) => {
+                    this.fail(reason.clone());
+                    return Poll::Ready(Some(Err(reason.into())));
                 }
-                Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else { continue }; // trailers are dropped
-                    if s.discard || data.is_empty() {
-                        continue;
-                    }
+                Some(Ok(data)) if s.discard || data.is_empty() => continue,
+                Some(Ok(data)) => {
                     let n = data.len();
                     this.sent += n as u64;
                     s.grant.backend().stats.add_bytes_out(n);

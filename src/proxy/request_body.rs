@@ -44,6 +44,11 @@ impl ClientBody {
         }
     }
 
+    /// Whether the request has no body at all.
+    pub fn is_empty(&self) -> bool {
+        self.shared.is_none()
+    }
+
     /// Whether another attempt may send the body again (nothing consumed yet).
     pub fn replayable(&self) -> bool {
         self.shared.as_ref().is_none_or(|s| !s.borrow().started)

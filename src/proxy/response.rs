@@ -1,0 +1,171 @@
+//! Turning a backend's response head into the client's: end-to-end headers copied, hop-by-hop
+//! ones dropped, `Via` appended, body framing chosen, the body streamed by a [`RelayBody`].
+//!
+//! Hot path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::BodySize;
+use actix_web::http::{header as ax, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+
+use super::access_log::AccessRecord;
+use super::h1_client::RawResponse;
+use super::http_forward;
+use super::relay_body::{record_status, RelayBody, Source};
+use crate::cluster::{Backend, ClusterHandle, Grant};
+use crate::proto::http1::{ChunkedDecoder, Framing};
+use crate::proto::http_headers as rules;
+
+/// A response head from either upstream client.
+pub enum Upstream {
+    Hyper(http_forward::Upstream),
+    Raw(RawResponse),
+}
+
+/// Builds the client's response around the backend's.
+pub fn relay(
+    req: &HttpRequest,
+    upstream: Upstream,
+    grant: Grant,
+    cluster: &Arc<ClusterHandle>,
+    read_timeout: Duration,
+    mut log: Option<Box<AccessRecord>>,
+) -> HttpResponse<RelayBody> {
+    let is_head = req.method() == actix_web::http::Method::HEAD;
+    let (status, length, source, mut builder) = match upstream {
+        Upstream::Hyper(u) => {
+            let (head, incoming) = u.response.into_parts();
+            let status = head.status.as_u16();
+            let mut builder = HttpResponse::build(status_code(status));
+            let fields = || {
+                head.headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+            };
+            copy_headers(&mut builder, fields, |v| ax::HeaderValue::from_bytes(v).ok());
+            let length = head
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            (
+                status,
+                length,
+                Source::Hyper {
+                    incoming,
+                    connection: u.connection,
+                },
+                builder,
+            )
+        }
+        Upstream::Raw(r) => {
+            let status = r.head.status;
+            let mut builder = HttpResponse::build(status_code(status));
+            let bytes = &r.head_bytes;
+            let fields = || {
+                r.head
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (&bytes[n.clone()], &bytes[v.clone()]))
+            };
+            // Zero-copy: header values are slices of the head's buffer.
+            copy_headers(&mut builder, fields, |v| {
+                ax::HeaderValue::from_maybe_shared(bytes.slice_ref(v)).ok()
+            });
+            let length = match r.head.framing {
+                Framing::Length(n) => Some(n),
+                Framing::None => r.head.content_length,
+                Framing::Chunked | Framing::UntilClose => None,
+            };
+            let source = Source::Raw {
+                conn: r.conn,
+                framing: r.head.framing,
+                chunked: ChunkedDecoder::default(),
+                keep_alive: r.head.keep_alive,
+            };
+            (status, length, source, builder)
+        }
+    };
+    let no_body = rules::response_has_no_body(is_head, status);
+    let size = match length {
+        // HEAD keeps the length the backend announced; actix writes no body for HEAD.
+        Some(n) if is_head || !no_body => BodySize::Sized(n),
+        _ if no_body => BodySize::None,
+        _ => BodySize::Stream,
+    };
+    let backend = grant.backend().clone();
+    record_status(cluster, Some(&backend), status);
+    if let Some(l) = log.as_mut() {
+        l.set_backend(&backend.name);
+        l.set_status(status);
+    }
+    let body = RelayBody::upstream(source, size, no_body, grant, read_timeout, cluster.clone(), log);
+    builder.message_body(body).unwrap_or_else(|_| {
+        HttpResponse::with_body(
+            StatusCode::BAD_GATEWAY,
+            RelayBody::fixed("bad response head\n", None),
+        )
+    })
+}
+
+/// Adds `X-Director-Bucket` and `X-Director-Backend` when the cluster asks for them.
+pub fn with_debug_headers(
+    mut response: HttpResponse<RelayBody>,
+    bucket: Option<&str>,
+    backend: &Backend,
+) -> HttpResponse<RelayBody> {
+    if let Some(bucket) = bucket {
+        let headers = response.headers_mut();
+        if let Ok(v) = ax::HeaderValue::from_str(bucket) {
+            headers.insert(ax::HeaderName::from_static("x-director-bucket"), v);
+        }
+        if let Ok(v) = ax::HeaderValue::from_str(&backend.name) {
+            headers.insert(ax::HeaderName::from_static("x-director-backend"), v);
+        }
+    }
+    response
+}
+
+fn status_code(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY)
+}
+
+/// Copies end-to-end header fields into `builder` and appends our `Via` entry. `fields`
+/// yields the backend's header fields afresh on each call.
+fn copy_headers<'a, I>(
+    builder: &mut HttpResponseBuilder,
+    fields: impl Fn() -> I,
+    value: impl Fn(&'a [u8]) -> Option<ax::HeaderValue>,
+) where
+    I: Iterator<Item = (&'a [u8], &'a [u8])>,
+{
+    let connection = || {
+        fields()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+            .map(|(_, v)| v)
+    };
+    let has_connection = connection().next().is_some();
+    let mut via = None;
+    for (name, v) in fields() {
+        // Standard names are recognised without allocating and come out in lower case.
+        let Ok(name) = ax::HeaderName::from_bytes(name) else {
+            continue;
+        };
+        let n = name.as_str();
+        if n == "via" {
+            via = Some(v);
+            continue;
+        }
+        if rules::is_hop_by_hop(n) || (has_connection && rules::listed_in_connection(n, connection())) {
+            continue;
+        }
+        if let Some(v) = value(v) {
+            builder.append_header((name, v));
+        }
+    }
+    if let Ok(v) = ax::HeaderValue::from_bytes(&rules::via(via)) {
+        builder.insert_header((ax::VIA, v));
+    }
+}
