@@ -6,10 +6,13 @@
 //! parent: `assured = floor(parent.assured × rate)`, `ceiling = floor(parent.ceiling × ceil)`.
 //! A request may take a token when every bucket on its path to the root is below its ceiling
 //! (the root's ceiling is the capacity). Borrowing is work-conserving: idle assured tokens of
-//! one bucket may be used by others, and freed tokens go first to waiting buckets below their
-//! assured share, then round-robin to siblings that may borrow, then to the parent's own
-//! queue — so a bucket with demand gets its assured share back as soon as tokens free up, and
-//! no bucket starves. An unlimited cluster (an unlimited backend) makes every bucket unlimited.
+//! one bucket may be used by others. A freed token goes first to a waiting bucket that is
+//! owed tokens, however deep in the tree (its own requests hold less than its assured share
+//! not reserved for its children), then to a subtree below its assured share, then
+//! round-robin to children that may borrow, with each bucket's own queue taking part in that
+//! round-robin — so a bucket with demand gets its assured share back as soon as tokens free
+//! up, and no queue starves. An unlimited cluster (an unlimited backend) makes every bucket
+//! unlimited.
 
 use std::collections::VecDeque;
 
@@ -74,12 +77,12 @@ impl<W> Bucket<W> {
         }
     }
 
-    fn below_ceiling(&self) -> bool {
-        self.ceiling.is_none_or(|c| self.used < c)
-    }
-
     fn below_assured(&self) -> bool {
         self.assured.is_none_or(|a| self.used < a)
+    }
+
+    fn below_ceiling(&self) -> bool {
+        self.ceiling.is_none_or(|c| self.used < c)
     }
 
     /// Tokens used beyond the assured share.
@@ -93,6 +96,14 @@ impl<W> Bucket<W> {
     }
 }
 
+/// The passes of the dequeue order, see [`BucketTree::next_waiting`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Owed,
+    Deficit,
+    Any,
+}
+
 /// The tree of buckets of one cluster; index 0 is the root.
 #[derive(Debug)]
 pub struct BucketTree<W> {
@@ -101,6 +112,8 @@ pub struct BucketTree<W> {
     next_key: BucketKey,
     /// Keys of deleted buckets and the bucket that took over their tokens and queue.
     aliases: Vec<(BucketKey, BucketKey)>,
+    /// Index of every key ever issued (deleted ones lead to their heir); `usize::MAX` = none.
+    by_key: Vec<usize>,
 }
 
 impl<W> Default for BucketTree<W> {
@@ -110,6 +123,7 @@ impl<W> Default for BucketTree<W> {
             capacity: Some(0),
             next_key: ROOT + 1,
             aliases: Vec::new(),
+            by_key: vec![0],
         }
     }
 }
@@ -126,14 +140,27 @@ impl<W> BucketTree<W> {
 
     /// The index of the bucket with `key`, following deleted buckets to their heir.
     pub fn index_of(&self, key: BucketKey) -> Option<usize> {
-        let mut key = key;
-        for _ in 0..=self.aliases.len() {
-            if let Some(i) = self.nodes.iter().position(|n| n.key == key) {
-                return Some(i);
-            }
-            key = self.aliases.iter().find(|(old, _)| *old == key)?.1;
+        self.by_key
+            .get(key as usize)
+            .copied()
+            .filter(|&i| i != usize::MAX)
+    }
+
+    /// Rebuilds the key table from the nodes and the aliases of deleted buckets.
+    fn index_keys(&mut self) {
+        self.by_key = vec![usize::MAX; self.next_key as usize];
+        for (i, n) in self.nodes.iter().enumerate() {
+            self.by_key[n.key as usize] = i;
         }
-        None
+        // An alias may lead to another deleted bucket: follow the chain to a live one.
+        for _ in 0..self.aliases.len() {
+            for &(old, heir) in &self.aliases {
+                let target = self.by_key[heir as usize];
+                if target != usize::MAX {
+                    self.by_key[old as usize] = target;
+                }
+            }
+        }
     }
 
     pub fn by_name(&self, name: &str) -> Option<usize> {
@@ -235,33 +262,82 @@ impl<W> BucketTree<W> {
         self.nodes[index].dropped += 1;
     }
 
-    /// The bucket whose queue head should get the next free token, if any may take one:
-    /// children below their assured share first, then round-robin among children that may
-    /// borrow, then the bucket's own queue.
+    /// The bucket whose queue head should get the next free token, if any may take one; see
+    /// [`BucketTree::pick_in`] for the order.
     pub fn next_waiting(&mut self) -> Option<usize> {
         self.pick_in(0)
     }
 
+    /// Serves `index`'s subtree in three passes: first a bucket that is owed tokens, however
+    /// deep (its own requests hold less than its assured share not reserved for its
+    /// children); then a child subtree below its assured share, from any of its waiters (so a
+    /// parent's own requests may use a reservation its children leave idle); then
+    /// round-robin among the children that may borrow and the bucket's own queue, which
+    /// takes part as one more member so that it never starves.
     fn pick_in(&mut self, index: usize) -> Option<usize> {
         if self.nodes[index].waiting == 0 || !self.nodes[index].below_ceiling() {
             return None;
         }
-        for assured_only in [true, false] {
-            let n = self.nodes[index].children.len();
-            for k in 0..n {
-                let pos = (self.nodes[index].cursor + k) % n;
+        [Pass::Owed, Pass::Deficit, Pass::Any]
+            .into_iter()
+            .find_map(|pass| self.round_robin(index, pass))
+    }
+
+    /// One round over the children of `index` and (as the last member) its own queue.
+    fn round_robin(&mut self, index: usize, pass: Pass) -> Option<usize> {
+        if !self.nodes[index].below_ceiling() {
+            return None;
+        }
+        let n = self.nodes[index].children.len();
+        for k in 0..=n {
+            let pos = (self.nodes[index].cursor + k) % (n + 1);
+            let found = if pos == n {
+                let node = &self.nodes[index];
+                let own = !node.queue.is_empty()
+                    && match pass {
+                        Pass::Owed => self.own_below_assured(index),
+                        Pass::Deficit => false,
+                        Pass::Any => true,
+                    };
+                (own && self.can_take(index)).then_some(index)
+            } else {
                 let child = self.nodes[index].children[pos];
                 let c = &self.nodes[child];
-                if c.waiting == 0 || (assured_only && !c.below_assured()) {
-                    continue;
+                match pass {
+                    Pass::Owed if self.owed(child) => self.round_robin(child, Pass::Owed),
+                    Pass::Deficit if c.waiting > 0 && c.below_assured() => self.pick_in(child),
+                    Pass::Any if c.waiting > 0 => self.pick_in(child),
+                    _ => None,
                 }
-                if let Some(found) = self.pick_in(child) {
-                    self.nodes[index].cursor = (pos + 1) % n;
-                    return Some(found);
-                }
+            };
+            if found.is_some() {
+                self.nodes[index].cursor = (pos + 1) % (n + 1);
+                return found;
             }
         }
-        (!self.nodes[index].queue.is_empty() && self.can_take(index)).then_some(index)
+        None
+    }
+
+    /// Whether `index`'s subtree holds a waiting bucket below its assured share.
+    fn owed(&self, index: usize) -> bool {
+        let n = &self.nodes[index];
+        n.waiting > 0
+            && n.below_ceiling()
+            && ((!n.queue.is_empty() && self.own_below_assured(index))
+                || n.children.iter().any(|&c| self.owed(c)))
+    }
+
+    /// Whether the bucket's own requests hold less than its assured tokens not reserved for
+    /// its children (all of them for a leaf).
+    fn own_below_assured(&self, index: usize) -> bool {
+        let n = &self.nodes[index];
+        let Some(assured) = n.assured else { return true };
+        let reserved: u32 = n
+            .children
+            .iter()
+            .map(|&c| self.nodes[c].assured.unwrap_or(0))
+            .sum();
+        n.own < assured.saturating_sub(reserved)
     }
 
     fn path(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
@@ -301,6 +377,7 @@ impl<W> BucketTree<W> {
             }
         }
         self.recount();
+        self.index_keys();
         self.resize(self.capacity);
     }
 
@@ -390,3 +467,7 @@ fn check_level<'a>(
 #[cfg(test)]
 #[path = "buckets_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "buckets_props.rs"]
+mod props;

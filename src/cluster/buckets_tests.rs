@@ -107,22 +107,27 @@ fn freed_tokens_go_to_buckets_below_their_assured_share_first() {
 }
 
 #[test]
-fn the_parents_own_queue_comes_after_its_children() {
+fn a_parents_own_queue_is_owed_its_unreserved_share() {
+    // Capacity 2: child `a` is assured 1 (0.5), the root's own requests the other 1.
     let mut t: BucketTree<u32> = BucketTree::default();
     t.rebuild(&[b("a", 0.5, 1.0, vec![])]);
-    t.resize(Some(1));
+    t.resize(Some(2));
     let a = t.by_name("a").expect("a");
-    t.take(0);
+    t.take(a);
+    t.take(a); // `a` borrows the root's share
     t.enqueue(0, 1);
     t.enqueue(a, 2);
-    t.put(0);
+    t.put(a);
     let i = t.next_waiting().expect("next");
-    assert_eq!(t.dequeue(i), Some(2));
+    assert_eq!(
+        (i, t.dequeue(i)),
+        (0, Some(1)),
+        "the root's own queue is owed 1, `a` holds its 1"
+    );
     t.take(i);
-    assert_eq!(t.next_waiting(), None, "no token left");
-    t.put(i);
+    t.put(a);
     let i = t.next_waiting().expect("next");
-    assert_eq!((i, t.dequeue(i)), (0, Some(1)));
+    assert_eq!((i, t.dequeue(i)), (a, Some(2)));
 }
 
 #[test]
