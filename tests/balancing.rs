@@ -304,7 +304,7 @@ async fn a_refusing_backend_is_skipped_and_marked_unavailable() {
     assert_eq!(dead.status.health, Health::Offline);
     assert!(dead
         .status
-        .last_failure
+        .health_reason
         .as_deref()
         .unwrap_or("")
         .contains("connect"));
@@ -320,7 +320,7 @@ async fn no_retry_after_response_bytes_went_out() {
     );
     let d = start(&yaml).await;
     let mut sender = support::connect(&d.target()).await;
-    let req = http::Request::get("/die?bytes=5000")
+    let req = http::Request::get("/die?bytes=200000")
         .header("host", "x")
         .body(Default::default())
         .expect("req");

@@ -28,6 +28,17 @@ pub struct SlotSpec {
     pub capacity: u32,
     /// Enabled and healthy.
     pub usable: bool,
+    /// Healthy (a disabled but healthy backend still takes pinned requests).
+    pub healthy: bool,
+}
+
+/// Why a pinned request could not be admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinRefused {
+    /// Unknown, removed, offline, or disabled when that is not allowed.
+    Unavailable,
+    /// At capacity, or the cluster is.
+    Full,
 }
 
 /// Queue and scheduling settings of the cluster.
@@ -207,7 +218,6 @@ impl State {
         slot.spec.backend.stats.in_flight.dec();
         if slot.draining && slot.in_flight == 0 {
             self.slots.remove(i);
-            self.cursors = [0; 3];
         }
         if !counted {
             self.recompute_tokens();
@@ -286,9 +296,47 @@ impl Admission {
             }
         }
         st.slots = slots;
-        st.cursors = [0; 3];
         st.recompute_tokens();
         self.dispatch(&mut st);
+    }
+
+    /// Takes a token of the root bucket and a slot on one given backend: one attempt, no
+    /// queue. `allow_disabled` admits a disabled but healthy backend (client-side routing
+    /// lets an operator try it before enabling it).
+    pub fn acquire_pinned(
+        self: &Arc<Self>,
+        backend: BackendId,
+        allow_disabled: bool,
+    ) -> Result<Grant, PinRefused> {
+        let mut st = self.state.lock();
+        let i = st
+            .slots
+            .iter()
+            .position(|s| s.spec.backend.id == backend)
+            .ok_or(PinRefused::Unavailable)?;
+        let slot = &st.slots[i];
+        if slot.draining || !slot.spec.healthy || !(slot.spec.usable || allow_disabled) {
+            return Err(PinRefused::Unavailable);
+        }
+        if slot.spec.capacity != 0 && slot.in_flight >= slot.spec.capacity {
+            return Err(PinRefused::Full);
+        }
+        let in_service = st.in_service(slot, st.primary_usable());
+        if in_service && !st.buckets.can_take(ROOT as usize) {
+            return Err(PinRefused::Full);
+        }
+        st.buckets.take(ROOT as usize);
+        let slot = &mut st.slots[i];
+        slot.in_flight += 1;
+        slot.spec.backend.stats.in_flight.inc();
+        self.stats.in_flight.inc();
+        let backend = slot.spec.backend.clone();
+        if !in_service {
+            // Capacity outside the cluster's: count the request so the books stay exact.
+            st.recompute_tokens();
+        }
+        drop(st);
+        Ok(Grant::new(self.clone(), ROOT, backend))
     }
 
     /// Updates queue and scheduling settings (control plane).

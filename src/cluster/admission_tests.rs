@@ -14,6 +14,7 @@ fn spec(backend: &Arc<Backend>, role: Role, capacity: u32, usable: bool) -> Slot
         role,
         capacity,
         usable,
+        healthy: usable,
     }
 }
 
@@ -641,4 +642,45 @@ fn random_walk_against_a_model() {
     random_walk(SchedulerKind::RoundRobin, false, 0x9E37_79B9_7F4A_7C15);
     random_walk(SchedulerKind::Chance, true, 0xD1B5_4A32_D192_ED03);
     random_walk(SchedulerKind::LeastLoad, false, 0x2545_F491_4F6C_DD1D);
+}
+
+#[test]
+fn pinned_requests_take_one_given_backend_even_when_disabled_but_never_when_offline() {
+    let a = rr();
+    let (x, canary, down) = (backend("x"), backend("canary"), backend("down"));
+    let disabled = SlotSpec {
+        usable: false,
+        healthy: true,
+        ..spec(&canary, Role::Active, 1, false)
+    };
+    a.set_backends(vec![active(&x, 1), disabled, spec(&down, Role::Active, 1, false)]);
+    assert_eq!(
+        a.capacity(),
+        (Some(1), 0),
+        "the canary's capacity is not the cluster's"
+    );
+    let g = a
+        .acquire_pinned(canary.id, true)
+        .expect("a disabled but healthy backend");
+    assert_eq!((g.backend().id, in_flight(&canary)), (canary.id, 1));
+    assert_eq!(a.capacity(), (Some(2), 1), "its request is counted on top");
+    assert_eq!(a.acquire_pinned(canary.id, true).err(), Some(PinRefused::Full));
+    assert_eq!(
+        a.acquire_pinned(canary.id, false).err(),
+        Some(PinRefused::Unavailable)
+    );
+    assert_eq!(
+        a.acquire_pinned(down.id, true).err(),
+        Some(PinRefused::Unavailable)
+    );
+    let balanced = grant(a.acquire(ROOT));
+    assert_eq!(
+        balanced.backend().id,
+        x.id,
+        "unpinned traffic never reaches the canary"
+    );
+    drop(g);
+    drop(balanced);
+    assert_eq!(a.capacity(), (Some(1), 0));
+    assert_totals(&a, 0, 0);
 }

@@ -2,8 +2,9 @@
 //! capacity). Control plane; runs on a worker arbiter.
 //!
 //! Every change is reported to the Cluster actor as [`BackendChanged`], which reshapes the
-//! admission state. Until health probes exist, a backend taken offline by a passive failure
-//! comes back after [`PASSIVE_RECOVERY`].
+//! admission state. With active health checks configured, the backend's [`HealthMonitor`]
+//! decides its health (passive failures are forwarded to it); without them, a backend taken
+//! offline by a passive failure comes back after [`PASSIVE_RECOVERY`].
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,20 +12,17 @@ use std::time::{Duration, SystemTime};
 use actix::prelude::*;
 use serde::Serialize;
 
+use super::admission::Admission;
+use super::arbiters::Arbiters;
 use super::backend::{Backend, BackendId};
 use super::cluster_actor::ClusterActor;
-use crate::config::{BackendConfig, Role};
+pub use super::health::Health;
+use super::health::ProbeResult;
+use super::health_monitor::{HealthMonitor, PassiveFailureObserved, StopMonitor};
+use crate::config::{BackendConfig, HealthConfig, InitialHealth, Role};
 
-/// How long a backend stays offline after a passive failure before it is tried again.
+/// Without active health checks: how long a backend stays offline after a passive failure.
 pub const PASSIVE_RECOVERY: Duration = Duration::from_secs(2);
-
-/// Health of a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    Online,
-    Offline,
-}
 
 /// Everything the control plane knows about one backend, as published to readers.
 #[derive(Debug, Clone, Serialize)]
@@ -40,14 +38,22 @@ pub struct BackendStatus {
     pub health: Health,
     /// Seconds since the Unix epoch of the last health change.
     pub health_changed_at: f64,
-    /// Why the backend last went offline.
-    pub last_failure: Option<String>,
+    /// Why the health last changed.
+    pub health_reason: Option<String>,
+    /// The most recent active probe.
+    pub last_probe: Option<ProbeResult>,
+    /// Removed; finishing the requests it has in flight.
+    pub draining: bool,
 }
 
 impl BackendStatus {
     /// Enabled and online.
     pub fn usable(&self) -> bool {
-        self.enabled && self.health == Health::Online
+        self.enabled && self.healthy()
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.health == Health::Online
     }
 }
 
@@ -82,6 +88,19 @@ pub struct PassiveFailure {
     pub reason: String,
 }
 
+/// Event from the health monitor: the backend's health flipped.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct HealthChanged {
+    pub health: Health,
+    pub reason: String,
+}
+
+/// Event from the health monitor: a probe finished.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ProbeCompleted(pub ProbeResult);
+
 /// Command: enable or disable the backend (administrative, independent of health).
 #[derive(Message, Debug)]
 #[rtype(result = "BackendStatus")]
@@ -92,17 +111,44 @@ pub struct SetEnabled(pub bool);
 #[rtype(result = "BackendStatus")]
 pub struct GetBackendStatus;
 
+/// Command: stop the actor and its monitor (the backend was removed and has drained).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct StopBackend;
+
+/// How a backend's health is watched.
+#[derive(Clone)]
+pub struct Watch {
+    pub health: Option<HealthConfig>,
+    pub sticky_offline: bool,
+    pub admission: Arc<Admission>,
+    pub arbiters: Arbiters,
+}
+
 /// The actor owning one backend.
 pub struct BackendActor {
     backend: Arc<Backend>,
     cluster: Addr<ClusterActor>,
     status: BackendStatus,
+    watch: Watch,
+    monitor: Option<Addr<HealthMonitor>>,
     recovery: Option<SpawnHandle>,
+    /// Went offline after having been online (sticky offline applies on its return).
+    fell_offline: bool,
 }
 
 impl BackendActor {
-    /// The initial status of a configured backend: online (no probes yet) and as configured.
-    pub fn initial_status(backend: &Backend, config: &BackendConfig) -> BackendStatus {
+    /// The initial status of a configured backend: health as `health.initial` says (online
+    /// without active checks), the rest as configured.
+    pub fn initial_status(
+        backend: &Backend,
+        config: &BackendConfig,
+        health: Option<&HealthConfig>,
+    ) -> BackendStatus {
+        let initial = match health.map(|h| h.initial) {
+            Some(InitialHealth::Offline) => Health::Offline,
+            _ => Health::Online,
+        };
         BackendStatus {
             id: backend.id,
             name: backend.name.clone(),
@@ -110,18 +156,28 @@ impl BackendActor {
             role: config.role,
             capacity: config.capacity,
             enabled: config.enabled,
-            health: Health::Online,
+            health: initial,
             health_changed_at: unix_now(),
-            last_failure: None,
+            health_reason: Some("initial state".to_owned()),
+            last_probe: None,
+            draining: false,
         }
     }
 
-    pub fn new(backend: Arc<Backend>, cluster: Addr<ClusterActor>, status: BackendStatus) -> Self {
+    pub fn new(
+        backend: Arc<Backend>,
+        cluster: Addr<ClusterActor>,
+        status: BackendStatus,
+        watch: Watch,
+    ) -> Self {
         BackendActor {
             backend,
             cluster,
             status,
+            watch,
+            monitor: None,
             recovery: None,
+            fell_offline: false,
         }
     }
 
@@ -134,15 +190,28 @@ impl BackendActor {
             return;
         }
         log::info!(
-            "cluster '{}': backend '{}' is now {:?} ({reason})",
+            "cluster '{}': backend '{}' is now {} ({reason})",
             self.backend.cluster,
             self.backend.name,
-            health
+            match health {
+                Health::Online => "online",
+                Health::Offline => "offline",
+            }
         );
         self.status.health = health;
         self.status.health_changed_at = unix_now();
-        if health == Health::Offline {
-            self.status.last_failure = Some(reason.to_owned());
+        self.status.health_reason = Some(reason.to_owned());
+        match health {
+            Health::Offline => self.fell_offline = true,
+            Health::Online if self.fell_offline && self.watch.sticky_offline && self.status.enabled => {
+                log::info!(
+                    "cluster '{}': backend '{}' stays disabled (sticky offline) until an operator enables it",
+                    self.backend.cluster,
+                    self.backend.name
+                );
+                self.status.enabled = false;
+            }
+            Health::Online => {}
         }
         self.publish();
     }
@@ -152,7 +221,20 @@ impl Actor for BackendActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.backend.attach(ctx.address());
+        if let Some(config) = self.watch.health.clone() {
+            let (backend, owner) = (self.backend.clone(), ctx.address());
+            let (admission, initial) = (self.watch.admission.clone(), self.status.health);
+            self.monitor = Some(HealthMonitor::start_in_arbiter(
+                &self.watch.arbiters.next(),
+                move |_| HealthMonitor::new(backend, owner, admission, config, initial),
+            ));
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(m) = self.monitor.take() {
+            m.do_send(StopMonitor);
+        }
     }
 }
 
@@ -160,6 +242,10 @@ impl Handler<PassiveFailure> for BackendActor {
     type Result = ();
 
     fn handle(&mut self, msg: PassiveFailure, ctx: &mut Context<Self>) {
+        if let Some(monitor) = &self.monitor {
+            monitor.do_send(PassiveFailureObserved { reason: msg.reason });
+            return;
+        }
         self.set_health(Health::Offline, &msg.reason);
         if self.recovery.is_none() {
             self.recovery = Some(ctx.run_later(PASSIVE_RECOVERY, |act, _| {
@@ -167,6 +253,23 @@ impl Handler<PassiveFailure> for BackendActor {
                 act.set_health(Health::Online, "recovery period elapsed");
             }));
         }
+    }
+}
+
+impl Handler<HealthChanged> for BackendActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: HealthChanged, _: &mut Context<Self>) {
+        self.set_health(msg.health, &msg.reason);
+    }
+}
+
+impl Handler<ProbeCompleted> for BackendActor {
+    type Result = ();
+
+    fn handle(&mut self, ProbeCompleted(result): ProbeCompleted, _: &mut Context<Self>) {
+        self.status.last_probe = Some(result);
+        self.publish();
     }
 }
 
@@ -193,5 +296,13 @@ impl Handler<GetBackendStatus> for BackendActor {
 
     fn handle(&mut self, _: GetBackendStatus, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.status.clone())
+    }
+}
+
+impl Handler<StopBackend> for BackendActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopBackend, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }

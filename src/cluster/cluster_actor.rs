@@ -5,6 +5,7 @@
 //! publishes the member list to its [`ClusterHandle`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use serde::Serialize;
@@ -12,7 +13,7 @@ use serde::Serialize;
 use super::admission::{BucketState, SlotSpec};
 use super::arbiters::Arbiters;
 use super::backend::Backend;
-use super::backend_actor::{BackendActor, BackendChanged, BackendStatus, SetEnabled};
+use super::backend_actor::{BackendActor, BackendChanged, BackendStatus, SetEnabled, StopBackend, Watch};
 use super::buckets::validate_tree;
 use super::classify::Classifier;
 use super::topology::{ClusterHandle, ClusterSettings};
@@ -71,6 +72,14 @@ pub struct SetBackendEnabled {
     pub enabled: bool,
 }
 
+/// Command: remove a backend; it stops getting requests, finishes those in flight, then
+/// goes away (its state shows `draining` meanwhile).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<BackendStatus, ClusterError>")]
+pub struct RemoveBackend {
+    pub name: String,
+}
+
 /// Query: the cluster's full state.
 #[derive(Message, Debug)]
 #[rtype(result = "ClusterState")]
@@ -106,6 +115,8 @@ struct Member {
 pub struct ClusterActor {
     handle: Arc<ClusterHandle>,
     members: Vec<Member>,
+    /// Removed backends still finishing requests.
+    draining: Vec<Member>,
     buckets: Vec<BucketConfig>,
     default_bucket: Option<String>,
 }
@@ -125,7 +136,7 @@ impl ClusterActor {
             .iter()
             .map(|b| {
                 let backend = Backend::new(&handle.name, &b.name, b.url.clone());
-                let status = BackendActor::initial_status(&backend, b);
+                let status = BackendActor::initial_status(&backend, b, config.health.as_ref());
                 Prepared { backend, status }
             })
             .collect();
@@ -175,30 +186,42 @@ impl ClusterActor {
         arbiters: &Arbiters,
     ) {
         let (buckets, default_bucket) = (config.buckets.clone(), config.default_bucket.clone());
-        let backend_arbiters = arbiters.clone();
-        ClusterActor::start_in_arbiter(&arbiters.next(), move |ctx| {
-            handle.attach(ctx.address());
-            let members = prepared
-                .into_iter()
-                .map(|p| {
-                    let (backend, cluster) = (p.backend.clone(), ctx.address());
-                    let status = p.status.clone();
-                    let addr = BackendActor::start_in_arbiter(&backend_arbiters.next(), move |_| {
-                        BackendActor::new(backend, cluster, status)
-                    });
-                    Member {
-                        backend: p.backend,
-                        addr,
-                        status: p.status,
-                    }
-                })
-                .collect();
-            ClusterActor {
+        let watch = Watch {
+            health: config.health.clone(),
+            sticky_offline: config.sticky_offline,
+            admission: handle.admission.clone(),
+            arbiters: arbiters.clone(),
+        };
+        // The mailbox exists before the actor runs, so every address is attached (and usable)
+        // before the topology is published; messages wait in the mailbox meanwhile.
+        let (tx, rx) = actix::dev::channel::channel(16);
+        let cluster = Addr::new(tx);
+        handle.attach(cluster.clone());
+        let members: Vec<Member> = prepared
+            .into_iter()
+            .map(|p| {
+                let (backend, cluster, watch) = (p.backend.clone(), cluster.clone(), watch.clone());
+                let status = p.status.clone();
+                let addr = BackendActor::start_in_arbiter(&watch.arbiters.next(), move |_| {
+                    BackendActor::new(backend, cluster, status, watch)
+                });
+                p.backend.attach(addr.clone());
+                Member {
+                    backend: p.backend,
+                    addr,
+                    status: p.status,
+                }
+            })
+            .collect();
+        arbiters.next().spawn_fn(move || {
+            let actor = ClusterActor {
                 handle,
                 members,
+                draining: Vec::new(),
                 buckets,
                 default_bucket,
-            }
+            };
+            Context::with_receiver(rx).run(actor);
         });
     }
 }
@@ -256,6 +279,7 @@ fn publish<'a>(
             role: status.role,
             capacity: status.capacity,
             usable: status.usable(),
+            healthy: status.healthy(),
         })
         .collect();
     handle.admission.set_backends(specs);
@@ -263,6 +287,58 @@ fn publish<'a>(
 
 impl Actor for ClusterActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(DRAIN_CHECK, |act, _| act.reap_drained());
+    }
+}
+
+/// How often removed backends are checked for their last request.
+const DRAIN_CHECK: Duration = Duration::from_millis(50);
+
+impl ClusterActor {
+    /// Stops the actors of removed backends whose last request has finished.
+    fn reap_drained(&mut self) {
+        let admission = &self.handle.admission;
+        let cluster = &self.handle.name;
+        self.draining.retain(|m| {
+            let done = !admission.has_slot(m.backend.id);
+            if done {
+                log::info!(
+                    "cluster '{cluster}': backend '{}' drained and removed",
+                    m.backend.name
+                );
+                m.addr.do_send(StopBackend);
+            }
+            !done
+        });
+    }
+}
+
+impl Handler<RemoveBackend> for ClusterActor {
+    type Result = Result<BackendStatus, ClusterError>;
+
+    fn handle(&mut self, msg: RemoveBackend, _: &mut Context<Self>) -> Self::Result {
+        let Some(i) = self.members.iter().position(|m| m.backend.name == msg.name) else {
+            return Err(ClusterError::UnknownBackend {
+                cluster: self.handle.name.clone(),
+                backend: msg.name,
+            });
+        };
+        let mut member = self.members.remove(i);
+        member.status.draining = true;
+        log::info!(
+            "cluster '{}': backend '{}' removed; draining {} request(s) in flight",
+            self.handle.name,
+            member.backend.name,
+            member.backend.stats.in_flight.current()
+        );
+        let status = member.status.clone();
+        self.draining.push(member);
+        publish(&self.handle, self.members.iter().map(|m| (&m.backend, &m.status)));
+        self.reap_drained();
+        Ok(status)
+    }
 }
 
 impl Handler<BackendChanged> for ClusterActor {
@@ -270,8 +346,17 @@ impl Handler<BackendChanged> for ClusterActor {
 
     fn handle(&mut self, BackendChanged(status): BackendChanged, _: &mut Context<Self>) {
         if let Some(m) = self.members.iter_mut().find(|m| m.backend.id == status.id) {
+            // A probe result alone changes nothing for admission.
+            let reshape = (
+                m.status.role,
+                m.status.capacity,
+                m.status.usable(),
+                m.status.healthy(),
+            ) != (status.role, status.capacity, status.usable(), status.healthy());
             m.status = status;
-            publish(&self.handle, self.members.iter().map(|m| (&m.backend, &m.status)));
+            if reshape {
+                publish(&self.handle, self.members.iter().map(|m| (&m.backend, &m.status)));
+            }
         }
     }
 }
@@ -312,6 +397,7 @@ impl Handler<GetClusterState> for ClusterActor {
             backends: self
                 .members
                 .iter()
+                .chain(&self.draining)
                 .map(|m| BackendState {
                     status: m.status.clone(),
                     stats: m.backend.stats.snapshot(),

@@ -95,6 +95,9 @@ fn road_warrior(url: &BackendUrl) -> ClusterConfig {
         buckets: Vec::new(),
         default_bucket: None,
         debug_headers: false,
+        health: None,
+        sticky_offline: false,
+        client_routing: None,
     }
 }
 

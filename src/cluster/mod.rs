@@ -9,6 +9,9 @@ pub mod buckets;
 pub mod classify;
 pub mod cluster_actor;
 pub mod director_actor;
+pub mod health;
+pub mod health_monitor;
+pub mod health_probe;
 pub mod scheduler;
 pub mod topology;
 

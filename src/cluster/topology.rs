@@ -14,7 +14,7 @@ use super::admission::{Admission, AdmissionSettings};
 use super::backend::Backend;
 use super::classify::{host_matches, Classifier};
 use super::cluster_actor::ClusterActor;
-use crate::config::ClusterConfig;
+use crate::config::{ClientRouting, ClusterConfig};
 
 /// Where the current topology lives; `None` until the control plane has started.
 pub type SharedTopology = Arc<ArcSwapOption<Topology>>;
@@ -65,6 +65,8 @@ pub struct ClusterSettings {
     pub write_timeout: Duration,
     /// Add `X-Director-Bucket` and `X-Director-Backend` to responses.
     pub debug_headers: bool,
+    /// A cookie or header that pins a request to a named backend.
+    pub client_routing: Option<ClientRouting>,
 }
 
 impl ClusterSettings {
@@ -77,6 +79,7 @@ impl ClusterSettings {
             read_timeout: c.read_timeout,
             write_timeout: c.write_timeout,
             debug_headers: c.debug_headers,
+            client_routing: c.client_routing.clone(),
         };
         let admission = AdmissionSettings {
             scheduler: c.scheduler,

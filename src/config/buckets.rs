@@ -86,12 +86,12 @@ fn share_text(value: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
-/// RFC 7230 `tchar`: what HTTP methods and header names are made of.
+/// RFC 7230 `tchar`: what HTTP methods and header names (and RFC 6265 cookie names) are made of.
 fn is_tchar(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
-fn is_token(text: &str) -> bool {
+pub(super) fn is_token(text: &str) -> bool {
     !text.is_empty() && text.chars().all(is_tchar)
 }
 

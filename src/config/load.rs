@@ -7,7 +7,8 @@
 //! once, each with its path (`clusters.shop.backends[1].url`). A [`Config`] is returned only
 //! when nothing is wrong. What each section means (raw shapes, defaults, checks) is in the child
 //! module `sections` (`sections.rs`), except a cluster's bucket tree, which is in `buckets`
-//! (`buckets.rs`); the tests are in `load_tests.rs` and `bucket_tests.rs`.
+//! (`buckets.rs`), and its health checks and client routing, which are in `health`
+//! (`health.rs`); the tests are in `load_tests.rs`, `bucket_tests.rs` and `health_tests.rs`.
 //!
 //! Conventions: an explicit `null` (`key:` with no value) means "use the default"; keys are
 //! case-sensitive; a map key that is not a plain word is quoted in paths
@@ -27,6 +28,8 @@ use super::model::Config;
 
 #[path = "buckets.rs"]
 mod buckets;
+#[path = "health.rs"]
+mod health;
 #[path = "sections.rs"]
 mod sections;
 #[cfg(test)]

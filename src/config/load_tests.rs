@@ -1,5 +1,6 @@
 //! Tests of the loader: whole documents in, `Config` or `(path, message)` errors out. The bucket
-//! tree's tests are in the child module `buckets` (`bucket_tests.rs`).
+//! tree's tests are in the child module `buckets` (`bucket_tests.rs`), those of health checks and
+//! client routing in `health` (`health_tests.rs`).
 
 use std::path::PathBuf;
 
@@ -9,6 +10,8 @@ use crate::config::model::*;
 
 #[path = "bucket_tests.rs"]
 mod buckets;
+#[path = "health_tests.rs"]
+mod health;
 
 /// The environment seen by the tests.
 fn test_env(name: &str) -> Result<String, VarError> {
@@ -199,6 +202,9 @@ fn defaults() {
         buckets: vec![],
         default_bucket: None,
         debug_headers: false,
+        health: None,
+        sticky_offline: false,
+        client_routing: None,
     };
     assert_eq!(*shop, expected);
     let backend = &shop.backends[0];
@@ -263,7 +269,7 @@ fn unknown_keys() {
     let yaml = format!(
         "{MINIMAL}admin: {{ listen: \"127.0.0.1:8081\" }}\nstate_file: x.json\nProxy: {{}}\n\
          access_log: {{ rotate: true }}\nroutes: [{{ cluster: c, weight: 1 }}]\n\
-         clusters:\n  c:\n    health: {{ mode: paranoid }}\n    backends: [{{ name: a, url: \"http://h\", weight: 2 }}]\n"
+         clusters:\n  c:\n    cache: {{ enabled: false }}\n    backends: [{{ name: a, url: \"http://h\", weight: 2 }}]\n"
     );
     assert_eq!(
         paths(&yaml),
@@ -273,7 +279,7 @@ fn unknown_keys() {
             "state_file",
             "access_log.rotate",
             "routes[0].weight",
-            "clusters.c.health",
+            "clusters.c.cache",
             "clusters.c.backends[0].weight",
         ]
     );

@@ -112,6 +112,61 @@ pub struct ClusterConfig {
     /// `debug_headers` (default false): add `X-Director-Bucket` and `X-Director-Backend` to
     /// responses.
     pub debug_headers: bool,
+    /// `health`: active health checks; `None` = passive health only.
+    pub health: Option<HealthConfig>,
+    /// `sticky_offline` (default false): a backend that comes back online after being offline
+    /// stays disabled until an operator enables it.
+    pub sticky_offline: bool,
+    /// `client_routing`: a cookie or header naming the backend a request must go to.
+    pub client_routing: Option<ClientRouting>,
+}
+
+/// `health:` of a cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    /// `mode` (default `paranoid`).
+    pub mode: HealthMode,
+    /// `interval` between probes (default 2s), > 0.
+    pub interval: Duration,
+    /// `timeout` of one probe: connect, send, and read the response head (default 1s), > 0.
+    pub timeout: Duration,
+    /// `rise` (default 2): consecutive successes to come online, >= 1.
+    pub rise: u32,
+    /// `fall` (default 3): consecutive failures to go offline, >= 1.
+    pub fall: u32,
+    /// `path` of the probe request (default `/`), starts with `/` (a query is allowed).
+    pub path: String,
+    /// `host`: the probe's `Host` header (default: the backend's address).
+    pub host: Option<String>,
+    /// `expect`: accepted status codes (100..=599); empty (the default) accepts 2xx and 3xx.
+    pub expect: Vec<u16>,
+    /// `initial` (default `online`): the state before the first probe.
+    pub initial: InitialHealth,
+}
+
+/// `health.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthMode {
+    /// `lazy`: probe only backends that are offline.
+    Lazy,
+    /// `opportunistic`: also online backends idle for an interval; a probe takes a slot.
+    Opportunistic,
+    /// `paranoid`: probe always.
+    Paranoid,
+}
+
+/// `health.initial`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialHealth {
+    Online,
+    Offline,
+}
+
+/// `client_routing:` — exactly one of `{ cookie: NAME }` or `{ header: NAME }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientRouting {
+    Cookie(String),
+    Header(String),
 }
 
 /// One bucket of a cluster's HTB tree.

@@ -38,6 +38,9 @@ const CLUSTER_KEYS: &[&str] = &[
     "buckets",
     "default_bucket",
     "debug_headers",
+    "sticky_offline",
+    "client_routing",
+    "health",
     "backends",
 ];
 const BACKEND_KEYS: &[&str] = &["name", "url", "capacity", "role", "enabled"];
@@ -69,7 +72,8 @@ struct RawRoute {
     backend: Option<String>,
 }
 
-/// A cluster without `buckets` and `backends`, which are checked one by one.
+/// A cluster without `buckets`, `backends`, `client_routing` and `health`, which are checked on
+/// their own.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCluster {
@@ -84,6 +88,7 @@ struct RawCluster {
     write_timeout: Option<DurationValue>,
     default_bucket: Option<String>,
     debug_headers: Option<bool>,
+    sticky_offline: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -355,24 +360,32 @@ impl Loader<'_> {
         out
     }
 
-    /// One cluster: its settings and, separately, its bucket tree and each backend.
+    /// One cluster: its settings and, separately, its client routing, health checks, bucket
+    /// tree and each backend.
     fn cluster(&mut self, mut value: Value, path: &str) -> Option<ClusterConfig> {
-        let backends = value.as_object_mut().and_then(|map| map.remove("backends"));
-        let buckets = value.as_object_mut().and_then(|map| map.remove("buckets"));
+        let mut take = |key: &str| value.as_object_mut().and_then(|map| map.remove(key));
+        let backends = take("backends");
+        let buckets = take("buckets");
+        let client_routing = take("client_routing");
+        let health = take("health");
         let raw: Option<RawCluster> = self.piece(Some(value), path, CLUSTER_KEYS, "a cluster");
         let (default_bucket, settings) = match raw {
             Some(mut raw) => (raw.default_bucket.take(), Some(self.cluster_settings(raw, path))),
             None => (None, None),
         };
+        let client_routing = self.client_routing(client_routing, &key_path(path, "client_routing"));
+        let health = self.health(health, &key_path(path, "health"));
         let tree = self.bucket_tree(buckets, default_bucket, path);
         let backends = self.backends(backends, &key_path(path, "backends"));
         let mut cluster = settings??;
+        cluster.client_routing = client_routing?;
+        cluster.health = health?;
         (cluster.buckets, cluster.default_bucket) = tree?;
         cluster.backends = backends?;
         Some(cluster)
     }
 
-    /// Everything of a cluster but its bucket tree and backends.
+    /// Everything of a cluster but its client routing, health checks, bucket tree and backends.
     fn cluster_settings(&mut self, raw: RawCluster, path: &str) -> Option<ClusterConfig> {
         let scheduler = self.choice(
             key_path(path, "scheduler"),
@@ -415,6 +428,9 @@ impl Loader<'_> {
             buckets: Vec::new(),
             default_bucket: None,
             debug_headers: raw.debug_headers.unwrap_or(false),
+            health: None,
+            sticky_offline: raw.sticky_offline.unwrap_or(false),
+            client_routing: None,
         })
     }
 

@@ -3,6 +3,8 @@
 //! Hot path. Everything happens on the worker that accepted the request; the only
 //! cross-thread event is a queued request being woken by whoever freed capacity.
 
+use std::sync::Arc;
+
 use actix_web::http::{header as ax, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -16,7 +18,9 @@ use super::response::{self, Upstream};
 use super::ProxyState;
 use crate::cluster::buckets::BucketKey;
 use crate::cluster::classify::RequestView;
-use crate::cluster::{Admit, ClusterHandle};
+use crate::cluster::topology::ClusterSettings;
+use crate::cluster::{Admit, ClusterHandle, Grant};
+use crate::config::ClientRouting;
 use crate::proto::http_headers as rules;
 use crate::stats::TrafficStats;
 
@@ -36,23 +40,27 @@ pub async fn handle(
         let log = state.access_log.as_ref().map(|l| l.record(&req, "-"));
         return generated(StatusCode::NOT_FOUND, "no route for this request\n", 0, log);
     };
-    let mut log = state.access_log.as_ref().map(|l| l.record(&req, &cluster.name));
-    let body = client_body(&req, payload);
+    let log = state.access_log.as_ref().map(|l| l.record(&req, &cluster.name));
     let settings = cluster.settings.load_full();
-    let (bucket, debug) = {
-        let classifier = cluster.classifier.load();
-        let (key, name) = classifier.classify(&ActixRequest(&req));
-        (
-            key,
-            settings.debug_headers.then(|| Debug {
-                bucket: name.to_owned(),
-            }),
-        )
+    let mut request = Request {
+        body: client_body(&req, payload),
+        timeouts: Timeouts {
+            connect: settings.connect_timeout,
+            read: settings.read_timeout,
+            write: settings.write_timeout,
+        },
+        req,
+        log,
     };
-    let timeouts = Timeouts {
-        connect: settings.connect_timeout,
-        read: settings.read_timeout,
-        write: settings.write_timeout,
+    if let Some(routing) = &settings.client_routing {
+        if let Some(name) = pinned_backend(&request.req, routing) {
+            return serve_pinned(request, &cluster, &settings, &name).await;
+        }
+    }
+    let (bucket, debug_bucket) = {
+        let classifier = cluster.classifier.load();
+        let (key, name) = classifier.classify(&ActixRequest(&request.req));
+        (key, settings.debug_headers.then(|| name.to_owned()))
     };
     let mut retries = 0;
     loop {
@@ -64,71 +72,149 @@ pub async fn handle(
                     log::info!(
                         "cluster '{}': queued request timed out: {} {}",
                         cluster.name,
-                        req.method(),
-                        req.path()
+                        request.req.method(),
+                        request.req.path()
                     );
-                    return dropped(
-                        &cluster,
-                        bucket,
-                        StatusCode::GATEWAY_TIMEOUT,
-                        settings.retry_after,
-                        log,
-                    );
+                    let (status, retry_after) = (StatusCode::GATEWAY_TIMEOUT, settings.retry_after);
+                    return dropped(&cluster, bucket, status, retry_after, request.log);
                 }
             },
             Admit::Unavailable | Admit::QueueFull => {
-                return dropped(
-                    &cluster,
-                    bucket,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    settings.retry_after,
-                    log,
-                );
+                let (status, retry_after) = (StatusCode::SERVICE_UNAVAILABLE, settings.retry_after);
+                return dropped(&cluster, bucket, status, retry_after, request.log);
             }
         };
         let backend = grant.backend().clone();
-        let sent = if body.is_empty() {
-            h1_client::send(&backend, &req, timeouts).await.map(Upstream::Raw)
-        } else {
-            let make_request = || {
-                http_forward::upstream_request(&req, body.for_backend(&backend))
-                    .map_err(|e| ProxyError::ClientBody(e.to_string()))
-            };
-            http_forward::send(&backend, make_request, || body.replayable(), timeouts)
-                .await
-                .map(Upstream::Hyper)
-        };
-        match sent {
-            Ok(upstream) => {
-                let response = response::relay(&req, upstream, grant, &cluster, settings.read_timeout, log);
-                return response::with_debug_headers(
-                    response,
-                    debug.as_ref().map(|d| d.bucket.as_str()),
-                    &backend,
-                );
+        match attempt(&mut request, grant, &cluster, debug_bucket.as_deref()).await {
+            Ok(response) => return response,
+            Err(e) if retries < settings.max_retry_count && request.body.replayable() => {
+                retries += 1;
+                TrafficStats::count(&cluster.admission.stats.retries);
+                TrafficStats::count(&backend.stats.retries);
+                log::debug!("cluster '{}': retrying after {e}", cluster.name);
             }
-            Err(e) => {
-                if !e.is_backend_failure() {
-                    drop(grant);
-                    return generated(StatusCode::BAD_REQUEST, "bad request body\n", 0, log);
-                }
-                log::warn!("cluster '{}': backend '{}': {e}", cluster.name, backend.name);
-                backend.report_failure(e.to_string());
-                grant.fail();
-                if retries < settings.max_retry_count && body.replayable() {
-                    retries += 1;
-                    TrafficStats::count(&cluster.admission.stats.retries);
-                    TrafficStats::count(&backend.stats.retries);
-                    continue;
-                }
-                let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-                if let Some(l) = log.as_mut() {
-                    l.set_backend(&backend.name);
-                }
-                record_status(&cluster, Some(&backend), status.as_u16());
-                return generated(status, "backend failed\n", 0, log);
-            }
+            Err(e) => return failed(&cluster, &backend, &e, request.log),
         }
+    }
+}
+
+/// One client request on its way through the pipeline.
+struct Request {
+    req: HttpRequest,
+    body: ClientBody,
+    timeouts: Timeouts,
+    log: Option<Box<AccessRecord>>,
+}
+
+/// Forwards the request to the backend of `grant`. A backend failure is reported (passive
+/// health) and returned with the capacity already given back, so the caller may retry.
+async fn attempt(
+    request: &mut Request,
+    grant: Grant,
+    cluster: &Arc<ClusterHandle>,
+    debug_bucket: Option<&str>,
+) -> Result<HttpResponse<RelayBody>, ProxyError> {
+    let backend = grant.backend().clone();
+    let (req, body) = (&request.req, &request.body);
+    let sent = if body.is_empty() {
+        h1_client::send(&backend, req, request.timeouts)
+            .await
+            .map(Upstream::Raw)
+    } else {
+        let make_request = || {
+            http_forward::upstream_request(req, body.for_backend(&backend))
+                .map_err(|e| ProxyError::ClientBody(e.to_string()))
+        };
+        let replayable = || body.replayable();
+        http_forward::send(&backend, make_request, replayable, request.timeouts)
+            .await
+            .map(Upstream::Hyper)
+    };
+    match sent {
+        Ok(upstream) => {
+            let read_timeout = request.timeouts.read;
+            let response = response::relay(req, upstream, grant, cluster, read_timeout, request.log.take());
+            Ok(response::with_debug_headers(response, debug_bucket, &backend))
+        }
+        Err(e) if !e.is_backend_failure() => {
+            drop(grant);
+            Ok(generated(
+                StatusCode::BAD_REQUEST,
+                "bad request body\n",
+                0,
+                request.log.take(),
+            ))
+        }
+        Err(e) => {
+            log::warn!("cluster '{}': backend '{}': {e}", cluster.name, backend.name);
+            backend.report_failure(e.to_string());
+            grant.fail();
+            Err(e)
+        }
+    }
+}
+
+/// The answer when the last attempt failed: 502, or 504 for a timeout.
+fn failed(
+    cluster: &ClusterHandle,
+    backend: &crate::cluster::Backend,
+    e: &ProxyError,
+    mut log: Option<Box<AccessRecord>>,
+) -> HttpResponse<RelayBody> {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    if let Some(l) = log.as_mut() {
+        l.set_backend(&backend.name);
+    }
+    record_status(cluster, Some(backend), status.as_u16());
+    generated(status, "backend failed\n", 0, log)
+}
+
+/// Client-side routing: the request names its backend. One attempt, no queue, never another
+/// backend; a disabled but healthy backend is allowed (canary).
+async fn serve_pinned(
+    mut request: Request,
+    cluster: &Arc<ClusterHandle>,
+    settings: &ClusterSettings,
+    name: &str,
+) -> HttpResponse<RelayBody> {
+    let Some(backend) = cluster.backend(name) else {
+        return generated(
+            StatusCode::BAD_REQUEST,
+            "unknown backend requested\n",
+            0,
+            request.log,
+        );
+    };
+    let grant = match cluster.admission.acquire_pinned(backend.id, true) {
+        Ok(grant) => grant,
+        Err(_) => {
+            record_status(cluster, None, 503);
+            let text = "the requested backend is unavailable or full\n";
+            return generated(
+                StatusCode::SERVICE_UNAVAILABLE,
+                text,
+                settings.retry_after,
+                request.log,
+            );
+        }
+    };
+    let debug = settings.debug_headers.then_some("root");
+    match attempt(&mut request, grant, cluster, debug).await {
+        Ok(response) => response,
+        Err(e) => failed(cluster, &backend, &e, request.log),
+    }
+}
+
+/// The backend name a request asks for, by cookie or header.
+fn pinned_backend(req: &HttpRequest, routing: &ClientRouting) -> Option<String> {
+    match routing {
+        ClientRouting::Header(name) => req.headers().get(name.as_str())?.to_str().ok().map(str::to_owned),
+        ClientRouting::Cookie(name) => req.headers().get_all(ax::COOKIE).find_map(|v| {
+            v.to_str().ok()?.split(';').find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == name).then(|| v.trim_matches('"').to_owned())
+            })
+        }),
     }
 }
 
@@ -184,11 +270,6 @@ fn generated(
     }
     headers.insert(ax::VIA, ax::HeaderValue::from_static(rules::VIA));
     res
-}
-
-/// Debug response headers to add, when the cluster asks for them.
-struct Debug {
-    bucket: String,
 }
 
 /// The request as bucket rules see it.

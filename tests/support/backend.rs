@@ -124,6 +124,9 @@ where
 
 struct State {
     name: String,
+    /// Status `/health` answers with, and how many times it was asked.
+    health: AtomicU64,
+    probes: AtomicU64,
     hits: AtomicU64,
     current: AtomicU64,
     peak: AtomicU64,
@@ -199,6 +202,8 @@ impl TestBackend {
     ) -> TestBackend {
         let state = Arc::new(State {
             name: name.to_string(),
+            health: AtomicU64::new(200),
+            probes: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             current: AtomicU64::new(0),
             peak: AtomicU64::new(0),
@@ -227,6 +232,16 @@ impl TestBackend {
     }
 
     /// Requests received (any path).
+    /// Sets the status `/health` answers with (200 at start).
+    pub fn set_health(&self, status: u16) {
+        self.state.health.store(u64::from(status), Ordering::SeqCst);
+    }
+
+    /// Requests to `/health` so far (not counted in `hits`).
+    pub fn probes(&self) -> u64 {
+        self.state.probes.load(Ordering::SeqCst)
+    }
+
     pub fn hits(&self) -> u64 {
         self.state.hits.load(Ordering::SeqCst)
     }
@@ -424,6 +439,15 @@ fn pattern_body(n: u64, on_last: impl Fn() + Send + 'static, hang: bool) -> Resp
 }
 
 async fn handle(state: Arc<State>, kill: Arc<AtomicBool>, req: Request<Incoming>) -> Response<RespBody> {
+    if req.uri().path() == "/health" {
+        // Health probes are counted apart from traffic.
+        state.probes.fetch_add(1, Ordering::SeqCst);
+        state.changed.notify_waiters();
+        let code = state.health.load(Ordering::SeqCst) as u16;
+        let mut resp = Response::new(full(state.name.clone()));
+        *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+        return resp;
+    }
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()

@@ -1,0 +1,359 @@
+//! Health monitoring and backend lifecycle: probes with rise/fall, modes, passive failures,
+//! sticky offline, client-side routing (canary), capacity hand-up, and drain.
+
+mod support;
+
+use bytes::Bytes;
+use director::cluster::backend_actor::{BackendStatus, Health};
+use director::cluster::cluster_actor::{GetClusterState, RemoveBackend, SetBackendEnabled};
+use futures_util::future::join_all;
+use support::backend::{silent_backend, TestBackend};
+use support::{cluster_config, eventually, get, request, start, Director};
+
+async fn status(d: &Director, cluster: &str, backend: &str) -> Option<BackendStatus> {
+    let state = d
+        .cluster(cluster)
+        .actor()
+        .expect("actor")
+        .send(GetClusterState)
+        .await
+        .expect("state");
+    state
+        .backends
+        .into_iter()
+        .find(|b| b.status.name == backend)
+        .map(|b| b.status)
+}
+
+/// Polls the cluster actor until `pred` holds for the backend's status.
+async fn wait_status(
+    d: &Director,
+    backend: &str,
+    what: &str,
+    pred: impl Fn(&BackendStatus) -> bool,
+) -> BackendStatus {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(s) = status(d, "c", backend).await.filter(|s| pred(s)) {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {backend}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rise_and_fall_follow_probes_and_the_expected_codes() {
+    let a = TestBackend::start("a").await;
+    let health = "health: { interval: 50ms, timeout: 500ms, rise: 2, fall: 2, path: /health, expect: [200] }";
+    let d = start(&cluster_config(health, &[("a", a.url(), 0, "active")])).await;
+    assert_eq!(get(&d.target(), "/").await.status, 200);
+
+    a.set_health(301); // a redirect would pass by default, but only 200 is expected here
+    let s = wait_status(&d, "a", "offline", |s| s.health == Health::Offline).await;
+    assert_eq!(s.health_reason.as_deref(), Some("status 301"));
+    assert!(!s.last_probe.as_ref().expect("probed").ok);
+    assert_eq!(get(&d.target(), "/").await.status, 503, "no backend left");
+
+    a.set_health(200);
+    let s = wait_status(&d, "a", "online", |s| s.health == Health::Online).await;
+    assert_eq!(s.health_reason.as_deref(), Some("status 200"));
+    assert!(s.enabled);
+    assert_eq!(get(&d.target(), "/").await.status, 200);
+    d.settled("c").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_that_is_never_answered_fails_after_the_probe_timeout() {
+    let silent = silent_backend().await;
+    let health = "health: { interval: 50ms, timeout: 200ms, fall: 1, path: /health }";
+    let d = start(&cluster_config(health, &[("s", silent.url(), 0, "active")])).await;
+    let s = wait_status(&d, "s", "offline", |s| s.health == Health::Offline).await;
+    assert_eq!(s.health_reason.as_deref(), Some("timeout"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_counts_follow_the_mode() {
+    let (p, l, o) = (
+        TestBackend::start("p").await,
+        TestBackend::start("l").await,
+        TestBackend::start("o").await,
+    );
+    let cluster = |name: &str, mode: &str, url: String| {
+        format!(
+            "  {name}:\n    health: {{ mode: {mode}, interval: 30ms, path: /health }}\n    backends:\n      - {{ name: {name}, url: \"{url}\" }}\n"
+        )
+    };
+    let yaml = format!(
+        "proxy:\n  listen: [\"127.0.0.1:0\"]\n  workers: 1\nroutes:\n  - {{ cluster: p }}\nclusters:\n{}{}{}",
+        cluster("p", "paranoid", p.url()),
+        cluster("l", "lazy", l.url()),
+        cluster("o", "opportunistic", o.url())
+    );
+    let _d = start(&yaml).await;
+    eventually("paranoid probes keep coming", || p.probes() >= 6).await;
+    eventually("an idle backend is probed opportunistically", || o.probes() >= 2).await;
+    assert_eq!(l.probes(), 0, "lazy never probes an online backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passive_failure_takes_a_backend_offline_and_a_probe_brings_it_back() {
+    let (a, b) = (TestBackend::start("a").await, TestBackend::start("b").await);
+    let health = "scheduler: chance\nhealth: { mode: lazy, interval: 50ms, rise: 2, fall: 3, path: /health }";
+    let d = start(&cluster_config(
+        health,
+        &[("a", a.url(), 0, "active"), ("b", b.url(), 0, "active")],
+    ))
+    .await;
+    // The backend cuts a response: that one passive failure is enough (fall counts probes).
+    let mut sender = support::connect(&d.target()).await;
+    let req = http::Request::get("/die?bytes=200000")
+        .header("host", "x")
+        .body(Default::default())
+        .expect("req");
+    let res = sender.send_request(req).await.expect("head");
+    assert!(http_body_util::BodyExt::collect(res.into_body()).await.is_err());
+    let s = wait_status(&d, "a", "offline", |s| s.health == Health::Offline).await;
+    assert!(
+        s.health_reason.as_deref().unwrap_or("").contains("mid-body"),
+        "{s:?}"
+    );
+    assert_eq!(
+        get(&d.target(), "/").await.text(),
+        "b",
+        "chance skips the offline backend"
+    );
+    // Lazy mode now probes it; two good probes bring it back.
+    let s = wait_status(&d, "a", "online", |s| s.health == Health::Online).await;
+    assert_eq!(s.health_reason.as_deref(), Some("status 200"));
+    assert!(a.probes() >= 2);
+    assert_eq!(get(&d.target(), "/").await.text(), "a");
+    d.settled("c").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_offline_keeps_a_returning_backend_disabled_until_enabled() {
+    let (a, b) = (TestBackend::start("a").await, TestBackend::start("b").await);
+    let settings =
+        "scheduler: rr\nsticky_offline: true\nhealth: { interval: 30ms, rise: 1, fall: 1, path: /health }";
+    let d = start(&cluster_config(
+        settings,
+        &[("a", a.url(), 0, "active"), ("b", b.url(), 0, "active")],
+    ))
+    .await;
+    a.set_health(500);
+    wait_status(&d, "a", "offline", |s| s.health == Health::Offline).await;
+    a.set_health(200);
+    let s = wait_status(&d, "a", "online again", |s| s.health == Health::Online).await;
+    assert!(!s.enabled, "sticky offline: back online but disabled");
+    let hits = a.hits();
+    for _ in 0..6 {
+        assert_eq!(get(&d.target(), "/").await.text(), "b");
+    }
+    assert_eq!(a.hits(), hits);
+    let actor = d.cluster("c").actor().expect("actor").clone();
+    let s = actor
+        .send(SetBackendEnabled {
+            backend: "a".into(),
+            enabled: true,
+        })
+        .await
+        .expect("mailbox");
+    assert!(s.expect("known backend").enabled);
+    // Once the change has reached the admission state, round-robin sends a's share again.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while a.hits() == hits {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "traffic never reached a again"
+        );
+        assert_eq!(get(&d.target(), "/").await.status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_offline_does_not_disable_backends_at_start_up() {
+    let a = TestBackend::start("a").await;
+    let settings =
+        "sticky_offline: true\nhealth: { interval: 30ms, rise: 2, path: /health, initial: offline }";
+    let d = start(&cluster_config(settings, &[("a", a.url(), 0, "active")])).await;
+    let s = wait_status(&d, "a", "online", |s| s.health == Health::Online).await;
+    assert!(s.enabled);
+    assert_eq!(get(&d.target(), "/").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_routing_pins_requests_even_to_a_disabled_canary() {
+    let (a, canary, down) = (
+        TestBackend::start("a").await,
+        TestBackend::start("canary").await,
+        TestBackend::start("down").await,
+    );
+    let settings = "retry_after: 4\nclient_routing: { cookie: X-Backend }\nhealth: { interval: 30ms, fall: 1, path: /health }";
+    let mut yaml = cluster_config(
+        settings,
+        &[("a", a.url(), 0, "active"), ("down", down.url(), 0, "active")],
+    );
+    yaml.push_str(&format!(
+        "      - {{ name: canary, url: \"{}\", enabled: false }}\n",
+        canary.url()
+    ));
+    let d = start(&yaml).await;
+    down.set_health(503);
+    wait_status(&d, "down", "offline", |s| s.health == Health::Offline).await;
+    let t = d.target();
+    let pinned = |name: &'static str| {
+        let t = t.clone();
+        async move {
+            request(
+                &t,
+                "GET",
+                "/",
+                &[("cookie", &format!("a=1; X-Backend={name}"))],
+                Bytes::new(),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        pinned("canary").await.text(),
+        "canary",
+        "a disabled but healthy backend takes pinned requests"
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            get(&t, "/").await.text(),
+            "a",
+            "unpinned traffic never reaches the canary"
+        );
+    }
+    assert_eq!(pinned("nosuch").await.status, 400);
+    let r = pinned("down").await;
+    assert_eq!(
+        (r.status, r.header("retry-after")),
+        (503, Some("4")),
+        "no fallback to another backend"
+    );
+    assert_eq!(canary.hits(), 1);
+    d.settled("c").await;
+
+    // The header variant.
+    let yaml = cluster_config(
+        "client_routing: { header: X-Backend }",
+        &[("a", a.url(), 0, "active"), ("b", canary.url(), 0, "active")],
+    );
+    let d = start(&yaml).await;
+    let r = request(&d.target(), "GET", "/", &[("x-backend", "b")], Bytes::new()).await;
+    assert_eq!(r.text(), "canary");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_coming_online_takes_as_many_queued_requests_as_its_capacity() {
+    let a = TestBackend::start("a").await;
+    a.set_health(503);
+    let settings = "enqueue_on_unavailable: true\nqueue_timeout: 20s\nhealth: { interval: 30ms, rise: 1, path: /health, initial: offline }";
+    let d = start(&cluster_config(settings, &[("a", a.url(), 3, "active")])).await;
+    let t = d.target();
+    let queued: Vec<_> = (0..4)
+        .map(|_| {
+            let t = t.clone();
+            tokio::spawn(async move { get(&t, "/hold").await })
+        })
+        .collect();
+    eventually("all queued", || {
+        d.cluster("c").admission.stats.queued.current() == 4
+    })
+    .await;
+    a.set_health(200);
+    a.wait_current(3).await;
+    assert_eq!(
+        d.cluster("c").admission.stats.queued.current(),
+        1,
+        "three went at once, one waits"
+    );
+    a.release_holds();
+    for r in join_all(queued).await {
+        assert_eq!(r.expect("task").status, 200);
+    }
+    assert_eq!(a.peak(), 3);
+    d.settled("c").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_backend_drains_it() {
+    let (a, b) = (TestBackend::start("a").await, TestBackend::start("b").await);
+    let d = start(&cluster_config(
+        "scheduler: chance",
+        &[("a", a.url(), 2, "active"), ("b", b.url(), 0, "active")],
+    ))
+    .await;
+    let t = d.target();
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let t = t.clone();
+            tokio::spawn(async move { get(&t, "/hold").await })
+        })
+        .collect();
+    a.wait_current(2).await;
+    let actor = d.cluster("c").actor().expect("actor").clone();
+    let s = actor
+        .send(RemoveBackend { name: "a".into() })
+        .await
+        .expect("mailbox")
+        .expect("known");
+    assert!(s.draining);
+    let listed = status(&d, "c", "a").await.expect("still listed while draining");
+    assert!(listed.draining);
+    for _ in 0..4 {
+        assert_eq!(
+            get(&t, "/").await.text(),
+            "b",
+            "no new requests to a draining backend"
+        );
+    }
+    a.release_holds();
+    for r in join_all(held).await {
+        let r = r.expect("task");
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "a"),
+            "in-flight requests finish"
+        );
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while status(&d, "c", "a").await.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "drained backend never went away"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!d.cluster("c").admission.has_slot(s.id));
+    d.settled("c").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_stays_even_while_probes_run() {
+    let (a, b, c) = (
+        TestBackend::start("a").await,
+        TestBackend::start("b").await,
+        TestBackend::start("c").await,
+    );
+    let settings = "scheduler: rr\nhealth: { interval: 5ms, path: /health }";
+    let backends = [
+        ("a", a.url(), 0, "active"),
+        ("b", b.url(), 0, "active"),
+        ("c", c.url(), 0, "active"),
+    ];
+    let d = start(&cluster_config(settings, &backends)).await;
+    eventually("probes running", || a.probes() >= 2).await;
+    let before = a.probes();
+    for _ in 0..60 {
+        assert_eq!(get(&d.target(), "/").await.status, 200);
+    }
+    assert!(a.probes() > before, "probes ran during the traffic");
+    assert_eq!((a.hits(), b.hits(), c.hits()), (20, 20, 20));
+}
