@@ -62,6 +62,14 @@ async fn rise_and_fall_follow_probes_and_the_expected_codes() {
     let s = wait_status(&d, "a", "online", |s| s.health == Health::Online).await;
     assert_eq!(s.health_reason.as_deref(), Some("status 200"));
     assert!(s.enabled);
+    // The same state is in the published snapshot, readable without asking the actor.
+    eventually("snapshot shows the flip", || {
+        let statuses = d.cluster("c").statuses.load();
+        statuses.iter().any(|x| {
+            x.name == "a" && x.health == Health::Online && x.last_probe.as_ref().is_some_and(|p| p.ok)
+        })
+    })
+    .await;
     assert_eq!(get(&d.target(), "/").await.status, 200);
     d.settled("c").await;
 }

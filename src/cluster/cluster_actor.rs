@@ -145,6 +145,9 @@ impl ClusterActor {
         handle.admission.configure(admission);
         apply_buckets(handle, &config.buckets, config.default_bucket.as_deref());
         publish(handle, prepared.iter().map(|p| (&p.backend, &p.status)));
+        handle
+            .statuses
+            .store(Arc::new(prepared.iter().map(|p| p.status.clone()).collect()));
         prepared
     }
 
@@ -297,8 +300,20 @@ impl Actor for ClusterActor {
 const DRAIN_CHECK: Duration = Duration::from_millis(50);
 
 impl ClusterActor {
+    /// Publishes every member's and draining backend's status to the handle.
+    fn publish_statuses(&self) {
+        let all = self
+            .members
+            .iter()
+            .chain(&self.draining)
+            .map(|m| m.status.clone())
+            .collect();
+        self.handle.statuses.store(Arc::new(all));
+    }
+
     /// Stops the actors of removed backends whose last request has finished.
     fn reap_drained(&mut self) {
+        let before = self.draining.len();
         let admission = &self.handle.admission;
         let cluster = &self.handle.name;
         self.draining.retain(|m| {
@@ -312,6 +327,9 @@ impl ClusterActor {
             }
             !done
         });
+        if self.draining.len() != before {
+            self.publish_statuses();
+        }
     }
 }
 
@@ -336,6 +354,7 @@ impl Handler<RemoveBackend> for ClusterActor {
         let status = member.status.clone();
         self.draining.push(member);
         publish(&self.handle, self.members.iter().map(|m| (&m.backend, &m.status)));
+        self.publish_statuses();
         self.reap_drained();
         Ok(status)
     }
@@ -357,6 +376,7 @@ impl Handler<BackendChanged> for ClusterActor {
             if reshape {
                 publish(&self.handle, self.members.iter().map(|m| (&m.backend, &m.status)));
             }
+            self.publish_statuses();
         }
     }
 }

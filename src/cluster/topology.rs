@@ -12,6 +12,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::admission::{Admission, AdmissionSettings};
 use super::backend::Backend;
+use super::backend_actor::BackendStatus;
 use super::classify::{host_matches, Classifier};
 use super::cluster_actor::ClusterActor;
 use crate::config::{ClientRouting, ClusterConfig};
@@ -97,6 +98,9 @@ pub struct ClusterHandle {
     pub admission: Arc<Admission>,
     /// Current members (not draining ones), for stats readers.
     pub backends: ArcSwap<Vec<Arc<Backend>>>,
+    /// Status of every member and draining backend (health, last change, last probe),
+    /// swapped by the Cluster actor on every change.
+    pub statuses: ArcSwap<Vec<BackendStatus>>,
     /// Bucket rules, swapped by the Cluster actor when buckets change.
     pub classifier: ArcSwap<Classifier>,
     actor: OnceLock<Addr<ClusterActor>>,
@@ -118,6 +122,7 @@ impl ClusterHandle {
             settings: ArcSwap::from_pointee(settings),
             admission: Admission::new(admission),
             backends: ArcSwap::from_pointee(Vec::new()),
+            statuses: ArcSwap::from_pointee(Vec::new()),
             classifier: ArcSwap::from_pointee(Classifier::default()),
             actor: OnceLock::new(),
         })
