@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Side-by-side load benchmark: director vs HAProxy vs nginx, one worker each,
-# all in front of the same nginx backend on loopback. See bench/README.md.
+# Side-by-side load benchmark: director (root bucket only), director-2b (same binary,
+# two HTB buckets), HAProxy and nginx, one worker each, all in front of the same nginx
+# backend on loopback. See bench/README.md.
 #
 # Run from the repo root:   bash bench/run.sh
 # Options (env vars):       DURATION=10 WARMUP=2 CONNS=64 ROUNDS=3 WRK_THREADS=1
+#                           ONLY="director director-2b haproxy nginx"
 #                           IDLE_CONNS=10000 IDLE_HOLD=3 IDLE_TARGET=director
 #                           BASE_PORT=18080 PIN=0 SKIP_DIRECTOR=0
+# Quick director-only comparison:  ONLY="director director-2b" bash bench/run.sh
 #
 # Everything it starts runs from a temp dir, is bounded in time and is killed on exit.
 set -euo pipefail
@@ -20,10 +23,16 @@ ROUNDS=${ROUNDS:-3}               # rounds; each round measures every proxy once
 WRK_THREADS=${WRK_THREADS:-1}     # wrk threads (same for every proxy)
 IDLE_CONNS=${IDLE_CONNS:-10000}   # idle keep-alive connections for the memory test
 IDLE_HOLD=${IDLE_HOLD:-3}         # seconds to hold them open
-IDLE_TARGET=${IDLE_TARGET:-director}  # director | haproxy | nginx | none
-BASE_PORT=${BASE_PORT:-18080}     # backend=BASE, director=+1, haproxy=+2, nginx=+3
+ALL_LEGS="director director-2b haproxy nginx"
+ONLY=${ONLY:-}                    # legs to run (space/comma separated); empty = all four
+# The idle-connection test runs by default only in a full run; with ONLY it is skipped
+# unless IDLE_TARGET is given explicitly.
+if [[ -z "$ONLY" ]]; then IDLE_TARGET=${IDLE_TARGET:-director}; else IDLE_TARGET=${IDLE_TARGET:-none}; fi
+                                  # director | director-2b | haproxy | nginx | none
+BASE_PORT=${BASE_PORT:-18080}     # backend=BASE, director=+1, haproxy=+2, nginx=+3, director-2b=+4
 PIN=${PIN:-0}                     # 1: pin proxies to CPU 0, wrk + backend to CPU 1
-SKIP_DIRECTOR=${SKIP_DIRECTOR:-0} # 1: leave director out (only for testing this script)
+SKIP_DIRECTOR=${SKIP_DIRECTOR:-0} # 1: leave both director legs out (only for testing this script)
+DIRECTOR_CAPACITY=${DIRECTOR_CAPACITY:-512}  # backend capacity in BOTH director legs (> CONNS)
 DIRECTOR_BIN=${DIRECTOR_BIN:-$REPO_ROOT/target/release/director}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-1800}
 RESULTS_DIR=${RESULTS_DIR:-$BENCH_DIR/results}
@@ -32,6 +41,7 @@ BACKEND_PORT=$((BASE_PORT))
 DIRECTOR_PORT=$((BASE_PORT + 1))
 HAPROXY_PORT=$((BASE_PORT + 2))
 NGINX_PORT=$((BASE_PORT + 3))
+DIRECTOR2B_PORT=$((BASE_PORT + 4))
 
 PIDS=()        # process-group leaders of the long-running services we started
 CHILD=""       # the current bounded client (wrk / python), if any
@@ -162,12 +172,42 @@ busy_pct() {
         printf "%.0f", (tot > 0 ? 100 * (tot - idle) / tot : 0) }'
 }
 
+# ------------------------------------------------------------ legs ----------
+
+# select_legs: LEGS = the legs to run, in ALL_LEGS order (the base of the rotation).
+select_legs() {
+    local req=() l k known
+    read -r -a req <<<"${ONLY//,/ }"
+    ((${#req[@]})) || read -r -a req <<<"$ALL_LEGS"
+    for l in "${req[@]}"; do
+        known=0
+        for k in $ALL_LEGS; do [[ "$l" == "$k" ]] && known=1; done
+        ((known)) || die "ONLY: unknown leg '$l' (legs: $ALL_LEGS)"
+    done
+    LEGS=()
+    for k in $ALL_LEGS; do
+        if [[ "$SKIP_DIRECTOR" == 1 && "$k" == director* ]]; then continue; fi
+        for l in "${req[@]}"; do
+            if [[ "$l" == "$k" ]]; then LEGS+=("$k"); break; fi
+        done
+    done
+    ((${#LEGS[@]})) || die "no legs left to run (ONLY='$ONLY', SKIP_DIRECTOR=$SKIP_DIRECTOR)"
+}
+
+want() {  # want LEG: is LEG among the selected legs?
+    local l
+    for l in "${LEGS[@]}"; do [[ "$l" == "$1" ]] && return 0; done
+    return 1
+}
+
 # ------------------------------------------------------------ preparation ---
 
 ensure_tools() {
     local missing=()
     command -v wrk >/dev/null || missing+=(wrk)
-    command -v haproxy >/dev/null || missing+=(haproxy)
+    if want haproxy || [[ "$IDLE_TARGET" == haproxy ]]; then
+        command -v haproxy >/dev/null || missing+=(haproxy)
+    fi
     command -v nginx >/dev/null || missing+=(nginx-light)
     command -v curl >/dev/null || missing+=(curl)
     command -v pgrep >/dev/null || missing+=(procps)
@@ -183,7 +223,7 @@ ensure_tools() {
 
 # Build director if the binary is missing or older than any source file.
 ensure_director() {
-    [[ "$SKIP_DIRECTOR" == 1 ]] && return 0
+    want director || want director-2b || return 0
     local stale=""
     if [[ ! -x "$DIRECTOR_BIN" ]]; then
         stale="missing"
@@ -246,10 +286,16 @@ EOF
     check_hello backend "$BACKEND_PORT"
 }
 
-start_director() {
-    local dir=$TMP/director
-    mkdir -p "$dir"
-    cat >"$dir/director.yaml" <<EOF
+# write_director_config LEG FILE: the YAML of a director leg. Both legs give the backend
+# the same FINITE capacity ($DIRECTOR_CAPACITY > CONNS, so nothing ever queues):
+# capacity 0 (unlimited) would skip the bucket accounting altogether.
+#   director:    root bucket only (no `buckets:`).
+#   director-2b: two buckets under the root; wrk requests `/`, so every request is
+#                classified (the /checkout rule is evaluated and fails) and lands in `main`.
+write_director_config() {
+    local leg=$1 file=$2
+    case $leg in
+        director) cat >"$file" <<EOF
 proxy:
   listen: ["127.0.0.1:$DIRECTOR_PORT"]
   workers: 1
@@ -259,12 +305,44 @@ clusters:
   bench:
     scheduler: rr
     backends:
-      - { name: b1, url: "http://127.0.0.1:$BACKEND_PORT", capacity: 0 }
+      - { name: b1, url: "http://127.0.0.1:$BACKEND_PORT", capacity: $DIRECTOR_CAPACITY }
 EOF
-    start_service director 0 env RUST_LOG=warn "$DIRECTOR_BIN" --config "$dir/director.yaml"
-    DIRECTOR_PID=$LAST_PID
-    wait_for_port director "$DIRECTOR_PORT" "$DIRECTOR_PID"
-    check_hello director "$DIRECTOR_PORT"
+            ;;
+        director-2b) cat >"$file" <<EOF
+proxy:
+  listen: ["127.0.0.1:$DIRECTOR2B_PORT"]
+  workers: 1
+routes:
+  - { path_prefix: "/", cluster: bench }
+clusters:
+  bench:
+    scheduler: rr
+    default_bucket: main
+    buckets:
+      - { name: vip, rate: 0.2, ceil: 0.4, match: { path_prefix: "/checkout" } }
+      - { name: main, rate: 0.8, ceil: 1.0 }
+    backends:
+      - { name: b1, url: "http://127.0.0.1:$BACKEND_PORT", capacity: $DIRECTOR_CAPACITY }
+EOF
+            ;;
+        *) die "write_director_config: unknown leg $leg" ;;
+    esac
+}
+
+# start_director [LEG]: LEG is director (default) or director-2b; same binary, own port.
+start_director() {
+    local leg=${1:-director} dir port
+    dir=$TMP/$leg; port=$(port_of "$leg")
+    mkdir -p "$dir"
+    write_director_config "$leg" "$dir/director.yaml"
+    cp "$dir/director.yaml" "$RAW/$leg.yaml"   # kept with the results
+    start_service "$leg" 0 env RUST_LOG=warn "$DIRECTOR_BIN" --config "$dir/director.yaml"
+    case $leg in
+        director) DIRECTOR_PID=$LAST_PID ;;
+        director-2b) DIRECTOR2B_PID=$LAST_PID ;;
+    esac
+    wait_for_port "$leg" "$port" "$LAST_PID"
+    check_hello "$leg" "$port"
 }
 
 start_haproxy() {
@@ -342,8 +420,18 @@ EOF
     check_hello nginx "$NGINX_PORT"
 }
 
-port_of() { case $1 in director) echo "$DIRECTOR_PORT" ;; haproxy) echo "$HAPROXY_PORT" ;; nginx) echo "$NGINX_PORT" ;; esac; }
-pid_of()  { case $1 in director) echo "${DIRECTOR_PID:-}" ;; haproxy) echo "${HAPROXY_PID:-}" ;; nginx) echo "${NGINX_PID:-}" ;; esac; }
+port_of() {
+    case $1 in
+        director) echo "$DIRECTOR_PORT" ;; director-2b) echo "$DIRECTOR2B_PORT" ;;
+        haproxy) echo "$HAPROXY_PORT" ;; nginx) echo "$NGINX_PORT" ;;
+    esac
+}
+pid_of() {
+    case $1 in
+        director) echo "${DIRECTOR_PID:-}" ;; director-2b) echo "${DIRECTOR2B_PID:-}" ;;
+        haproxy) echo "${HAPROXY_PID:-}" ;; nginx) echo "${NGINX_PID:-}" ;;
+    esac
+}
 
 # ---------------------------------------------------------------- load ------
 
@@ -386,21 +474,21 @@ measure() {
 idle_test() {
     local target=$IDLE_TARGET
     if [[ "$target" == none ]]; then log "idle-connection test: skipped (IDLE_TARGET=none)"; return 0; fi
-    if [[ "$target" == director && "$SKIP_DIRECTOR" == 1 ]]; then
+    if [[ "$target" == director* && "$SKIP_DIRECTOR" == 1 ]]; then
         log "idle-connection test: SKIPPED (SKIP_DIRECTOR=1; set IDLE_TARGET=nginx or haproxy to try the client)"
         return 0
     fi
     # Only the target runs now, freshly started, so its VmHWM (peak RSS) covers this
     # test alone and no other proxy competes for memory or CPU.
     local name
-    for name in director haproxy nginx; do
+    for name in $ALL_LEGS; do
         [[ -n "$(pid_of "$name")" ]] && stop_pid "$(pid_of "$name")"
     done
     case $target in
-        director) start_director ;;
+        director|director-2b) start_director "$target" ;;
         haproxy) start_haproxy ;;
         nginx) start_nginx_proxy ;;
-        *) die "IDLE_TARGET must be director, haproxy, nginx or none (got '$target')" ;;
+        *) die "IDLE_TARGET must be director, director-2b, haproxy, nginx or none (got '$target')" ;;
     esac
     local pid port mainpid
     pid=$(pid_of "$target"); port=$(port_of "$target")
@@ -419,6 +507,7 @@ write_config() {
     fi
     DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS ROUNDS=$ROUNDS WRK_THREADS=$WRK_THREADS \
     PIN=$PIN SKIP_DIRECTOR=$SKIP_DIRECTOR NOFILE=$NOFILE BUSY_BEFORE=$BUSY_BEFORE \
+    LEGS="${LEGS[*]}" ONLY="$ONLY" DIRECTOR_CAPACITY=$DIRECTOR_CAPACITY \
     DIRECTOR_BIN=$DIRECTOR_BIN DIRECTOR_REV=$rev \
     HAPROXY_V="$(haproxy -v 2>/dev/null | awk 'NR==1 {print $3}')" \
     NGINX_V="$(nginx -v 2>&1 | sed 's|.*nginx/||')" \
@@ -431,6 +520,8 @@ doc = {
     "connections": int(e["CONNS"]), "rounds": int(e["ROUNDS"]),
     "wrk_threads": int(e["WRK_THREADS"]), "pin": e["PIN"] == "1",
     "skip_director": e["SKIP_DIRECTOR"] == "1", "nofile": int(e["NOFILE"]),
+    "legs": e["LEGS"].split(), "only": e["ONLY"] or None,
+    "director_backend_capacity": int(e["DIRECTOR_CAPACITY"]),
     "nproc": os.cpu_count(), "busy_pct_before": int(e["BUSY_BEFORE"]),
     "loadavg_at_end": open("/proc/loadavg").read().split()[:3],
     "director_bin": e["DIRECTOR_BIN"], "director_rev": e["DIRECTOR_REV"],
@@ -445,6 +536,7 @@ PY
 
 main() {
     cd "$REPO_ROOT"
+    select_legs
     ensure_tools
     ensure_director
     raise_fd_limit
@@ -460,31 +552,40 @@ main() {
     fi
 
     local p
-    for p in "$BACKEND_PORT" "$DIRECTOR_PORT" "$HAPROXY_PORT" "$NGINX_PORT"; do
+    for p in "$BACKEND_PORT" "$DIRECTOR_PORT" "$HAPROXY_PORT" "$NGINX_PORT" "$DIRECTOR2B_PORT"; do
         port_in_use "$p" && die "port 127.0.0.1:$p is already in use (set BASE_PORT)"
     done
 
-    local proxies=(director haproxy nginx)
+    local proxies=("${LEGS[@]}")
     if [[ "$SKIP_DIRECTOR" == 1 ]]; then
         log "SKIP_DIRECTOR=1: director is NOT benchmarked (testing mode); ratios will be empty"
-        proxies=(haproxy nginx)
     fi
+    log "legs: ${proxies[*]}"
 
     log "backend nginx on :$BACKEND_PORT"
     start_backend
-    if [[ "$SKIP_DIRECTOR" != 1 ]]; then
-        log "director on :$DIRECTOR_PORT ($DIRECTOR_BIN)"
-        start_director
+    if want director; then
+        log "director (root bucket only, capacity $DIRECTOR_CAPACITY) on :$DIRECTOR_PORT ($DIRECTOR_BIN)"
+        start_director director
     fi
-    log "haproxy on :$HAPROXY_PORT"
-    start_haproxy
-    log "nginx proxy on :$NGINX_PORT"
-    start_nginx_proxy
+    if want director-2b; then
+        log "director-2b (two buckets, capacity $DIRECTOR_CAPACITY) on :$DIRECTOR2B_PORT ($DIRECTOR_BIN)"
+        start_director director-2b
+    fi
+    if want haproxy; then
+        log "haproxy on :$HAPROXY_PORT"
+        start_haproxy
+    fi
+    if want nginx; then
+        log "nginx proxy on :$NGINX_PORT"
+        start_nginx_proxy
+    fi
 
     log "load: wrk -t$WRK_THREADS -c$CONNS, ${WARMUP}s warm-up + ${DURATION}s measured, $ROUNDS rounds, fd limit $NOFILE, PIN=$PIN"
     local r i n=${#proxies[@]} order
     for ((r = 1; r <= ROUNDS; r++)); do
-        # Rotate the order each round: director,haproxy,nginx / haproxy,nginx,director / ...
+        # Rotate the order each round over all selected legs:
+        # director,director-2b,haproxy,nginx / director-2b,haproxy,nginx,director / ...
         order=()
         for ((i = 0; i < n; i++)); do order+=("${proxies[$(((i + r - 1) % n))]}"); done
         log "round $r/$ROUNDS: ${order[*]}"

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Summarize a bench/run.sh run: parse wrk output, take medians, print, write JSON.
 
+Legs: director (root bucket only), director-2b (two HTB buckets), haproxy, nginx;
+any subset may be present (run.sh ONLY=...).
+
     python3 bench/summarize.py RAW_DIR [--json OUT]
 
 RAW_DIR holds NAME.rROUND.wrk (wrk --latency output), NAME.rROUND.meta (CPU
@@ -16,7 +19,10 @@ import statistics
 import sys
 from pathlib import Path
 
-PROXIES = ("director", "haproxy", "nginx")
+# director: root bucket only; director-2b: same binary, two HTB buckets (see run.sh)
+PROXIES = ("director", "director-2b", "haproxy", "nginx")
+# director-2b must not be more than 3% worse than director (rps and p99)
+HTB_TOLERANCE = 0.03
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
 
 
@@ -114,8 +120,14 @@ def main() -> int:
             "runs": runs,
         }
 
-    d, h, n = (results.get(k) for k in PROXIES)
+    d, d2, h, n = (results.get(k) for k in PROXIES)
     ratios = {
+        # HTB cost: two buckets vs the root bucket alone (same binary, same capacity)
+        "director_2b_over_director_rps": ratio(d2 and d2["rps"], d and d["rps"]),
+        "director_2b_over_director_p50": ratio(d2 and d2["p50_ms"], d and d["p50_ms"]),
+        "director_2b_over_director_p99": ratio(d2 and d2["p99_ms"], d and d["p99_ms"]),
+        "director_2b_over_director_rps_per_core": ratio(d2 and d2["rps_per_core"],
+                                                        d and d["rps_per_core"]),
         "director_over_haproxy_rps": ratio(d and d["rps"], h and h["rps"]),
         "director_over_nginx_rps": ratio(d and d["rps"], n and n["rps"]),
         "director_over_haproxy_p99": ratio(d and d["p99_ms"], h and h["p99_ms"]),
@@ -125,6 +137,22 @@ def main() -> int:
         "director_over_nginx_rps_per_core": ratio(d and d["rps_per_core"],
                                                   n and n["rps_per_core"]),
     }
+
+    # The same ratios within each round (the two legs ran back to back there): shows how
+    # much of the median ratio is round-to-round noise.
+    per_round = []
+    if d and d2:
+        by_round = {r["round"]: r for r in d["runs"]}
+        for r2 in d2["runs"]:
+            r1 = by_round.get(r2["round"])
+            if r1:
+                per_round.append({
+                    "round": r2["round"],
+                    "rps": ratio(r2["rps"], r1["rps"]),
+                    "p99": ratio(r2["p99_ms"], r1["p99_ms"]),
+                    "rps_per_core": ratio(r2.get("rps_per_core"), r1.get("rps_per_core")),
+                })
+    ratios["director_2b_over_director_per_round"] = per_round
 
     idle = None
     if (raw / "idle.json").exists():
@@ -136,15 +164,15 @@ def main() -> int:
     print(f"Throughput: wrk -t{c.get('wrk_threads', '?')} -c{c.get('connections', '?')}, "
           f"{c.get('duration_s', '?')}s x {c.get('rounds', '?')} rounds "
           f"(median per proxy), one worker each, same nginx backend")
-    hdr = f"{'proxy':<10} {'rps':>11} {'p50 ms':>8} {'p99 ms':>8} {'proxy cpu':>10} {'req/core-s':>11} {'backend cpu':>12} {'threads':>8} {'errors':>7} {'spread':>7}"
+    hdr = f"{'proxy':<12} {'rps':>11} {'p50 ms':>8} {'p99 ms':>8} {'proxy cpu':>10} {'req/core-s':>11} {'backend cpu':>12} {'threads':>8} {'errors':>7} {'spread':>7}"
     print(hdr)
     print("-" * len(hdr))
     for name in PROXIES:
         r = results.get(name)
         if r is None:
-            print(f"{name:<10} {'(not run)':>11}")
+            print(f"{name:<12} {'(not run)':>11}")
             continue
-        print(f"{name:<10} {r['rps']:>11.0f} {fmt(r['p50_ms'], '.3f'):>8} "
+        print(f"{name:<12} {r['rps']:>11.0f} {fmt(r['p50_ms'], '.3f'):>8} "
               f"{fmt(r['p99_ms'], '.3f'):>8} {fmt(r['proxy_cpu_pct'], '.0f') + '%':>10} "
               f"{fmt(r['rps_per_core'], '.0f'):>11} "
               f"{fmt(r['backend_cpu_pct'], '.0f') + '%':>12} {fmt(r['threads'], 'd'):>8} "
@@ -152,13 +180,37 @@ def main() -> int:
     print("(cpu: % of one core used by the proxy's worker / the backend's worker during the"
           " measured run;\n req/core-s: rps per core-second of proxy CPU;"
           " spread: (max-min)/median rps over the rounds)")
-    print()
-    print(f"director / HAProxy rps : {fmt(ratios['director_over_haproxy_rps'], '.3f')}")
-    print(f"director / nginx rps   : {fmt(ratios['director_over_nginx_rps'], '.3f')}")
-    print(f"director / HAProxy p99 : {fmt(ratios['director_over_haproxy_p99'], '.3f')}")
-    print(f"(per core-second of proxy CPU: director / HAProxy "
-          f"{fmt(ratios['director_over_haproxy_rps_per_core'], '.3f')}, director / nginx "
-          f"{fmt(ratios['director_over_nginx_rps_per_core'], '.3f')})")
+    if d or d2:
+        cap = c.get("director_backend_capacity")
+        print("(director: root bucket only; director-2b: same binary, two buckets, every"
+              " request classified\n into 'main'"
+              + (f"; both with backend capacity {cap})" if cap is not None else ")"))
+    if d and d2:
+        def verdict(v, higher_is_better):
+            if v is None:
+                return ""
+            ok = v >= 1 - HTB_TOLERANCE if higher_is_better else v <= 1 + HTB_TOLERANCE
+            return "  ok" if ok else "  OUTSIDE the 3% budget"
+        rr = ratios["director_2b_over_director_rps"]
+        rp = ratios["director_2b_over_director_p99"]
+        print()
+        print(f"director-2b / director rps : {fmt(rr, '.3f')}"
+              f"   (target >= {1 - HTB_TOLERANCE:.2f}){verdict(rr, True)}")
+        print(f"director-2b / director p99 : {fmt(rp, '.3f')}"
+              f"   (target <= {1 + HTB_TOLERANCE:.2f}; lower is better){verdict(rp, False)}")
+        print(f"(p50 {fmt(ratios['director_2b_over_director_p50'], '.3f')}, per core-second of"
+              f" proxy CPU {fmt(ratios['director_2b_over_director_rps_per_core'], '.3f')};"
+              "\n same ratios within each round, rps/p99: "
+              + ", ".join(f"r{x['round']} {fmt(x['rps'], '.3f')}/{fmt(x['p99'], '.3f')}"
+                          for x in per_round) + ")")
+    if d and (h or n):
+        print()
+        print(f"director / HAProxy rps : {fmt(ratios['director_over_haproxy_rps'], '.3f')}")
+        print(f"director / nginx rps   : {fmt(ratios['director_over_nginx_rps'], '.3f')}")
+        print(f"director / HAProxy p99 : {fmt(ratios['director_over_haproxy_p99'], '.3f')}")
+        print(f"(per core-second of proxy CPU: director / HAProxy "
+              f"{fmt(ratios['director_over_haproxy_rps_per_core'], '.3f')}, director / nginx "
+              f"{fmt(ratios['director_over_nginx_rps_per_core'], '.3f')})")
     for name, r in results.items():
         starved = [run["round"] for run in r["runs"]
                    if run.get("proxy_cpu_pct") is not None and run["proxy_cpu_pct"] < 80]

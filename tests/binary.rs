@@ -141,15 +141,8 @@ async fn sixty_four_megabytes_stream_both_ways_in_bounded_memory() {
         .expect("request");
     let res = sender.send_request(req).await.expect("response head");
     assert_eq!(res.status(), 200);
-    let (mut received, mut sum, mut body) = (0u64, 0u64, res.into_body());
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.expect("echo body").into_data() {
-            received += data.len() as u64;
-            sum = data.iter().fold(sum, |s, &b| s.wrapping_add(u64::from(b)));
-        }
-    }
     assert_eq!(
-        (received, sum),
+        length_and_checksum(res.into_body()).await,
         (SIZE, pattern_checksum(SIZE)),
         "upload echoed byte-exact"
     );
@@ -161,15 +154,8 @@ async fn sixty_four_megabytes_stream_both_ways_in_bounded_memory() {
         .body(Default::default())
         .expect("request");
     let res = sender.send_request(req).await.expect("response");
-    let (mut received, mut sum, mut body) = (0u64, 0u64, res.into_body());
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.expect("download body").into_data() {
-            received += data.len() as u64;
-            sum = data.iter().fold(sum, |s, &b| s.wrapping_add(u64::from(b)));
-        }
-    }
     assert_eq!(
-        (received, sum),
+        length_and_checksum(res.into_body()).await,
         (SIZE, pattern_checksum(SIZE)),
         "download byte-exact"
     );
@@ -184,4 +170,16 @@ async fn sixty_four_megabytes_stream_both_ways_in_bounded_memory() {
 /// Adapts a tokio mpsc receiver into a `Stream` without an extra crate.
 fn tokio_stream_from<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Reads a body to its end: its length and the wrapping sum of its bytes.
+async fn length_and_checksum(mut body: hyper::body::Incoming) -> (u64, u64) {
+    let (mut received, mut sum) = (0u64, 0u64);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.expect("body").into_data() {
+            received += data.len() as u64;
+            sum = data.iter().fold(sum, |s, &b| s.wrapping_add(u64::from(b)));
+        }
+    }
+    (received, sum)
 }

@@ -530,15 +530,7 @@ fn under_constant_demand_no_own_queue_starves() {
     }
 }
 
-fn b(name: &str, rate: f64, ceil: f64, children: Vec<BucketConfig>) -> BucketConfig {
-    BucketConfig {
-        name: name.into(),
-        rate,
-        ceil,
-        rule: None,
-        children,
-    }
-}
+use super::tests::b;
 
 /// The smallest case of the first bug: `x` is below its assured 2 and may take, but its parent
 /// `p` is at its assured 5 because `z` borrows inside `p`; the freed token goes round-robin to

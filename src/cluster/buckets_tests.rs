@@ -4,7 +4,7 @@
 use super::*;
 use crate::config::BucketConfig;
 
-fn b(name: &str, rate: f64, ceil: f64, children: Vec<BucketConfig>) -> BucketConfig {
+pub(super) fn b(name: &str, rate: f64, ceil: f64, children: Vec<BucketConfig>) -> BucketConfig {
     BucketConfig {
         name: name.into(),
         rate,

@@ -40,29 +40,19 @@ pub fn is_replaced_upstream(name: &str) -> bool {
 
 /// Appends `client` to an existing `X-Forwarded-For` list.
 pub fn forwarded_for(existing: Option<&[u8]>, client: &str) -> Vec<u8> {
-    match existing {
-        Some(prev) if !prev.trim_ascii().is_empty() => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + client.len());
-            v.extend_from_slice(prev.trim_ascii());
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(client.as_bytes());
-            v
-        }
-        _ => client.as_bytes().to_vec(),
-    }
+    append_to_list(existing, client.as_bytes())
 }
 
 /// Appends our entry to an existing `Via` value.
 pub fn via(existing: Option<&[u8]>) -> Vec<u8> {
-    match existing {
-        Some(prev) if !prev.trim_ascii().is_empty() => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + VIA.len());
-            v.extend_from_slice(prev.trim_ascii());
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(VIA.as_bytes());
-            v
-        }
-        _ => VIA.as_bytes().to_vec(),
+    append_to_list(existing, VIA.as_bytes())
+}
+
+/// `existing, item` for a comma-separated header list, or just `item`.
+fn append_to_list(existing: Option<&[u8]>, item: &[u8]) -> Vec<u8> {
+    match existing.map(<[u8]>::trim_ascii).filter(|prev| !prev.is_empty()) {
+        Some(prev) => [prev, b", ", item].concat(),
+        None => item.to_vec(),
     }
 }
 

@@ -5,7 +5,6 @@
 //! completed, cut and aborted responses are all logged once.
 
 use std::error::Error as StdError;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -15,7 +14,6 @@ use actix_web::body::{BodySize, MessageBody};
 use bytes::Bytes;
 use http_body::Body;
 use hyper::body::Incoming;
-use tokio::time::{Instant, Sleep};
 
 use super::access_log::AccessRecord;
 use super::h1_client::{self, RawConn};
@@ -23,6 +21,7 @@ use super::http_forward::{self, Connection};
 use crate::cluster::{ClusterHandle, Grant};
 use crate::proto::http1::{Chunk, ChunkedDecoder, Framing};
 use crate::stats::TrafficStats;
+use crate::transport::StallTimer;
 
 /// Where the backend's body comes from.
 pub enum Source {
@@ -47,8 +46,7 @@ struct Streaming {
     /// Relay nothing (HEAD, 204, 304) but still read the backend's message to its end.
     discard: bool,
     read_timeout: Duration,
-    stall: Option<Pin<Box<Sleep>>>,
-    stalled: bool,
+    stall: StallTimer,
 }
 
 /// The body of a proxied or generated response.
@@ -91,8 +89,7 @@ impl RelayBody {
             grant,
             discard,
             read_timeout,
-            stall: None,
-            stalled: false,
+            stall: StallTimer::default(),
         };
         RelayBody {
             fixed: None,
@@ -138,22 +135,6 @@ impl Drop for RelayBody {
 }
 
 impl Streaming {
-    /// Arms the read timer while the backend is silent; `Err` once it expired.
-    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Result<(), ()> {
-        let deadline = Instant::now() + self.read_timeout;
-        let sleep = self
-            .stall
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if !self.stalled {
-            self.stalled = true;
-            sleep.as_mut().reset(deadline);
-        }
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(()),
-            Poll::Pending => Ok(()),
-        }
-    }
-
     /// The next piece of body from the backend; `None` at its end.
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>> {
         match &mut self.source {
@@ -227,7 +208,7 @@ impl MessageBody for RelayBody {
             };
             let next = match s.poll_data(cx) {
                 Poll::Pending => {
-                    if s.poll_stall(cx).is_err() {
+                    if s.stall.expired(cx, s.read_timeout) {
                         this.fail("read timed out mid-response".to_owned());
                         return Poll::Ready(Some(Err("backend read timed out".into())));
                     }
@@ -235,7 +216,7 @@ impl MessageBody for RelayBody {
                 }
                 Poll::Ready(next) => next,
             };
-            s.stalled = false;
+            s.stall.progressed();
             match next {
                 None => {
                     this.finish();

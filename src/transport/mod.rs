@@ -8,7 +8,7 @@ pub mod pool;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -46,9 +46,35 @@ pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> io::Result<Strea
 pub struct TimedStream {
     inner: Stream,
     write_timeout: Duration,
-    /// Armed while a write is pending; allocated on the first stall only.
-    stall: Option<Pin<Box<Sleep>>>,
+    stall: StallTimer,
+}
+
+/// Times how long an operation has been stuck; the timer is allocated on the first stall.
+#[derive(Default)]
+pub struct StallTimer {
+    sleep: Option<Pin<Box<Sleep>>>,
     stalled: bool,
+}
+
+impl StallTimer {
+    /// The operation made progress: the next stall starts a new wait.
+    pub fn progressed(&mut self) {
+        self.stalled = false;
+    }
+
+    /// The operation is stuck now: true once it has been stuck for `limit`; until then the
+    /// task is woken when `limit` runs out.
+    pub fn expired(&mut self, cx: &mut Context<'_>, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.stalled {
+            self.stalled = true;
+            sleep.as_mut().reset(deadline);
+        }
+        sleep.as_mut().poll(cx).is_ready()
+    }
 }
 
 impl TimedStream {
@@ -56,25 +82,18 @@ impl TimedStream {
         TimedStream {
             inner,
             write_timeout,
-            stall: None,
-            stalled: false,
+            stall: StallTimer::default(),
         }
     }
 
     fn on_write<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if r.is_ready() {
-            self.stalled = false;
+            self.stall.progressed();
             return r;
         }
-        let deadline = Instant::now() + self.write_timeout;
-        let sleep = self
-            .stall
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if !self.stalled {
-            self.stalled = true;
-            sleep.as_mut().reset(deadline);
+        if !self.stall.expired(cx, self.write_timeout) {
+            return Poll::Pending;
         }
-        ready!(sleep.as_mut().poll(cx));
         Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "write to backend timed out",
