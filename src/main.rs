@@ -101,7 +101,7 @@ fn main() -> ExitCode {
         }
     }
     if args.demo {
-        println!("director demo: try `curl http://127.0.0.1:8080/` (the answers rotate over app01, app02 and app03)");
+        println!("director demo: try `curl http://127.0.0.1:8080/` (answers alternate between app01 and app02; app03 is a standby for overflow)");
     }
     match running.wait() {
         Ok(()) => ExitCode::SUCCESS,

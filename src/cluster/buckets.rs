@@ -263,7 +263,7 @@ impl<W> BucketTree<W> {
     }
 
     /// The bucket whose queue head should get the next free token, if any may take one; see
-    /// [`BucketTree::pick_in`] for the order.
+    /// the module docs for the order.
     pub fn next_waiting(&mut self) -> Option<usize> {
         self.pick_in(0)
     }

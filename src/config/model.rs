@@ -1,6 +1,6 @@
 //! Typed configuration: the validated shape of `config.yaml`.
 //!
-//! Control plane only. These structs are produced by [`super::load`] after every value was
+//! Control plane only. These structs are produced by the loader after every value was
 //! checked; nothing here touches I/O. Field names are the keys of `config.yaml`.
 
 use std::collections::BTreeMap;

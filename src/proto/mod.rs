@@ -1,4 +1,5 @@
 //! Sans-io protocol rules: no sockets, no actix, unit-testable.
 
+pub mod fastcgi;
 pub mod http1;
 pub mod http_headers;
