@@ -183,3 +183,39 @@ async fn length_and_checksum(mut body: hyper::body::Incoming) -> (u64, u64) {
     }
     (received, sum)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
+    let app = TestBackend::start("app").await;
+    let config = write_config(
+        "term",
+        &format!(
+            "proxy:\n  listen: [\"127.0.0.1:0\"]\n  workers: 1\nroutes:\n  - {{ cluster: c }}\nclusters:\n  c:\n    backends:\n      - {{ name: app, url: \"{}\" }}\n",
+            app.url()
+        ),
+    );
+    let (mut child, addr) = spawn_director(&config);
+    let target = support::Target::Tcp(addr);
+    let held = tokio::spawn(async move { support::get(&target, "/hold").await });
+    app.wait_current(1).await;
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    // Director is shutting down but waits for the request it is serving.
+    let still_running = child.try_wait().expect("try_wait").is_none();
+    assert!(still_running, "exited with a request in flight");
+    app.release_holds();
+    let r = held.await.expect("task");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "app"),
+        "the request in flight completed"
+    );
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(exit.success(), "{exit:?}");
+}
