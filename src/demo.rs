@@ -4,7 +4,7 @@
 //! Not part of the proxy: small hyper servers on their own thread, with varied latency.
 
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,9 +132,4 @@ impl Sample {
             .body(Full::new(Bytes::from(body)));
         Ok(response.unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new()))))
     }
-}
-
-/// Where the demo's UNIX backend listens (for messages).
-pub fn unix_path() -> PathBuf {
-    PathBuf::from(UNIX_BACKEND.1)
 }

@@ -15,6 +15,16 @@ use support::backend::{pattern, pattern_checksum, TestBackend};
 const BIN: &str = env!("CARGO_BIN_EXE_director");
 const SIZE: u64 = 64 * 1024 * 1024;
 
+/// A config with one cluster `c` of one backend, `workers` workers, on port 0.
+fn one_backend_config(tag: &str, workers: usize, backend: &TestBackend) -> std::path::PathBuf {
+    let yaml = format!(
+        "proxy:\n  listen: [\"127.0.0.1:0\"]\n  workers: {workers}\nroutes:\n  - {{ cluster: c }}\nclusters:\n  c:\n    backends:\n      - {{ name: {}, url: \"{}\" }}\n",
+        backend.name(),
+        backend.url()
+    );
+    write_config(tag, &yaml)
+}
+
 fn write_config(tag: &str, yaml: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("director-bin-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -105,13 +115,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_megabytes_stream_both_ways_in_bounded_memory() {
     let echo = TestBackend::start("echo").await;
-    let config = write_config(
-        "big",
-        &format!(
-            "proxy:\n  listen: [\"127.0.0.1:0\"]\n  workers: 2\nroutes:\n  - {{ cluster: c }}\nclusters:\n  c:\n    backends:\n      - {{ name: echo, url: \"{}\" }}\n",
-            echo.url()
-        ),
-    );
+    let config = one_backend_config("big", 2, &echo);
     let (mut child, addr) = spawn_director(&config);
     let target = support::Target::Tcp(addr);
 
@@ -187,13 +191,7 @@ async fn length_and_checksum(mut body: hyper::body::Incoming) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
     let app = TestBackend::start("app").await;
-    let config = write_config(
-        "term",
-        &format!(
-            "proxy:\n  listen: [\"127.0.0.1:0\"]\n  workers: 1\nroutes:\n  - {{ cluster: c }}\nclusters:\n  c:\n    backends:\n      - {{ name: app, url: \"{}\" }}\n",
-            app.url()
-        ),
-    );
+    let config = one_backend_config("term", 1, &app);
     let (mut child, addr) = spawn_director(&config);
     let target = support::Target::Tcp(addr);
     let held = tokio::spawn(async move { support::get(&target, "/hold").await });

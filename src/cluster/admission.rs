@@ -474,11 +474,6 @@ impl Grant {
         &self.backend
     }
 
-    /// The bucket the token came from.
-    pub fn bucket(&self) -> BucketKey {
-        self.bucket
-    }
-
     /// Returns the capacity after a failed attempt and stops scheduling this backend until
     /// the control plane marks it usable again.
     pub fn fail(mut self) {

@@ -114,7 +114,7 @@ fn capacity_is_exact_and_a_freed_slot_passes_to_the_queue() {
     a.set_backends(vec![active(&b, 2)]);
     assert_eq!(a.capacity(), (Some(2), 0));
     let g1 = grant(a.acquire(ROOT));
-    assert_eq!((g1.backend().id, g1.bucket()), (b.id, ROOT));
+    assert_eq!((g1.backend().id, g1.bucket), (b.id, ROOT));
     assert_one(&a, &b, 1, 0);
     let g2 = grant(a.acquire(ROOT));
     assert_one(&a, &b, 2, 0);

@@ -106,11 +106,6 @@ pub struct ProbeCompleted(pub ProbeResult);
 #[rtype(result = "BackendStatus")]
 pub struct SetEnabled(pub bool);
 
-/// Query: the backend's status.
-#[derive(Message, Debug)]
-#[rtype(result = "BackendStatus")]
-pub struct GetBackendStatus;
-
 /// Command: stop the actor and its monitor (the backend was removed and has drained).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -287,14 +282,6 @@ impl Handler<SetEnabled> for BackendActor {
             self.status.enabled = enabled;
             self.publish();
         }
-        MessageResult(self.status.clone())
-    }
-}
-
-impl Handler<GetBackendStatus> for BackendActor {
-    type Result = MessageResult<GetBackendStatus>;
-
-    fn handle(&mut self, _: GetBackendStatus, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.status.clone())
     }
 }

@@ -50,10 +50,18 @@ pub fn via(existing: Option<&[u8]>) -> Vec<u8> {
 
 /// `existing, item` for a comma-separated header list, or just `item`.
 fn append_to_list(existing: Option<&[u8]>, item: &[u8]) -> Vec<u8> {
-    match existing.map(<[u8]>::trim_ascii).filter(|prev| !prev.is_empty()) {
-        Some(prev) => [prev, b", ", item].concat(),
-        None => item.to_vec(),
+    let mut out = Vec::with_capacity(existing.map_or(0, <[u8]>::len) + 2 + item.len());
+    put_list(&mut out, existing, item);
+    out
+}
+
+/// Writes `existing, item` (or just `item`) into `out`, without a temporary buffer.
+pub fn put_list(out: &mut impl bytes::BufMut, existing: Option<&[u8]>, item: &[u8]) {
+    if let Some(prev) = existing.map(<[u8]>::trim_ascii).filter(|prev| !prev.is_empty()) {
+        out.put_slice(prev);
+        out.put_slice(b", ");
     }
+    out.put_slice(item);
 }
 
 /// Whether a response to `method` with `status` has no body whatever its headers say.

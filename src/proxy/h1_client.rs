@@ -182,8 +182,13 @@ fn request_head(req: &HttpRequest, endpoint: &Endpoint) -> BytesMut {
     if let Some(peer) = req.peer_addr() {
         let mut ip = [0u8; 40];
         let ip = format_ip(&mut ip, peer.ip());
-        let xff = rules::forwarded_for(headers.get("x-forwarded-for").map(|v| v.as_bytes()), ip);
-        field(&mut out, b"x-forwarded-for", &xff);
+        out.extend_from_slice(b"x-forwarded-for: ");
+        rules::put_list(
+            &mut out,
+            headers.get("x-forwarded-for").map(|v| v.as_bytes()),
+            ip.as_bytes(),
+        );
+        out.extend_from_slice(b"\r\n");
     }
     field(&mut out, b"x-forwarded-proto", b"http");
     if let Some(host) = headers.get(ax::HOST) {

@@ -51,11 +51,6 @@ impl<C> Pool<C> {
             list.push((conn, Instant::now()));
         }
     }
-
-    /// Drops every idle connection to `backend`.
-    pub fn forget(&self, backend: BackendId) {
-        self.idle.borrow_mut().remove(&backend);
-    }
 }
 
 #[cfg(test)]
@@ -71,7 +66,7 @@ mod tests {
         assert_eq!(pool.take(1), Some("b"));
         assert_eq!(pool.take(1), Some("a"));
         assert_eq!(pool.take(1), None);
-        pool.forget(2);
+        assert_eq!(pool.take(2), Some("c"));
         assert_eq!(pool.take(2), None);
     }
 }
