@@ -5,7 +5,7 @@ use super::*;
 use crate::config::parse_backend_url;
 
 fn backend(name: &str) -> Arc<Backend> {
-    Backend::new("c", name, parse_backend_url("http://127.0.0.1:1").unwrap())
+    Backend::new("c", name, parse_backend_url("http://127.0.0.1:1").unwrap(), None)
 }
 
 fn spec(backend: &Arc<Backend>, role: Role, capacity: u32, usable: bool) -> SlotSpec {

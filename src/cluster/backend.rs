@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use actix::Addr;
 
 use super::backend_actor::{BackendActor, PassiveFailure};
-use crate::config::BackendUrl;
+use crate::config::{BackendUrl, FastCgiConfig};
 use crate::stats::TrafficStats;
 
 /// Process-unique backend identity; a backend re-created under the same name gets a new one.
@@ -24,17 +24,21 @@ pub struct Backend {
     pub name: String,
     pub cluster: String,
     pub url: BackendUrl,
+    /// How requests map to scripts (FastCGI backends only): the backend's own `fastcgi`
+    /// mapping, else its cluster's.
+    pub fastcgi: Option<FastCgiConfig>,
     pub stats: TrafficStats,
     actor: OnceLock<Addr<BackendActor>>,
 }
 
 impl Backend {
-    pub fn new(cluster: &str, name: &str, url: BackendUrl) -> Arc<Backend> {
+    pub fn new(cluster: &str, name: &str, url: BackendUrl, fastcgi: Option<FastCgiConfig>) -> Arc<Backend> {
         Arc::new(Backend {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name: name.to_owned(),
             cluster: cluster.to_owned(),
             url,
+            fastcgi,
             stats: TrafficStats::default(),
             actor: OnceLock::new(),
         })

@@ -135,7 +135,8 @@ impl ClusterActor {
             .backends
             .iter()
             .map(|b| {
-                let backend = Backend::new(&handle.name, &b.name, b.url.clone());
+                let fastcgi = b.fastcgi.as_ref().or(config.fastcgi.as_ref()).cloned();
+                let backend = Backend::new(&handle.name, &b.name, b.url.clone(), fastcgi);
                 let status = BackendActor::initial_status(&backend, b, config.health.as_ref());
                 Prepared { backend, status }
             })

@@ -91,6 +91,7 @@ fn road_warrior(url: &BackendUrl) -> ClusterConfig {
             capacity: 0,
             role: Role::Active,
             enabled: true,
+            fastcgi: None,
         }],
         buckets: Vec::new(),
         default_bucket: None,
@@ -98,6 +99,8 @@ fn road_warrior(url: &BackendUrl) -> ClusterConfig {
         health: None,
         sticky_offline: false,
         client_routing: None,
+        fastcgi: None,
+        x_sendfile: Default::default(),
     }
 }
 

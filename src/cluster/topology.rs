@@ -4,6 +4,7 @@
 //! A [`ClusterHandle`] is stable for the life of a cluster; its settings and backend list are
 //! swapped by the Cluster actor, its admission state is shared with every worker.
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -68,6 +69,9 @@ pub struct ClusterSettings {
     pub debug_headers: bool,
     /// A cookie or header that pins a request to a named backend.
     pub client_routing: Option<ClientRouting>,
+    /// Where files named by `X-Sendfile` / `X-Accel-Redirect` may come from; `None` when
+    /// X-Sendfile is disabled (the headers are relayed as they are).
+    pub x_sendfile_roots: Option<Arc<[PathBuf]>>,
 }
 
 impl ClusterSettings {
@@ -81,6 +85,7 @@ impl ClusterSettings {
             write_timeout: c.write_timeout,
             debug_headers: c.debug_headers,
             client_routing: c.client_routing.clone(),
+            x_sendfile_roots: c.x_sendfile.enabled.then(|| c.x_sendfile.roots.clone().into()),
         };
         let admission = AdmissionSettings {
             scheduler: c.scheduler,

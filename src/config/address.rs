@@ -11,38 +11,44 @@ use super::model::{BackendUrl, Endpoint, ListenAddr, Protocol};
 /// The port of an `http://` URL without one.
 const DEFAULT_HTTP_PORT: u16 = 80;
 
-/// Parses a backend URL: `http://host[:port]`, `http://[v6]:port` or `http+unix:///abs/path.sock`.
+/// Parses a backend URL: `http://host[:port]`, `http://[v6]:port`, `http+unix:///abs/path.sock`,
+/// `fastcgi://host:port` or `fastcgi+unix:///abs/path.sock`.
 ///
-/// The port defaults to 80; a trailing `/` after the authority is tolerated, any other path, a
-/// query, a fragment or user info is an error. IPv6 hosts are stored without brackets. `https`
-/// and FastCGI (`fastcgi://`, `fastcgi+unix://`) are recognised and rejected as unsupported.
-/// The scheme is case-insensitive; [`BackendUrl::text`] keeps the URL exactly as written.
+/// An `http` port defaults to 80; FastCGI has no well-known port, so it must be given. A trailing
+/// `/` after the authority is tolerated, any other path, a query, a fragment or user info is an
+/// error. IPv6 hosts are stored without brackets. `https` is recognised and rejected as
+/// unsupported. The scheme is case-insensitive; [`BackendUrl::text`] keeps the URL exactly as
+/// written.
 pub fn parse_backend_url(text: &str) -> Result<BackendUrl, String> {
     let Some((scheme, rest)) = text.split_once("://") else {
         return Err(format!(
-            "`{text}` is not a backend URL; expected http://host:port or http+unix:///path.sock"
+            "`{text}` is not a backend URL; expected http://host:port, http+unix:///path.sock, \
+             fastcgi://host:port or fastcgi+unix:///path.sock"
         ));
     };
-    let endpoint = match scheme.to_ascii_lowercase().as_str() {
-        "http" => parse_http(rest)?,
-        "http+unix" => parse_unix(rest)?,
+    let scheme = scheme.to_ascii_lowercase();
+    let (protocol, endpoint) = match scheme.as_str() {
+        "http" => (Protocol::Http, parse_tcp(rest, Some(DEFAULT_HTTP_PORT))?),
+        "http+unix" => (Protocol::Http, parse_unix(&scheme, rest)?),
+        "fastcgi" => (Protocol::FastCgi, parse_tcp(rest, None)?),
+        "fastcgi+unix" => (Protocol::FastCgi, parse_unix(&scheme, rest)?),
         "https" => return Err("https backends are not supported".to_owned()),
-        "fastcgi" | "fastcgi+unix" => return Err("FastCGI backends are not supported yet".to_owned()),
         _ => {
             return Err(format!(
-                "unsupported URL scheme `{scheme}` (expected http or http+unix)"
+                "unsupported URL scheme `{scheme}` (expected http, http+unix, fastcgi or fastcgi+unix)"
             ))
         }
     };
     Ok(BackendUrl {
-        protocol: Protocol::Http,
+        protocol,
         endpoint,
         text: text.to_owned(),
     })
 }
 
-/// The part of an `http://` URL after the scheme.
-fn parse_http(rest: &str) -> Result<Endpoint, String> {
+/// The part of an `http://` or `fastcgi://` URL after the scheme; `default_port` when the URL
+/// may leave it out.
+fn parse_tcp(rest: &str, default_port: Option<u16>) -> Result<Endpoint, String> {
     if rest.contains(['?', '#']) {
         return Err("a query or fragment is not allowed in a backend URL".to_owned());
     }
@@ -55,7 +61,7 @@ fn parse_http(rest: &str) -> Result<Endpoint, String> {
     if authority.contains('@') {
         return Err("user info (`user@`) is not allowed in a backend URL".to_owned());
     }
-    let (host, port) = split_host_port(authority)?;
+    let (host, port) = split_host_port(authority, default_port)?;
     Ok(Endpoint::Tcp {
         host: host.to_owned(),
         port,
@@ -63,7 +69,8 @@ fn parse_http(rest: &str) -> Result<Endpoint, String> {
 }
 
 /// Splits `host`, `host:port`, `[v6]` or `[v6]:port`; the host comes back without brackets.
-fn split_host_port(authority: &str) -> Result<(&str, u16), String> {
+fn split_host_port(authority: &str, default_port: Option<u16>) -> Result<(&str, u16), String> {
+    let default_port = || default_port.ok_or_else(|| format!("`{authority}` needs a port, e.g. :9000"));
     if let Some(bracketed) = authority.strip_prefix('[') {
         let (host, tail) = bracketed
             .split_once(']')
@@ -72,7 +79,7 @@ fn split_host_port(authority: &str) -> Result<(&str, u16), String> {
             return Err(format!("`{host}` is not a valid IPv6 address"));
         }
         let port = match tail {
-            "" => DEFAULT_HTTP_PORT,
+            "" => default_port()?,
             _ => match tail.strip_prefix(':') {
                 Some(port) => parse_port(port)?,
                 None => return Err(format!("expected `:port` after `]`, found `{tail}`")),
@@ -85,7 +92,7 @@ fn split_host_port(authority: &str) -> Result<(&str, u16), String> {
             return Err("an IPv6 address must be written in brackets, e.g. http://[::1]:8080".to_owned())
         }
         Some((host, port)) => (host, parse_port(port)?),
-        None => (authority, DEFAULT_HTTP_PORT),
+        None => (authority, default_port()?),
     };
     if host.is_empty() {
         return Err("the backend URL has no host".to_owned());
@@ -111,13 +118,16 @@ fn parse_port(port: &str) -> Result<u16, String> {
     }
 }
 
-/// The part of an `http+unix://` URL after the scheme: an absolute socket path.
-fn parse_unix(rest: &str) -> Result<Endpoint, String> {
+/// The part of an `http+unix://` or `fastcgi+unix://` URL after the scheme: an absolute socket
+/// path.
+fn parse_unix(scheme: &str, rest: &str) -> Result<Endpoint, String> {
     if !rest.starts_with('/') {
-        return Err("http+unix needs an absolute socket path, e.g. http+unix:///run/app.sock".to_owned());
+        return Err(format!(
+            "{scheme} needs an absolute socket path, e.g. {scheme}:///run/app.sock"
+        ));
     }
     if rest == "/" {
-        return Err("http+unix URL has no socket path".to_owned());
+        return Err(format!("{scheme} URL has no socket path"));
     }
     Ok(Endpoint::Unix(PathBuf::from(rest)))
 }
@@ -187,21 +197,36 @@ mod tests {
         let u = parse_backend_url("http+unix:///run/app02.sock").expect("valid");
         assert_eq!(u.endpoint, Endpoint::Unix(PathBuf::from("/run/app02.sock")));
         assert_eq!(u.text, "http+unix:///run/app02.sock");
-        assert!(err("http+unix://run/app.sock").contains("absolute"));
+        assert!(err("http+unix://run/app.sock").contains("http+unix needs an absolute"));
         assert!(err("http+unix:///").contains("no socket path"));
+    }
+
+    #[test]
+    fn fastcgi_forms() {
+        let u = parse_backend_url("fastcgi://10.0.0.3:9000").expect("valid");
+        assert_eq!(u.protocol, Protocol::FastCgi);
+        assert_eq!(
+            u.endpoint,
+            Endpoint::Tcp {
+                host: "10.0.0.3".into(),
+                port: 9000
+            }
+        );
+        let u = parse_backend_url("FastCGI+unix:///run/php-fpm.sock").expect("valid");
+        assert_eq!(u.protocol, Protocol::FastCgi);
+        assert_eq!(u.endpoint, Endpoint::Unix(PathBuf::from("/run/php-fpm.sock")));
+        assert!(err("fastcgi://10.0.0.3").contains("needs a port"));
+        assert!(err("fastcgi://[::1]").contains("needs a port"));
+        assert!(err("fastcgi+unix://run/php.sock").contains("fastcgi+unix needs an absolute"));
+        assert_eq!(
+            parse_backend_url("http://[::1]:80").expect("valid").protocol,
+            Protocol::Http
+        );
     }
 
     #[test]
     fn rejected_forms() {
         assert_eq!(err("https://10.0.0.1"), "https backends are not supported");
-        assert_eq!(
-            err("fastcgi://10.0.0.3:9000"),
-            "FastCGI backends are not supported yet"
-        );
-        assert_eq!(
-            err("fastcgi+unix:///run/php-fpm.sock"),
-            "FastCGI backends are not supported yet"
-        );
         assert!(err("ftp://x").contains("unsupported URL scheme `ftp`"));
         assert!(err("10.0.0.1:8080").contains("not a backend URL"));
         assert!(err("http://10.0.0.1:8080/app").contains("path (`/app`)"));

@@ -19,10 +19,11 @@
 //! - `health.expect` (default `[]` = 2xx and 3xx): a list of distinct integers in 100..=599.
 //! - `client_routing`: absent or `null` for none, else exactly one of `{ cookie: NAME }` (an
 //!   RFC 6265 cookie name) or `{ header: NAME }` (an RFC 7230 header name); both are tokens.
-//!
-//! `health.fcgi_script_filename` (DESIGN §5) is an unknown key until FastCGI is supported.
+//! - `health.fcgi_script_filename` (default: the cluster's script mapping of `path`): an
+//!   absolute path, the `SCRIPT_FILENAME` of probes sent to FastCGI backends.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -31,11 +32,21 @@ use serde_json::Value;
 use super::super::duration::DurationValue;
 use super::super::model::{ClientRouting, HealthConfig, HealthMode, InitialHealth};
 use super::buckets::is_token;
+use super::fastcgi::absolute_path_problem;
 use super::sections::is_valid_host;
 use super::{index_path, key_path, kind, Loader};
 
 const HEALTH_KEYS: &[&str] = &[
-    "mode", "interval", "timeout", "rise", "fall", "path", "host", "expect", "initial",
+    "mode",
+    "interval",
+    "timeout",
+    "rise",
+    "fall",
+    "path",
+    "host",
+    "expect",
+    "initial",
+    "fcgi_script_filename",
 ];
 const CLIENT_ROUTING_KEYS: &[&str] = &["cookie", "header"];
 
@@ -52,6 +63,7 @@ struct RawHealth {
     /// A list of status codes; checked element by element.
     expect: Option<Value>,
     initial: Option<String>,
+    fcgi_script_filename: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -180,6 +192,11 @@ impl Loader<'_> {
             valid = false;
         }
         let expect = self.status_codes(raw.expect, &key_path(path, "expect"));
+        let script = raw.fcgi_script_filename;
+        if let Some(problem) = script.as_deref().and_then(absolute_path_problem) {
+            self.error(key_path(path, "fcgi_script_filename"), problem);
+            valid = false;
+        }
         let initial = self.choice(
             key_path(path, "initial"),
             raw.initial,
@@ -197,6 +214,7 @@ impl Loader<'_> {
             host: raw.host,
             expect: expect?,
             initial: initial?,
+            fcgi_script_filename: script.map(PathBuf::from),
         };
         let durations_ok = !interval.is_zero() && !timeout.is_zero();
         (valid && durations_ok).then_some(Some(health))

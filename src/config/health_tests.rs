@@ -44,11 +44,13 @@ fn default_health() -> HealthConfig {
         host: None,
         expect: vec![],
         initial: InitialHealth::Online,
+        fcgi_script_filename: None,
     }
 }
 
 const HEALTH_KEYS_MESSAGE: &str =
-    "unknown key (expected one of: mode, interval, timeout, rise, fall, path, host, expect, initial)";
+    "unknown key (expected one of: mode, interval, timeout, rise, fall, path, host, expect, initial, \
+     fcgi_script_filename)";
 
 #[test]
 fn defaults() {
@@ -103,6 +105,7 @@ health:
             host: Some("example.com:8080".to_owned()),
             expect: vec![200, 204, 599, 100],
             initial: InitialHealth::Offline,
+            fcgi_script_filename: None,
         })
     );
     let h = health("health: { mode: opportunistic, initial: online }").expect("health");
@@ -172,15 +175,13 @@ fn design_reference_health_line() {
     );
     assert!(!shop.sticky_offline);
 
-    // The line as DESIGN §5 writes it: FastCGI is not supported yet, so its key is unknown.
+    // The whole line as DESIGN §5 writes it.
     let fcgi = line.replace(" }", ", fcgi_script_filename: /var/www/ping.php }");
     let yaml = format!("{MINIMAL}clusters:\n  shop:\n    health: {fcgi}\n");
+    let health = ok(&yaml).clusters["shop"].health.clone().expect("health");
     assert_eq!(
-        one_error(&yaml),
-        (
-            "clusters.shop.health.fcgi_script_filename".to_owned(),
-            HEALTH_KEYS_MESSAGE.to_owned()
-        )
+        health.fcgi_script_filename,
+        Some(std::path::PathBuf::from("/var/www/ping.php"))
     );
 }
 
@@ -456,7 +457,7 @@ health:
   path: health
   host: "a b"
   expect: [200, 200, 700]
-  fcgi_script_filename: /var/www/ping.php
+  fcgi_script_filename: ping.php
 buckets:
   - { name: vip, rate: 2, ceil: 1 }
 backends:
@@ -475,7 +476,6 @@ backends:
             "clusters.c.client_routing.cookie",
             "`X Backend` is not a valid cookie name (an RFC 6265 token: letters, digits and !#$%&'*+-.^_`|~)",
         ),
-        ("clusters.c.health.fcgi_script_filename", HEALTH_KEYS_MESSAGE),
         (
             "clusters.c.health.mode",
             "unknown health mode `eager` (expected one of: lazy, opportunistic, paranoid)",
@@ -494,6 +494,10 @@ backends:
         (
             "clusters.c.health.expect[2]",
             "status code 700 is not between 100 and 599",
+        ),
+        (
+            "clusters.c.health.fcgi_script_filename",
+            "`ping.php` must be an absolute path",
         ),
         (
             "clusters.c.buckets[0].rate",

@@ -28,6 +28,8 @@ use super::model::Config;
 
 #[path = "buckets.rs"]
 mod buckets;
+#[path = "fastcgi.rs"]
+mod fastcgi;
 #[path = "health.rs"]
 mod health;
 #[path = "sections.rs"]

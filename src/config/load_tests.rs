@@ -1,6 +1,7 @@
 //! Tests of the loader: whole documents in, `Config` or `(path, message)` errors out. The bucket
 //! tree's tests are in the child module `buckets` (`bucket_tests.rs`), those of health checks and
-//! client routing in `health` (`health_tests.rs`).
+//! client routing in `health` (`health_tests.rs`), those of `fastcgi` and `x_sendfile` in
+//! `fastcgi` (`fastcgi_tests.rs`).
 
 use std::path::PathBuf;
 
@@ -10,6 +11,8 @@ use crate::config::model::*;
 
 #[path = "bucket_tests.rs"]
 mod buckets;
+#[path = "fastcgi_tests.rs"]
+mod fastcgi;
 #[path = "health_tests.rs"]
 mod health;
 
@@ -146,6 +149,7 @@ clusters:
                 capacity: 8,
                 role: Role::Active,
                 enabled: true,
+                fastcgi: None,
             },
             BackendConfig {
                 name: "app02".to_owned(),
@@ -157,6 +161,7 @@ clusters:
                 capacity: 8,
                 role: Role::Standby,
                 enabled: true,
+                fastcgi: None,
             },
             BackendConfig {
                 name: "app03".to_owned(),
@@ -164,6 +169,7 @@ clusters:
                 capacity: 0,
                 role: Role::Backup,
                 enabled: false,
+                fastcgi: None,
             },
         ]
     );
@@ -205,6 +211,8 @@ fn defaults() {
         health: None,
         sticky_offline: false,
         client_routing: None,
+        fastcgi: None,
+        x_sendfile: XSendfileConfig::default(),
     };
     assert_eq!(*shop, expected);
     let backend = &shop.backends[0];
@@ -355,7 +363,11 @@ fn route_errors() {
         ("routes[0].path_prefix", "must start with \"/\" (got `api`)"),
         ("routes[0]", "needs a target: set `cluster` or `backend`"),
         ("routes[1]", "set either `cluster` or `backend`, not both"),
-        ("routes[2].backend", "FastCGI backends are not supported yet"),
+        (
+            "routes[2].backend",
+            "a route's backend must be an HTTP URL; put FastCGI backends in a cluster with a \
+             `fastcgi` script mapping",
+        ),
         (
             "routes[3].host",
             "`a.example:80` is not a host name (no port, e.g. shop.example.com)",
@@ -403,7 +415,8 @@ fn backend_errors() {
         ),
         (
             "clusters.c.backends[5].url",
-            "FastCGI backends are not supported yet",
+            "a FastCGI backend needs a script mapping: set `fastcgi: { document_root }` on the \
+             cluster or on the backend",
         ),
     ];
     let want: Vec<(String, String)> = want.iter().map(|(p, m)| (p.to_string(), m.to_string())).collect();

@@ -119,6 +119,29 @@ pub struct ClusterConfig {
     pub sticky_offline: bool,
     /// `client_routing`: a cookie or header naming the backend a request must go to.
     pub client_routing: Option<ClientRouting>,
+    /// `fastcgi`: how requests map to scripts on the cluster's FastCGI backends.
+    pub fastcgi: Option<FastCgiConfig>,
+    /// `x_sendfile`: serve files named by a backend's `X-Sendfile` / `X-Accel-Redirect`.
+    pub x_sendfile: XSendfileConfig,
+}
+
+/// `fastcgi:` of a cluster or a backend: where `SCRIPT_FILENAME` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FastCgiConfig {
+    /// `document_root`: an absolute directory (`DOCUMENT_ROOT`).
+    pub document_root: PathBuf,
+    /// `script`: a front controller every request runs (absolute, or relative to the document
+    /// root, resolved at load time). Without it the script is document root + request path.
+    pub script: Option<PathBuf>,
+}
+
+/// `x_sendfile:` of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct XSendfileConfig {
+    /// `enabled` (default false): without it the headers are relayed like any other.
+    pub enabled: bool,
+    /// `roots`: absolute directories files may be served from; required when enabled.
+    pub roots: Vec<PathBuf>,
 }
 
 /// `health:` of a cluster.
@@ -142,6 +165,9 @@ pub struct HealthConfig {
     pub expect: Vec<u16>,
     /// `initial` (default `online`): the state before the first probe.
     pub initial: InitialHealth,
+    /// `fcgi_script_filename`: `SCRIPT_FILENAME` of probes to FastCGI backends (default: the
+    /// cluster's mapping of `path`).
+    pub fcgi_script_filename: Option<PathBuf>,
 }
 
 /// `health.mode`.
@@ -219,9 +245,12 @@ pub struct BackendConfig {
     pub role: Role,
     /// `enabled` (default true).
     pub enabled: bool,
+    /// `fastcgi`: this backend's own script mapping, overriding the cluster's.
+    pub fastcgi: Option<FastCgiConfig>,
 }
 
-/// A parsed backend address: `http://host:port`, `http://[v6]:port`, `http+unix:///path`.
+/// A parsed backend address: `http://host:port`, `http://[v6]:port`, `http+unix:///path`,
+/// `fastcgi://host:port`, `fastcgi+unix:///path`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BackendUrl {
     pub protocol: Protocol,
@@ -233,6 +262,7 @@ pub struct BackendUrl {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     Http,
+    FastCgi,
 }
 
 /// Where a backend listens.

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::super::address::{parse_backend_url, parse_listen};
 use super::super::duration::DurationValue;
 use super::super::model::{
-    AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, ListenAddr, ProxyConfig, Role,
+    AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, ListenAddr, Protocol, ProxyConfig, Role,
     RouteConfig, RouteTarget, SchedulerKind,
 };
 use super::{index_path, key_path, kind, Loader};
@@ -41,9 +41,11 @@ const CLUSTER_KEYS: &[&str] = &[
     "sticky_offline",
     "client_routing",
     "health",
+    "fastcgi",
+    "x_sendfile",
     "backends",
 ];
-const BACKEND_KEYS: &[&str] = &["name", "url", "capacity", "role", "enabled"];
+const BACKEND_KEYS: &[&str] = &["name", "url", "capacity", "role", "enabled", "fastcgi"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,8 +74,8 @@ struct RawRoute {
     backend: Option<String>,
 }
 
-/// A cluster without `buckets`, `backends`, `client_routing` and `health`, which are checked on
-/// their own.
+/// A cluster without `buckets`, `backends`, `client_routing`, `health`, `fastcgi` and
+/// `x_sendfile`, which are checked on their own.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCluster {
@@ -91,6 +93,7 @@ struct RawCluster {
     sticky_offline: Option<bool>,
 }
 
+/// A backend without `fastcgi`, which is checked on its own.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBackend {
@@ -299,6 +302,12 @@ impl Loader<'_> {
                 None
             }
             (None, Some(url)) => match parse_backend_url(&url) {
+                Ok(url) if url.protocol == Protocol::FastCgi => {
+                    let message = "a route's backend must be an HTTP URL; put FastCGI backends in a \
+                                   cluster with a `fastcgi` script mapping";
+                    self.error(backend_path, message);
+                    None
+                }
                 Ok(url) => Some(RouteTarget::Backend(url)),
                 Err(message) => {
                     self.error(backend_path, message);
@@ -368,6 +377,8 @@ impl Loader<'_> {
         let buckets = take("buckets");
         let client_routing = take("client_routing");
         let health = take("health");
+        let fastcgi = take("fastcgi");
+        let x_sendfile = take("x_sendfile");
         let raw: Option<RawCluster> = self.piece(Some(value), path, CLUSTER_KEYS, "a cluster");
         let (default_bucket, settings) = match raw {
             Some(mut raw) => (raw.default_bucket.take(), Some(self.cluster_settings(raw, path))),
@@ -376,8 +387,13 @@ impl Loader<'_> {
         let client_routing = self.client_routing(client_routing, &key_path(path, "client_routing"));
         let health = self.health(health, &key_path(path, "health"));
         let tree = self.bucket_tree(buckets, default_bucket, path);
-        let backends = self.backends(backends, &key_path(path, "backends"));
+        let fastcgi = self.fastcgi(fastcgi, &key_path(path, "fastcgi"));
+        let x_sendfile = self.x_sendfile(x_sendfile, &key_path(path, "x_sendfile"));
+        let cluster_maps_scripts = matches!(fastcgi, Some(Some(_)));
+        let backends = self.backends(backends, &key_path(path, "backends"), cluster_maps_scripts);
         let mut cluster = settings??;
+        cluster.fastcgi = fastcgi?;
+        cluster.x_sendfile = x_sendfile?;
         cluster.client_routing = client_routing?;
         cluster.health = health?;
         (cluster.buckets, cluster.default_bucket) = tree?;
@@ -385,7 +401,8 @@ impl Loader<'_> {
         Some(cluster)
     }
 
-    /// Everything of a cluster but its client routing, health checks, bucket tree and backends.
+    /// Everything of a cluster but its client routing, health checks, bucket tree, FastCGI and
+    /// X-Sendfile sections and backends.
     fn cluster_settings(&mut self, raw: RawCluster, path: &str) -> Option<ClusterConfig> {
         let scheduler = self.choice(
             key_path(path, "scheduler"),
@@ -431,11 +448,19 @@ impl Loader<'_> {
             health: None,
             sticky_offline: raw.sticky_offline.unwrap_or(false),
             client_routing: None,
+            fastcgi: None,
+            x_sendfile: Default::default(),
         })
     }
 
-    /// A cluster's `backends:` list; names must be unique.
-    fn backends(&mut self, value: Option<Value>, path: &str) -> Option<Vec<BackendConfig>> {
+    /// A cluster's `backends:` list; names must be unique. `cluster_maps_scripts`: the cluster
+    /// has a `fastcgi` mapping its FastCGI backends may use.
+    fn backends(
+        &mut self,
+        value: Option<Value>,
+        path: &str,
+        cluster_maps_scripts: bool,
+    ) -> Option<Vec<BackendConfig>> {
         let list = match value {
             None | Some(Value::Null) => return Some(Vec::new()),
             Some(Value::Array(list)) => list,
@@ -449,7 +474,7 @@ impl Loader<'_> {
         let backends: Vec<Option<BackendConfig>> = list
             .into_iter()
             .enumerate()
-            .map(|(i, item)| self.backend(item, &index_path(path, i), &mut names))
+            .map(|(i, item)| self.backend(item, &index_path(path, i), &mut names, cluster_maps_scripts))
             .collect();
         backends.into_iter().collect()
     }
@@ -460,8 +485,12 @@ impl Loader<'_> {
         value: Value,
         path: &str,
         names: &mut HashMap<String, String>,
+        cluster_maps_scripts: bool,
     ) -> Option<BackendConfig> {
+        let mut value = value;
+        let fastcgi = value.as_object_mut().and_then(|map| map.remove("fastcgi"));
         let raw: RawBackend = self.piece(Some(value), path, BACKEND_KEYS, "a backend")?;
+        let fastcgi = self.fastcgi(fastcgi, &key_path(path, "fastcgi"));
         let name_path = key_path(path, "name");
         let name = match raw.name {
             None => {
@@ -498,12 +527,21 @@ impl Loader<'_> {
                 .ok(),
         };
         let role = self.choice(key_path(path, "role"), raw.role, Role::Active, ROLES, "role");
+        let url = url?;
+        let fastcgi = fastcgi?;
+        if url.protocol == Protocol::FastCgi && fastcgi.is_none() && !cluster_maps_scripts {
+            let message = "a FastCGI backend needs a script mapping: set `fastcgi: { document_root }` \
+                           on the cluster or on the backend";
+            self.error(key_path(path, "url"), message);
+            return None;
+        }
         Some(BackendConfig {
             name: name?,
-            url: url?,
+            url,
             capacity: raw.capacity.unwrap_or(0),
             role: role?,
             enabled: raw.enabled.unwrap_or(true),
+            fastcgi,
         })
     }
 }

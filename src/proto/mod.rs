@@ -1,5 +1,6 @@
 //! Sans-io protocol rules: no sockets, no actix, unit-testable.
 
+pub mod cgi;
 pub mod fastcgi;
 pub mod http1;
 pub mod http_headers;

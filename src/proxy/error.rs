@@ -17,6 +17,9 @@ pub enum ProxyError {
     Io(#[source] io::Error),
     #[error("client request body failed: {0}")]
     ClientBody(String),
+    /// The request can't be forwarded as it is (the client gets 400 with this text).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
 }
 
 impl ProxyError {
@@ -24,7 +27,7 @@ impl ProxyError {
     pub fn status(&self) -> u16 {
         match self {
             ProxyError::Timeout(_) => 504,
-            ProxyError::ClientBody(_) => 400,
+            ProxyError::ClientBody(_) | ProxyError::BadRequest(_) => 400,
             ProxyError::Connect(_)
             | ProxyError::Protocol(_)
             | ProxyError::BadResponse(_)
@@ -32,9 +35,18 @@ impl ProxyError {
         }
     }
 
-    /// Whether the backend is to blame (passive health) — a broken client body is not.
+    /// Whether the backend is to blame (passive health) — a broken client body or an
+    /// unforwardable request is not.
     pub fn is_backend_failure(&self) -> bool {
-        !matches!(self, ProxyError::ClientBody(_))
+        !matches!(self, ProxyError::ClientBody(_) | ProxyError::BadRequest(_))
+    }
+
+    /// The body of the 400 the client gets when it is to blame.
+    pub fn client_message(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(text) => text,
+            _ => "bad request body\n",
+        }
     }
 
     /// Classifies a hyper error from `send_request`, looking through to an I/O cause.

@@ -10,6 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::access_log::AccessRecord;
 use super::error::ProxyError;
+use super::fcgi_forward;
 use super::h1_client;
 use super::http_forward::{self, Timeouts};
 use super::relay_body::{record_dropped, record_status, RelayBody};
@@ -20,7 +21,7 @@ use crate::cluster::buckets::BucketKey;
 use crate::cluster::classify::RequestView;
 use crate::cluster::topology::ClusterSettings;
 use crate::cluster::{Admit, ClusterHandle, Grant};
-use crate::config::ClientRouting;
+use crate::config::{ClientRouting, Protocol};
 use crate::proto::http_headers as rules;
 use crate::stats::TrafficStats;
 
@@ -116,7 +117,11 @@ async fn attempt(
 ) -> Result<HttpResponse<RelayBody>, ProxyError> {
     let backend = grant.backend().clone();
     let (req, body) = (&request.req, &request.body);
-    let sent = if body.is_empty() {
+    let sent = if backend.url.protocol == Protocol::FastCgi {
+        fcgi_forward::send(&backend, req, body, request.timeouts)
+            .await
+            .map(Upstream::FastCgi)
+    } else if body.is_empty() {
         h1_client::send(&backend, req, request.timeouts)
             .await
             .map(Upstream::Raw)
@@ -140,7 +145,7 @@ async fn attempt(
             drop(grant);
             Ok(generated(
                 StatusCode::BAD_REQUEST,
-                "bad request body\n",
+                e.client_message(),
                 0,
                 request.log.take(),
             ))

@@ -1,10 +1,12 @@
-//! The data plane: the request pipeline and the HTTP forwarder.
+//! The data plane: the request pipeline, the HTTP and FastCGI forwarders and X-Sendfile.
 //!
 //! Reads the topology snapshot and the admission state only; never awaits a control-plane
 //! actor.
 
 pub mod access_log;
 pub mod error;
+pub mod fcgi_forward;
+pub mod fcgi_params;
 pub mod h1_client;
 pub mod handler;
 pub mod http_forward;

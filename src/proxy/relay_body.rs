@@ -16,6 +16,7 @@ use http_body::Body;
 use hyper::body::Incoming;
 
 use super::access_log::AccessRecord;
+use super::fcgi_forward::{self, Exchange};
 use super::h1_client::{self, RawConn};
 use super::http_forward::{self, Connection};
 use crate::cluster::{ClusterHandle, Grant};
@@ -36,6 +37,14 @@ pub enum Source {
         framing: Framing,
         chunked: ChunkedDecoder,
         keep_alive: bool,
+    },
+    /// A FastCGI exchange's STDOUT after the header block.
+    FastCgi {
+        exchange: Box<Exchange>,
+        /// Body bytes that came with the header block, relayed first.
+        pending: Bytes,
+        /// Bytes still due by the application's `Content-Length`, if it sent one.
+        remaining: Option<u64>,
     },
 }
 
@@ -113,6 +122,7 @@ impl RelayBody {
                     ..
                 } if conn.buf.is_empty() => h1_client::recycle(backend, conn),
                 Source::Raw { .. } => {}
+                Source::FastCgi { exchange, .. } => fcgi_forward::recycle(*exchange),
             }
         }
     }
@@ -186,6 +196,30 @@ impl Streaming {
                     Err(e) => return Poll::Ready(Some(Err(format!("reading the response body: {e}")))),
                 }
             },
+            Source::FastCgi {
+                exchange,
+                pending,
+                remaining,
+            } => {
+                let next = if pending.is_empty() {
+                    ready!(exchange.poll_stdout(cx))
+                } else {
+                    Some(Ok(std::mem::take(pending)))
+                };
+                Poll::Ready(match next {
+                    None if remaining.is_some_and(|n| n > 0) => {
+                        Some(Err("FastCGI response shorter than its Content-Length".to_owned()))
+                    }
+                    None => None,
+                    Some(Ok(data)) => {
+                        if let Some(n) = remaining {
+                            *n = n.saturating_sub(data.len() as u64);
+                        }
+                        Some(Ok(data))
+                    }
+                    Some(Err(e)) => Some(Err(e.to_string())),
+                })
+            }
         }
     }
 }

@@ -49,6 +49,11 @@ impl ClientBody {
         self.shared.is_none()
     }
 
+    /// The announced `Content-Length` of a request with a body.
+    pub fn length(&self) -> Option<u64> {
+        self.shared.as_ref().and(self.length)
+    }
+
     /// Whether another attempt may send the body again (nothing consumed yet).
     pub fn replayable(&self) -> bool {
         self.shared.as_ref().is_none_or(|s| !s.borrow().started)

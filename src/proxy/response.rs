@@ -11,6 +11,7 @@ use actix_web::http::{header as ax, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 
 use super::access_log::AccessRecord;
+use super::fcgi_forward::FcgiResponse;
 use super::h1_client::RawResponse;
 use super::http_forward;
 use super::relay_body::{record_status, RelayBody, Source};
@@ -18,10 +19,11 @@ use crate::cluster::{Backend, ClusterHandle, Grant};
 use crate::proto::http1::{ChunkedDecoder, Framing};
 use crate::proto::http_headers as rules;
 
-/// A response head from either upstream client.
+/// A response head from one of the upstream clients.
 pub enum Upstream {
     Hyper(http_forward::Upstream),
     Raw(RawResponse),
+    FastCgi(FcgiResponse),
 }
 
 /// Builds the client's response around the backend's.
@@ -84,6 +86,29 @@ pub fn relay(
                 framing: r.head.framing,
                 chunked: ChunkedDecoder::default(),
                 keep_alive: r.head.keep_alive,
+            };
+            (status, length, source, builder)
+        }
+        Upstream::FastCgi(r) => {
+            let status = r.head.status;
+            let mut builder = HttpResponse::build(status_code(status));
+            let bytes = &r.head_bytes;
+            let fields = || {
+                r.head
+                    .fields
+                    .iter()
+                    .map(|(n, v)| (&bytes[n.clone()], &bytes[v.clone()]))
+            };
+            copy_headers(&mut builder, fields, |v| {
+                ax::HeaderValue::from_maybe_shared(bytes.slice_ref(v)).ok()
+            });
+            let length = fields()
+                .find(|(n, _)| n.eq_ignore_ascii_case(b"content-length"))
+                .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+            let source = Source::FastCgi {
+                exchange: Box::new(r.exchange),
+                pending: r.body_start,
+                remaining: length,
             };
             (status, length, source, builder)
         }
