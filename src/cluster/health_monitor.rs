@@ -84,9 +84,9 @@ impl HealthMonitor {
             HealthMode::Lazy | HealthMode::Opportunistic => return,
         };
         self.probing = true;
-        let (endpoint, config) = (self.backend.url.endpoint.clone(), self.config.clone());
+        let (backend, config) = (self.backend.clone(), self.config.clone());
         let probe = async move {
-            let verdict = health_probe::probe(&endpoint, &config).await;
+            let verdict = health_probe::probe(&backend, &config).await;
             drop(slot);
             verdict
         };
