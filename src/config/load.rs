@@ -26,6 +26,8 @@ use serde_path_to_error::Segment;
 use super::duration::DurationValue;
 use super::model::Config;
 
+#[path = "admin.rs"]
+pub(super) mod admin;
 #[path = "buckets.rs"]
 mod buckets;
 #[path = "fastcgi.rs"]
@@ -142,7 +144,7 @@ where
 }
 
 /// The top-level keys.
-const TOP_KEYS: &[&str] = &["proxy", "access_log", "routes", "clusters"];
+const TOP_KEYS: &[&str] = &["proxy", "admin", "state_file", "access_log", "routes", "clusters"];
 
 // ---- paths -------------------------------------------------------------------------------------
 
@@ -199,7 +201,11 @@ fn expand_vars(text: &str, env: &EnvLookup<'_>) -> Result<String, String> {
             let end = tail
                 .find('}')
                 .ok_or_else(|| "unterminated `${` (write `$${` for a literal `${`)".to_owned())?;
-            let name = &tail[..end];
+            // `${NAME:-default}`: the default when NAME is unset.
+            let (name, default) = match tail[..end].split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (&tail[..end], None),
+            };
             let valid = name.chars().next().is_some_and(|c| !c.is_ascii_digit())
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
@@ -207,6 +213,7 @@ fn expand_vars(text: &str, env: &EnvLookup<'_>) -> Result<String, String> {
             }
             match env(name) {
                 Ok(value) => out.push_str(&value),
+                Err(VarError::NotPresent) if default.is_some() => out.push_str(default.unwrap_or_default()),
                 Err(VarError::NotPresent) => return Err(format!("environment variable `{name}` is not set")),
                 Err(VarError::NotUnicode(_)) => {
                     return Err(format!("environment variable `{name}` is not valid UTF-8"))
@@ -279,6 +286,8 @@ impl<'e> Loader<'e> {
                 None
             }
         };
+        let admin = self.admin(root.remove("admin"));
+        let state_file = self.state_file(root.remove("state_file"));
         let access_log = self.access_log(root.remove("access_log"));
         let routes = self.routes(root.remove("routes"), &cluster_names);
         let clusters = self.clusters(clusters);
@@ -286,13 +295,17 @@ impl<'e> Loader<'e> {
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
-        match (proxy, access_log, routes, clusters) {
-            (Some(proxy), Some(access_log), Some(routes), Some(clusters)) => Ok(Config {
-                proxy,
-                access_log,
-                routes,
-                clusters,
-            }),
+        match (proxy, admin, state_file, access_log, routes, clusters) {
+            (Some(proxy), Some(admin), Some(state_file), Some(access_log), Some(routes), Some(clusters)) => {
+                Ok(Config {
+                    proxy,
+                    admin,
+                    state_file,
+                    access_log,
+                    routes,
+                    clusters,
+                })
+            }
             _ => Err(single(
                 String::new(),
                 "internal error: a part of the configuration failed without an error".to_owned(),

@@ -275,7 +275,7 @@ fn listen_errors() {
 #[test]
 fn unknown_keys() {
     let yaml = format!(
-        "{MINIMAL}admin: {{ listen: \"127.0.0.1:8081\" }}\nstate_file: x.json\nProxy: {{}}\n\
+        "{MINIMAL}Proxy: {{}}\n\
          access_log: {{ rotate: true }}\nroutes: [{{ cluster: c, weight: 1 }}]\n\
          clusters:\n  c:\n    cache: {{ enabled: false }}\n    backends: [{{ name: a, url: \"http://h\", weight: 2 }}]\n"
     );
@@ -283,8 +283,6 @@ fn unknown_keys() {
         paths(&yaml),
         [
             "Proxy",
-            "admin",
-            "state_file",
             "access_log.rotate",
             "routes[0].weight",
             "clusters.c.cache",
@@ -294,7 +292,7 @@ fn unknown_keys() {
     let (_, message) = one_error(&format!("{MINIMAL}cache: {{}}\n"));
     assert_eq!(
         message,
-        "unknown key (expected one of: proxy, access_log, routes, clusters)"
+        "unknown key (expected one of: proxy, admin, state_file, access_log, routes, clusters)"
     );
     assert_eq!(
         one_error("proxy: { listen: \"127.0.0.1:0\", threads: 2 }\n").0,
@@ -494,6 +492,13 @@ routes: [{ backend: "http://${APP_HOST}:${APP_PORT}/" }]
 
     assert_eq!(expand_vars("a$${b}$c$", &test_env), Ok("a${b}$c$".to_owned()));
     assert!(expand_vars("${1X}", &test_env).is_err());
+    assert_eq!(expand_vars("${NOPE:-}", &test_env), Ok(String::new()));
+    assert_eq!(expand_vars("${NOPE:-x:y}/", &test_env), Ok("x:y/".to_owned()));
+    assert_eq!(
+        expand_vars("${APP_HOST:-x}", &test_env),
+        Ok("10.0.0.9".to_owned())
+    );
+    assert!(expand_vars("${1X:-a}", &test_env).is_err());
     assert!(expand_vars("${APP_HOST", &test_env)
         .expect_err("unterminated")
         .contains("unterminated"));
@@ -586,4 +591,48 @@ fn display() {
     );
     assert_eq!(key_path("clusters", "a.b"), "clusters.\"a.b\"");
     assert_eq!(key_path("", "proxy"), "proxy");
+}
+
+#[test]
+fn admin_and_state_file() {
+    let c = ok(MINIMAL);
+    assert_eq!((c.admin, c.state_file), (None, None));
+    let c = ok(&format!(
+        "{MINIMAL}admin: {{}}\nstate_file: director-state.json\n"
+    ));
+    assert_eq!(
+        c.admin,
+        Some(AdminConfig {
+            listen: ListenAddr::Tcp("127.0.0.1:8081".parse().expect("addr")),
+            token: None,
+        })
+    );
+    assert_eq!(c.state_file, Some(PathBuf::from("director-state.json")));
+    let c = ok(&format!(
+        "{MINIMAL}admin: {{ listen: \"unix:/run/d.sock\", token: \"${{NOPE:-}}\" }}\n"
+    ));
+    assert_eq!(
+        c.admin.map(|a| (a.listen, a.token)),
+        Some((ListenAddr::Unix("/run/d.sock".into()), None))
+    );
+    let c = ok(&format!(
+        "{MINIMAL}admin: {{ listen: \"0.0.0.0:9000\", token: 0123456789abcdef }}\n"
+    ));
+    assert_eq!(c.admin.and_then(|a| a.token).as_deref(), Some("0123456789abcdef"));
+    let errs = errors(&format!(
+        "{MINIMAL}admin: {{ listen: \"nowhere\", token: short, extra: 1 }}\nstate_file: \"\"\n"
+    ));
+    let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["admin.extra", "admin.listen", "admin.token", "state_file"],
+        "{errs:#?}"
+    );
+    assert!(errs[2].1.contains("at least 16"));
+    assert!(admin::is_local(&ListenAddr::Tcp(
+        "[::1]:1".parse().expect("addr")
+    )));
+    assert!(!admin::is_local(&ListenAddr::Tcp(
+        "0.0.0.0:1".parse().expect("addr")
+    )));
 }

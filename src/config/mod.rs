@@ -12,5 +12,6 @@ pub mod model;
 
 pub use address::parse_backend_url;
 pub use duration::parse_duration;
+pub use load::admin::{is_local, MIN_TOKEN_LEN};
 pub use load::{load_file, load_str, ConfigError, ConfigErrors};
 pub use model::*;

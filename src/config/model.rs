@@ -11,6 +11,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub proxy: ProxyConfig,
+    /// `admin:` — the dashboard and API listener; `None` runs no admin listener.
+    pub admin: Option<AdminConfig>,
+    /// `state_file`: where runtime changes are kept, laid over this file at start-up.
+    pub state_file: Option<PathBuf>,
     pub access_log: AccessLogConfig,
     pub routes: Vec<RouteConfig>,
     /// Clusters by name, in name order.
@@ -27,6 +31,15 @@ pub struct ProxyConfig {
     pub keep_alive: Duration,
     /// Time allowed for a client to send the request head (`client_timeout`, default 10s).
     pub client_timeout: Duration,
+}
+
+/// `admin:` — the listener of the dashboard, `/api/v1`, HAProxy stats and `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// `listen` (default `127.0.0.1:8081`).
+    pub listen: ListenAddr,
+    /// `token`: required by every admin call when set; an empty string means none.
+    pub token: Option<String>,
 }
 
 /// One listener address: `"0.0.0.0:8080"`, `"[::]:8080"` or `"unix:/run/director.sock"`.
