@@ -4,6 +4,7 @@
 //! plane that stays on the worker that accepted a request, and a control plane of actix actors
 //! that own all state and publish immutable snapshots.
 
+pub mod admin;
 pub mod app;
 pub mod cluster;
 pub mod config;

@@ -44,6 +44,13 @@ pub struct BackendStatus {
     pub last_probe: Option<ProbeResult>,
     /// Removed; finishing the requests it has in flight.
     pub draining: bool,
+    /// Failed active probes so far (HAProxy's `chkfail`).
+    pub checks_failed: u64,
+    /// Transitions from online to offline (HAProxy's `chkdown`).
+    pub times_down: u64,
+    /// Seconds spent offline before the current state began (HAProxy's `downtime` adds the
+    /// current offline period to it).
+    pub downtime_before: f64,
 }
 
 impl BackendStatus {
@@ -156,6 +163,9 @@ impl BackendActor {
             health_reason: Some("initial state".to_owned()),
             last_probe: None,
             draining: false,
+            checks_failed: 0,
+            times_down: 0,
+            downtime_before: 0.0,
         }
     }
 
@@ -193,8 +203,13 @@ impl BackendActor {
                 Health::Offline => "offline",
             }
         );
+        let now = unix_now();
+        match health {
+            Health::Offline => self.status.times_down += 1,
+            Health::Online => self.status.downtime_before += (now - self.status.health_changed_at).max(0.0),
+        }
         self.status.health = health;
-        self.status.health_changed_at = unix_now();
+        self.status.health_changed_at = now;
         self.status.health_reason = Some(reason.to_owned());
         match health {
             Health::Offline => self.fell_offline = true,
@@ -263,6 +278,9 @@ impl Handler<ProbeCompleted> for BackendActor {
     type Result = ();
 
     fn handle(&mut self, ProbeCompleted(result): ProbeCompleted, _: &mut Context<Self>) {
+        if !result.ok {
+            self.status.checks_failed += 1;
+        }
         self.status.last_probe = Some(result);
         self.publish();
     }

@@ -17,7 +17,7 @@ use super::backend_actor::{BackendActor, BackendChanged, BackendStatus, SetEnabl
 use super::buckets::validate_tree;
 use super::classify::Classifier;
 use super::topology::{ClusterHandle, ClusterSettings};
-use crate::config::{BucketConfig, BucketRule, ClusterConfig};
+use crate::config::{BucketConfig, BucketRule, ClusterConfig, SchedulerKind};
 use crate::stats::TrafficSnapshot;
 
 /// Errors of cluster commands.
@@ -89,12 +89,30 @@ pub struct GetClusterState;
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterState {
     pub name: String,
+    pub settings: SettingsView,
     /// Root capacity (`None` = unlimited) and tokens in use.
     pub capacity: Option<u32>,
     pub in_use: u32,
     pub buckets: Vec<BucketState>,
     pub backends: Vec<BackendState>,
     pub stats: TrafficSnapshot,
+}
+
+/// A cluster's settings as readers see them.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingsView {
+    pub scheduler: &'static str,
+    pub queue_limit: usize,
+    pub queue_timeout_ms: u64,
+    pub retry_after: u32,
+    pub max_retry_count: u32,
+    pub enqueue_on_unavailable: bool,
+    pub connect_timeout_ms: u64,
+    pub read_timeout_ms: u64,
+    pub write_timeout_ms: u64,
+    pub sticky_offline: bool,
+    pub health_checks: bool,
+    pub x_sendfile: bool,
 }
 
 /// A backend's status and counters.
@@ -117,8 +135,9 @@ pub struct ClusterActor {
     members: Vec<Member>,
     /// Removed backends still finishing requests.
     draining: Vec<Member>,
-    buckets: Vec<BucketConfig>,
-    default_bucket: Option<String>,
+    /// The cluster's configuration as it is now, runtime changes included.
+    config: ClusterConfig,
+    watch: Watch,
 }
 
 /// A backend created for a cluster before its actor runs.
@@ -170,8 +189,8 @@ impl ClusterActor {
         }
         apply_buckets(&self.handle, &buckets, default_bucket.as_deref());
         log::info!("cluster '{}': buckets changed", self.handle.name);
-        self.buckets = buckets;
-        self.default_bucket = default_bucket;
+        self.config.buckets = buckets;
+        self.config.default_bucket = default_bucket;
         Ok(self.handle.admission.buckets())
     }
 
@@ -189,7 +208,6 @@ impl ClusterActor {
         prepared: Vec<Prepared>,
         arbiters: &Arbiters,
     ) {
-        let (buckets, default_bucket) = (config.buckets.clone(), config.default_bucket.clone());
         let watch = Watch {
             health: config.health.clone(),
             sticky_offline: config.sticky_offline,
@@ -217,16 +235,39 @@ impl ClusterActor {
                 }
             })
             .collect();
+        let config = config.clone();
         arbiters.next().spawn_fn(move || {
             let actor = ClusterActor {
                 handle,
                 members,
                 draining: Vec::new(),
-                buckets,
-                default_bucket,
+                config,
+                watch,
             };
             Context::with_receiver(rx).run(actor);
         });
+    }
+}
+
+fn settings_view(c: &ClusterConfig) -> SettingsView {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    SettingsView {
+        scheduler: match c.scheduler {
+            SchedulerKind::RoundRobin => "rr",
+            SchedulerKind::Chance => "chance",
+            SchedulerKind::LeastLoad => "least-load",
+        },
+        queue_limit: c.queue_limit,
+        queue_timeout_ms: ms(c.queue_timeout),
+        retry_after: c.retry_after,
+        max_retry_count: c.max_retry_count,
+        enqueue_on_unavailable: c.enqueue_on_unavailable,
+        connect_timeout_ms: ms(c.connect_timeout),
+        read_timeout_ms: ms(c.read_timeout),
+        write_timeout_ms: ms(c.write_timeout),
+        sticky_offline: c.sticky_offline,
+        health_checks: c.health.is_some(),
+        x_sendfile: c.x_sendfile.enabled,
     }
 }
 
@@ -412,6 +453,7 @@ impl Handler<GetClusterState> for ClusterActor {
         let (capacity, in_use) = self.handle.admission.capacity();
         MessageResult(ClusterState {
             name: self.handle.name.clone(),
+            settings: settings_view(&self.config),
             capacity,
             in_use,
             buckets: self.handle.admission.buckets(),
@@ -441,7 +483,7 @@ impl Handler<AddBucket> for ClusterActor {
     type Result = Result<Vec<BucketState>, ClusterError>;
 
     fn handle(&mut self, msg: AddBucket, _: &mut Context<Self>) -> Self::Result {
-        let mut buckets = self.buckets.clone();
+        let mut buckets = self.config.buckets.clone();
         let siblings = match &msg.parent {
             None => &mut buckets,
             Some(parent) => match find_mut(&mut buckets, parent) {
@@ -450,7 +492,7 @@ impl Handler<AddBucket> for ClusterActor {
             },
         };
         siblings.push(msg.bucket);
-        self.change_buckets(buckets, self.default_bucket.clone())
+        self.change_buckets(buckets, self.config.default_bucket.clone())
     }
 }
 
@@ -458,7 +500,7 @@ impl Handler<UpdateBucket> for ClusterActor {
     type Result = Result<Vec<BucketState>, ClusterError>;
 
     fn handle(&mut self, msg: UpdateBucket, _: &mut Context<Self>) -> Self::Result {
-        let mut buckets = self.buckets.clone();
+        let mut buckets = self.config.buckets.clone();
         let Some(b) = find_mut(&mut buckets, &msg.name) else {
             return Err(self.unknown_bucket(&msg.name));
         };
@@ -467,7 +509,7 @@ impl Handler<UpdateBucket> for ClusterActor {
         if let Some(rule) = msg.rule {
             b.rule = rule;
         }
-        self.change_buckets(buckets, self.default_bucket.clone())
+        self.change_buckets(buckets, self.config.default_bucket.clone())
     }
 }
 
@@ -475,12 +517,13 @@ impl Handler<RemoveBucket> for ClusterActor {
     type Result = Result<Vec<BucketState>, ClusterError>;
 
     fn handle(&mut self, msg: RemoveBucket, _: &mut Context<Self>) -> Self::Result {
-        let mut buckets = self.buckets.clone();
+        let mut buckets = self.config.buckets.clone();
         if !remove(&mut buckets, &msg.name) {
             return Err(self.unknown_bucket(&msg.name));
         }
         // A default bucket that was removed (or was inside the subtree) falls back to the root.
         let default = self
+            .config
             .default_bucket
             .clone()
             .filter(|d| find(&buckets, d).is_some());
