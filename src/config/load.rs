@@ -77,6 +77,17 @@ fn render_all(errors: &[ConfigError]) -> String {
 /// A missing, unreadable or syntactically invalid file is a single error whose path is the
 /// file name.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    load_value(read_file(path)?)
+}
+
+/// Validates a configuration document already parsed into a JSON tree (`${VAR}` references
+/// still unexpanded): the form runtime changes and the state file work on.
+pub fn load_value(root: Value) -> Result<Config, ConfigErrors> {
+    Loader::new(&env_var).load(root)
+}
+
+/// Reads the YAML file at `path` into a JSON tree, without validating it.
+pub fn read_file(path: &Path) -> Result<Value, ConfigErrors> {
     let origin = path.display().to_string();
     // Check the exact file first: when it is missing, the `config` crate would silently try
     // other extensions (`director.conf` -> `director.yaml`).
@@ -89,8 +100,7 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
         Err(e) => return Err(single(origin, format!("cannot read: {e}"))),
     }
     let source = ::config::File::from(path).format(::config::FileFormat::Yaml);
-    let root = read_source(source, &origin)?;
-    Loader::new(&env_var).load(root)
+    read_source(source, &origin)
 }
 
 /// Validates YAML text; errors that concern the whole text have an empty path.
