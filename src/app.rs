@@ -1,22 +1,27 @@
 //! Wiring: binds the listeners, starts actix-web's workers, places the control-plane actors
-//! on the worker arbiters, and waits until the first topology is published.
+//! on the worker arbiters, starts the admin listener, and waits until the first topology is
+//! published. Also the reload triggers: SIGHUP and the config file watcher.
 
 use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use actix::Actor;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use socket2::{Domain, Socket, Type};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::admin::{self, AdminListener, AdminState};
 use crate::cluster::arbiters::Arbiters;
-use crate::cluster::director_actor::DirectorActor;
+use crate::cluster::director_actor::{ConfigStatus, DirectorActor, Reload, SharedStatus};
 use crate::cluster::SharedTopology;
-use crate::config::{Config, ListenAddr};
+use crate::config::watcher::ConfigWatcher;
+use crate::config::{is_local, Document, ListenAddr};
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::{handler, ProxyState};
 
@@ -29,27 +34,46 @@ pub enum AppError {
     AccessLog(io::Error),
     #[error("the server thread failed to start: {0}")]
     Start(String),
+    #[error(
+        "refusing to start: the admin listener {0} is reachable from other hosts but admin.token is not set \
+         (set a token of at least {min} characters, or listen on 127.0.0.1 / a UNIX socket)",
+        min = crate::config::MIN_TOKEN_LEN
+    )]
+    InsecureAdmin(String),
 }
 
 /// How the server is run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct StartOptions {
-    /// Stop gracefully on SIGINT/SIGTERM (the binary); off for in-process tests.
+    /// Stop gracefully on SIGINT/SIGTERM and reload on SIGHUP (the binary); off for
+    /// in-process tests.
     pub handle_signals: bool,
+    /// Watch the configuration file and reload when it changes.
+    pub watch_config: bool,
 }
 
 /// A running director.
 pub struct Running {
     /// The proxy listeners, with the ports the OS chose for `:0`.
     pub proxy_addrs: Vec<ListenAddr>,
+    /// The admin listener, if configured, with the port the OS chose for `:0`.
+    pub admin_addr: Option<ListenAddr>,
     pub topology: SharedTopology,
+    pub status: SharedStatus,
+    /// The Director actor, for reloads and runtime changes.
+    pub director: Addr<DirectorActor>,
     server: ServerHandle,
+    admin_server: Option<ServerHandle>,
+    _watcher: Option<ConfigWatcher>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl Running {
     /// Stops accepting, lets in-flight requests finish, and waits for the workers to end.
     pub async fn stop(self) {
+        if let Some(admin) = &self.admin_server {
+            admin.stop(true).await;
+        }
         self.server.stop(true).await;
     }
 
@@ -68,6 +92,9 @@ impl Drop for Running {
         if self.thread.is_some() {
             // Sends the stop command; completion is not awaited here.
             drop(self.server.stop(false));
+            if let Some(admin) = &self.admin_server {
+                drop(admin.stop(false));
+            }
         }
     }
 }
@@ -106,8 +133,23 @@ fn bind(addr: &ListenAddr) -> Result<(Listener, ListenAddr), AppError> {
     }
 }
 
+/// What the server thread reports once it serves.
+struct Started {
+    server: ServerHandle,
+    admin_server: Option<ServerHandle>,
+    director: Addr<DirectorActor>,
+}
+
 /// Starts director on its own thread and returns once it serves the configured topology.
-pub fn start(config: Config, options: StartOptions) -> Result<Running, AppError> {
+pub fn start(document: Document, options: StartOptions) -> Result<Running, AppError> {
+    let config = &document.config;
+    let admin_listener = match &config.admin {
+        Some(admin) if admin.token.is_none() && !is_local(&admin.listen) => {
+            return Err(AppError::InsecureAdmin(format!("{:?}", admin.listen)))
+        }
+        Some(admin) => Some(bind(&admin.listen)?),
+        None => None,
+    };
     let mut listeners = Vec::new();
     let mut proxy_addrs = Vec::new();
     for addr in &config.proxy.listen {
@@ -115,45 +157,102 @@ pub fn start(config: Config, options: StartOptions) -> Result<Running, AppError>
         listeners.push(listener);
         proxy_addrs.push(actual);
     }
+    let admin_addr = admin_listener.as_ref().map(|(_, addr)| addr.clone());
     let access_log = AccessLog::start(&config.access_log).map_err(AppError::AccessLog)?;
     let topology: SharedTopology = Arc::new(ArcSwapOption::empty());
+    let status: SharedStatus = Arc::new(ArcSwap::from_pointee(ConfigStatus {
+        generation: 0,
+        config_path: document.path.clone(),
+        state_file: config.state_file.clone(),
+        last_reload: None,
+        state_file_error: None,
+    }));
+    let config_path = document.path.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let shared = topology.clone();
+    let shared = Shared {
+        topology: topology.clone(),
+        status: status.clone(),
+    };
     let thread = std::thread::Builder::new()
         .name("director-main".into())
         .spawn(move || {
-            actix_rt::System::new().block_on(serve(config, listeners, shared, access_log, options, ready_tx))
+            let listeners = Listeners {
+                proxy: listeners,
+                admin: admin_listener.map(|(l, _)| l),
+            };
+            actix_rt::System::new()
+                .block_on(serve(document, listeners, shared, access_log, options, ready_tx))
         })
         .map_err(|e| AppError::Start(e.to_string()))?;
-    match ready_rx.recv() {
-        Ok(Ok(server)) => Ok(Running {
-            proxy_addrs,
-            topology,
-            server,
-            thread: Some(thread),
-        }),
-        Ok(Err(e)) => Err(AppError::Start(e)),
+    let started = match ready_rx.recv() {
+        Ok(Ok(started)) => started,
+        Ok(Err(e)) => return Err(AppError::Start(e)),
         Err(_) => {
             let detail = match thread.join() {
                 Ok(Err(e)) => e.to_string(),
                 _ => "server thread ended during start-up".to_owned(),
             };
-            Err(AppError::Start(detail))
+            return Err(AppError::Start(detail));
         }
-    }
+    };
+    let watcher = match (options.watch_config, config_path) {
+        (true, Some(path)) => {
+            let director = started.director.clone();
+            let on_change = move || director.do_send(Reload { trigger: "watch" });
+            match ConfigWatcher::start(&path, WATCH_POLL_INTERVAL, WATCH_DEBOUNCE, on_change) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    log::warn!(
+                        "cannot watch {}: {e}; reload with SIGHUP or the API",
+                        path.display()
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    Ok(Running {
+        proxy_addrs,
+        admin_addr,
+        topology,
+        status,
+        director: started.director,
+        server: started.server,
+        admin_server: started.admin_server,
+        _watcher: watcher,
+        thread: Some(thread),
+    })
+}
+
+/// How often the watcher polls for changes its events missed.
+const WATCH_POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// Quiet time after the last file event before a reload.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// State the main thread shares with the server thread.
+struct Shared {
+    topology: SharedTopology,
+    status: SharedStatus,
+}
+
+struct Listeners {
+    proxy: Vec<Listener>,
+    admin: Option<Listener>,
 }
 
 async fn serve(
-    config: Config,
-    listeners: Vec<Listener>,
-    topology: SharedTopology,
+    document: Document,
+    listeners: Listeners,
+    shared: Shared,
     access_log: Option<Arc<AccessLog>>,
     options: StartOptions,
-    ready: std::sync::mpsc::Sender<Result<ServerHandle, String>>,
+    ready: std::sync::mpsc::Sender<Result<Started, String>>,
 ) -> io::Result<()> {
+    let config = &document.config;
     let workers = config.proxy.workers.max(1);
     let state = web::Data::new(ProxyState {
-        topology: topology.clone(),
+        topology: shared.topology.clone(),
         access_log,
     });
     let (arbiter_tx, mut arbiter_rx) = mpsc::unbounded_channel();
@@ -171,7 +270,7 @@ async fn serve(
     if !options.handle_signals {
         server = server.disable_signals();
     }
-    for listener in listeners {
+    for listener in listeners.proxy {
         server = match listener {
             Listener::Tcp(l) => server.listen(l)?,
             Listener::Unix(l) => server.listen_uds(l)?,
@@ -196,13 +295,50 @@ async fn serve(
     let arbiters = Arbiters::new(arbiters);
     let (published_tx, published_rx) = oneshot::channel();
     let director_arbiters = arbiters.clone();
-    DirectorActor::start_in_arbiter(&arbiters.next(), move |_| {
-        DirectorActor::new(config, topology, director_arbiters, published_tx)
+    let token = config.admin.as_ref().and_then(|a| a.token.clone());
+    let (topology, status) = (shared.topology.clone(), shared.status.clone());
+    let director = DirectorActor::start_in_arbiter(&arbiters.next(), move |_| {
+        DirectorActor::new(document, topology, status, director_arbiters, published_tx)
     });
     if published_rx.await.is_err() {
         let _ = ready.send(Err("the director actor did not publish a topology".to_owned()));
         return Ok(());
     }
-    let _ = ready.send(Ok(handle));
+    let admin_server = match listeners.admin {
+        Some(listener) => {
+            let admin = AdminState::new(shared.topology, shared.status, director.clone(), token);
+            let listener = match listener {
+                Listener::Tcp(l) => AdminListener::Tcp(l),
+                Listener::Unix(l) => AdminListener::Unix(l),
+            };
+            let server = admin::server(admin, listener)?;
+            let handle = server.handle();
+            actix_rt::spawn(server);
+            Some(handle)
+        }
+        None => None,
+    };
+    if options.handle_signals {
+        reload_on_sighup(director.clone());
+    }
+    let _ = ready.send(Ok(Started {
+        server: handle,
+        admin_server,
+        director,
+    }));
     running.await.map_err(io::Error::other)?
+}
+
+/// SIGHUP reloads the configuration.
+fn reload_on_sighup(director: Addr<DirectorActor>) {
+    actix_rt::spawn(async move {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            log::warn!("cannot listen for SIGHUP; reload with the API or by editing the file");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            log::info!("SIGHUP: reloading the configuration");
+            director.do_send(Reload { trigger: "signal" });
+        }
+    });
 }

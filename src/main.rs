@@ -61,8 +61,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match config::load_file(&args.config) {
-        Ok(config) => config,
+    let document = match config::Document::from_file(&args.config) {
+        Ok(document) => document,
         Err(errors) => {
             eprintln!(
                 "director: {} has {} error(s):",
@@ -85,7 +85,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let running = match app::start(config, StartOptions { handle_signals: true }) {
+    let options = StartOptions {
+        handle_signals: true,
+        watch_config: true,
+    };
+    let running = match app::start(document, options) {
         Ok(running) => running,
         Err(e) => {
             eprintln!("director: {e}");
@@ -93,12 +97,13 @@ fn main() -> ExitCode {
         }
     };
     for addr in &running.proxy_addrs {
-        match addr {
-            director::config::ListenAddr::Tcp(sa) => log::info!("proxy listening on http://{sa}/"),
-            director::config::ListenAddr::Unix(path) => {
-                log::info!("proxy listening on unix:{}", path.display())
-            }
-        }
+        log::info!("proxy listening on {}", describe(addr));
+    }
+    if let Some(addr) = &running.admin_addr {
+        log::info!(
+            "admin (dashboard, /api/v1, /metrics) listening on {}",
+            describe(addr)
+        );
     }
     if args.demo {
         println!("director demo: try `curl http://127.0.0.1:8080/` (answers alternate between app01 and app02; app03 is a standby for overflow)");
@@ -109,5 +114,12 @@ fn main() -> ExitCode {
             eprintln!("director: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn describe(addr: &director::config::ListenAddr) -> String {
+    match addr {
+        director::config::ListenAddr::Tcp(sa) => format!("http://{sa}/"),
+        director::config::ListenAddr::Unix(path) => format!("unix:{}", path.display()),
     }
 }

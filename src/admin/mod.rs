@@ -4,15 +4,22 @@
 //! Control plane. Handlers read published snapshots and talk to the actors by message
 //! (`send().await`); nothing here is on the request path of proxied traffic.
 
+pub mod api;
 pub mod auth;
 pub mod error;
+pub mod events;
+pub mod haproxy;
+pub mod haproxy_html;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::web;
+use actix::Addr;
+use actix_web::{middleware, web, App, HttpServer};
 
 use crate::cluster::cluster_actor::{ClusterState, GetClusterState};
+use crate::cluster::director_actor::{DirectorActor, SharedStatus};
 use crate::cluster::{ClusterHandle, SharedTopology};
 
 /// Largest request body the admin API accepts.
@@ -21,6 +28,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// What every admin handler shares.
 pub struct AdminState {
     pub topology: SharedTopology,
+    pub status: SharedStatus,
+    pub director: Addr<DirectorActor>,
     /// When the process started (for uptime).
     pub started: Instant,
     /// Required by every call when set.
@@ -28,6 +37,21 @@ pub struct AdminState {
 }
 
 impl AdminState {
+    pub fn new(
+        topology: SharedTopology,
+        status: SharedStatus,
+        director: Addr<DirectorActor>,
+        token: Option<String>,
+    ) -> AdminState {
+        AdminState {
+            topology,
+            status,
+            director,
+            started: Instant::now(),
+            token,
+        }
+    }
+
     /// The clusters of the current topology, in name order.
     pub fn clusters(&self) -> Vec<Arc<ClusterHandle>> {
         let topology = self.topology.load_full();
@@ -36,21 +60,55 @@ impl AdminState {
         clusters
     }
 
+    /// A cluster of the current topology by name.
+    pub fn cluster(&self, name: &str) -> Option<Arc<ClusterHandle>> {
+        self.topology.load().as_ref()?.cluster(name).cloned()
+    }
+
     /// The full state of every cluster, asked of each cluster actor.
     pub async fn cluster_states(&self) -> Vec<ClusterState> {
         let mut states = Vec::new();
         for cluster in self.clusters() {
-            if let Some(actor) = cluster.actor() {
-                if let Ok(state) = actor.send(GetClusterState).await {
-                    states.push(state);
-                }
+            if let Some(state) = cluster_state(&cluster).await {
+                states.push(state);
             }
         }
         states
     }
 }
 
+/// The full state of one cluster, asked of its actor.
+pub async fn cluster_state(cluster: &ClusterHandle) -> Option<ClusterState> {
+    cluster.actor()?.send(GetClusterState).await.ok()
+}
+
+/// Where the admin server listens.
+pub enum AdminListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// The admin HTTP server (one worker: the admin surface is light). It never handles signals:
+/// it stops with the proxy server.
+pub fn server(state: AdminState, listener: AdminListener) -> std::io::Result<actix_web::dev::Server> {
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(MAX_BODY))
+            .wrap(middleware::from_fn(auth::guard))
+            .configure(routes)
+    })
+    .workers(1)
+    .disable_signals();
+    let server = match listener {
+        AdminListener::Tcp(l) => server.listen(l)?,
+        AdminListener::Unix(l) => server.listen_uds(l)?,
+    };
+    Ok(server.run())
+}
+
 /// Registers every admin route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let _ = cfg;
+    api::routes(cfg);
 }

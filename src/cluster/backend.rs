@@ -11,6 +11,7 @@ use actix::Addr;
 use super::backend_actor::{BackendActor, PassiveFailure};
 use crate::config::{BackendUrl, FastCgiConfig};
 use crate::stats::TrafficStats;
+use crate::transport::pool::IdleShare;
 
 /// Process-unique backend identity; a backend re-created under the same name gets a new one.
 pub type BackendId = u64;
@@ -28,6 +29,8 @@ pub struct Backend {
     /// mapping, else its cluster's.
     pub fastcgi: Option<FastCgiConfig>,
     pub stats: TrafficStats,
+    /// Idle pooled connections across workers (FastCGI backends use it).
+    pub idle: Arc<IdleShare>,
     actor: OnceLock<Addr<BackendActor>>,
 }
 
@@ -40,6 +43,7 @@ impl Backend {
             url,
             fastcgi,
             stats: TrafficStats::default(),
+            idle: Arc::default(),
             actor: OnceLock::new(),
         })
     }

@@ -113,6 +113,21 @@ pub struct ProbeCompleted(pub ProbeResult);
 #[rtype(result = "BackendStatus")]
 pub struct SetEnabled(pub bool);
 
+/// Command: change the backend's role and capacity, and `enabled` when given.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Reconfigure {
+    pub role: Role,
+    pub capacity: u32,
+    pub enabled: Option<bool>,
+}
+
+/// Command: watch health differently (the cluster's health checks or sticky offline changed):
+/// the monitor is restarted with the new settings, the current health kept.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetWatch(pub Watch);
+
 /// Command: stop the actor and its monitor (the backend was removed and has drained).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -231,6 +246,19 @@ impl Actor for BackendActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.start_monitor(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(m) = self.monitor.take() {
+            m.do_send(StopMonitor);
+        }
+    }
+}
+
+impl BackendActor {
+    /// Starts a health monitor when the cluster has active checks.
+    fn start_monitor(&mut self, ctx: &mut Context<Self>) {
         if let Some(config) = self.watch.health.clone() {
             let (backend, owner) = (self.backend.clone(), ctx.address());
             let (admission, initial) = (self.watch.admission.clone(), self.status.health);
@@ -238,12 +266,6 @@ impl Actor for BackendActor {
                 &self.watch.arbiters.next(),
                 move |_| HealthMonitor::new(backend, owner, admission, config, initial),
             ));
-        }
-    }
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        if let Some(m) = self.monitor.take() {
-            m.do_send(StopMonitor);
         }
     }
 }
@@ -301,6 +323,38 @@ impl Handler<SetEnabled> for BackendActor {
             self.publish();
         }
         MessageResult(self.status.clone())
+    }
+}
+
+impl Handler<Reconfigure> for BackendActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) {
+        self.status.role = msg.role;
+        self.status.capacity = msg.capacity;
+        if let Some(enabled) = msg.enabled {
+            self.status.enabled = enabled;
+        }
+        self.publish();
+    }
+}
+
+impl Handler<SetWatch> for BackendActor {
+    type Result = ();
+
+    fn handle(&mut self, SetWatch(watch): SetWatch, ctx: &mut Context<Self>) {
+        if let Some(m) = self.monitor.take() {
+            m.do_send(StopMonitor);
+        }
+        if watch.health.is_none() && self.status.health == Health::Offline && self.recovery.is_none() {
+            // Without probes nothing would bring it back: use the passive recovery period.
+            self.recovery = Some(ctx.run_later(PASSIVE_RECOVERY, |act, _| {
+                act.recovery = None;
+                act.set_health(Health::Online, "recovery period elapsed");
+            }));
+        }
+        self.watch = watch;
+        self.start_monitor(ctx);
     }
 }
 

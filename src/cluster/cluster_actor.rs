@@ -123,21 +123,42 @@ pub struct BackendState {
     pub stats: TrafficSnapshot,
 }
 
-struct Member {
-    backend: Arc<Backend>,
-    addr: Addr<BackendActor>,
-    status: BackendStatus,
+pub(super) struct Member {
+    pub(super) backend: Arc<Backend>,
+    pub(super) addr: Addr<BackendActor>,
+    pub(super) status: BackendStatus,
+}
+
+impl Member {
+    /// Starts the actor of `backend` on the next arbiter.
+    pub(super) fn spawn(
+        backend: Arc<Backend>,
+        status: BackendStatus,
+        cluster: &Addr<ClusterActor>,
+        watch: &Watch,
+    ) -> Member {
+        let (b, cluster, w, s) = (backend.clone(), cluster.clone(), watch.clone(), status.clone());
+        let addr = BackendActor::start_in_arbiter(&watch.arbiters.next(), move |_| {
+            BackendActor::new(b, cluster, s, w)
+        });
+        backend.attach(addr.clone());
+        Member {
+            backend,
+            addr,
+            status,
+        }
+    }
 }
 
 /// The actor owning one cluster.
 pub struct ClusterActor {
-    handle: Arc<ClusterHandle>,
-    members: Vec<Member>,
+    pub(super) handle: Arc<ClusterHandle>,
+    pub(super) members: Vec<Member>,
     /// Removed backends still finishing requests.
-    draining: Vec<Member>,
+    pub(super) draining: Vec<Member>,
     /// The cluster's configuration as it is now, runtime changes included.
-    config: ClusterConfig,
-    watch: Watch,
+    pub(super) config: ClusterConfig,
+    pub(super) watch: Watch,
 }
 
 /// A backend created for a cluster before its actor runs.
@@ -172,7 +193,7 @@ impl ClusterActor {
     }
 
     /// Validates and applies a new bucket tree; nothing changes when it is invalid.
-    fn change_buckets(
+    pub(super) fn change_buckets(
         &mut self,
         buckets: Vec<BucketConfig>,
         default_bucket: Option<String>,
@@ -221,19 +242,7 @@ impl ClusterActor {
         handle.attach(cluster.clone());
         let members: Vec<Member> = prepared
             .into_iter()
-            .map(|p| {
-                let (backend, cluster, watch) = (p.backend.clone(), cluster.clone(), watch.clone());
-                let status = p.status.clone();
-                let addr = BackendActor::start_in_arbiter(&watch.arbiters.next(), move |_| {
-                    BackendActor::new(backend, cluster, status, watch)
-                });
-                p.backend.attach(addr.clone());
-                Member {
-                    backend: p.backend,
-                    addr,
-                    status: p.status,
-                }
-            })
+            .map(|p| Member::spawn(p.backend, p.status, &cluster, &watch))
             .collect();
         let config = config.clone();
         arbiters.next().spawn_fn(move || {
@@ -311,7 +320,7 @@ fn remove(buckets: &mut Vec<BucketConfig>, name: &str) -> bool {
 }
 
 /// Pushes a member list to the handle: readers' list and the admission slot table.
-fn publish<'a>(
+pub(super) fn publish<'a>(
     handle: &ClusterHandle,
     members: impl Iterator<Item = (&'a Arc<Backend>, &'a BackendStatus)> + Clone,
 ) {
@@ -343,7 +352,7 @@ const DRAIN_CHECK: Duration = Duration::from_millis(50);
 
 impl ClusterActor {
     /// Publishes every member's and draining backend's status to the handle.
-    fn publish_statuses(&self) {
+    pub(super) fn publish_statuses(&self) {
         let all = self
             .members
             .iter()
@@ -354,7 +363,22 @@ impl ClusterActor {
     }
 
     /// Stops the actors of removed backends whose last request has finished.
-    fn reap_drained(&mut self) {
+    /// Moves a removed member to the draining list: it gets no new requests and goes away
+    /// once its last one has finished. The caller publishes.
+    pub(super) fn drain(&mut self, mut member: Member) -> BackendStatus {
+        member.status.draining = true;
+        log::info!(
+            "cluster '{}': backend '{}' removed; draining {} request(s) in flight",
+            self.handle.name,
+            member.backend.name,
+            member.backend.stats.in_flight.current()
+        );
+        let status = member.status.clone();
+        self.draining.push(member);
+        status
+    }
+
+    pub(super) fn reap_drained(&mut self) {
         let before = self.draining.len();
         let admission = &self.handle.admission;
         let cluster = &self.handle.name;
@@ -385,16 +409,9 @@ impl Handler<RemoveBackend> for ClusterActor {
                 backend: msg.name,
             });
         };
-        let mut member = self.members.remove(i);
-        member.status.draining = true;
-        log::info!(
-            "cluster '{}': backend '{}' removed; draining {} request(s) in flight",
-            self.handle.name,
-            member.backend.name,
-            member.backend.stats.in_flight.current()
-        );
-        let status = member.status.clone();
-        self.draining.push(member);
+        let member = self.members.remove(i);
+        self.config.backends.retain(|b| b.name != msg.name);
+        let status = self.drain(member);
         publish(&self.handle, self.members.iter().map(|m| (&m.backend, &m.status)));
         self.publish_statuses();
         self.reap_drained();

@@ -1,56 +1,209 @@
-//! The Director actor: owns the set of clusters and routes, and publishes the topology.
+//! The Director actor: owns the configuration (the `config.yaml` document, the runtime
+//! changes laid over it and the state file), the set of clusters and routes, and publishes the
+//! topology.
 //!
-//! Control plane; runs on a worker arbiter. It builds every cluster (handle, backends,
-//! admission) synchronously before publishing, so the first published topology is complete.
+//! Control plane; runs on a worker arbiter. Every change — a reload of `config.yaml`
+//! ([`Reload`]) or a runtime change from the admin API ([`ChangeCluster`]) — is validated as a
+//! whole document by the config loader first; an invalid one changes nothing. A valid one is
+//! applied as a diff: clusters get [`ApplyConfig`] (unchanged backends keep their health,
+//! counters and connections; removed ones drain), new clusters start, removed ones drain, and
+//! a new topology with the new routes is published.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::arbiters::Arbiters;
 use super::cluster_actor::ClusterActor;
+use super::cluster_changes::ApplyConfig;
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
+use crate::config::edit::{self, ClusterEdit, EditError};
+use crate::config::overlay::Overlay;
+use crate::config::{self, state_file, ConfigError, ConfigErrors, Document};
 use crate::config::{BackendConfig, BackendUrl, ClusterConfig, Config, Role, RouteTarget, SchedulerKind};
 
-/// The actor owning the topology.
+/// What `/api/v1/status` reports about the configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigStatus {
+    /// Bumped by every applied change (reload or runtime change); 1 at start-up.
+    pub generation: u64,
+    pub config_path: Option<PathBuf>,
+    pub state_file: Option<PathBuf>,
+    pub last_reload: Option<ReloadOutcome>,
+    /// A problem with the state file (unreadable, corrupt, unwritable), if the last use had one.
+    pub state_file_error: Option<String>,
+}
+
+/// The result of the last reload.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadOutcome {
+    /// Seconds since the Unix epoch.
+    pub at: f64,
+    /// What asked for it: `watch`, `signal`, `api`.
+    pub trigger: String,
+    pub ok: bool,
+    /// Every problem with its path; the last good configuration stays in force.
+    pub errors: Vec<ConfigError>,
+}
+
+/// Shared, swapped by the Director actor.
+pub type SharedStatus = Arc<ArcSwap<ConfigStatus>>;
+
+/// Command: re-read `config.yaml` and apply it (with the runtime changes over it).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<u64, ConfigErrors>")]
+pub struct Reload {
+    pub trigger: &'static str,
+}
+
+/// Command: change one cluster at runtime.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<u64, ChangeError>")]
+pub struct ChangeCluster {
+    pub cluster: String,
+    pub edit: ClusterEdit,
+}
+
+/// Why a runtime change was refused (nothing changed).
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no cluster `{0}`")]
+    UnknownCluster(String),
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    #[error("the change makes the configuration invalid:\n{0}")]
+    Invalid(ConfigErrors),
+}
+
+/// The actor owning the configuration and the topology.
 pub struct DirectorActor {
+    /// `config.yaml` as last read (before the overlay).
+    yaml: Value,
+    /// The document in force: `yaml` with the runtime changes.
+    document: Value,
     config: Config,
+    overlay: Overlay,
+    config_path: Option<PathBuf>,
+    clusters: BTreeMap<String, Arc<ClusterHandle>>,
+    /// Clusters of "road warrior" routes, by URL.
+    road_warriors: BTreeMap<String, Arc<ClusterHandle>>,
     topology: SharedTopology,
+    status: SharedStatus,
     arbiters: Arbiters,
     /// Told once the first topology is published.
     published: Option<oneshot::Sender<()>>,
 }
 
 impl DirectorActor {
+    /// Takes `document` as the base and lays the state file (if configured) over it; a state
+    /// file that can't be read or no longer fits is reported and ignored.
     pub fn new(
-        config: Config,
+        document: Document,
         topology: SharedTopology,
+        status: SharedStatus,
         arbiters: Arbiters,
         published: oneshot::Sender<()>,
     ) -> Self {
-        DirectorActor {
+        let Document { raw, config, path } = document;
+        let mut actor = DirectorActor {
+            yaml: raw.clone(),
+            document: raw,
             config,
+            overlay: Overlay::default(),
+            config_path: path,
+            clusters: BTreeMap::new(),
+            road_warriors: BTreeMap::new(),
             topology,
+            status,
             arbiters,
             published: Some(published),
+        };
+        actor.load_state_file();
+        actor
+    }
+
+    fn load_state_file(&mut self) {
+        let Some(path) = self.config.state_file.clone() else {
+            return;
+        };
+        let overlay = match state_file::load(&path) {
+            Ok(overlay) => overlay,
+            Err(e) => {
+                log::error!("{e}");
+                self.set_state_file_error(Some(e.to_string()));
+                return;
+            }
+        };
+        let merged = overlay.apply(&self.yaml);
+        match config::load_value(merged.clone()) {
+            Ok(config) => {
+                if !overlay.clusters.is_empty() {
+                    log::info!(
+                        "state file {}: runtime changes of {} cluster(s) restored",
+                        path.display(),
+                        overlay.clusters.len()
+                    );
+                }
+                self.overlay = overlay;
+                self.document = merged;
+                self.config = config;
+            }
+            Err(errors) => {
+                let message = format!(
+                    "the runtime changes in {} no longer fit config.yaml and are ignored:\n{errors}",
+                    path.display()
+                );
+                log::error!("{message}");
+                self.set_state_file_error(Some(message));
+            }
         }
     }
 
-    fn build(&self) -> Topology {
-        let mut clusters = Vec::new();
+    fn set_state_file_error(&self, error: Option<String>) {
+        let mut status = ConfigStatus::clone(&self.status.load());
+        status.state_file_error = error;
+        self.status.store(Arc::new(status));
+    }
+
+    /// Brings clusters and routes to `self.config` and publishes the topology.
+    fn apply(&mut self) {
+        let mut clusters = BTreeMap::new();
         for (name, config) in &self.config.clusters {
-            clusters.push(self.start_cluster(name, config));
+            let handle = match self.clusters.remove(name) {
+                Some(handle) => {
+                    if let Some(actor) = handle.actor() {
+                        actor.do_send(ApplyConfig(config.clone()));
+                    }
+                    handle
+                }
+                None => self.start_cluster(name, config),
+            };
+            clusters.insert(name.clone(), handle);
         }
+        for (name, gone) in std::mem::take(&mut self.clusters) {
+            log::info!("cluster '{name}' removed; its backends drain");
+            retire(&gone);
+        }
+        self.clusters = clusters;
+        let mut road_warriors = BTreeMap::new();
         let mut routes = Vec::new();
         for route in &self.config.routes {
             let cluster = match &route.target {
-                RouteTarget::Cluster(name) => clusters.iter().find(|c| &c.name == name).cloned(),
+                RouteTarget::Cluster(name) => self.clusters.get(name).cloned(),
                 RouteTarget::Backend(url) => {
-                    let cluster = self.start_cluster(&url.text, &road_warrior(url));
-                    clusters.push(cluster.clone());
-                    Some(cluster)
+                    let handle = match self.road_warriors.remove(&url.text) {
+                        Some(handle) => handle,
+                        None => self.start_cluster(&url.text, &road_warrior(url)),
+                    };
+                    road_warriors.insert(url.text.clone(), handle.clone());
+                    Some(handle)
                 }
             };
             // Validation guarantees the cluster exists; a missing one is skipped, not a panic.
@@ -62,7 +215,26 @@ impl DirectorActor {
                 });
             }
         }
-        Topology { routes, clusters }
+        for (_, gone) in std::mem::take(&mut self.road_warriors) {
+            retire(&gone);
+        }
+        self.road_warriors = road_warriors;
+        let clusters = self
+            .clusters
+            .values()
+            .chain(self.road_warriors.values())
+            .cloned()
+            .collect();
+        let topology = Topology { routes, clusters };
+        log::info!(
+            "topology: {} routes, {} clusters",
+            topology.routes.len(),
+            topology.clusters.len()
+        );
+        self.topology.store(Some(Arc::new(topology)));
+        let mut status = ConfigStatus::clone(&self.status.load());
+        status.generation += 1;
+        self.status.store(Arc::new(status));
     }
 
     fn start_cluster(&self, name: &str, config: &ClusterConfig) -> Arc<ClusterHandle> {
@@ -71,10 +243,129 @@ impl DirectorActor {
         ClusterActor::start(handle.clone(), config, prepared, &self.arbiters);
         handle
     }
+
+    /// Writes the overlay to the state file, if there is one.
+    fn save_state(&self) {
+        let Some(path) = &self.config.state_file else {
+            return;
+        };
+        match state_file::save(path, &self.overlay) {
+            Ok(()) => self.set_state_file_error(None),
+            Err(e) => {
+                log::error!("{e}");
+                self.set_state_file_error(Some(e.to_string()));
+            }
+        }
+    }
+
+    fn reload(&mut self, trigger: &str) -> Result<u64, ConfigErrors> {
+        let Some(path) = self.config_path.clone() else {
+            return Err(ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                message: "director was started without a configuration file".to_owned(),
+            }]));
+        };
+        let result = config::read_file(&path).and_then(|yaml| {
+            let merged = self.overlay.apply(&yaml);
+            match config::load_value(merged.clone()) {
+                Ok(config) => Ok((yaml, merged, config)),
+                // The file itself may be fine and only the runtime changes no longer fit it:
+                // then the file wins and the changes are dropped.
+                Err(errors) => match config::load_value(yaml.clone()) {
+                    Ok(config) => {
+                        log::warn!("reload: runtime changes dropped, they no longer fit:\n{errors}");
+                        self.overlay = Overlay::default();
+                        Ok((yaml.clone(), yaml, config))
+                    }
+                    Err(file_errors) => Err(file_errors),
+                },
+            }
+        });
+        let outcome = |ok: bool, errors: Vec<ConfigError>| ReloadOutcome {
+            at: unix_now(),
+            trigger: trigger.to_owned(),
+            ok,
+            errors,
+        };
+        match result {
+            Ok((yaml, merged, config)) => {
+                self.overlay.rebase(&yaml, &merged);
+                self.yaml = yaml;
+                self.document = merged;
+                self.config = config;
+                self.apply();
+                self.save_state();
+                let mut status = ConfigStatus::clone(&self.status.load());
+                status.last_reload = Some(outcome(true, Vec::new()));
+                let generation = status.generation;
+                self.status.store(Arc::new(status));
+                log::info!("configuration reloaded from {} ({trigger})", path.display());
+                Ok(generation)
+            }
+            Err(errors) => {
+                log::error!(
+                    "reload of {} failed ({trigger}); the last good configuration stays in force:\n{errors}",
+                    path.display()
+                );
+                let mut status = ConfigStatus::clone(&self.status.load());
+                status.last_reload = Some(outcome(false, errors.0.clone()));
+                self.status.store(Arc::new(status));
+                Err(errors)
+            }
+        }
+    }
+
+    fn change(&mut self, msg: ChangeCluster) -> Result<u64, ChangeError> {
+        let unknown = || ChangeError::UnknownCluster(msg.cluster.clone());
+        if !self.clusters.contains_key(&msg.cluster) {
+            return Err(unknown());
+        }
+        let mut document = self.document.clone();
+        let cluster = document
+            .get_mut("clusters")
+            .and_then(|c| c.get_mut(&msg.cluster))
+            .ok_or_else(unknown)?;
+        if cluster.is_null() {
+            *cluster = Value::Object(Default::default());
+        }
+        edit::apply(cluster, msg.edit)?;
+        let config = config::load_value(document.clone()).map_err(ChangeError::Invalid)?;
+        let runtime = document["clusters"][&msg.cluster].clone();
+        let base = self.yaml["clusters"][&msg.cluster].clone();
+        self.overlay.record(&msg.cluster, base, runtime);
+        self.document = document;
+        self.config = config;
+        self.apply();
+        self.save_state();
+        Ok(self.status.load().generation)
+    }
+}
+
+/// Drains a cluster that left the configuration: its backends finish what they have in
+/// flight; the handle goes with the last request holding it.
+fn retire(handle: &ClusterHandle) {
+    if let Some(actor) = handle.actor() {
+        let mut empty = road_warrior_settings();
+        empty.backends.clear();
+        actor.do_send(ApplyConfig(empty));
+    }
 }
 
 /// A one-backend cluster for a "road warrior" route: unlimited, no queue, no retries.
 fn road_warrior(url: &BackendUrl) -> ClusterConfig {
+    let mut config = road_warrior_settings();
+    config.backends.push(BackendConfig {
+        name: url.text.clone(),
+        url: url.clone(),
+        capacity: 0,
+        role: Role::Active,
+        enabled: true,
+        fastcgi: None,
+    });
+    config
+}
+
+fn road_warrior_settings() -> ClusterConfig {
     ClusterConfig {
         scheduler: SchedulerKind::RoundRobin,
         queue_limit: 0,
@@ -85,14 +376,7 @@ fn road_warrior(url: &BackendUrl) -> ClusterConfig {
         connect_timeout: Duration::from_secs(4),
         read_timeout: Duration::from_secs(30),
         write_timeout: Duration::from_secs(8),
-        backends: vec![BackendConfig {
-            name: url.text.clone(),
-            url: url.clone(),
-            capacity: 0,
-            role: Role::Active,
-            enabled: true,
-            fastcgi: None,
-        }],
+        backends: Vec::new(),
         buckets: Vec::new(),
         default_bucket: None,
         debug_headers: false,
@@ -104,19 +388,35 @@ fn road_warrior(url: &BackendUrl) -> ClusterConfig {
     }
 }
 
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 impl Actor for DirectorActor {
     type Context = Context<Self>;
 
     fn started(&mut self, _: &mut Context<Self>) {
-        let topology = self.build();
-        log::info!(
-            "topology: {} routes, {} clusters",
-            topology.routes.len(),
-            topology.clusters.len()
-        );
-        self.topology.store(Some(Arc::new(topology)));
+        self.apply();
         if let Some(tx) = self.published.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+impl Handler<Reload> for DirectorActor {
+    type Result = Result<u64, ConfigErrors>;
+
+    fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
+        self.reload(msg.trigger)
+    }
+}
+
+impl Handler<ChangeCluster> for DirectorActor {
+    type Result = Result<u64, ChangeError>;
+
+    fn handle(&mut self, msg: ChangeCluster, _: &mut Context<Self>) -> Self::Result {
+        self.change(msg)
     }
 }

@@ -41,7 +41,7 @@ mod sections;
 mod tests;
 
 /// One problem in a configuration, located by its path.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 #[error("{}", render(.path, .message))]
 pub struct ConfigError {
     /// Where: `clusters.shop.backends[1].url`, `routes[0].cluster`, `proxy.listen[2]`; the file
@@ -106,6 +106,41 @@ pub fn read_file(path: &Path) -> Result<Value, ConfigErrors> {
 /// Validates YAML text; errors that concern the whole text have an empty path.
 pub fn load_str(yaml: &str) -> Result<Config, ConfigErrors> {
     load_str_with_env(yaml, &env_var)
+}
+
+/// A validated configuration with the document it came from (the JSON tree of the YAML,
+/// `${VAR}` references unexpanded) and the file, if any: what runtime changes edit and
+/// reloads re-read.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub raw: Value,
+    pub config: Config,
+    pub path: Option<std::path::PathBuf>,
+}
+
+impl Document {
+    /// Reads and validates the file at `path`.
+    pub fn from_file(path: &Path) -> Result<Document, ConfigErrors> {
+        let raw = read_file(path)?;
+        let config = load_value(raw.clone())?;
+        Ok(Document {
+            raw,
+            config,
+            path: Some(path.to_owned()),
+        })
+    }
+
+    /// Validates YAML text (no file: reloads are not possible).
+    pub fn from_yaml(yaml: &str) -> Result<Document, ConfigErrors> {
+        let source = ::config::File::from_str(yaml, ::config::FileFormat::Yaml);
+        let raw = read_source(source, "")?;
+        let config = load_value(raw.clone())?;
+        Ok(Document {
+            raw,
+            config,
+            path: None,
+        })
+    }
 }
 
 /// Looks `${NAME}` up in the process environment.

@@ -7,13 +7,15 @@
 
 mod address;
 mod duration;
+pub mod edit;
 mod load;
 pub mod model;
 pub mod overlay;
 pub mod state_file;
+pub mod watcher;
 
 pub use address::parse_backend_url;
 pub use duration::parse_duration;
 pub use load::admin::{is_local, MIN_TOKEN_LEN};
-pub use load::{load_file, load_str, load_value, read_file, ConfigError, ConfigErrors};
+pub use load::{load_file, load_str, load_value, read_file, ConfigError, ConfigErrors, Document};
 pub use model::*;

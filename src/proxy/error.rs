@@ -20,6 +20,10 @@ pub enum ProxyError {
     /// The request can't be forwarded as it is (the client gets 400 with this text).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// A request body without `Content-Length` for a backend that needs one (FastCGI's
+    /// `CONTENT_LENGTH`); director streams bodies and does not buffer them to count.
+    #[error("a Content-Length is required")]
+    LengthRequired,
 }
 
 impl ProxyError {
@@ -28,6 +32,7 @@ impl ProxyError {
         match self {
             ProxyError::Timeout(_) => 504,
             ProxyError::ClientBody(_) | ProxyError::BadRequest(_) => 400,
+            ProxyError::LengthRequired => 411,
             ProxyError::Connect(_)
             | ProxyError::Protocol(_)
             | ProxyError::BadResponse(_)
@@ -38,13 +43,19 @@ impl ProxyError {
     /// Whether the backend is to blame (passive health) — a broken client body or an
     /// unforwardable request is not.
     pub fn is_backend_failure(&self) -> bool {
-        !matches!(self, ProxyError::ClientBody(_) | ProxyError::BadRequest(_))
+        !matches!(
+            self,
+            ProxyError::ClientBody(_) | ProxyError::BadRequest(_) | ProxyError::LengthRequired
+        )
     }
 
     /// The body of the 400 the client gets when it is to blame.
     pub fn client_message(&self) -> &'static str {
         match self {
             ProxyError::BadRequest(text) => text,
+            ProxyError::LengthRequired => {
+                "this backend needs the request body's Content-Length (chunked bodies are not buffered)\n"
+            }
             _ => "bad request body\n",
         }
     }

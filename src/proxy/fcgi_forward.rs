@@ -23,12 +23,12 @@ use tokio::io::AsyncWrite;
 
 use super::error::ProxyError;
 use super::fcgi_params::{self, ParamsError};
+use super::fcgi_pool::SharedIdlePool;
 use super::http_forward::Timeouts;
 use super::request_body::{ClientBody, UpstreamBody};
 use crate::cluster::Backend;
 use crate::proto::cgi::{self, CgiHead};
 use crate::proto::fastcgi::{self, ProtocolStatus, RecordDecoder, RecordType};
-use crate::transport::pool::Pool;
 use crate::transport::{self, TimedStream};
 
 /// The request id of every exchange: one request at a time per connection.
@@ -48,7 +48,7 @@ pub struct FcgiConn {
 }
 
 thread_local! {
-    static POOL: Pool<FcgiConn> = Pool::default();
+    static POOL: &'static SharedIdlePool<FcgiConn> = Box::leak(Box::default());
 }
 
 /// A response head from a FastCGI backend and the exchange its body is read from.
@@ -95,6 +95,9 @@ pub async fn send(
         .fastcgi
         .as_ref()
         .ok_or_else(|| ProxyError::BadResponse("the backend has no FastCGI script mapping".into()))?;
+    if !body.is_empty() && body.length().is_none() {
+        return Err(ProxyError::LengthRequired);
+    }
     let mut records = BytesMut::with_capacity(1024);
     fastcgi::begin_request(&mut records, REQUEST_ID, true);
     fcgi_params::write_params(&mut records, REQUEST_ID, req, mapping, body.length()).map_err(
@@ -107,10 +110,14 @@ pub async fn send(
         fastcgi::end_stdin(&mut records, REQUEST_ID);
     }
     loop {
-        let (conn, reused) = match POOL.with(|p| p.take(backend.id)) {
-            Some(conn) => (conn, true),
-            None => (connect(backend, timeouts).await?, false),
+        let (conn, fresh) = match POOL.with(|p| p.take(backend)) {
+            Some(conn) => (conn, None),
+            None => {
+                let fresh = POOL.with(|p| p.before_connect(backend));
+                (connect(backend, timeouts).await?, Some(fresh))
+            }
         };
+        let reused = fresh.is_none();
         let mut exchange = Exchange {
             conn,
             backend: backend.clone(),
@@ -121,7 +128,9 @@ pub async fn send(
             reused,
             got_bytes: false,
         };
-        match tokio::time::timeout(timeouts.read, exchange.read_head()).await {
+        let head = tokio::time::timeout(timeouts.read, exchange.read_head()).await;
+        drop(fresh);
+        match head {
             Ok(Ok((head, head_bytes, body_start))) => {
                 return Ok(FcgiResponse {
                     head,
@@ -153,7 +162,7 @@ pub fn recycle(exchange: Exchange) {
             mut conn, backend, ..
         } = exchange;
         conn.decoder.next_request(REQUEST_ID);
-        POOL.with(|p| p.put(backend.id, conn));
+        POOL.with(|p| p.put(&backend, conn));
     }
 }
 

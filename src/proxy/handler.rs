@@ -144,7 +144,7 @@ async fn attempt(
         Err(e) if !e.is_backend_failure() => {
             drop(grant);
             Ok(generated(
-                StatusCode::BAD_REQUEST,
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
                 e.client_message(),
                 0,
                 request.log.take(),

@@ -7,12 +7,14 @@ pub mod access_log;
 pub mod error;
 pub mod fcgi_forward;
 pub mod fcgi_params;
+pub mod fcgi_pool;
 pub mod h1_client;
 pub mod handler;
 pub mod http_forward;
 pub mod relay_body;
 pub mod request_body;
 pub mod response;
+pub mod sendfile;
 
 use std::sync::Arc;
 

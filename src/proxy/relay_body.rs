@@ -19,6 +19,7 @@ use super::access_log::AccessRecord;
 use super::fcgi_forward::{self, Exchange};
 use super::h1_client::{self, RawConn};
 use super::http_forward::{self, Connection};
+use super::sendfile::FileBody;
 use crate::cluster::{ClusterHandle, Grant};
 use crate::proto::http1::{Chunk, ChunkedDecoder, Framing};
 use crate::stats::TrafficStats;
@@ -63,6 +64,8 @@ pub struct RelayBody {
     /// A generated body, sent once.
     fixed: Option<Bytes>,
     streaming: Option<Streaming>,
+    /// An X-Sendfile file, sent once the backend's (discarded) body has ended.
+    file: Option<FileBody>,
     size: BodySize,
     cluster: Option<Arc<ClusterHandle>>,
     log: Option<Box<AccessRecord>>,
@@ -76,6 +79,7 @@ impl RelayBody {
         RelayBody {
             fixed: Some(Bytes::from_static(text.as_bytes())),
             streaming: None,
+            file: None,
             size,
             cluster: None,
             log,
@@ -103,11 +107,18 @@ impl RelayBody {
         RelayBody {
             fixed: None,
             streaming: Some(streaming),
+            file: None,
             size,
             cluster: Some(cluster),
             log,
             sent: 0,
         }
+    }
+
+    /// Sends `file` after the backend's body, which should be discarded.
+    pub fn then_file(mut self, file: FileBody) -> RelayBody {
+        self.file = Some(file);
+        self
     }
 
     /// The backend finished its message: recycle the connection and free the capacity now.
@@ -238,7 +249,7 @@ impl MessageBody for RelayBody {
         }
         loop {
             let Some(s) = this.streaming.as_mut() else {
-                return Poll::Ready(None);
+                return this.poll_file(cx);
             };
             let next = match s.poll_data(cx) {
                 Poll::Pending => {
@@ -252,10 +263,7 @@ impl MessageBody for RelayBody {
             };
             s.stall.progressed();
             match next {
-                None => {
-                    this.finish();
-                    return Poll::Ready(None);
-                }
+                None => this.finish(),
                 Some(Err(reason)) => {
                     this.fail(reason.clone());
                     return Poll::Ready(Some(Err(reason.into())));
@@ -270,6 +278,34 @@ impl MessageBody for RelayBody {
                     }
                     return Poll::Ready(Some(Ok(data)));
                 }
+            }
+        }
+    }
+}
+
+impl RelayBody {
+    /// The X-Sendfile file's next piece, if there is a file.
+    fn poll_file(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Box<dyn StdError>>>> {
+        let Some(file) = self.file.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match ready!(file.poll_next(cx)) {
+            Some(Ok(data)) => {
+                let n = data.len();
+                self.sent += n as u64;
+                if let Some(c) = &self.cluster {
+                    c.admission.stats.add_bytes_out(n);
+                }
+                Poll::Ready(Some(Ok(data)))
+            }
+            Some(Err(e)) => {
+                self.file = None;
+                log::warn!("X-Sendfile: reading the file failed: {e}");
+                Poll::Ready(Some(Err(e.into())))
+            }
+            None => {
+                self.file = None;
+                Poll::Ready(None)
             }
         }
     }

@@ -1,5 +1,7 @@
 //! Turning a backend's response head into the client's: end-to-end headers copied, hop-by-hop
-//! ones dropped, `Via` appended, body framing chosen, the body streamed by a [`RelayBody`].
+//! ones dropped, `Via` appended, body framing chosen, the body streamed by a [`RelayBody`] —
+//! or, for `X-Sendfile` / `X-Accel-Redirect` when the cluster allows it, the named file served
+//! instead of the backend's body.
 //!
 //! Hot path.
 
@@ -15,6 +17,7 @@ use super::fcgi_forward::FcgiResponse;
 use super::h1_client::RawResponse;
 use super::http_forward;
 use super::relay_body::{record_status, RelayBody, Source};
+use super::sendfile::{self, FileResponse};
 use crate::cluster::{Backend, ClusterHandle, Grant};
 use crate::proto::http1::{ChunkedDecoder, Framing};
 use crate::proto::http_headers as rules;
@@ -36,7 +39,14 @@ pub fn relay(
     mut log: Option<Box<AccessRecord>>,
 ) -> HttpResponse<RelayBody> {
     let is_head = req.method() == actix_web::http::Method::HEAD;
-    let (status, length, source, mut builder) = match upstream {
+    let roots = cluster.settings.load().x_sendfile_roots.clone();
+    let mut sendfile_target = None;
+    let mut find_target = |name: &[u8], value: &[u8]| {
+        if roots.is_some() && sendfile_target.is_none() && is_sendfile_header(name) {
+            sendfile_target = Some(value.to_vec());
+        }
+    };
+    let (status, length, source, builder) = match upstream {
         Upstream::Hyper(u) => {
             let (head, incoming) = u.response.into_parts();
             let status = head.status.as_u16();
@@ -46,6 +56,7 @@ pub fn relay(
                     .iter()
                     .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
             };
+            fields().for_each(|(n, v)| find_target(n, v));
             copy_headers(&mut builder, fields, |v| ax::HeaderValue::from_bytes(v).ok());
             let length = head
                 .headers
@@ -72,6 +83,7 @@ pub fn relay(
                     .iter()
                     .map(|(n, v)| (&bytes[n.clone()], &bytes[v.clone()]))
             };
+            fields().for_each(|(n, v)| find_target(n, v));
             // Zero-copy: header values are slices of the head's buffer.
             copy_headers(&mut builder, fields, |v| {
                 ax::HeaderValue::from_maybe_shared(bytes.slice_ref(v)).ok()
@@ -99,6 +111,7 @@ pub fn relay(
                     .iter()
                     .map(|(n, v)| (&bytes[n.clone()], &bytes[v.clone()]))
             };
+            fields().for_each(|(n, v)| find_target(n, v));
             copy_headers(&mut builder, fields, |v| {
                 ax::HeaderValue::from_maybe_shared(bytes.slice_ref(v)).ok()
             });
@@ -113,6 +126,11 @@ pub fn relay(
             (status, length, source, builder)
         }
     };
+    let backend = grant.backend().clone();
+    if let (Some(target), Some(roots)) = (sendfile_target, roots) {
+        let file = sendfile::serve(&target, &roots, req.method(), req.headers());
+        return serve_file(builder, file, source, grant, read_timeout, cluster, log);
+    }
     let no_body = rules::response_has_no_body(is_head, status);
     let size = match length {
         // HEAD keeps the length the backend announced; actix writes no body for HEAD.
@@ -120,19 +138,79 @@ pub fn relay(
         _ if no_body => BodySize::None,
         _ => BodySize::Stream,
     };
-    let backend = grant.backend().clone();
     record_status(cluster, Some(&backend), status);
     if let Some(l) = log.as_mut() {
         l.set_backend(&backend.name);
         l.set_status(status);
     }
     let body = RelayBody::upstream(source, size, no_body, grant, read_timeout, cluster.clone(), log);
+    finish(builder, body)
+}
+
+/// Builds the response or, if the head is unusable, a 502.
+fn finish(mut builder: HttpResponseBuilder, body: RelayBody) -> HttpResponse<RelayBody> {
     builder.message_body(body).unwrap_or_else(|_| {
         HttpResponse::with_body(
             StatusCode::BAD_GATEWAY,
             RelayBody::fixed("bad response head\n", None),
         )
     })
+}
+
+/// Whether a backend response header asks director to serve a file.
+fn is_sendfile_header(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"x-sendfile") || name.eq_ignore_ascii_case(b"x-accel-redirect")
+}
+
+/// Backend headers that describe the backend's body (or ask for the file) and so make no sense
+/// on the file's response.
+const REPLACED_BY_FILE: &[&str] = &[
+    "x-sendfile",
+    "x-accel-redirect",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "content-range",
+    "accept-ranges",
+    "etag",
+    "last-modified",
+];
+
+/// The response for an X-Sendfile target: the backend's other headers, the file's status,
+/// headers and body. The backend's body is read to its end and dropped first, so its
+/// connection is reused and the capacity held until the backend is done.
+fn serve_file(
+    builder: HttpResponseBuilder,
+    file: FileResponse,
+    source: Source,
+    grant: Grant,
+    read_timeout: Duration,
+    cluster: &Arc<ClusterHandle>,
+    mut log: Option<Box<AccessRecord>>,
+) -> HttpResponse<RelayBody> {
+    let backend = grant.backend().clone();
+    let status = file.status.as_u16();
+    record_status(cluster, Some(&backend), status);
+    if let Some(l) = log.as_mut() {
+        l.set_backend(&backend.name);
+        l.set_status(status);
+    }
+    let size = match file.head_content_length {
+        Some(n) => BodySize::Sized(n),
+        None => BodySize::Sized(file.body.len()),
+    };
+    let body = RelayBody::upstream(source, size, true, grant, read_timeout, cluster.clone(), log)
+        .then_file(file.body);
+    let mut response = finish(builder, body);
+    *response.status_mut() = file.status;
+    let headers = response.headers_mut();
+    for name in REPLACED_BY_FILE {
+        headers.remove(*name);
+    }
+    for (name, value) in file.headers {
+        headers.append(name, value);
+    }
+    response
 }
 
 /// Adds `X-Director-Bucket` and `X-Director-Backend` when the cluster asks for them.

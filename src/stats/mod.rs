@@ -2,10 +2,22 @@
 //!
 //! Hot path: every counter is a relaxed atomic, so recording an outcome never locks and reading
 //! stats never touches a request. Snapshots are plain serde structs for the API.
+//!
+//! Submodules: [`histogram`] (latency buckets, hot path), [`collector`] (the once-a-second
+//! StatsCollector actor and the [`LiveStats`] handle, control plane) and [`history`] (the
+//! ring buffers of samples it fills).
+
+pub mod collector;
+pub mod histogram;
+pub mod history;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use serde::Serialize;
+
+pub use collector::{LiveStats, Sample};
+pub use histogram::{Histogram, HistogramSnapshot};
 
 /// A gauge with its high-water mark and the number of increments ever: `{current, max, total}`.
 #[derive(Debug, Default)]
@@ -86,6 +98,9 @@ pub struct TrafficStats {
     pub bytes_in: AtomicU64,
     /// Response body bytes relayed to clients.
     pub bytes_out: AtomicU64,
+    /// How long requests took (see [`TrafficStats::record_latency`]); read with
+    /// [`TrafficStats::latency_snapshot`], not part of [`TrafficSnapshot`].
+    pub latency: Histogram,
 }
 
 /// A point-in-time copy of [`TrafficStats`].
@@ -113,6 +128,16 @@ impl TrafficStats {
 
     pub fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
+    }
+
+    /// Counts one finished request's latency (hot path: two relaxed atomic adds).
+    pub fn record_latency(&self, latency: Duration) {
+        self.latency.record(latency);
+    }
+
+    /// A copy of the latency histogram (sums the per-thread shards; not for the hot path).
+    pub fn latency_snapshot(&self) -> HistogramSnapshot {
+        self.latency.snapshot()
     }
 
     pub fn snapshot(&self) -> TrafficSnapshot {

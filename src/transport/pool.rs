@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use crate::cluster::backend::BackendId;
@@ -50,6 +51,68 @@ impl<C> Pool<C> {
         if list.len() < MAX_IDLE_PER_BACKEND {
             list.push((conn, Instant::now()));
         }
+    }
+}
+
+/// The idle connections of one backend across all workers, and the signal that asks a worker
+/// to close one.
+///
+/// Some applications (php-fpm) bind a worker process to each open connection, idle or not: a
+/// connection pooled on one director worker can keep another director worker's new connection
+/// waiting in the application's backlog. A worker about to open a connection while others hold
+/// idle ones asks one of them to close it.
+///
+/// Both directions of the race are covered: a worker opening a connection first announces it
+/// ([`begin_fresh`](Self::begin_fresh)) and then looks for idle connections elsewhere; a worker
+/// pooling a connection first counts it ([`enter`](Self::enter)) and then looks for fresh
+/// connections waiting ([`fresh_waiting`](Self::fresh_waiting)) — with sequentially consistent
+/// counters at least one of the two sees the other.
+#[derive(Debug, Default)]
+pub struct IdleShare {
+    count: std::sync::atomic::AtomicUsize,
+    fresh: std::sync::atomic::AtomicUsize,
+    release: tokio::sync::Notify,
+}
+
+impl IdleShare {
+    /// Idle connections in all workers' pools.
+    pub fn count(&self) -> usize {
+        self.count.load(SeqCst)
+    }
+
+    /// A connection went idle in some pool.
+    pub fn enter(&self) {
+        self.count.fetch_add(1, SeqCst);
+    }
+
+    /// An idle connection left its pool (reused or closed).
+    pub fn leave(&self) {
+        self.count.fetch_sub(1, SeqCst);
+    }
+
+    /// A new connection is being opened and has not been answered yet.
+    pub fn begin_fresh(&self) {
+        self.fresh.fetch_add(1, SeqCst);
+    }
+
+    /// The new connection was answered (or failed).
+    pub fn end_fresh(&self) {
+        self.fresh.fetch_sub(1, SeqCst);
+    }
+
+    /// New connections waiting for their first answer.
+    pub fn fresh_waiting(&self) -> usize {
+        self.fresh.load(SeqCst)
+    }
+
+    /// Asks one worker holding an idle connection to close it.
+    pub fn request_release(&self) {
+        self.release.notify_one();
+    }
+
+    /// Waits for a release request.
+    pub async fn release_requested(&self) {
+        self.release.notified().await;
     }
 }
 

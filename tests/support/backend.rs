@@ -14,6 +14,8 @@
 //! - `/status?code=N`: that status (no body for 204/304)
 //! - `/headers`: body = `METHOD PATH?QUERY\n` then `name: value\n` per request header
 //! - `/upload`: consumes the body, replies `"{len} {sum}"` (sum = wrapping u64 sum of the bytes)
+//! - `/xsendfile?path=P[&accel=1]`: 200 with `X-Sendfile: P` (or `X-Accel-Redirect: P`; P is
+//!   percent-decoded), `content-type: text/x-backend-body` and the body [`XSENDFILE_BODY`]
 //!
 //! HEAD requests get the GET headers (including `content-length`) and no body.
 //! A request counts in [`TestBackend::current`] while its handler runs, i.e. until the
@@ -55,6 +57,9 @@ type RespBody = UnsyncBoxBody<Bytes, BoxError>;
 
 const CHUNK: usize = 64 * 1024;
 const DIE_CLAIMED_LEN: u64 = 1_000_000;
+
+/// The body `/xsendfile` answers with (what a client gets when X-Sendfile is not honoured).
+pub const XSENDFILE_BODY: &str = "backend body, not the file\n";
 
 /// `len` bytes of the deterministic pattern starting at absolute offset `offset`
 /// (byte i = `(i % 251) as u8`), as served by `/download` and `/die`.
@@ -408,6 +413,27 @@ fn query<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// `%XX` escapes decoded (anything malformed is kept as is; `+` stays `+`).
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 fn query_u64(req: &Request<Incoming>, key: &str) -> u64 {
     query(req, key).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
@@ -529,6 +555,27 @@ async fn handle(state: Arc<State>, kill: Arc<AtomicBool>, req: Request<Incoming>
                 }
             }
             Response::new(full(format!("{len} {sum}")))
+        }
+        "/xsendfile" => {
+            let target = percent_decode(query(&req, "path").unwrap_or(""));
+            let header_name = if query(&req, "accel") == Some("1") {
+                "x-accel-redirect"
+            } else {
+                "x-sendfile"
+            };
+            let mut resp = Response::new(full(XSENDFILE_BODY));
+            let headers = resp.headers_mut();
+            match HeaderValue::from_bytes(&target) {
+                Ok(value) => {
+                    headers.insert(header_name, value);
+                }
+                Err(_) => *resp.status_mut() = StatusCode::BAD_REQUEST,
+            }
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/x-backend-body"),
+            );
+            resp
         }
         _ => Response::new(full(name)),
     };

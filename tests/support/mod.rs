@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod php;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,18 +25,23 @@ pub struct Director {
 
 /// Starts director on `yaml` (which should listen on port 0).
 pub async fn start(yaml: &str) -> Director {
-    let config = config::load_str(yaml).unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
-    let running = tokio::task::spawn_blocking(move || {
-        app::start(
-            config,
-            StartOptions {
-                handle_signals: false,
-            },
-        )
-    })
-    .await
-    .expect("start task")
-    .expect("director starts");
+    let document =
+        config::Document::from_yaml(yaml).unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
+    start_document(document, StartOptions::default()).await
+}
+
+/// Starts director on the configuration file at `path` (reloads re-read it).
+pub async fn start_file(path: &std::path::Path, options: StartOptions) -> Director {
+    let document =
+        config::Document::from_file(path).unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
+    start_document(document, options).await
+}
+
+async fn start_document(document: config::Document, options: StartOptions) -> Director {
+    let running = tokio::task::spawn_blocking(move || app::start(document, options))
+        .await
+        .expect("start task")
+        .expect("director starts");
     Director {
         running: Some(running),
     }
@@ -56,6 +62,18 @@ impl Director {
                 ListenAddr::Unix(_) => None,
             })
             .expect("a TCP listener")
+    }
+
+    /// The admin listener's TCP address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        match &self.running().admin_addr {
+            Some(ListenAddr::Tcp(sa)) => *sa,
+            other => panic!("no TCP admin listener: {other:?}"),
+        }
+    }
+
+    pub fn running_ref(&self) -> &Running {
+        self.running()
     }
 
     pub fn target(&self) -> Target {

@@ -1,0 +1,218 @@
+//! Live stats for the dashboard: `GET /api/v1/events` (server-sent events, one sample a second)
+//! and `GET /api/v1/history?window=15m` (the recorded series).
+//!
+//! Control plane. Both read what the StatsCollector publishes through [`LiveStats`]; an event
+//! stream is a broadcast receiver, so a slow client skips samples instead of holding up the
+//! collector. The handlers take `web::Data<Arc<LiveStats>>` and nothing else from the admin
+//! state.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use tokio::sync::broadcast::{error::RecvError, Receiver};
+
+use super::error::ApiError;
+use crate::config::parse_duration;
+use crate::stats::LiveStats;
+
+/// How long a browser waits before reconnecting a dropped stream (the `retry:` field).
+const RETRY_MS: u32 = 2000;
+/// A comment is sent when no sample came for this long, so that proxies keep the stream open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The window of `/api/v1/history` without `?window=`.
+const DEFAULT_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// The longest window kept.
+const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// `GET /api/v1/events`: `text/event-stream` with the newest sample at once, then each new one
+/// as `data: <json>`. 503 once the collector has stopped.
+pub async fn events(live: web::Data<Arc<LiveStats>>) -> Result<HttpResponse, ApiError> {
+    let subscription = live.subscribe().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the stats collector has stopped",
+        )
+    })?;
+    let mut first = format!("retry: {RETRY_MS}\n\n");
+    if let Some(latest) = &subscription.latest {
+        first.push_str(&data_frame(latest));
+    }
+    let body = stream::once(async move { Ok(Bytes::from(first)) }).chain(samples(subscription.receiver));
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        // nginx and similar front proxies would otherwise buffer the stream.
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}
+
+/// One server-sent event carrying `json` (a single line: serde_json writes no newlines).
+fn data_frame(json: &str) -> String {
+    format!("data: {json}\n\n")
+}
+
+/// The receiver's samples as events, keep-alive comments in quiet spells; ends when the
+/// collector stops. Skipped samples (a lagging client) are simply not sent.
+fn samples(receiver: Receiver<Arc<str>>) -> impl Stream<Item = Result<Bytes, Infallible>> {
+    stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            let frame = match tokio::time::timeout(KEEP_ALIVE, receiver.recv()).await {
+                Ok(Ok(json)) => Bytes::from(data_frame(&json)),
+                Ok(Err(RecvError::Lagged(_))) => continue,
+                Ok(Err(RecvError::Closed)) => return None,
+                Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+            };
+            return Some((Ok(frame), receiver));
+        }
+    })
+}
+
+/// The query of `/api/v1/history`.
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    window: Option<String>,
+}
+
+/// `GET /api/v1/history?window=15m`: `{"step": 1, "samples": [...]}`, one-second samples for
+/// windows up to an hour, minute aggregates (`"step": 60`) up to a day.
+pub async fn history(live: web::Data<Arc<LiveStats>>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let query = web::Query::<HistoryQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+    let window = parse_window(query.window.as_deref())?;
+    Ok(HttpResponse::Ok().json(live.window(window)))
+}
+
+fn parse_window(text: Option<&str>) -> Result<Duration, ApiError> {
+    let Some(text) = text else {
+        return Ok(DEFAULT_WINDOW);
+    };
+    let invalid = |message: String| ApiError::bad_request("invalid_value", format!("window: {message}"));
+    let window = parse_duration(text).map_err(invalid)?;
+    if window.is_zero() || window > MAX_WINDOW {
+        return Err(invalid(format!("`{text}` is outside 1s..24h")));
+    }
+    Ok(window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+    use actix_web::test::{call_and_read_body_json, call_service, init_service, read_body_json, TestRequest};
+    use actix_web::App;
+    use arc_swap::ArcSwapOption;
+
+    fn live() -> Arc<LiveStats> {
+        LiveStats::start_in(
+            Arc::new(ArcSwapOption::empty()),
+            &actix::Arbiter::current(),
+            Duration::from_millis(20),
+        )
+    }
+
+    /// The two handlers as the admin server routes them.
+    macro_rules! app {
+        ($live:expr) => {
+            init_service(
+                App::new()
+                    .app_data(web::Data::new($live.clone()))
+                    .route("/api/v1/events", web::get().to(events))
+                    .route("/api/v1/history", web::get().to(history)),
+            )
+            .await
+        };
+    }
+
+    #[actix_web::test]
+    async fn event_stream_sends_retry_then_data_lines() {
+        let live = live();
+        let app = app!(live);
+        let res = call_service(&app, TestRequest::get().uri("/api/v1/events").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers().get(CONTENT_TYPE).unwrap(), "text/event-stream");
+        assert_eq!(res.headers().get(CACHE_CONTROL).unwrap(), "no-cache");
+
+        let mut body = std::pin::pin!(res.into_body());
+        let mut received = String::new();
+        let read = async {
+            while received.matches("data: ").count() < 2 {
+                let chunk = std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await;
+                let chunk = chunk.expect("the stream goes on").expect("no body error");
+                received.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("two samples in time");
+        assert!(received.starts_with("retry: 2000\n\n"), "{received}");
+        for event in received.split("\n\n").filter_map(|e| e.strip_prefix("data: ")) {
+            let sample: serde_json::Value = serde_json::from_str(event).expect("JSON sample");
+            assert!(sample["at"].is_u64() && sample["clusters"].is_array(), "{sample}");
+        }
+
+        live.stop();
+        let rest = async {
+            while std::future::poll_fn(|cx| body.as_mut().poll_next(cx))
+                .await
+                .is_some()
+            {}
+        };
+        tokio::time::timeout(Duration::from_secs(5), rest)
+            .await
+            .expect("the stream ends with the collector");
+        let res = call_service(&app, TestRequest::get().uri("/api/v1/events").to_request()).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[actix_web::test]
+    async fn history_returns_the_window_or_400() {
+        let live = live();
+        let app = app!(live);
+        let mut receiver = live.subscribe().unwrap().receiver;
+        tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+            .await
+            .unwrap()
+            .unwrap();
+
+        let get = |uri: &str| TestRequest::get().uri(uri).to_request();
+        let body: serde_json::Value = call_and_read_body_json(&app, get("/api/v1/history?window=15m")).await;
+        assert_eq!(body["step"], 1);
+        assert!(!body["samples"].as_array().unwrap().is_empty());
+        let body: serde_json::Value = call_and_read_body_json(&app, get("/api/v1/history?window=2h")).await;
+        assert_eq!(body["step"], 60);
+        let body: serde_json::Value = call_and_read_body_json(&app, get("/api/v1/history")).await;
+        assert_eq!(body["step"], 1);
+
+        for bad in [
+            "window=25h",
+            "window=0s",
+            "window=10",
+            "window=soon",
+            "window=%ZZ",
+        ] {
+            let res = call_service(&app, get(&format!("/api/v1/history?{bad}"))).await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+            let body: serde_json::Value = read_body_json(res).await;
+            assert!(
+                body["error"].is_string() && body["detail"].is_string(),
+                "{bad}: {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn window_bounds() {
+        assert_eq!(parse_window(None).unwrap(), DEFAULT_WINDOW);
+        assert_eq!(parse_window(Some("24h")).unwrap(), MAX_WINDOW);
+        assert_eq!(parse_window(Some("90s")).unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_window(Some("24.5h")).unwrap_err().error, "invalid_value");
+    }
+}

@@ -1,0 +1,181 @@
+//! X-Sendfile: serving the local file a backend names in `X-Sendfile` or `X-Accel-Redirect`
+//! instead of the backend's body.
+//!
+//! Owns the whole client response for that file: confinement to the configured roots, the method
+//! check, validators and conditional requests, byte ranges (single and `multipart/byteranges`),
+//! the MIME type and the body reader. Hot path, and pure of actix's service machinery: [`serve`]
+//! returns a [`FileResponse`] that the pipeline turns into its response.
+//!
+//! Parts: `resolve` (confinement, 404/403), `conditional` (ETag, Last-Modified, preconditions,
+//! If-Range), `ranges` (the Range header), `multipart` (byteranges bodies), `mime` (Content-Type
+//! by extension), `body` (the reader); this file decides the status in RFC 9110 §13.2.2 order.
+//!
+//! Zero-copy `sendfile(2)` is out of reach: actix-web's body API hands the server `Bytes`, never a
+//! file descriptor, so the file is read in large chunks with positioned reads instead.
+
+mod body;
+mod conditional;
+mod mime;
+mod multipart;
+mod ranges;
+mod resolve;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+
+pub use body::FileBody;
+pub use resolve::SendfileError;
+
+use body::Segment;
+use conditional::{Precondition, Validators};
+use ranges::RangeRequest;
+use resolve::ConfinedFile;
+
+/// The complete client response for an X-Sendfile target.
+#[derive(Debug)]
+pub struct FileResponse {
+    pub status: StatusCode,
+    /// Headers to send (Content-Type, ETag, Last-Modified, Accept-Ranges, Content-Range, Allow,
+    /// ...); never Content-Length (the body size says it).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: FileBody,
+    /// HEAD only: the Content-Length the same GET would carry (the body itself is empty), for a
+    /// pipeline that wants to advertise it; `None` otherwise.
+    pub head_content_length: Option<u64>,
+}
+
+/// Resolves and serves `target` for a request.
+pub fn serve(target: &[u8], roots: &[PathBuf], method: &Method, headers: &HeaderMap) -> FileResponse {
+    if method != Method::GET && method != Method::HEAD {
+        return FileResponse::empty(StatusCode::METHOD_NOT_ALLOWED)
+            .with_static_header(header::ALLOW, "GET, HEAD");
+    }
+    let (path, ConfinedFile { file, metadata }) = match confine(target, roots) {
+        Ok(confined) => confined,
+        Err(err) => return FileResponse::empty(err.status()),
+    };
+
+    let validators = Validators::of(&metadata);
+    match conditional::evaluate(headers, &validators) {
+        Precondition::Failed => return FileResponse::empty(StatusCode::PRECONDITION_FAILED),
+        Precondition::NotModified => {
+            return FileResponse::empty(StatusCode::NOT_MODIFIED).with_validators(&validators)
+        }
+        Precondition::Proceed => {}
+    }
+
+    let size = metadata.len();
+    let content_type = mime::content_type_for(path);
+    let representation = FileResponse::empty(StatusCode::OK)
+        .with_validators(&validators)
+        .with_static_header(header::ACCEPT_RANGES, "bytes");
+    if method == Method::HEAD {
+        return FileResponse {
+            head_content_length: Some(size),
+            ..representation.with_static_header(header::CONTENT_TYPE, content_type)
+        };
+    }
+    match requested_ranges(headers, &validators, size) {
+        RangeRequest::Ignored => representation
+            .with_static_header(header::CONTENT_TYPE, content_type)
+            .with_body(FileBody::new(file, vec![Segment::whole_file(size)])),
+        RangeRequest::Unsatisfiable => FileResponse::empty(StatusCode::RANGE_NOT_SATISFIABLE)
+            .with_text_header(header::CONTENT_RANGE, ranges::unsatisfied_content_range(size)),
+        RangeRequest::Satisfiable(ranges) => {
+            let partial = representation.with_status(StatusCode::PARTIAL_CONTENT);
+            match ranges.as_slice() {
+                [range] => partial
+                    .with_static_header(header::CONTENT_TYPE, content_type)
+                    .with_text_header(header::CONTENT_RANGE, range.content_range(size))
+                    .with_body(FileBody::new(file, vec![Segment::file_range(*range)])),
+                _ => {
+                    let boundary = multipart::new_boundary();
+                    let segments = multipart::segments(&ranges, size, content_type, &boundary);
+                    partial
+                        .with_text_header(header::CONTENT_TYPE, multipart::content_type(&boundary))
+                        .with_body(FileBody::new(file, segments))
+                }
+            }
+        }
+    }
+}
+
+/// The target's path and its open file, or why not (logged: refusals as warnings).
+fn confine<'a>(target: &'a [u8], roots: &[PathBuf]) -> Result<(&'a Path, ConfinedFile), SendfileError> {
+    let confined =
+        resolve::target_path(target).and_then(|path| Ok((path, resolve::open_within(path, roots)?)));
+    if let Err(err) = &confined {
+        match err {
+            SendfileError::NotFound => log::debug!("x-sendfile {}: {err}", target.escape_ascii()),
+            _ => log::warn!("x-sendfile {}: refused, {err}", target.escape_ascii()),
+        }
+    }
+    confined
+}
+
+/// The ranges a GET asks for, if it carries exactly one `Range` and `If-Range` (if any) holds.
+fn requested_ranges(headers: &HeaderMap, validators: &Validators, size: u64) -> RangeRequest {
+    let mut values = headers.get_all(header::RANGE);
+    match (values.next(), values.next()) {
+        (Some(range), None) if conditional::if_range_holds(headers, validators) => {
+            ranges::resolve(range.as_bytes(), size)
+        }
+        _ => RangeRequest::Ignored,
+    }
+}
+
+impl FileResponse {
+    fn empty(status: StatusCode) -> Self {
+        FileResponse {
+            status,
+            headers: Vec::new(),
+            body: FileBody::empty(),
+            head_content_length: None,
+        }
+    }
+
+    fn with_status(self, status: StatusCode) -> Self {
+        FileResponse { status, ..self }
+    }
+
+    fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    fn with_static_header(self, name: HeaderName, value: &'static str) -> Self {
+        self.with_header(name, HeaderValue::from_static(value))
+    }
+
+    /// Adds a header built here from ASCII (dates, tags, numbers), so it is always a valid value.
+    fn with_text_header(self, name: HeaderName, value: String) -> Self {
+        match HeaderValue::try_from(value) {
+            Ok(value) => self.with_header(name, value),
+            Err(_) => self,
+        }
+    }
+
+    fn with_validators(self, validators: &Validators) -> Self {
+        let response = self.with_text_header(header::ETAG, validators.etag());
+        match validators.last_modified() {
+            Some(date) => response.with_text_header(header::LAST_MODIFIED, date),
+            None => response,
+        }
+    }
+
+    fn with_body(self, body: FileBody) -> Self {
+        FileResponse { body, ..self }
+    }
+
+    /// The first value of header `name`, if any.
+    pub fn header(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.headers
+            .iter()
+            .find(|(candidate, _)| candidate == name)
+            .map(|(_, value)| value)
+    }
+}

@@ -1,0 +1,3 @@
+<?php
+// Health probe target.
+echo "pong\n";

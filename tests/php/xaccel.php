@@ -1,0 +1,5 @@
+<?php
+// Hands the file named by ?path= to the front end with X-Accel-Redirect.
+header('X-Accel-Redirect: ' . ($_GET['path'] ?? ''));
+header('Content-Type: text/x-php-body');
+echo "php body, not the file\n";

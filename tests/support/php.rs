@@ -1,0 +1,328 @@
+//! Test fixture: a real php-fpm pool serving the scripts in `tests/php/`.
+//!
+//! [`PhpFpm::start`] runs `php-fpm8.2 --nodaemonize -n --fpm-config <tmp>/php-fpm.conf` (plus
+//! `-R` when running as root) in its own process group from a fresh temp dir, with one static
+//! pool listening on a UNIX socket or on `127.0.0.1:<free port>`, and waits until the socket
+//! accepts connections. Dropping the fixture kills the whole process group (master and
+//! children) and removes the temp dir; [`PhpFpm::kill`] does the same mid-test.
+//!
+//! When php-fpm is not installed, `start` prints `skipping: php-fpm not installed` and returns
+//! `None`, unless `DIRECTOR_REQUIRE_ALL` is set (as in CI), in which case it panics.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Where php-fpm listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// `127.0.0.1:<free port>`; the URL is `fastcgi://127.0.0.1:PORT`.
+    Tcp,
+    /// `<tmp>/php.sock`; the URL is `fastcgi+unix://<tmp>/php.sock`.
+    Unix,
+}
+
+impl Listen {
+    /// Both transports, for tests that run over each.
+    pub const BOTH: [Listen; 2] = [Listen::Unix, Listen::Tcp];
+}
+
+/// A running php-fpm master with one pool.
+pub struct PhpFpm {
+    child: Option<Child>,
+    dir: PathBuf,
+    listen: Listen,
+    /// `127.0.0.1:PORT` or the socket path.
+    address: String,
+}
+
+static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
+
+/// The php-fpm binary: `php-fpm8.2` on PATH or in /usr/sbin, else `php-fpm` on PATH.
+pub fn binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    let on_path = |name: &str| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file());
+    on_path("php-fpm8.2")
+        .or_else(|| Some(PathBuf::from("/usr/sbin/php-fpm8.2")).filter(|p| p.is_file()))
+        .or_else(|| on_path("php-fpm"))
+}
+
+/// The php-fpm binary, or `None` after printing the skip line; panics instead when
+/// `DIRECTOR_REQUIRE_ALL` is set.
+pub fn require() -> Option<PathBuf> {
+    let found = binary();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("DIRECTOR_REQUIRE_ALL").is_none(),
+            "php-fpm is not installed, and DIRECTOR_REQUIRE_ALL is set (install php8.2-fpm)"
+        );
+        eprintln!("skipping: php-fpm not installed");
+    }
+    found
+}
+
+/// The directory of the test scripts (`tests/php`), absolute.
+pub fn docroot() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("php")
+}
+
+/// A fresh, empty temp directory unique to this process and call.
+pub fn temp_dir(what: &str) -> PathBuf {
+    let n = NEXT_DIR.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("director-{what}-{}-{n}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+fn running_as_root() -> bool {
+    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+impl PhpFpm {
+    /// Starts php-fpm with `children` static workers listening as `listen`; `None` (after a
+    /// skip line) when php-fpm is not installed and `DIRECTOR_REQUIRE_ALL` is unset.
+    pub async fn start(listen: Listen, children: u32) -> Option<PhpFpm> {
+        let bin = require()?;
+        // A free TCP port may be taken between probing and php-fpm's bind: try a few.
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            match Self::try_start(&bin, listen, children).await {
+                Ok(fpm) => return Some(fpm),
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("php-fpm did not start:\n{last_log}");
+    }
+
+    async fn try_start(bin: &Path, listen: Listen, children: u32) -> Result<PhpFpm, String> {
+        let dir = temp_dir("php");
+        let address = match listen {
+            Listen::Tcp => format!("127.0.0.1:{}", free_port()),
+            Listen::Unix => dir.join("php.sock").display().to_string(),
+        };
+        let conf = dir.join("php-fpm.conf");
+        fs::write(&conf, pool_config(&dir, &address, children)).expect("write php-fpm.conf");
+        let out = fs::File::create(dir.join("stdout.log")).expect("create stdout.log");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--nodaemonize")
+            .arg("-n")
+            .arg("--fpm-config")
+            .arg(&conf)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup log"))
+            .stderr(out)
+            // Its own process group, so that kill() reaches the workers too.
+            .process_group(0);
+        if running_as_root() {
+            cmd.arg("-R");
+        }
+        let child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        let mut fpm = PhpFpm {
+            child: Some(child),
+            dir,
+            listen,
+            address,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if fpm.accepts().await {
+                return Ok(fpm);
+            }
+            let exited = fpm.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || tokio::time::Instant::now() > deadline {
+                let log = format!("exit: {exited:?}\n{}\n{}", fpm.log(), fpm.stdout_log());
+                fpm.kill();
+                return Err(log);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Whether the listening socket accepts a connection right now.
+    pub async fn accepts(&self) -> bool {
+        match self.listen {
+            Listen::Tcp => tokio::net::TcpStream::connect(&self.address).await.is_ok(),
+            Listen::Unix => tokio::net::UnixStream::connect(&self.address).await.is_ok(),
+        }
+    }
+
+    /// `fastcgi://127.0.0.1:PORT` or `fastcgi+unix:///tmp/.../php.sock`.
+    pub fn url(&self) -> String {
+        match self.listen {
+            Listen::Tcp => format!("fastcgi://{}", self.address),
+            Listen::Unix => format!("fastcgi+unix://{}", self.address),
+        }
+    }
+
+    pub fn listen(&self) -> Listen {
+        self.listen
+    }
+
+    /// `127.0.0.1:PORT` or the socket path.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The document root the scripts live in (`tests/php`).
+    pub fn docroot(&self) -> PathBuf {
+        docroot()
+    }
+
+    /// The absolute path of script `name` in the document root.
+    pub fn script(&self, name: &str) -> PathBuf {
+        docroot().join(name)
+    }
+
+    /// This instance's temp dir (config, socket, logs).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// This instance's name (its temp dir's), which the scripts see as env
+    /// `DIRECTOR_TEST_FPM`: tells which php-fpm answered.
+    pub fn id(&self) -> String {
+        instance_id(&self.dir)
+    }
+
+    /// The master's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The php-fpm error log (master messages and, with `catch_workers_output`, whatever the
+    /// workers write to stdout/stderr).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("php-fpm.log")).unwrap_or_default()
+    }
+
+    fn stdout_log(&self) -> String {
+        fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
+    }
+
+    /// Kills the master and every worker (SIGKILL to the process group) and reaps the master.
+    /// The UNIX socket file stays behind, as after a crash.
+    pub fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let group = format!("-{}", child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for PhpFpm {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn instance_id(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The php-fpm configuration: global section plus one static pool named `test`.
+fn pool_config(dir: &Path, address: &str, children: u32) -> String {
+    let id = instance_id(dir);
+    let dir = dir.display();
+    format!(
+        "[global]
+pid = {dir}/php-fpm.pid
+error_log = {dir}/php-fpm.log
+log_level = notice
+daemonize = no
+
+[test]
+listen = {address}
+listen.mode = 0666
+listen.backlog = 511
+pm = static
+pm.max_children = {children}
+pm.status_path = /fpm-status
+catch_workers_output = yes
+decorate_workers_output = no
+clear_env = yes
+request_terminate_timeout = 120s
+security.limit_extensions = .php
+php_admin_value[upload_max_filesize] = 64M
+php_admin_value[post_max_size] = 64M
+php_admin_value[memory_limit] = 256M
+php_admin_value[output_buffering] = 0
+php_admin_value[max_execution_time] = 120
+php_admin_flag[display_errors] = off
+php_admin_flag[log_errors] = on
+env[DIRECTOR_TEST_FPM] = {id}
+"
+    )
+}
+
+/// MD5 of `data` as 32 lowercase hex digits (RFC 1321), to compare with PHP's `md5()`.
+pub fn md5_hex(data: &[u8]) -> String {
+    const S: [u32; 64] = [
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
+        5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15,
+        21, 6, 10, 15, 21, 6, 10, 15, 21,
+    ];
+    let k: Vec<u32> = (0..64)
+        .map(|i| ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32)
+        .collect();
+    let mut state: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+    let mut process = |block: &[u8]| {
+        let m: Vec<u32> = block
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        let [mut a, mut b, mut c, mut d] = state;
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(m[g]);
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(f.rotate_left(S[i]));
+        }
+        for (s, v) in state.iter_mut().zip([a, b, c, d]) {
+            *s = s.wrapping_add(v);
+        }
+    };
+    let full = data.len() / 64 * 64;
+    data[..full].chunks_exact(64).for_each(&mut process);
+    let mut tail = data[full..].to_vec();
+    tail.push(0x80);
+    while tail.len() % 64 != 56 {
+        tail.push(0);
+    }
+    tail.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_le_bytes());
+    tail.chunks_exact(64).for_each(&mut process);
+    state
+        .iter()
+        .flat_map(|s| s.to_le_bytes())
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
