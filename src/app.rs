@@ -24,6 +24,7 @@ use crate::config::watcher::ConfigWatcher;
 use crate::config::{is_local, Document, ListenAddr};
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::{handler, ProxyState};
+use crate::stats::{collector, LiveStats};
 
 /// Errors that stop director from starting.
 #[derive(Debug, thiserror::Error)]
@@ -306,7 +307,8 @@ async fn serve(
     }
     let admin_server = match listeners.admin {
         Some(listener) => {
-            let admin = AdminState::new(shared.topology, shared.status, director.clone(), token);
+            let live = LiveStats::start_in(shared.topology.clone(), &arbiters.next(), collector::INTERVAL);
+            let admin = AdminState::new(shared.topology, shared.status, director.clone(), token, live);
             let listener = match listener {
                 Listener::Tcp(l) => AdminListener::Tcp(l),
                 Listener::Unix(l) => AdminListener::Unix(l),

@@ -11,6 +11,7 @@ pub mod events;
 pub mod haproxy;
 pub mod haproxy_html;
 pub mod metrics;
+pub mod stats_routes;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +22,7 @@ use actix_web::{middleware, web, App, HttpServer};
 use crate::cluster::cluster_actor::{ClusterState, GetClusterState};
 use crate::cluster::director_actor::{DirectorActor, SharedStatus};
 use crate::cluster::{ClusterHandle, SharedTopology};
+use crate::stats::LiveStats;
 
 /// Largest request body the admin API accepts.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -34,6 +36,8 @@ pub struct AdminState {
     pub started: Instant,
     /// Required by every call when set.
     pub token: Option<String>,
+    /// The stats collector's samples and event stream.
+    pub live: Arc<LiveStats>,
 }
 
 impl AdminState {
@@ -42,6 +46,7 @@ impl AdminState {
         status: SharedStatus,
         director: Addr<DirectorActor>,
         token: Option<String>,
+        live: Arc<LiveStats>,
     ) -> AdminState {
         AdminState {
             topology,
@@ -49,6 +54,7 @@ impl AdminState {
             director,
             started: Instant::now(),
             token,
+            live,
         }
     }
 
@@ -91,15 +97,19 @@ pub enum AdminListener {
 /// The admin HTTP server (one worker: the admin surface is light). It never handles signals:
 /// it stops with the proxy server.
 pub fn server(state: AdminState, listener: AdminListener) -> std::io::Result<actix_web::dev::Server> {
+    let live = web::Data::new(state.live.clone());
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(live.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .wrap(middleware::from_fn(auth::guard))
             .configure(routes)
     })
     .workers(1)
+    // Event streams never end by themselves: don't let them hold a shutdown.
+    .shutdown_timeout(1)
     .disable_signals();
     let server = match listener {
         AdminListener::Tcp(l) => server.listen(l)?,
@@ -110,5 +120,6 @@ pub fn server(state: AdminState, listener: AdminListener) -> std::io::Result<act
 
 /// Registers every admin route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    stats_routes::routes(cfg);
     api::routes(cfg);
 }

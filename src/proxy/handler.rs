@@ -4,6 +4,7 @@
 //! cross-thread event is a queued request being woken by whoever freed capacity.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::http::{header as ax, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -13,7 +14,7 @@ use super::error::ProxyError;
 use super::fcgi_forward;
 use super::h1_client;
 use super::http_forward::{self, Timeouts};
-use super::relay_body::{record_dropped, record_status, RelayBody};
+use super::relay_body::{record_dropped, record_status, RelayBody, Timing};
 use super::request_body::ClientBody;
 use super::response::{self, Upstream};
 use super::ProxyState;
@@ -116,6 +117,7 @@ async fn attempt(
     debug_bucket: Option<&str>,
 ) -> Result<HttpResponse<RelayBody>, ProxyError> {
     let backend = grant.backend().clone();
+    let started = Instant::now();
     let (req, body) = (&request.req, &request.body);
     let sent = if backend.url.protocol == Protocol::FastCgi {
         fcgi_forward::send(&backend, req, body, request.timeouts)
@@ -137,8 +139,11 @@ async fn attempt(
     };
     match sent {
         Ok(upstream) => {
-            let read_timeout = request.timeouts.read;
-            let response = response::relay(req, upstream, grant, cluster, read_timeout, request.log.take());
+            let timing = Timing {
+                started,
+                read_timeout: request.timeouts.read,
+            };
+            let response = response::relay(req, upstream, grant, cluster, timing, request.log.take());
             Ok(response::with_debug_headers(response, debug_bucket, &backend))
         }
         Err(e) if !e.is_backend_failure() => {
@@ -151,6 +156,7 @@ async fn attempt(
             ))
         }
         Err(e) => {
+            backend.stats.record_latency(started.elapsed());
             log::warn!("cluster '{}': backend '{}': {e}", cluster.name, backend.name);
             backend.report_failure(e.to_string());
             grant.fail();

@@ -8,7 +8,7 @@ use std::error::Error as StdError;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BodySize, MessageBody};
 use bytes::Bytes;
@@ -55,8 +55,16 @@ struct Streaming {
     grant: Grant,
     /// Relay nothing (HEAD, 204, 304) but still read the backend's message to its end.
     discard: bool,
-    read_timeout: Duration,
+    timing: Timing,
     stall: StallTimer,
+}
+
+/// When an attempt started (for the backend's latency histogram) and how long a read of its
+/// response may stall.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub started: Instant,
+    pub read_timeout: Duration,
 }
 
 /// The body of a proxied or generated response.
@@ -93,7 +101,7 @@ impl RelayBody {
         size: BodySize,
         discard: bool,
         grant: Grant,
-        read_timeout: Duration,
+        timing: Timing,
         cluster: Arc<ClusterHandle>,
         log: Option<Box<AccessRecord>>,
     ) -> RelayBody {
@@ -101,7 +109,7 @@ impl RelayBody {
             source,
             grant,
             discard,
-            read_timeout,
+            timing,
             stall: StallTimer::default(),
         };
         RelayBody {
@@ -125,6 +133,7 @@ impl RelayBody {
     fn finish(&mut self) {
         if let Some(s) = self.streaming.take() {
             let backend = s.grant.backend();
+            backend.stats.record_latency(s.timing.started.elapsed());
             match s.source {
                 Source::Hyper { connection, .. } => http_forward::recycle(backend, connection),
                 Source::Raw {
@@ -141,6 +150,7 @@ impl RelayBody {
     /// The backend failed mid-body: blame it, drop the connection, cut the client response.
     fn fail(&mut self, reason: String) {
         if let Some(s) = self.streaming.take() {
+            s.grant.backend().stats.record_latency(s.timing.started.elapsed());
             s.grant.backend().report_failure(reason);
             s.grant.fail();
         }
@@ -253,7 +263,7 @@ impl MessageBody for RelayBody {
             };
             let next = match s.poll_data(cx) {
                 Poll::Pending => {
-                    if s.stall.expired(cx, s.read_timeout) {
+                    if s.stall.expired(cx, s.timing.read_timeout) {
                         this.fail("read timed out mid-response".to_owned());
                         return Poll::Ready(Some(Err("backend read timed out".into())));
                     }

@@ -6,7 +6,6 @@
 //! Hot path.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::body::BodySize;
 use actix_web::http::{header as ax, StatusCode};
@@ -16,7 +15,7 @@ use super::access_log::AccessRecord;
 use super::fcgi_forward::FcgiResponse;
 use super::h1_client::RawResponse;
 use super::http_forward;
-use super::relay_body::{record_status, RelayBody, Source};
+use super::relay_body::{record_status, RelayBody, Source, Timing};
 use super::sendfile::{self, FileResponse};
 use crate::cluster::{Backend, ClusterHandle, Grant};
 use crate::proto::http1::{ChunkedDecoder, Framing};
@@ -35,7 +34,7 @@ pub fn relay(
     upstream: Upstream,
     grant: Grant,
     cluster: &Arc<ClusterHandle>,
-    read_timeout: Duration,
+    timing: Timing,
     mut log: Option<Box<AccessRecord>>,
 ) -> HttpResponse<RelayBody> {
     let is_head = req.method() == actix_web::http::Method::HEAD;
@@ -129,7 +128,7 @@ pub fn relay(
     let backend = grant.backend().clone();
     if let (Some(target), Some(roots)) = (sendfile_target, roots) {
         let file = sendfile::serve(&target, &roots, req.method(), req.headers());
-        return serve_file(builder, file, source, grant, read_timeout, cluster, log);
+        return serve_file(builder, file, source, grant, timing, cluster, log);
     }
     let no_body = rules::response_has_no_body(is_head, status);
     let size = match length {
@@ -143,7 +142,7 @@ pub fn relay(
         l.set_backend(&backend.name);
         l.set_status(status);
     }
-    let body = RelayBody::upstream(source, size, no_body, grant, read_timeout, cluster.clone(), log);
+    let body = RelayBody::upstream(source, size, no_body, grant, timing, cluster.clone(), log);
     finish(builder, body)
 }
 
@@ -184,7 +183,7 @@ fn serve_file(
     file: FileResponse,
     source: Source,
     grant: Grant,
-    read_timeout: Duration,
+    timing: Timing,
     cluster: &Arc<ClusterHandle>,
     mut log: Option<Box<AccessRecord>>,
 ) -> HttpResponse<RelayBody> {
@@ -199,8 +198,8 @@ fn serve_file(
         Some(n) => BodySize::Sized(n),
         None => BodySize::Sized(file.body.len()),
     };
-    let body = RelayBody::upstream(source, size, true, grant, read_timeout, cluster.clone(), log)
-        .then_file(file.body);
+    let body =
+        RelayBody::upstream(source, size, true, grant, timing, cluster.clone(), log).then_file(file.body);
     let mut response = finish(builder, body);
     *response.status_mut() = file.status;
     let headers = response.headers_mut();

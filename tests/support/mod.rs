@@ -220,3 +220,43 @@ pub fn cluster_config(settings: &str, backends: &[(&str, String, u32, &str)]) ->
     }
     yaml
 }
+
+/// Calls the admin API of `director` (a TCP admin listener): `method path` with an optional
+/// JSON body and bearer token; the answer's status and body parsed as JSON (`Null` if empty
+/// or not JSON).
+pub async fn admin(
+    director: &Director,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let reply = admin_raw(director, method, path, body.map(|b| b.to_string()), token, &[]).await;
+    let json = serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null);
+    (reply.status, json)
+}
+
+/// Like [`admin`] with a raw body and extra headers; the whole reply.
+pub async fn admin_raw(
+    director: &Director,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let target = Target::Tcp(director.admin_addr());
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if let Some(auth) = &auth {
+        all.push(("authorization", auth));
+    }
+    if body.is_some()
+        && !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
+        all.push(("content-type", "application/json"));
+    }
+    request(&target, method, path, &all, Bytes::from(body.unwrap_or_default())).await
+}
