@@ -159,6 +159,7 @@ async fn attempt(
             backend.stats.record_latency(started.elapsed());
             log::warn!("cluster '{}': backend '{}': {e}", cluster.name, backend.name);
             backend.report_failure(e.to_string());
+            TrafficStats::count(&cluster.admission.stats.failures);
             grant.fail();
             Err(e)
         }

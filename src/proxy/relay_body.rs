@@ -152,6 +152,9 @@ impl RelayBody {
         if let Some(s) = self.streaming.take() {
             s.grant.backend().stats.record_latency(s.timing.started.elapsed());
             s.grant.backend().report_failure(reason);
+            if let Some(c) = &self.cluster {
+                TrafficStats::count(&c.admission.stats.failures);
+            }
             s.grant.fail();
         }
     }
