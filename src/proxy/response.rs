@@ -5,11 +5,13 @@
 //!
 //! Hot path.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use actix_web::body::BodySize;
 use actix_web::http::{header as ax, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+use bytes::Bytes;
 
 use super::access_log::AccessRecord;
 use super::fcgi_forward::FcgiResponse;
@@ -75,18 +77,7 @@ pub fn relay(
         Upstream::Raw(r) => {
             let status = r.head.status;
             let mut builder = HttpResponse::build(status_code(status));
-            let bytes = &r.head_bytes;
-            let fields = || {
-                r.head
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (&bytes[n.clone()], &bytes[v.clone()]))
-            };
-            fields().for_each(|(n, v)| find_target(n, v));
-            // Zero-copy: header values are slices of the head's buffer.
-            copy_headers(&mut builder, fields, |v| {
-                ax::HeaderValue::from_maybe_shared(bytes.slice_ref(v)).ok()
-            });
+            copy_ranged(&mut builder, &r.head_bytes, &r.head.headers, &mut find_target);
             let length = match r.head.framing {
                 Framing::Length(n) => Some(n),
                 Framing::None => r.head.content_length,
@@ -103,20 +94,20 @@ pub fn relay(
         Upstream::FastCgi(r) => {
             let status = r.head.status;
             let mut builder = HttpResponse::build(status_code(status));
+            copy_ranged(&mut builder, &r.head_bytes, &r.head.fields, &mut find_target);
             let bytes = &r.head_bytes;
-            let fields = || {
-                r.head
-                    .fields
-                    .iter()
-                    .map(|(n, v)| (&bytes[n.clone()], &bytes[v.clone()]))
-            };
-            fields().for_each(|(n, v)| find_target(n, v));
-            copy_headers(&mut builder, fields, |v| {
-                ax::HeaderValue::from_maybe_shared(bytes.slice_ref(v)).ok()
-            });
-            let length = fields()
-                .find(|(n, _)| n.eq_ignore_ascii_case(b"content-length"))
-                .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+            let length = r
+                .head
+                .fields
+                .iter()
+                .find(|(n, _)| bytes[n.clone()].eq_ignore_ascii_case(b"content-length"))
+                .and_then(|(_, v)| {
+                    std::str::from_utf8(&bytes[v.clone()])
+                        .ok()?
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                });
             let source = Source::FastCgi {
                 exchange: Box::new(r.exchange),
                 pending: r.body_start,
@@ -144,6 +135,21 @@ pub fn relay(
     }
     let body = RelayBody::upstream(source, size, no_body, grant, timing, cluster.clone(), log);
     finish(builder, body)
+}
+
+/// Copies header fields given as ranges of `bytes` (a parsed head) into `builder` — zero-copy:
+/// values are slices of the head's buffer — and shows each to `find_target`.
+fn copy_ranged(
+    builder: &mut HttpResponseBuilder,
+    bytes: &Bytes,
+    ranges: &[(Range<usize>, Range<usize>)],
+    find_target: &mut impl FnMut(&[u8], &[u8]),
+) {
+    let fields = || ranges.iter().map(|(n, v)| (&bytes[n.clone()], &bytes[v.clone()]));
+    fields().for_each(|(n, v)| find_target(n, v));
+    copy_headers(builder, fields, |v| {
+        ax::HeaderValue::from_maybe_shared(bytes.slice_ref(v)).ok()
+    });
 }
 
 /// Builds the response or, if the head is unusable, a 502.
