@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
+use futures_util::future::{FutureExt, LocalBoxFuture};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -99,6 +100,13 @@ pub struct DirectorActor {
     arbiters: Arbiters,
     /// Told once the first topology is published.
     published: Option<oneshot::Sender<()>>,
+    /// Changes sent to cluster actors by the last [`apply`](Self::apply), answered when done.
+    pending: Vec<LocalBoxFuture<'static, ()>>,
+}
+
+/// Resolves once every cluster actor has applied the changes sent to it.
+fn applied(pending: Vec<LocalBoxFuture<'static, ()>>) -> impl std::future::Future<Output = ()> {
+    futures_util::future::join_all(pending).map(|_| ())
 }
 
 impl DirectorActor {
@@ -124,6 +132,7 @@ impl DirectorActor {
             status,
             arbiters,
             published: Some(published),
+            pending: Vec::new(),
         };
         actor.load_state_file();
         actor
@@ -179,7 +188,12 @@ impl DirectorActor {
             let handle = match self.clusters.remove(name) {
                 Some(handle) => {
                     if let Some(actor) = handle.actor() {
-                        actor.do_send(ApplyConfig(config.clone()));
+                        let change = actor.send(ApplyConfig(config.clone()));
+                        self.pending.push(Box::pin(async move {
+                            if let Ok(Err(e)) = change.await {
+                                log::error!("{e}");
+                            }
+                        }));
                     }
                     handle
                 }
@@ -397,26 +411,40 @@ fn unix_now() -> f64 {
 impl Actor for DirectorActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, _: &mut Context<Self>) {
+    fn started(&mut self, ctx: &mut Context<Self>) {
         self.apply();
+        // At start-up every cluster is new: nothing is pending, but keep the rule.
+        ctx.spawn(applied(std::mem::take(&mut self.pending)).into_actor(self));
         if let Some(tx) = self.published.take() {
             let _ = tx.send(());
         }
     }
 }
 
+/// Answers once the change is in force: every cluster actor has applied its part (the
+/// Director's own state changed before the handler returned, so later messages see it).
 impl Handler<Reload> for DirectorActor {
-    type Result = Result<u64, ConfigErrors>;
+    type Result = ResponseFuture<Result<u64, ConfigErrors>>;
 
     fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
-        self.reload(msg.trigger)
+        let result = self.reload(msg.trigger);
+        let pending = applied(std::mem::take(&mut self.pending));
+        Box::pin(async move {
+            pending.await;
+            result
+        })
     }
 }
 
 impl Handler<ChangeCluster> for DirectorActor {
-    type Result = Result<u64, ChangeError>;
+    type Result = ResponseFuture<Result<u64, ChangeError>>;
 
     fn handle(&mut self, msg: ChangeCluster, _: &mut Context<Self>) -> Self::Result {
-        self.change(msg)
+        let result = self.change(msg);
+        let pending = applied(std::mem::take(&mut self.pending));
+        Box::pin(async move {
+            pending.await;
+            result
+        })
     }
 }
