@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Side-by-side load benchmark: director (root bucket only), director-2b (same binary,
 # two HTB buckets), HAProxy and nginx, one worker each, all in front of the same nginx
-# backend on loopback. See bench/README.md.
+# backend on loopback; plus a FastCGI leg pair (director vs nginx fastcgi_pass in front of
+# one php-fpm pool) and an X-Sendfile leg pair (director x_sendfile vs nginx
+# X-Accel-Redirect, a 1 MiB file named by the same nginx backend). See bench/README.md.
 #
 # Run from the repo root:   bash bench/run.sh
 # Options (env vars):       DURATION=10 WARMUP=2 CONNS=64 ROUNDS=3 WRK_THREADS=1
-#                           ONLY="director director-2b haproxy nginx"
+#                           ONLY="director director-2b haproxy nginx director-fcgi nginx-fcgi
+#                                 director-sendfile nginx-sendfile"
 #                           IDLE_CONNS=10000 IDLE_HOLD=3 IDLE_TARGET=director
 #                           BASE_PORT=18080 PIN=0 SKIP_DIRECTOR=0
+#                           FCGI_CHILDREN=8 FCGI_CONNS=8 SENDFILE_BYTES=1048576
 # Quick director-only comparison:  ONLY="director director-2b" bash bench/run.sh
+# FastCGI only:                    ONLY="director-fcgi nginx-fcgi" bash bench/run.sh
+# X-Sendfile only:                 ONLY="director-sendfile nginx-sendfile" bash bench/run.sh
 #
 # Everything it starts runs from a temp dir, is bounded in time and is killed on exit.
 set -euo pipefail
@@ -23,16 +29,21 @@ ROUNDS=${ROUNDS:-3}               # rounds; each round measures every proxy once
 WRK_THREADS=${WRK_THREADS:-1}     # wrk threads (same for every proxy)
 IDLE_CONNS=${IDLE_CONNS:-10000}   # idle keep-alive connections for the memory test
 IDLE_HOLD=${IDLE_HOLD:-3}         # seconds to hold them open
-ALL_LEGS="director director-2b haproxy nginx"
-ONLY=${ONLY:-}                    # legs to run (space/comma separated); empty = all four
+ALL_LEGS="director director-2b haproxy nginx director-fcgi nginx-fcgi director-sendfile nginx-sendfile"
+ONLY=${ONLY:-}                    # legs to run (space/comma separated); empty = all
 # The idle-connection test runs by default only in a full run; with ONLY it is skipped
 # unless IDLE_TARGET is given explicitly.
 if [[ -z "$ONLY" ]]; then IDLE_TARGET=${IDLE_TARGET:-director}; else IDLE_TARGET=${IDLE_TARGET:-none}; fi
                                   # director | director-2b | haproxy | nginx | none
-BASE_PORT=${BASE_PORT:-18080}     # backend=BASE, director=+1, haproxy=+2, nginx=+3, director-2b=+4
+BASE_PORT=${BASE_PORT:-18080}     # backend=BASE, director=+1, haproxy=+2, nginx=+3, director-2b=+4,
+                                  # php-fpm=+5, director-fcgi=+6, nginx-fcgi=+7,
+                                  # director-sendfile=+8, nginx-sendfile=+9
 PIN=${PIN:-0}                     # 1: pin proxies to CPU 0, wrk + backend to CPU 1
 SKIP_DIRECTOR=${SKIP_DIRECTOR:-0} # 1: leave both director legs out (only for testing this script)
-DIRECTOR_CAPACITY=${DIRECTOR_CAPACITY:-512}  # backend capacity in BOTH director legs (> CONNS)
+DIRECTOR_CAPACITY=${DIRECTOR_CAPACITY:-512}  # backend capacity in the HTTP director legs (> CONNS)
+FCGI_CHILDREN=${FCGI_CHILDREN:-8} # php-fpm workers (pm = static) of the FastCGI legs
+FCGI_CONNS=${FCGI_CONNS:-$FCGI_CHILDREN}  # wrk connections in the FastCGI legs (<= FCGI_CHILDREN)
+SENDFILE_BYTES=${SENDFILE_BYTES:-1048576}  # size of the file the X-Sendfile legs serve
 DIRECTOR_BIN=${DIRECTOR_BIN:-$REPO_ROOT/target/release/director}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-1800}
 RESULTS_DIR=${RESULTS_DIR:-$BENCH_DIR/results}
@@ -42,6 +53,11 @@ DIRECTOR_PORT=$((BASE_PORT + 1))
 HAPROXY_PORT=$((BASE_PORT + 2))
 NGINX_PORT=$((BASE_PORT + 3))
 DIRECTOR2B_PORT=$((BASE_PORT + 4))
+FPM_PORT=$((BASE_PORT + 5))
+DIRECTOR_FCGI_PORT=$((BASE_PORT + 6))
+NGINX_FCGI_PORT=$((BASE_PORT + 7))
+DIRECTOR_SF_PORT=$((BASE_PORT + 8))
+NGINX_SF_PORT=$((BASE_PORT + 9))
 
 PIDS=()        # process-group leaders of the long-running services we started
 CHILD=""       # the current bounded client (wrk / python), if any
@@ -121,11 +137,22 @@ wait_for_port() {
     die "$name did not listen on 127.0.0.1:$port within ${limit}s"
 }
 
-# check_hello NAME PORT: the service must answer GET / with "hello world".
+# check_hello NAME PORT [PATH]: the service must answer GET PATH (default /) with "hello world".
 check_hello() {
-    local name=$1 port=$2 body
-    body=$(curl -sS --noproxy "*" --max-time 5 "http://127.0.0.1:$port/") || die "$name: GET / failed"
-    [[ "$body" == "hello world" ]] || die "$name: unexpected body from GET /: '$body'"
+    local name=$1 port=$2 path=${3:-/} body
+    body=$(curl -sS --noproxy "*" --max-time 5 "http://127.0.0.1:$port$path") || die "$name: GET $path failed"
+    [[ "$body" == "hello world" ]] || die "$name: unexpected body from GET $path: '$body'"
+}
+
+# check_file NAME PORT PATH: GET PATH must answer 200 with the SENDFILE_BYTES-byte file
+# (byte for byte), not the backend's own body.
+check_file() {
+    local name=$1 port=$2 path=$3 got
+    got=$(curl -sS --noproxy "*" --max-time 10 -o "$TMP/$name.check" -w '%{http_code} %{size_download}' \
+        "http://127.0.0.1:$port$path") || die "$name: GET $path failed"
+    [[ "$got" == "200 $SENDFILE_BYTES" ]] || die "$name: GET $path gave '$got' (wanted '200 $SENDFILE_BYTES')"
+    cmp -s "$TMP/$name.check" "$TMP/files/blob.bin" || die "$name: GET $path: not the file's bytes"
+    rm -f "$TMP/$name.check"
 }
 
 # serving_pids PID: the processes that do the work: the children if there are any
@@ -209,6 +236,9 @@ ensure_tools() {
         command -v haproxy >/dev/null || missing+=(haproxy)
     fi
     command -v nginx >/dev/null || missing+=(nginx-light)
+    if want director-fcgi || want nginx-fcgi; then
+        [[ -n "$(fpm_bin)" ]] || missing+=(php8.2-fpm)
+    fi
     command -v curl >/dev/null || missing+=(curl)
     command -v pgrep >/dev/null || missing+=(procps)
     if ((${#missing[@]})); then
@@ -219,11 +249,23 @@ ensure_tools() {
     fi
     command -v python3 >/dev/null || die "python3 is required (bench/idle_conns.py, bench/summarize.py)"
     # The Debian packages try to start system services; we never use those.
+    if want director-fcgi || want nginx-fcgi; then
+        [[ -n "$(fpm_bin)" ]] || die "php-fpm is required for the FastCGI legs (apt-get install php8.2-fpm)"
+    fi
+}
+
+# fpm_bin: the php-fpm binary (php-fpm8.2 on PATH or in /usr/sbin, else php-fpm), or nothing.
+fpm_bin() {
+    command -v php-fpm8.2 2>/dev/null && return 0
+    [[ -x /usr/sbin/php-fpm8.2 ]] && { echo /usr/sbin/php-fpm8.2; return 0; }
+    command -v php-fpm 2>/dev/null || true
 }
 
 # Build director if the binary is missing or older than any source file.
 ensure_director() {
-    want director || want director-2b || return 0
+    local l any=0
+    for l in "${LEGS[@]}"; do [[ "$l" == director* ]] && any=1; done
+    ((any)) || return 0
     local stale=""
     if [[ ! -x "$DIRECTOR_BIN" ]]; then
         stale="missing"
@@ -277,6 +319,15 @@ http {
     server {
         listen 127.0.0.1:$BACKEND_PORT backlog=4096;
         location / { return 200 "hello world\n"; }
+        # X-Sendfile legs: name the file (director reads X-Sendfile, nginx X-Accel-Redirect).
+        location = /xsendfile {
+            add_header X-Sendfile "$TMP/files/blob.bin";
+            return 200 "backend body, not the file\n";
+        }
+        location = /xaccel {
+            add_header X-Accel-Redirect /protected/blob.bin;
+            return 200 "backend body, not the file\n";
+        }
     }
 }
 EOF
@@ -325,11 +376,40 @@ clusters:
       - { name: b1, url: "http://127.0.0.1:$BACKEND_PORT", capacity: $DIRECTOR_CAPACITY }
 EOF
             ;;
+        director-fcgi) cat >"$file" <<EOF
+proxy:
+  listen: ["127.0.0.1:$DIRECTOR_FCGI_PORT"]
+  workers: 1
+routes:
+  - { path_prefix: "/", cluster: php }
+clusters:
+  php:
+    scheduler: rr
+    fastcgi: { document_root: "$TMP/fpm/docroot" }
+    backends:
+      - { name: fpm, url: "fastcgi://127.0.0.1:$FPM_PORT", capacity: $FCGI_CHILDREN }
+EOF
+            ;;
+        director-sendfile) cat >"$file" <<EOF
+proxy:
+  listen: ["127.0.0.1:$DIRECTOR_SF_PORT"]
+  workers: 1
+routes:
+  - { path_prefix: "/", cluster: bench }
+clusters:
+  bench:
+    scheduler: rr
+    x_sendfile: { enabled: true, roots: ["$TMP/files"] }
+    backends:
+      - { name: b1, url: "http://127.0.0.1:$BACKEND_PORT", capacity: $DIRECTOR_CAPACITY }
+EOF
+            ;;
         *) die "write_director_config: unknown leg $leg" ;;
     esac
 }
 
-# start_director [LEG]: LEG is director (default) or director-2b; same binary, own port.
+# start_director [LEG]: LEG is director (default), director-2b, director-fcgi or
+# director-sendfile; same binary, own port.
 start_director() {
     local leg=${1:-director} dir port
     dir=$TMP/$leg; port=$(port_of "$leg")
@@ -340,9 +420,14 @@ start_director() {
     case $leg in
         director) DIRECTOR_PID=$LAST_PID ;;
         director-2b) DIRECTOR2B_PID=$LAST_PID ;;
+        director-fcgi) DIRECTOR_FCGI_PID=$LAST_PID ;;
+        director-sendfile) DIRECTOR_SF_PID=$LAST_PID ;;
     esac
     wait_for_port "$leg" "$port" "$LAST_PID"
-    check_hello "$leg" "$port"
+    case $leg in
+        director-sendfile) check_file "$leg" "$port" "$(path_of "$leg")" ;;
+        *) check_hello "$leg" "$port" "$(path_of "$leg")" ;;
+    esac
 }
 
 start_haproxy() {
@@ -420,53 +505,229 @@ EOF
     check_hello nginx "$NGINX_PORT"
 }
 
+# start_fpm: the php-fpm pool both FastCGI legs share: pm = static with FCGI_CHILDREN
+# workers on 127.0.0.1:FPM_PORT, no php.ini (-n) but opcache on, serving hello.php.
+start_fpm() {
+    local dir=$TMP/fpm bin opcache args
+    mkdir -p "$dir/docroot"
+    printf '<?php\necho "hello world\\n";\n' >"$dir/docroot/hello.php"
+    cat >"$dir/php-fpm.conf" <<EOF
+[global]
+pid = $dir/php-fpm.pid
+error_log = $dir/php-fpm.log
+log_level = warning
+daemonize = no
+
+[bench]
+listen = 127.0.0.1:$FPM_PORT
+listen.backlog = 4096
+pm = static
+pm.max_children = $FCGI_CHILDREN
+pm.max_requests = 0
+catch_workers_output = yes
+clear_env = yes
+php_admin_flag[log_errors] = on
+php_admin_flag[display_errors] = off
+EOF
+    bin=$(fpm_bin)
+    args=(--nodaemonize -n --fpm-config "$dir/php-fpm.conf")
+    [[ "$(id -u)" == 0 ]] && args+=(-R)
+    opcache=$(find /usr/lib/php -name opcache.so 2>/dev/null | head -n 1)
+    if [[ -n "$opcache" ]]; then
+        args+=(-d "zend_extension=$opcache" -d opcache.enable=1 -d opcache.validate_timestamps=0)
+    else
+        log "note: opcache.so not found; php-fpm runs without opcache"
+    fi
+    start_service fpm 1 "$bin" "${args[@]}"
+    FPM_PID=$LAST_PID
+    wait_for_port fpm "$FPM_PORT" "$FPM_PID"
+    PHP_FPM_V=$("$bin" -n -v 2>/dev/null | awk 'NR==1 {print $2}')
+}
+
+# The nginx FastCGI leg: fastcgi_pass to the pool with upstream keep-alive
+# (fastcgi_keep_conn on), the usual fastcgi_params inline, one worker.
+start_nginx_fcgi() {
+    local dir=$TMP/nginx-fcgi
+    mkdir -p "$dir/logs" "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections $NGX_WORKER_CONNS; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    upstream php {
+        server 127.0.0.1:$FPM_PORT;
+        keepalive $FCGI_CHILDREN;
+        keepalive_requests 100000000;
+        keepalive_timeout 300s;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_FCGI_PORT backlog=4096;
+        root $TMP/fpm/docroot;
+        location ~ \.php\$ {
+            fastcgi_pass php;
+            fastcgi_keep_conn on;
+            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+            fastcgi_param QUERY_STRING \$query_string;
+            fastcgi_param REQUEST_METHOD \$request_method;
+            fastcgi_param CONTENT_TYPE \$content_type;
+            fastcgi_param CONTENT_LENGTH \$content_length;
+            fastcgi_param SCRIPT_NAME \$fastcgi_script_name;
+            fastcgi_param REQUEST_URI \$request_uri;
+            fastcgi_param DOCUMENT_URI \$document_uri;
+            fastcgi_param DOCUMENT_ROOT \$document_root;
+            fastcgi_param SERVER_PROTOCOL \$server_protocol;
+            fastcgi_param REQUEST_SCHEME \$scheme;
+            fastcgi_param HTTPS \$https if_not_empty;
+            fastcgi_param GATEWAY_INTERFACE CGI/1.1;
+            fastcgi_param SERVER_SOFTWARE nginx/\$nginx_version;
+            fastcgi_param REMOTE_ADDR \$remote_addr;
+            fastcgi_param REMOTE_PORT \$remote_port;
+            fastcgi_param SERVER_ADDR \$server_addr;
+            fastcgi_param SERVER_PORT \$server_port;
+            fastcgi_param SERVER_NAME \$server_name;
+            fastcgi_param REDIRECT_STATUS 200;
+        }
+    }
+}
+EOF
+    start_service nginx-fcgi 0 nginx -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf"
+    NGINX_FCGI_PID=$LAST_PID
+    wait_for_port nginx-fcgi "$NGINX_FCGI_PORT" "$NGINX_FCGI_PID"
+    check_hello nginx-fcgi "$NGINX_FCGI_PORT" "$(path_of nginx-fcgi)"
+}
+
+# The nginx X-Sendfile leg: proxy to the backend (keep-alive) whose /xaccel answer carries
+# X-Accel-Redirect: /protected/blob.bin, an internal location over the files dir.
+start_nginx_sendfile() {
+    local dir=$TMP/nginx-sendfile
+    mkdir -p "$dir/logs" "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections $NGX_WORKER_CONNS; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    sendfile on;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    default_type application/octet-stream;
+    upstream bench {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 64;
+        keepalive_requests 100000000;
+        keepalive_timeout 300s;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_SF_PORT backlog=4096;
+        location / {
+            proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+        location /protected/ {
+            internal;
+            alias $TMP/files/;
+        }
+    }
+}
+EOF
+    start_service nginx-sendfile 0 nginx -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf"
+    NGINX_SF_PID=$LAST_PID
+    wait_for_port nginx-sendfile "$NGINX_SF_PORT" "$NGINX_SF_PID"
+    check_file nginx-sendfile "$NGINX_SF_PORT" "$(path_of nginx-sendfile)"
+}
+
 port_of() {
     case $1 in
         director) echo "$DIRECTOR_PORT" ;; director-2b) echo "$DIRECTOR2B_PORT" ;;
         haproxy) echo "$HAPROXY_PORT" ;; nginx) echo "$NGINX_PORT" ;;
+        director-fcgi) echo "$DIRECTOR_FCGI_PORT" ;; nginx-fcgi) echo "$NGINX_FCGI_PORT" ;;
+        director-sendfile) echo "$DIRECTOR_SF_PORT" ;; nginx-sendfile) echo "$NGINX_SF_PORT" ;;
     esac
 }
 pid_of() {
     case $1 in
         director) echo "${DIRECTOR_PID:-}" ;; director-2b) echo "${DIRECTOR2B_PID:-}" ;;
         haproxy) echo "${HAPROXY_PID:-}" ;; nginx) echo "${NGINX_PID:-}" ;;
+        director-fcgi) echo "${DIRECTOR_FCGI_PID:-}" ;; nginx-fcgi) echo "${NGINX_FCGI_PID:-}" ;;
+        director-sendfile) echo "${DIRECTOR_SF_PID:-}" ;; nginx-sendfile) echo "${NGINX_SF_PID:-}" ;;
+    esac
+}
+# path_of LEG: the URL path wrk requests.
+path_of() {
+    case $1 in
+        director-fcgi|nginx-fcgi) echo /hello.php ;;
+        director-sendfile) echo /xsendfile ;;
+        nginx-sendfile) echo /xaccel ;;
+        *) echo / ;;
+    esac
+}
+# conns_of LEG: wrk connections. The FastCGI legs keep them <= php-fpm's workers: a php-fpm
+# worker stays bound to a kept-alive connection, so more connections than workers would
+# leave some waiting in php-fpm's backlog for as long as the others stay open.
+conns_of() {
+    case $1 in
+        director-fcgi|nginx-fcgi) echo "$FCGI_CONNS" ;;
+        *) echo "$CONNS" ;;
+    esac
+}
+# backend_pid_of LEG: the backend process whose CPU the leg's run is charged with.
+backend_pid_of() {
+    case $1 in
+        director-fcgi|nginx-fcgi) echo "$FPM_PID" ;;
+        *) echo "$BACKEND_PID" ;;
     esac
 }
 
 # ---------------------------------------------------------------- load ------
 
-# run_wrk SECONDS PORT: one bounded wrk run against 127.0.0.1:PORT, output to stdout.
+# run_wrk SECONDS LEG: one bounded wrk run against LEG's port and path, output to stdout.
 run_wrk() {
     local pin=()
     [[ "$PIN" == 1 ]] && pin=(taskset -c 1)
     run_bounded $(($1 + 30)) "${pin[@]}" \
-        wrk -t"$WRK_THREADS" -c"$CONNS" -d"$1"s --latency "http://127.0.0.1:$2/"
+        wrk -t"$WRK_THREADS" -c"$(conns_of "$2")" -d"$1"s --latency \
+        "http://127.0.0.1:$(port_of "$2")$(path_of "$2")"
 }
 
 # measure NAME ROUND: warm-up, then one measured wrk run; raw output and a CPU
 # accounting line go to $RAW/NAME.rROUND.{wrk,meta}.
 measure() {
-    local name=$1 round=$2 port pid
-    port=$(port_of "$name"); pid=$(pid_of "$name")
+    local name=$1 round=$2 pid
+    pid=$(pid_of "$name")
     kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) is not running"
     if ((WARMUP > 0)); then
-        run_wrk "$WARMUP" "$port" >/dev/null || die "$name: warm-up wrk failed"
+        run_wrk "$WARMUP" "$name" >/dev/null || die "$name: warm-up wrk failed"
     fi
     local spids bpids c0 b0 t0 c1 b1 t1 out=$RAW/$name.r$round
-    spids=$(serving_pids "$pid"); bpids=$(serving_pids "$BACKEND_PID")
+    spids=$(serving_pids "$pid"); bpids=$(serving_pids "$(backend_pid_of "$name")")
     # shellcheck disable=SC2086
     { c0=$(cpu_ticks $spids); b0=$(cpu_ticks $bpids); t0=$(now); }
-    run_wrk "$DURATION" "$port" >"$out.wrk" || die "$name: wrk failed (exit status $?)"
+    run_wrk "$DURATION" "$name" >"$out.wrk" || die "$name: wrk failed (exit status $?)"
     # shellcheck disable=SC2086
     { c1=$(cpu_ticks $spids); b1=$(cpu_ticks $bpids); t1=$(now); }
     # shellcheck disable=SC2086
-    printf 'proxy_ticks=%s backend_ticks=%s elapsed=%s clk_tck=%s threads=%s\n' \
+    printf 'proxy_ticks=%s backend_ticks=%s elapsed=%s clk_tck=%s threads=%s conns=%s\n' \
         $((c1 - c0)) $((b1 - b0)) "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')" \
-        "$(getconf CLK_TCK)" "$(threads $spids)" >"$out.meta"
-    local rps p99
+        "$(getconf CLK_TCK)" "$(threads $spids)" "$(conns_of "$name")" >"$out.meta"
+    local rps p99 xfer
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out.wrk")
     p99=$(awk '$1 == "99%" {print $2}' "$out.wrk")
-    log "  $name round $round: ${rps:-?} req/s, p99 ${p99:-?}"
+    xfer=$(awk '/^Transfer\/sec:/ {print $2}' "$out.wrk")
+    log "  $name round $round: ${rps:-?} req/s, ${xfer:-?}/s, p99 ${p99:-?}"
 }
 
 # ---------------------------------------------------------------- idle ------
@@ -508,6 +769,8 @@ write_config() {
     DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS ROUNDS=$ROUNDS WRK_THREADS=$WRK_THREADS \
     PIN=$PIN SKIP_DIRECTOR=$SKIP_DIRECTOR NOFILE=$NOFILE BUSY_BEFORE=$BUSY_BEFORE \
     LEGS="${LEGS[*]}" ONLY="$ONLY" DIRECTOR_CAPACITY=$DIRECTOR_CAPACITY \
+    FCGI_CHILDREN=$FCGI_CHILDREN FCGI_CONNS=$FCGI_CONNS SENDFILE_BYTES=$SENDFILE_BYTES \
+    PHP_FPM_V="${PHP_FPM_V:-}" \
     DIRECTOR_BIN=$DIRECTOR_BIN DIRECTOR_REV=$rev \
     HAPROXY_V="$(haproxy -v 2>/dev/null | awk 'NR==1 {print $3}')" \
     NGINX_V="$(nginx -v 2>&1 | sed 's|.*nginx/||')" \
@@ -522,6 +785,8 @@ doc = {
     "skip_director": e["SKIP_DIRECTOR"] == "1", "nofile": int(e["NOFILE"]),
     "legs": e["LEGS"].split(), "only": e["ONLY"] or None,
     "director_backend_capacity": int(e["DIRECTOR_CAPACITY"]),
+    "fcgi_children": int(e["FCGI_CHILDREN"]), "fcgi_connections": int(e["FCGI_CONNS"]),
+    "sendfile_bytes": int(e["SENDFILE_BYTES"]), "php_fpm_version": e["PHP_FPM_V"] or None,
     "nproc": os.cpu_count(), "busy_pct_before": int(e["BUSY_BEFORE"]),
     "loadavg_at_end": open("/proc/loadavg").read().split()[:3],
     "director_bin": e["DIRECTOR_BIN"], "director_rev": e["DIRECTOR_REV"],
@@ -552,7 +817,8 @@ main() {
     fi
 
     local p
-    for p in "$BACKEND_PORT" "$DIRECTOR_PORT" "$HAPROXY_PORT" "$NGINX_PORT" "$DIRECTOR2B_PORT"; do
+    for p in "$BACKEND_PORT" "$DIRECTOR_PORT" "$HAPROXY_PORT" "$NGINX_PORT" "$DIRECTOR2B_PORT" \
+        "$FPM_PORT" "$DIRECTOR_FCGI_PORT" "$NGINX_FCGI_PORT" "$DIRECTOR_SF_PORT" "$NGINX_SF_PORT"; do
         port_in_use "$p" && die "port 127.0.0.1:$p is already in use (set BASE_PORT)"
     done
 
@@ -562,6 +828,12 @@ main() {
     fi
     log "legs: ${proxies[*]}"
 
+    if want director-sendfile || want nginx-sendfile; then
+        mkdir -p "$TMP/files"
+        head -c "$SENDFILE_BYTES" /dev/urandom >"$TMP/files/blob.bin"
+        # nginx's worker may run as another user (nobody when started as root).
+        chmod a+x "$TMP" && chmod a+rx "$TMP/files" && chmod a+r "$TMP/files/blob.bin"
+    fi
     log "backend nginx on :$BACKEND_PORT"
     start_backend
     if want director; then
@@ -580,8 +852,28 @@ main() {
         log "nginx proxy on :$NGINX_PORT"
         start_nginx_proxy
     fi
+    if want director-fcgi || want nginx-fcgi; then
+        log "php-fpm ($FCGI_CHILDREN static workers) on :$FPM_PORT"
+        start_fpm
+    fi
+    if want director-fcgi; then
+        log "director-fcgi (fastcgi backend, capacity $FCGI_CHILDREN) on :$DIRECTOR_FCGI_PORT"
+        start_director director-fcgi
+    fi
+    if want nginx-fcgi; then
+        log "nginx-fcgi (fastcgi_pass, keep-alive) on :$NGINX_FCGI_PORT"
+        start_nginx_fcgi
+    fi
+    if want director-sendfile; then
+        log "director-sendfile (x_sendfile, $SENDFILE_BYTES-byte file) on :$DIRECTOR_SF_PORT"
+        start_director director-sendfile
+    fi
+    if want nginx-sendfile; then
+        log "nginx-sendfile (X-Accel-Redirect, $SENDFILE_BYTES-byte file) on :$NGINX_SF_PORT"
+        start_nginx_sendfile
+    fi
 
-    log "load: wrk -t$WRK_THREADS -c$CONNS, ${WARMUP}s warm-up + ${DURATION}s measured, $ROUNDS rounds, fd limit $NOFILE, PIN=$PIN"
+    log "load: wrk -t$WRK_THREADS -c$CONNS (FastCGI legs -c$FCGI_CONNS), ${WARMUP}s warm-up + ${DURATION}s measured, $ROUNDS rounds, fd limit $NOFILE, PIN=$PIN"
     local r i n=${#proxies[@]} order
     for ((r = 1; r <= ROUNDS; r++)); do
         # Rotate the order each round over all selected legs:

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Summarize a bench/run.sh run: parse wrk output, take medians, print, write JSON.
 
-Legs: director (root bucket only), director-2b (two HTB buckets), haproxy, nginx;
-any subset may be present (run.sh ONLY=...).
+Legs: director (root bucket only), director-2b (two HTB buckets), haproxy, nginx (HTTP,
+same nginx backend); director-fcgi, nginx-fcgi (FastCGI, same php-fpm pool);
+director-sendfile, nginx-sendfile (X-Sendfile / X-Accel-Redirect of one file named by the
+same nginx backend). Any subset may be present (run.sh ONLY=...).
 
     python3 bench/summarize.py RAW_DIR [--json OUT]
 
@@ -20,10 +22,13 @@ import sys
 from pathlib import Path
 
 # director: root bucket only; director-2b: same binary, two HTB buckets (see run.sh)
-PROXIES = ("director", "director-2b", "haproxy", "nginx")
+PROXIES = ("director", "director-2b", "haproxy", "nginx",
+           "director-fcgi", "nginx-fcgi", "director-sendfile", "nginx-sendfile")
 # director-2b must not be more than 3% worse than director (rps and p99)
 HTB_TOLERANCE = 0.03
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+# wrk prints Transfer/sec with binary prefixes
+UNIT_BYTES = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
 
 
 def to_ms(text: str) -> float:
@@ -40,6 +45,8 @@ def parse_wrk(text: str) -> dict:
     if not m:
         raise ValueError("no 'Requests/sec' line in wrk output")
     out["rps"] = float(m.group(1))
+    m = re.search(r"^Transfer/sec:\s+([0-9.]+)(B|KB|MB|GB|TB)", text, re.M)
+    out["bytes_per_s"] = round(float(m.group(1)) * UNIT_BYTES[m.group(2)]) if m else None
     for pct, key in (("50", "p50_ms"), ("75", "p75_ms"), ("90", "p90_ms"), ("99", "p99_ms")):
         m = re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M)
         out[key] = to_ms(m.group(1)) if m else None
@@ -60,6 +67,7 @@ def parse_meta(text: str) -> dict:
         "backend_cpu_pct": (round(100.0 * int(kv["backend_ticks"]) / hz / elapsed, 1)
                             if elapsed > 0 else None),
         "threads": int(kv["threads"]),
+        "connections": int(kv["conns"]) if "conns" in kv else None,
     }
 
 
@@ -110,6 +118,7 @@ def main() -> int:
             "rps_spread_pct": round(100.0 * (max(r["rps"] for r in runs)
                                              - min(r["rps"] for r in runs))
                                     / median([r["rps"] for r in runs]), 1),
+            "bytes_per_s": median([r.get("bytes_per_s") for r in runs]),
             "p50_ms": median([r["p50_ms"] for r in runs]),
             "p99_ms": median([r["p99_ms"] for r in runs]),
             "proxy_cpu_pct": median([r.get("proxy_cpu_pct") for r in runs]),
@@ -120,7 +129,7 @@ def main() -> int:
             "runs": runs,
         }
 
-    d, d2, h, n = (results.get(k) for k in PROXIES)
+    d, d2, h, n, df, nf, ds, ns = (results.get(k) for k in PROXIES)
     ratios = {
         # HTB cost: two buckets vs the root bucket alone (same binary, same capacity)
         "director_2b_over_director_rps": ratio(d2 and d2["rps"], d and d["rps"]),
@@ -136,6 +145,17 @@ def main() -> int:
                                                     h and h["rps_per_core"]),
         "director_over_nginx_rps_per_core": ratio(d and d["rps_per_core"],
                                                   n and n["rps_per_core"]),
+        # FastCGI: director vs nginx fastcgi_pass, same php-fpm pool
+        "director_fcgi_over_nginx_fcgi_rps": ratio(df and df["rps"], nf and nf["rps"]),
+        "director_fcgi_over_nginx_fcgi_p99": ratio(df and df["p99_ms"], nf and nf["p99_ms"]),
+        "director_fcgi_over_nginx_fcgi_rps_per_core": ratio(df and df["rps_per_core"],
+                                                            nf and nf["rps_per_core"]),
+        # X-Sendfile: director x_sendfile vs nginx X-Accel-Redirect, same file and backend
+        "director_sendfile_over_nginx_sendfile_bytes_per_s": ratio(ds and ds["bytes_per_s"],
+                                                                   ns and ns["bytes_per_s"]),
+        "director_sendfile_over_nginx_sendfile_rps": ratio(ds and ds["rps"], ns and ns["rps"]),
+        "director_sendfile_over_nginx_sendfile_rps_per_core": ratio(ds and ds["rps_per_core"],
+                                                                    ns and ns["rps_per_core"]),
     }
 
     # The same ratios within each round (the two legs ran back to back there): shows how
@@ -161,25 +181,34 @@ def main() -> int:
     # ---- print
     c = config
     print()
-    print(f"Throughput: wrk -t{c.get('wrk_threads', '?')} -c{c.get('connections', '?')}, "
-          f"{c.get('duration_s', '?')}s x {c.get('rounds', '?')} rounds "
-          f"(median per proxy), one worker each, same nginx backend")
-    hdr = f"{'proxy':<12} {'rps':>11} {'p50 ms':>8} {'p99 ms':>8} {'proxy cpu':>10} {'req/core-s':>11} {'backend cpu':>12} {'threads':>8} {'errors':>7} {'spread':>7}"
+    fcgi_conns = c.get("fcgi_connections")
+    print(f"Throughput: wrk -t{c.get('wrk_threads', '?')} -c{c.get('connections', '?')}"
+          + (f" (FastCGI legs -c{fcgi_conns})" if fcgi_conns is not None else "")
+          + f", {c.get('duration_s', '?')}s x {c.get('rounds', '?')} rounds "
+          f"(median per proxy), one worker each")
+    hdr = f"{'proxy':<18} {'rps':>11} {'MiB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'proxy cpu':>10} {'req/core-s':>11} {'backend cpu':>12} {'threads':>8} {'errors':>7} {'spread':>7}"
     print(hdr)
     print("-" * len(hdr))
+    ran = {"http": any(results.get(k) for k in PROXIES[:4]),
+           "fcgi": any(results.get(k) for k in PROXIES[4:6]),
+           "sendfile": any(results.get(k) for k in PROXIES[6:])}
     for name in PROXIES:
+        group = "http" if name in PROXIES[:4] else "fcgi" if name in PROXIES[4:6] else "sendfile"
         r = results.get(name)
         if r is None:
-            print(f"{name:<12} {'(not run)':>11}")
+            if ran[group] or name in PROXIES[:4]:
+                print(f"{name:<18} {'(not run)':>11}")
             continue
-        print(f"{name:<12} {r['rps']:>11.0f} {fmt(r['p50_ms'], '.3f'):>8} "
+        mib = None if r.get("bytes_per_s") is None else r["bytes_per_s"] / 1024 ** 2
+        print(f"{name:<18} {r['rps']:>11.0f} {fmt(mib, '.1f'):>8} {fmt(r['p50_ms'], '.3f'):>8} "
               f"{fmt(r['p99_ms'], '.3f'):>8} {fmt(r['proxy_cpu_pct'], '.0f') + '%':>10} "
               f"{fmt(r['rps_per_core'], '.0f'):>11} "
               f"{fmt(r['backend_cpu_pct'], '.0f') + '%':>12} {fmt(r['threads'], 'd'):>8} "
               f"{r['errors']:>7} {fmt(r['rps_spread_pct'], '.0f') + '%':>7}")
-    print("(cpu: % of one core used by the proxy's worker / the backend's worker during the"
+    print("(cpu: % of one core used by the proxy's worker / the backend's worker(s) during the"
           " measured run;\n req/core-s: rps per core-second of proxy CPU;"
-          " spread: (max-min)/median rps over the rounds)")
+          " spread: (max-min)/median rps over the rounds;\n backend: the nginx backend, or"
+          " php-fpm's workers for the -fcgi legs)")
     if d or d2:
         cap = c.get("director_backend_capacity")
         print("(director: root bucket only; director-2b: same binary, two buckets, every"
@@ -211,9 +240,35 @@ def main() -> int:
         print(f"(per core-second of proxy CPU: director / HAProxy "
               f"{fmt(ratios['director_over_haproxy_rps_per_core'], '.3f')}, director / nginx "
               f"{fmt(ratios['director_over_nginx_rps_per_core'], '.3f')})")
+    if df and nf:
+        print()
+        print(f"FastCGI (one php-fpm pool, {c.get('fcgi_children', '?')} static workers, hello.php;"
+              f" wrk -c{fcgi_conns if fcgi_conns is not None else '?'}):")
+        print(f"director-fcgi / nginx-fcgi rps : "
+              f"{fmt(ratios['director_fcgi_over_nginx_fcgi_rps'], '.3f')}")
+        print(f"(p99 {fmt(ratios['director_fcgi_over_nginx_fcgi_p99'], '.3f')}, lower is better;"
+              f" per core-second of proxy CPU "
+              f"{fmt(ratios['director_fcgi_over_nginx_fcgi_rps_per_core'], '.3f')};\n"
+              " php-fpm's workers are usually the bottleneck here, so read rps together with"
+              " req/core-s)")
+    if ds and ns:
+        size = c.get("sendfile_bytes")
+        print()
+        print("X-Sendfile (" + (f"{size}-byte file" if size is not None else "one file")
+              + "; director x_sendfile vs nginx X-Accel-Redirect, same backend):")
+        print(f"director-sendfile / nginx-sendfile bytes/s : "
+              f"{fmt(ratios['director_sendfile_over_nginx_sendfile_bytes_per_s'], '.3f')}")
+        print(f"(rps {fmt(ratios['director_sendfile_over_nginx_sendfile_rps'], '.3f')};"
+              f" per core-second of proxy CPU "
+              f"{fmt(ratios['director_sendfile_over_nginx_sendfile_rps_per_core'], '.3f')})")
     for name, r in results.items():
-        starved = [run["round"] for run in r["runs"]
-                   if run.get("proxy_cpu_pct") is not None and run["proxy_cpu_pct"] < 80]
+        if name.endswith(("-fcgi", "-sendfile")):
+            # php-fpm's workers, or moving a MiB per request through loopback to wrk, rather
+            # than the proxy's request handling, are expected to be the bottleneck there
+            starved = []
+        else:
+            starved = [run["round"] for run in r["runs"]
+                       if run.get("proxy_cpu_pct") is not None and run["proxy_cpu_pct"] < 80]
         if starved:
             print(f"WARNING: {name} used < 80% of a core in round(s) {starved}: the proxy "
                   "was not the bottleneck there (other load on the machine?); "

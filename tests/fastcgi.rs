@@ -82,7 +82,10 @@ async fn php_fpm_fixture_starts_accepts_and_dies() {
         // The pool's children hold the listening socket too and die a moment after the master.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while fpm.accepts().await {
-            assert!(tokio::time::Instant::now() < deadline, "{listen:?}: still accepting after kill");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{listen:?}: still accepting after kill"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
@@ -568,6 +571,39 @@ async fn keep_alive_connections_to_php_fpm_are_reused() {
         assert!(
             (1..=2).contains(&connections),
             "{listen:?}: 42 sequential requests used {connections} FastCGI connections"
+        );
+        d.settled("c").await;
+        d.stop().await;
+    }
+}
+
+/// Concurrent requests through one director worker, never more than the backend's capacity
+/// in flight: the pool never needs more connections than that capacity, so it must not close
+/// and reopen them (each reopening costs a connect and a php-fpm accept).
+#[tokio::test]
+async fn concurrent_requests_reuse_kept_alive_connections() {
+    for listen in Listen::BOTH {
+        let Some(fpm) = PhpFpm::start(listen, CHILDREN).await else {
+            return;
+        };
+        let relay = relay_to(&fpm).await;
+        let yaml = php_config("", None, &[("php", relay.url.clone())]).replace("workers: 2", "workers: 1");
+        let d = start(&yaml).await;
+        let target = d.target();
+        for round in 0..20 {
+            let replies = futures_util::future::join_all((0..CHILDREN).map(|i| {
+                let target = target.clone();
+                async move { get(&target, &format!("/echo.php?round={round}&i={i}")).await }
+            }))
+            .await;
+            for reply in &replies {
+                assert_eq!(reply.status, 200, "{listen:?} round {round}: {}", reply.text());
+            }
+        }
+        let connections = relay.connections.load(Ordering::SeqCst);
+        assert!(
+            connections <= u64::from(CHILDREN),
+            "{listen:?}: 80 requests, at most {CHILDREN} at a time, used {connections} FastCGI connections"
         );
         d.settled("c").await;
         d.stop().await;

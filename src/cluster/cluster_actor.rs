@@ -328,12 +328,15 @@ pub(super) fn publish<'a>(
         .backends
         .store(Arc::new(members.clone().map(|(b, _)| b.clone()).collect()));
     let specs = members
-        .map(|(backend, status)| SlotSpec {
-            backend: backend.clone(),
-            role: status.role,
-            capacity: status.capacity,
-            usable: status.usable(),
-            healthy: status.healthy(),
+        .map(|(backend, status)| {
+            backend.idle.set_limit(status.capacity);
+            SlotSpec {
+                backend: backend.clone(),
+                role: status.role,
+                capacity: status.capacity,
+                usable: status.usable(),
+                healthy: status.healthy(),
+            }
         })
         .collect();
     handle.admission.set_backends(specs);

@@ -23,7 +23,7 @@ use tokio::io::AsyncWrite;
 
 use super::error::ProxyError;
 use super::fcgi_params::{self, ParamsError};
-use super::fcgi_pool::SharedIdlePool;
+use super::fcgi_pool::{OpenConnection, SharedIdlePool};
 use super::http_forward::Timeouts;
 use super::request_body::{ClientBody, UpstreamBody};
 use crate::cluster::Backend;
@@ -45,6 +45,7 @@ pub struct FcgiConn {
     io: TimedStream,
     buf: BytesMut,
     decoder: RecordDecoder,
+    _open: OpenConnection,
 }
 
 thread_local! {
@@ -110,14 +111,10 @@ pub async fn send(
         fastcgi::end_stdin(&mut records, REQUEST_ID);
     }
     loop {
-        let (conn, fresh) = match POOL.with(|p| p.take(backend)) {
-            Some(conn) => (conn, None),
-            None => {
-                let fresh = POOL.with(|p| p.before_connect(backend));
-                (connect(backend, timeouts).await?, Some(fresh))
-            }
+        let (conn, reused) = match POOL.with(|p| p.take(backend)) {
+            Some(conn) => (conn, true),
+            None => (connect(backend, timeouts).await?, false),
         };
-        let reused = fresh.is_none();
         let mut exchange = Exchange {
             conn,
             backend: backend.clone(),
@@ -128,9 +125,7 @@ pub async fn send(
             reused,
             got_bytes: false,
         };
-        let head = tokio::time::timeout(timeouts.read, exchange.read_head()).await;
-        drop(fresh);
-        match head {
+        match tokio::time::timeout(timeouts.read, exchange.read_head()).await {
             Ok(Ok((head, head_bytes, body_start))) => {
                 return Ok(FcgiResponse {
                     head,
@@ -174,6 +169,7 @@ async fn connect(backend: &Backend, timeouts: Timeouts) -> Result<FcgiConn, Prox
         io: TimedStream::new(stream, timeouts.write),
         buf: BytesMut::with_capacity(READ_CHUNK),
         decoder: RecordDecoder::new(REQUEST_ID),
+        _open: POOL.with(|p| p.connected(backend)),
     })
 }
 

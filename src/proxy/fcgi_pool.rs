@@ -1,9 +1,9 @@
 //! The FastCGI keep-alive pool: per worker (no lock, no cross-thread hop on checkout), plus
-//! the cross-worker rule of [`IdleShare`]: before opening a connection while other workers hold
-//! idle ones to the same backend, ask one of them to close its idle connection, so idle
-//! connections never hold all of a php-fpm pool's processes.
+//! the cross-worker rule of [`IdleShare`]: open connections to a backend stay within its
+//! capacity, so idle connections pooled by one worker never hold the php-fpm processes another
+//! worker's new connection needs.
 //!
-//! Hot path for `take` and `put`; the release watchers are small per-worker tasks.
+//! Hot path for `take`, `put` and `connected`; the release watchers are small per-worker tasks.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -24,12 +24,14 @@ impl<C> Drop for Idle<C> {
     }
 }
 
-/// A new connection waiting for its first answer; ends the wait when dropped.
-pub struct FreshGuard(Arc<IdleShare>);
+/// Marks a connection open in its backend's [`IdleShare`] for as long as it lives; keep it in
+/// the connection.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<IdleShare>);
 
-impl Drop for FreshGuard {
+impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.end_fresh();
+        self.0.closed();
     }
 }
 
@@ -54,15 +56,20 @@ impl<C: 'static> SharedIdlePool<C> {
         self.pool.take(backend.id).and_then(|mut idle| idle.conn.take())
     }
 
-    /// Keeps `conn` for reuse by this worker — unless another worker's new connection waits
-    /// for an answer: then `conn` is closed, which frees the application process it held.
+    /// Keeps `conn` for reuse by this worker — unless more connections to `backend` are open
+    /// than it serves at once: then `conn` is closed, which frees the process it held for a
+    /// connection waiting elsewhere.
     pub fn put(&'static self, backend: &Backend, conn: C) {
+        // Counted idle before the limit is checked, while a worker that opens a connection
+        // counts it before it looks for idle ones: with sequentially consistent counters at
+        // least one of the two sees the other, so an idle connection over the limit is always
+        // closed by one side.
         backend.idle.enter();
         let idle = Idle {
             conn: Some(conn),
             share: backend.idle.clone(),
         };
-        if backend.idle.fresh_waiting() > 0 {
+        if backend.idle.over_limit() {
             return;
         }
         self.pool.put(backend.id, idle);
@@ -72,15 +79,15 @@ impl<C: 'static> SharedIdlePool<C> {
         }
     }
 
-    /// Call before opening a new connection to `backend`; keep the guard until the connection
-    /// is answered. When other workers hold idle connections to it (this worker has none, or
-    /// it would have used one), one of them is closed.
-    pub fn before_connect(&self, backend: &Backend) -> FreshGuard {
-        backend.idle.begin_fresh();
-        if backend.idle.count() > 0 {
+    /// Call when a new connection to `backend` was opened (this worker had no idle one); the
+    /// guard goes into the connection. Beyond the backend's capacity, another worker is asked
+    /// to close an idle connection.
+    pub fn connected(&self, backend: &Backend) -> OpenConnection {
+        backend.idle.opened();
+        if backend.idle.over_limit() && backend.idle.idle() > 0 {
             backend.idle.request_release();
         }
-        FreshGuard(backend.idle.clone())
+        OpenConnection(backend.idle.clone())
     }
 
     /// Closes one of this worker's idle connections to `id` per release request; passes the
@@ -90,7 +97,7 @@ impl<C: 'static> SharedIdlePool<C> {
             share.release_requested().await;
             match self.pool.take(id) {
                 Some(idle) => drop(idle),
-                None if share.count() > 0 => {
+                None if share.idle() > 0 && share.over_limit() => {
                     share.request_release();
                     // Let another worker's watcher take it.
                     tokio::task::yield_now().await;

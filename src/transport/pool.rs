@@ -54,55 +54,60 @@ impl<C> Pool<C> {
     }
 }
 
-/// The idle connections of one backend across all workers, and the signal that asks a worker
-/// to close one.
+/// The connections of one backend across all workers: how many are open, how many of them are
+/// idle in some worker's pool, how many the backend can serve at once, and the signal that asks
+/// a worker to close an idle one.
 ///
-/// Some applications (php-fpm) bind a worker process to each open connection, idle or not: a
-/// connection pooled on one director worker can keep another director worker's new connection
-/// waiting in the application's backlog. A worker about to open a connection while others hold
-/// idle ones asks one of them to close it.
-///
-/// Both directions of the race are covered: a worker opening a connection first announces it
-/// ([`begin_fresh`](Self::begin_fresh)) and then looks for idle connections elsewhere; a worker
-/// pooling a connection first counts it ([`enter`](Self::enter)) and then looks for fresh
-/// connections waiting ([`fresh_waiting`](Self::fresh_waiting)) — with sequentially consistent
-/// counters at least one of the two sees the other.
+/// Some applications (php-fpm) bind a worker process to each open connection, idle or not. With
+/// a backend's `capacity` equal to its process count, admission keeps the requests in flight
+/// within it; but an idle connection pooled on one director worker still holds a process that
+/// another director worker's new connection would wait for in the application's backlog. So
+/// open connections are kept within the limit: a worker that opens one beyond it asks another
+/// worker to close an idle one, and a connection finishing while the limit is exceeded is
+/// closed instead of pooled. Within the limit nothing is closed.
 #[derive(Debug, Default)]
 pub struct IdleShare {
-    count: std::sync::atomic::AtomicUsize,
-    fresh: std::sync::atomic::AtomicUsize,
+    idle: std::sync::atomic::AtomicUsize,
+    open: std::sync::atomic::AtomicUsize,
+    /// The backend's capacity; 0 = unlimited (no connection is ever closed for it).
+    limit: std::sync::atomic::AtomicUsize,
     release: tokio::sync::Notify,
 }
 
 impl IdleShare {
     /// Idle connections in all workers' pools.
-    pub fn count(&self) -> usize {
-        self.count.load(SeqCst)
+    pub fn idle(&self) -> usize {
+        self.idle.load(SeqCst)
     }
 
     /// A connection went idle in some pool.
     pub fn enter(&self) {
-        self.count.fetch_add(1, SeqCst);
+        self.idle.fetch_add(1, SeqCst);
     }
 
     /// An idle connection left its pool (reused or closed).
     pub fn leave(&self) {
-        self.count.fetch_sub(1, SeqCst);
+        self.idle.fetch_sub(1, SeqCst);
     }
 
-    /// A new connection is being opened and has not been answered yet.
-    pub fn begin_fresh(&self) {
-        self.fresh.fetch_add(1, SeqCst);
+    /// A connection was opened; it counts until [`closed`](Self::closed).
+    pub fn opened(&self) {
+        self.open.fetch_add(1, SeqCst);
     }
 
-    /// The new connection was answered (or failed).
-    pub fn end_fresh(&self) {
-        self.fresh.fetch_sub(1, SeqCst);
+    pub fn closed(&self) {
+        self.open.fetch_sub(1, SeqCst);
     }
 
-    /// New connections waiting for their first answer.
-    pub fn fresh_waiting(&self) -> usize {
-        self.fresh.load(SeqCst)
+    /// Sets the backend's capacity (0 = unlimited).
+    pub fn set_limit(&self, limit: u32) {
+        self.limit.store(limit as usize, SeqCst);
+    }
+
+    /// More connections are open than the backend serves at once.
+    pub fn over_limit(&self) -> bool {
+        let limit = self.limit.load(SeqCst);
+        limit > 0 && self.open.load(SeqCst) > limit
     }
 
     /// Asks one worker holding an idle connection to close it.

@@ -212,8 +212,9 @@ impl PhpFpm {
         fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
     }
 
-    /// Kills the master and every worker (SIGKILL to the process group) and reaps the master.
-    /// The UNIX socket file stays behind, as after a crash.
+    /// Kills the master and every worker (SIGKILL to the process group), reaps the master and
+    /// waits (up to 5 s) until no worker holds the listening socket any more, so the next
+    /// connection is refused. The UNIX socket file stays behind, as after a crash.
     pub fn kill(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
@@ -226,6 +227,18 @@ impl PhpFpm {
             .status();
         let _ = child.kill();
         let _ = child.wait();
+        // The workers die asynchronously; each holds the listening socket until it is gone.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.accepts_blocking() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn accepts_blocking(&self) -> bool {
+        match self.listen {
+            Listen::Tcp => std::net::TcpStream::connect(&self.address).is_ok(),
+            Listen::Unix => std::os::unix::net::UnixStream::connect(&self.address).is_ok(),
+        }
     }
 }
 
