@@ -7,11 +7,10 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::ranges::ByteRange;
 
@@ -141,24 +140,17 @@ impl Content {
 }
 
 /// Reads up to `CHUNK_SIZE` of the `remaining` bytes at `offset`; a file that ends early is an
-/// error.
-fn read_chunk(file: &File, offset: u64, remaining: u64) -> io::Result<Bytes> {
+/// error. The buffer is not zeroed first: `read_to_end` reads into its spare capacity.
+fn read_chunk(mut file: &File, offset: u64, remaining: u64) -> io::Result<Bytes> {
     let want = CHUNK_SIZE.min(usize::try_from(remaining).unwrap_or(usize::MAX));
-    let mut buf = BytesMut::zeroed(want);
-    loop {
-        match file.read_at(&mut buf, offset) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("file shrank while being served: nothing at offset {offset}"),
-                ))
-            }
-            Ok(read) => {
-                buf.truncate(read);
-                return Ok(buf.freeze());
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        }
+    let mut buf = Vec::with_capacity(want);
+    file.seek(SeekFrom::Start(offset))?;
+    file.take(want as u64).read_to_end(&mut buf)?;
+    if buf.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("file shrank while being served: nothing at offset {offset}"),
+        ));
     }
+    Ok(Bytes::from(buf))
 }
