@@ -40,7 +40,9 @@ pub fn relay(
     mut log: Option<Box<AccessRecord>>,
 ) -> HttpResponse<RelayBody> {
     let is_head = req.method() == actix_web::http::Method::HEAD;
-    let roots = cluster.settings.load().x_sendfile_roots.clone();
+    // A guard, not a clone: no shared reference count is touched per request.
+    let settings = cluster.settings.load();
+    let roots = settings.x_sendfile_roots.as_deref();
     let mut sendfile_target = None;
     let mut find_target = |name: &[u8], value: &[u8]| {
         if roots.is_some() && sendfile_target.is_none() && is_sendfile_header(name) {
@@ -118,7 +120,7 @@ pub fn relay(
     };
     let backend = grant.backend().clone();
     if let (Some(target), Some(roots)) = (sendfile_target, roots) {
-        let file = sendfile::serve(&target, &roots, req.method(), req.headers());
+        let file = sendfile::serve(&target, roots, req.method(), req.headers());
         return serve_file(builder, file, source, grant, timing, cluster, log);
     }
     let no_body = rules::response_has_no_body(is_head, status);
