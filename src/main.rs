@@ -1,90 +1,130 @@
-//! The `director` binary: command line, logging, configuration, run.
+//! The `director` binary: command line, logging, configuration, run — and, for container
+//! health checks, a tiny HTTP probe (`--health-check URL`).
 
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use director::app::{self, StartOptions};
-
-use director::config;
+use director::config::{self, ListenAddr};
+use director::demo;
 
 const USAGE: &str = "usage: director [--config PATH] [--check-config] [--demo] [--version]
+       director --health-check URL
 
-  --config PATH    configuration file (default ./config.yaml)
-  --demo           also start the sample backends the shipped config.yaml points at
-  --check-config   validate the configuration, print every error, and exit
-  --version        print the version and exit
+  --config PATH        configuration file (default ./config.yaml)
+  --demo               also start sample backends for the config's local backend addresses,
+                       and send them a little traffic through the proxy
+  --check-config       validate the configuration, print every error, and exit
+  --health-check URL   GET an http:// URL (e.g. http://127.0.0.1:8081/haproxy/monitor) with
+                       the token of DIRECTOR_ADMIN_TOKEN, if set; exit 0 on a 2xx answer, else 1
+  --version            print the version and exit
 
 Logging is controlled with RUST_LOG (e.g. RUST_LOG=info).";
 
-struct Args {
-    config: PathBuf,
-    check_only: bool,
-    demo: bool,
+/// What the command line asks for.
+enum Command {
+    Run {
+        config: PathBuf,
+        demo: bool,
+    },
+    CheckConfig {
+        config: PathBuf,
+    },
+    HealthCheck {
+        url: String,
+    },
+    /// `--version` or `--help`: the text to print.
+    Print(String),
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
-    let mut args = Args {
-        config: PathBuf::from("config.yaml"),
-        check_only: false,
-        demo: false,
-    };
-    let mut it = std::env::args().skip(1);
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+    let (mut config, mut check_only, mut demo, mut health_url) = (None, false, false, None);
+    let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--config" | "-c" => args.config = it.next().ok_or("--config needs a path")?.into(),
-            "--check-config" => args.check_only = true,
-            "--demo" => args.demo = true,
+            "--config" | "-c" => config = Some(PathBuf::from(it.next().ok_or("--config needs a path")?)),
+            "--check-config" => check_only = true,
+            "--demo" => demo = true,
+            "--health-check" => health_url = Some(it.next().ok_or("--health-check needs a URL")?),
             "--version" | "-V" => {
-                println!("director {}", env!("CARGO_PKG_VERSION"));
-                return Ok(None);
+                return Ok(Command::Print(format!("director {}", env!("CARGO_PKG_VERSION"))))
             }
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                return Ok(None);
-            }
+            "--help" | "-h" => return Ok(Command::Print(USAGE.to_owned())),
             other => match other.strip_prefix("--config=") {
-                Some(path) => args.config = path.into(),
+                Some(path) => config = Some(path.into()),
                 None => return Err(format!("unknown argument '{other}'")),
             },
         }
     }
-    Ok(Some(args))
+    if let Some(url) = health_url {
+        return Ok(Command::HealthCheck { url });
+    }
+    let config = config.unwrap_or_else(|| PathBuf::from("config.yaml"));
+    Ok(match check_only {
+        true => Command::CheckConfig { config },
+        false => Command::Run { config, demo },
+    })
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = match parse_args() {
-        Ok(Some(args)) => args,
-        Ok(None) => return ExitCode::SUCCESS,
+    match parse_args(std::env::args().skip(1)) {
+        Ok(Command::Print(text)) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(Command::HealthCheck { url }) => health_check(&url),
+        Ok(Command::CheckConfig { config }) => match load(&config) {
+            Some(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::FAILURE,
+        },
+        Ok(Command::Run { config, demo }) => match load(&config) {
+            Some(document) => run(document, demo),
+            None => ExitCode::FAILURE,
+        },
         Err(e) => {
             eprintln!("director: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
-    };
-    let document = match config::Document::from_file(&args.config) {
-        Ok(document) => document,
+    }
+}
+
+/// Reads and validates the configuration; prints every error.
+fn load(path: &std::path::Path) -> Option<config::Document> {
+    match config::Document::from_file(path) {
+        Ok(document) => Some(document),
         Err(errors) => {
-            eprintln!(
-                "director: {} has {} error(s):",
-                args.config.display(),
-                errors.0.len()
-            );
+            eprintln!("director: {} has {} error(s):", path.display(), errors.0.len());
             for e in &errors.0 {
                 eprintln!("  {e}");
             }
-            return ExitCode::FAILURE;
+            None
+        }
+    }
+}
+
+/// Serves `document` until a signal stops director; with `with_demo`, the sample backends
+/// start first and the demo's traffic once director serves.
+fn run(mut document: config::Document, with_demo: bool) -> ExitCode {
+    let demo = match with_demo {
+        false => None,
+        true => {
+            let token = demo::ensure_admin_token(&mut document.config);
+            match demo::start(&document.config) {
+                Ok(running_demo) => Some((running_demo, token)),
+                Err(e) => {
+                    eprintln!("director: cannot start the demo backends: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
         }
     };
-    if args.check_only {
-        println!("{}: ok", args.config.display());
-        return ExitCode::SUCCESS;
-    }
-    if args.demo {
-        if let Err(e) = director::demo::start() {
-            eprintln!("director: cannot start the demo backends: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
     let options = StartOptions {
         handle_signals: true,
         watch_config: true,
@@ -105,10 +145,15 @@ fn main() -> ExitCode {
             describe(addr)
         );
     }
-    if args.demo {
-        println!("director demo: try `curl http://127.0.0.1:8080/` (answers alternate between app01 and app02; app03 is a standby for overflow)");
+    if let Some((demo, token)) = &demo {
+        demo.drive_traffic(&running.proxy_addrs);
+        let admin = running.admin_addr.as_ref();
+        println!("{}", demo::banner(demo, &running.proxy_addrs, admin, token));
     }
-    match running.wait() {
+    let result = running.wait();
+    // Removes the demo's sockets.
+    drop(demo);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("director: {e}");
@@ -117,9 +162,60 @@ fn main() -> ExitCode {
     }
 }
 
-fn describe(addr: &director::config::ListenAddr) -> String {
+fn describe(addr: &ListenAddr) -> String {
     match addr {
-        director::config::ListenAddr::Tcp(sa) => format!("http://{sa}/"),
-        director::config::ListenAddr::Unix(path) => format!("unix:{}", path.display()),
+        ListenAddr::Tcp(sa) => format!("http://{sa}/"),
+        ListenAddr::Unix(path) => format!("unix:{}", path.display()),
     }
+}
+
+/// `--health-check URL`: exit 0 when `GET URL` answers 2xx, else 1 with the reason on stderr.
+/// Needs no other tool in the container image (std only: a raw HTTP/1.1 request over TCP).
+fn health_check(url: &str) -> ExitCode {
+    let token = std::env::var("DIRECTOR_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    match probe(url, token.as_deref()) {
+        Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("director: {url} answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("director: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sends `GET url` (`http://host[:port][/path]`) with an optional bearer token; the status.
+fn probe(url: &str, token: Option<&str>) -> io::Result<u16> {
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_owned());
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| invalid("only http:// URLs are supported"))?;
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+    let with_port = match authority.rsplit_once(':') {
+        Some((_, port)) if !port.contains(']') => authority.to_owned(),
+        _ => format!("{authority}:80"),
+    };
+    let addr = with_port
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| invalid("the host name has no address"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: director-health-check\r\n{auth}Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    let status = head
+        .strip_prefix(b"HTTP/1.")
+        .and_then(|rest| std::str::from_utf8(rest.get(2..5)?).ok()?.parse().ok());
+    status.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an HTTP answer"))
 }

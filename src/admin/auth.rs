@@ -7,7 +7,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
-use actix_web::{web, Error};
+use actix_web::{web, Error, HttpResponse};
 
 use super::error::ApiError;
 use super::AdminState;
@@ -79,6 +79,11 @@ pub fn is_cross_site(req: &ServiceRequest) -> bool {
     }
 }
 
+/// A dashboard page a browser navigates to (as opposed to an API call).
+fn is_dashboard_page(req: &ServiceRequest) -> bool {
+    req.method() == Method::GET && matches!(req.path(), "/" | "/live")
+}
+
 fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -96,6 +101,13 @@ pub async fn guard(
         return Ok(req.error_response(e));
     }
     if !is_public(req.path()) && credential(&req, token.as_deref()).is_none() {
+        if is_dashboard_page(&req) {
+            // A browser opening the dashboard: the login form rather than a JSON refusal.
+            let login = HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/login"))
+                .finish();
+            return Ok(req.into_response(login));
+        }
         return Ok(req.error_response(ApiError::unauthorized()));
     }
     next.call(req).await.map(ServiceResponse::map_into_boxed_body)
@@ -131,6 +143,17 @@ mod tests {
             .cookie(actix_web::cookie::Cookie::new(SESSION_COOKIE, "0123456789abcdef"))
             .to_srv_request();
         assert_eq!(credential(&req, token), Some(Credential::Cookie));
+    }
+
+    #[test]
+    fn only_dashboard_pages_redirect_to_the_login_form() {
+        let get = |path: &str| TestRequest::get().uri(path).to_srv_request();
+        assert!(is_dashboard_page(&get("/")));
+        assert!(is_dashboard_page(&get("/live")));
+        assert!(is_dashboard_page(&get("/live?window=1h")));
+        assert!(!is_dashboard_page(&get("/api/v1/status")));
+        assert!(!is_dashboard_page(&get("/metrics")));
+        assert!(!is_dashboard_page(&TestRequest::post().uri("/").to_srv_request()));
     }
 
     #[test]

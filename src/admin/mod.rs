@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod haproxy;
@@ -122,4 +123,5 @@ pub fn server(state: AdminState, listener: AdminListener) -> std::io::Result<act
 pub fn routes(cfg: &mut web::ServiceConfig) {
     stats_routes::routes(cfg);
     api::routes(cfg);
+    dashboard::routes(cfg);
 }

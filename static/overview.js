@@ -1,0 +1,336 @@
+// The overview page: buttons and forms call the JSON API; every second the page refreshes its
+// values from /api/v1/clusters and /api/v1/status, and the rates from the event stream. When
+// clusters, buckets or backends come or go, the affected part is re-rendered by the server
+// (the page is fetched again), so the markup lives in one place: templates/overview.html.
+'use strict';
+
+(() => {
+  const { api, describe, fmt, showError } = window.director;
+  const enc = encodeURIComponent;
+  const REFRESH_MS = 1000;
+
+  const byData = (root, selector, key) => new Map([...root.querySelectorAll(selector)].map((el) => [el.dataset[key], el]));
+  const field = (root, name) => root.querySelector(`[data-field="${name}"]`);
+  const part = (root, name) => root && root.querySelector(`[data-part="${name}"]`);
+  const statusField = (name) => document.querySelector(`[data-status="${name}"]`);
+  const isDirectRoute = (name) => name.includes('://');
+
+  function setText(el, text) {
+    if (el && el.textContent !== String(text)) el.textContent = text;
+  }
+
+  function setMeter(meter, value, capacity) {
+    if (!meter) return;
+    meter.max = capacity || 1;
+    meter.value = capacity ? value : 0;
+  }
+
+  /** A whole number >= 0 from an input's text, else null. */
+  function wholeNumber(text) {
+    return /^\s*\d+\s*$/.test(text) ? Number(text) : null;
+  }
+
+  // ---- actions ------------------------------------------------------------------------------
+
+  /** Runs one API call for `what`; shows its error or clears the last one; refreshes. */
+  async function run(what, button, call, onSuccess) {
+    if (button) button.disabled = true;
+    try {
+      await call();
+      showError(null);
+      if (onSuccess) onSuccess();
+    } catch (err) {
+      showError(`${what} failed — ${describe(err)}`);
+    } finally {
+      if (button) button.disabled = false;
+    }
+    await refresh();
+  }
+
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest('tr.backend button[data-action]');
+    if (!button) return;
+    const row = button.closest('tr.backend');
+    const cluster = button.closest('section.cluster').dataset.cluster;
+    const backend = row.dataset.backend;
+    const path = `/api/v1/clusters/${enc(cluster)}/backends/${enc(backend)}`;
+    const action = button.dataset.action;
+    const what = `${action} ${cluster}/${backend}`;
+    if (action === 'enable' || action === 'disable') {
+      run(what, button, () => api('PATCH', path, { enabled: action === 'enable' }));
+    } else if (action === 'set-capacity') {
+      const input = field(row, 'capacity');
+      const capacity = wholeNumber(input.value);
+      if (capacity === null) {
+        showError(`${what} failed — capacity must be a whole number (0 = unlimited)`);
+        return;
+      }
+      run(what, button, () => api('PATCH', path, { capacity }), () => delete input.dataset.edited);
+    } else if (action === 'remove') {
+      run(what, button, () => api('DELETE', path));
+    }
+  });
+
+  document.addEventListener('input', (event) => {
+    if (event.target.matches('input[data-field="capacity"]')) event.target.dataset.edited = 'yes';
+  });
+
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && event.target.matches('input[data-field="capacity"]')) {
+      event.target.closest('tr').querySelector('button[data-action="set-capacity"]').click();
+    }
+  });
+
+  document.addEventListener('submit', (event) => {
+    const form = event.target.closest('form.add-backend');
+    if (!form) return;
+    event.preventDefault();
+    const cluster = form.dataset.cluster;
+    const value = (name) => (form.elements[name] ? form.elements[name].value.trim() : '');
+    const backend = { name: value('name'), url: value('url') };
+    if (value('capacity') !== '') backend.capacity = wholeNumber(value('capacity')) ?? value('capacity');
+    if (value('role') !== '') backend.role = value('role');
+    const submit = form.querySelector('button[type="submit"]');
+    run(`add backend to ${cluster}`, submit, () => api('POST', `/api/v1/clusters/${enc(cluster)}/backends`, backend), () =>
+      form.reset(),
+    );
+  });
+
+  const reloadButton = document.getElementById('reload');
+  reloadButton.addEventListener('click', () => run('reload', reloadButton, () => api('POST', '/api/v1/reload')));
+
+  // ---- refreshing ---------------------------------------------------------------------------
+
+  /** The last structure seen per cluster: what makes a re-render necessary when it changes. */
+  const structures = new Map();
+
+  function structure(c) {
+    return JSON.stringify([
+      c.settings,
+      c.buckets.map((b) => [b.name, b.parent]),
+      c.backends.map((b) => [b.name, b.url, b.role, b.draining]),
+    ]);
+  }
+
+  /** Whether the section of `c` no longer shows its buckets and backends. */
+  function structureChanged(c, section) {
+    const before = structures.get(c.name);
+    const now = structure(c);
+    structures.set(c.name, now);
+    if (before !== undefined && before !== now) return true;
+    const live = c.backends.filter((b) => !b.draining).map((b) => b.name);
+    const rows = [...section.querySelectorAll('tr.backend')].map((r) => r.dataset.backend);
+    const buckets = [...section.querySelectorAll('tr.bucket')].map((r) => r.dataset.bucket);
+    return (
+      live.join('\n') !== rows.join('\n') ||
+      c.buckets.length !== buckets.length ||
+      c.backends.length - live.length !== section.querySelectorAll('tr.draining-backend').length
+    );
+  }
+
+  /** Where a form control is: the same key finds it again in a re-rendered copy. */
+  function controlKey(el) {
+    const cluster = el.closest('[data-cluster]');
+    const row = el.closest('tr[data-backend]');
+    return [cluster && cluster.dataset.cluster, row && row.dataset.backend, el.name || el.dataset.field || el.dataset.action].join('\n');
+  }
+
+  /** Replaces `old` with `fresh`, keeping what the user was typing and where the focus was. */
+  function replaceKeepingInput(old, fresh) {
+    const controls = new Map([...fresh.querySelectorAll('input, button')].map((el) => [controlKey(el), el]));
+    for (const input of old.querySelectorAll('form.add-backend input, input[data-edited]')) {
+      const twin = controls.get(controlKey(input));
+      if (twin) {
+        twin.value = input.value;
+        if (input.dataset.edited) twin.dataset.edited = input.dataset.edited;
+      }
+    }
+    const focused = old.contains(document.activeElement) ? controls.get(controlKey(document.activeElement)) : null;
+    old.replaceWith(fresh);
+    if (focused) focused.focus();
+  }
+
+  /** Fetches the page again and swaps in the server's rendering of `names` (all when null). */
+  async function rerender(names) {
+    const res = await fetch('/', { credentials: 'same-origin' });
+    const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+    const fresh = doc.getElementById('clusters');
+    if (!res.ok || !fresh) {
+      window.location.assign('/');
+      return;
+    }
+    if (names === null) {
+      replaceKeepingInput(document.getElementById('clusters'), fresh);
+      const oldRoutes = document.querySelector('section.direct-routes');
+      const newRoutes = doc.querySelector('section.direct-routes');
+      if (oldRoutes && newRoutes) oldRoutes.replaceWith(newRoutes);
+      else if (newRoutes) document.querySelector('main').append(newRoutes);
+      else if (oldRoutes) oldRoutes.remove();
+      return;
+    }
+    const freshSections = byData(doc, 'section.cluster', 'cluster');
+    const oldSections = byData(document, 'section.cluster', 'cluster');
+    for (const name of names) {
+      if (oldSections.has(name) && freshSections.has(name)) replaceKeepingInput(oldSections.get(name), freshSections.get(name));
+    }
+  }
+
+  function updateStatus(s) {
+    setText(statusField('uptime'), fmt.duration(s.uptime_seconds));
+    setText(statusField('generation'), s.generation);
+    setText(statusField('config_path'), s.config_path || '–');
+    setText(statusField('state_file'), s.state_file || '–');
+
+    const reload = s.last_reload;
+    const box = document.getElementById('reload-status');
+    box.dataset.state = reload ? (reload.ok ? 'ok' : 'failed') : 'none';
+    setText(statusField('reload-summary'), reload ? `${reload.ok ? 'ok' : 'failed'} (${reload.trigger}, ${fmt.ago(reload.at)})` : 'no reload yet');
+    const errors = reload ? reload.errors.map((e) => (e.path ? `${e.path}: ${e.message}` : e.message)) : [];
+    const list = statusField('reload-errors');
+    if ([...list.children].map((li) => li.textContent).join('\n') !== errors.join('\n')) {
+      list.replaceChildren(...errors.map((text) => Object.assign(document.createElement('li'), { textContent: text })));
+    }
+
+    const stateFileError = document.getElementById('state-file-error');
+    stateFileError.hidden = !s.state_file_error;
+    setText(statusField('state_file_error'), s.state_file_error || '');
+  }
+
+  function updateBackendRow(row, b) {
+    const health = field(row, 'health');
+    if (health) {
+      health.dataset.health = b.health;
+      health.title = `${b.health} since ${fmt.ago(b.health_changed_at)}${b.health_reason ? ` (${b.health_reason})` : ''}`;
+      setText(part(health, 'health'), b.health);
+      setText(part(health, 'probe'), b.last_probe ? `${b.last_probe.detail} · ${fmt.ago(b.last_probe.at)}` : 'no active checks');
+    }
+    const enabled = field(row, 'enabled');
+    if (enabled) {
+      setText(enabled, b.enabled ? 'enabled' : 'disabled');
+      enabled.dataset.enabled = b.enabled;
+      row.classList.toggle('is-disabled', !b.enabled);
+      const toggle = row.querySelector('button[data-action="enable"], button[data-action="disable"]');
+      const wanted = b.enabled ? 'disable' : 'enable';
+      if (toggle && toggle.dataset.action !== wanted) {
+        toggle.dataset.action = wanted;
+        toggle.textContent = b.enabled ? 'Disable' : 'Enable';
+      }
+    }
+    const load = field(row, 'load');
+    setText(part(load, 'load'), fmt.load(b.stats.in_flight.current, b.capacity));
+    setMeter(part(load, 'meter'), b.stats.in_flight.current, b.capacity);
+    setText(field(row, 'queued'), b.stats.queued.current);
+    setText(field(row, 'requests'), b.stats.in_flight.total);
+    setText(part(row, 'http_5xx'), b.stats.responses[4]);
+    const capacity = field(row, 'capacity');
+    if (capacity && !capacity.dataset.edited && document.activeElement !== capacity) capacity.value = b.capacity;
+  }
+
+  function updateCluster(c, section) {
+    setText(field(section, 'cluster-load'), fmt.load(c.in_use, c.capacity));
+    setMeter(field(section, 'cluster-meter'), c.in_use, c.capacity);
+    setText(field(section, 'cluster-queued'), c.stats.queued.current);
+    const buckets = new Map(c.buckets.map((b) => [b.name, b]));
+    for (const [name, row] of byData(section, 'tr.bucket', 'bucket')) {
+      const b = buckets.get(name);
+      if (!b) continue;
+      setText(field(row, 'share'), `${fmt.percent(b.rate)} … ${fmt.percent(b.ceil)}`);
+      setText(field(row, 'tokens'), `${fmt.tokens(b.assured)} … ${fmt.tokens(b.ceiling)}`);
+      setText(field(row, 'in_use'), b.in_use);
+      setText(field(row, 'queued'), b.queued);
+    }
+    const backends = new Map(c.backends.filter((b) => !b.draining).map((b) => [b.name, b]));
+    for (const [name, row] of byData(section, 'tr.backend', 'backend')) {
+      if (backends.has(name)) updateBackendRow(row, backends.get(name));
+    }
+  }
+
+  async function updateClusters(clusters) {
+    const balanced = clusters.filter((c) => !isDirectRoute(c.name));
+    let sections = byData(document, 'section.cluster', 'cluster');
+    const routesShown = document.querySelectorAll('tr.route-backend').length;
+    const routesNow = clusters.filter((c) => isDirectRoute(c.name)).reduce((n, c) => n + c.backends.length, 0);
+    const sameClusters = balanced.length === sections.size && balanced.every((c) => sections.has(c.name));
+    const changed = balanced.filter((c) => sections.has(c.name) && structureChanged(c, sections.get(c.name))).map((c) => c.name);
+    if (!sameClusters || routesShown !== routesNow) {
+      balanced.forEach((c) => structures.set(c.name, structure(c)));
+      await rerender(null);
+    } else if (changed.length > 0) {
+      await rerender(changed);
+    }
+    sections = byData(document, 'section.cluster', 'cluster');
+    for (const c of clusters) {
+      if (sections.has(c.name)) updateCluster(c, sections.get(c.name));
+    }
+    const routeRows = byData(document, 'tr.route-backend', 'route');
+    for (const c of clusters.filter((c) => isDirectRoute(c.name))) {
+      if (routeRows.has(c.name) && c.backends.length > 0) updateBackendRow(routeRows.get(c.name), c.backends[0]);
+    }
+  }
+
+  function setConnection(state, text) {
+    const el = document.getElementById('refresh-status');
+    el.dataset.state = state;
+    setText(el, text);
+  }
+
+  async function poll() {
+    try {
+      const [clusters, status] = await Promise.all([api('GET', '/api/v1/clusters'), api('GET', '/api/v1/status')]);
+      updateStatus(status);
+      await updateClusters(clusters);
+      setConnection('ok', 'live');
+    } catch (err) {
+      setConnection('lost', `not updating: ${describe(err)}`);
+    }
+  }
+
+  /** Polls now, after any poll in progress (so an action's effect is never missed). */
+  let polling = Promise.resolve();
+  function refresh() {
+    polling = polling.then(poll);
+    return polling;
+  }
+
+  (async function loop() {
+    await refresh();
+    setTimeout(loop, REFRESH_MS);
+  })();
+
+  // ---- rates from the event stream ----------------------------------------------------------
+
+  function applySample(sample) {
+    const sections = byData(document, 'section.cluster', 'cluster');
+    const routeRows = byData(document, 'tr.route-backend', 'route');
+    for (const c of sample.clusters) {
+      const rows = [];
+      const section = sections.get(c.name);
+      if (section) {
+        setText(field(section, 'cluster-rps'), fmt.rate(c.rps));
+        const buckets = byData(section, 'tr.bucket', 'bucket');
+        for (const b of c.buckets) if (buckets.has(b.name)) setText(field(buckets.get(b.name), 'rps'), fmt.rate(b.rps));
+        const backendRows = byData(section, 'tr.backend', 'backend');
+        for (const b of c.backends) if (backendRows.has(b.name)) rows.push([backendRows.get(b.name), b]);
+      } else if (routeRows.has(c.name) && c.backends.length > 0) {
+        rows.push([routeRows.get(c.name), c.backends[0]]);
+      }
+      for (const [row, b] of rows) {
+        setText(field(row, 'rps'), fmt.rate(b.rps));
+        setText(part(row, 'http_5xx_rate'), fmt.rate(b.http_5xx));
+        setText(field(row, 'p50'), fmt.millis(b.p50_ms));
+        setText(field(row, 'p99'), fmt.millis(b.p99_ms));
+      }
+    }
+  }
+
+  if (window.EventSource) {
+    const events = new EventSource('/api/v1/events');
+    events.onmessage = (event) => {
+      try {
+        applySample(JSON.parse(event.data));
+      } catch (_) {
+        // A malformed sample: the next one comes in a second.
+      }
+    };
+  }
+})();

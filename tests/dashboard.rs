@@ -1,0 +1,357 @@
+//! The dashboard in a real browser (headless Chromium over WebDriver): the overview lists the
+//! configured clusters and backends, its disable button really takes a backend out of
+//! rotation, the live page's charts grow while traffic flows, and the token login works.
+//!
+//! Each test keeps a screenshot of the page it checked in `target/test-artifacts/`. The tests
+//! skip when Chromium or chromedriver is missing, unless `DIRECTOR_REQUIRE_ALL` is set.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+use support::backend::TestBackend;
+use support::webdriver::{artifacts_dir, decode_base64, poll_until, Browser};
+use support::{admin, get, start, Director};
+
+const TOKEN: &str = "dashboard-token-0123456789";
+
+/// The Enter key, as WebDriver types it.
+const ENTER: &str = "\u{E007}";
+
+/// The test setup: two clusters (`web` with two backends, `api` with one) behind routes
+/// `/api` → `api` and everything else → `web`, and an admin listener (with `token`, if any).
+struct Setup {
+    director: Director,
+    web_1: TestBackend,
+    web_2: TestBackend,
+    api_1: TestBackend,
+}
+
+impl Setup {
+    async fn start(token: Option<&str>) -> Setup {
+        let web_1 = TestBackend::start("web-1").await;
+        let web_2 = TestBackend::start("web-2").await;
+        let api_1 = TestBackend::start("api-1").await;
+        let admin = match token {
+            Some(t) => format!("{{ listen: \"127.0.0.1:0\", token: \"{t}\" }}"),
+            None => "{ listen: \"127.0.0.1:0\" }".to_owned(),
+        };
+        let yaml = format!(
+            "proxy: {{ listen: \"127.0.0.1:0\", workers: 2 }}\n\
+             admin: {admin}\n\
+             routes:\n  - {{ path_prefix: \"/api\", cluster: api }}\n  - {{ cluster: web }}\n\
+             clusters:\n\
+             \x20 web:\n    backends:\n\
+             \x20     - {{ name: web-1, url: \"{}\", capacity: 4 }}\n\
+             \x20     - {{ name: web-2, url: \"{}\", capacity: 4 }}\n\
+             \x20 api:\n    backends:\n\
+             \x20     - {{ name: api-1, url: \"{}\", capacity: 2 }}\n",
+            web_1.url(),
+            web_2.url(),
+            api_1.url()
+        );
+        let director = start(&yaml).await;
+        Setup {
+            director,
+            web_1,
+            web_2,
+            api_1,
+        }
+    }
+
+    /// The admin listener's URL for `path`.
+    fn page(&self, path: &str) -> String {
+        format!("http://{}{path}", self.director.admin_addr())
+    }
+}
+
+/// Where the screenshot `name` goes: `target/test-artifacts/NAME`.
+fn artifact(name: &str) -> PathBuf {
+    artifacts_dir().join(name)
+}
+
+/// The trimmed text of the first element matching `css` right now, if there is one (read by
+/// script, so a re-rendered page never leaves a stale element reference behind).
+async fn text_of(browser: &Browser, css: &str) -> Option<String> {
+    let script = "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null;";
+    browser
+        .execute(script, vec![json!(css)])
+        .await
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Waits until the first element matching `css` reads `expected`.
+async fn wait_for_text(browser: &Browser, css: &str, expected: &str) {
+    poll_until(&format!("`{css}` to read `{expected}`"), || async move {
+        (text_of(browser, css).await.as_deref() == Some(expected)).then_some(())
+    })
+    .await;
+}
+
+/// The CSS selector of backend `backend`'s row in cluster `cluster`'s section.
+fn row(cluster: &str, backend: &str) -> String {
+    format!("section.cluster[data-cluster=\"{cluster}\"] tr.backend[data-backend=\"{backend}\"]")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_lists_clusters_and_backends() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let setup = Setup::start(None).await;
+    browser.goto(&setup.page("/")).await;
+
+    for (cluster, backends) in [("api", &["api-1"][..]), ("web", &["web-1", "web-2"][..])] {
+        browser
+            .find(&format!("section.cluster[data-cluster=\"{cluster}\"]"))
+            .await;
+        for backend in backends {
+            let row = row(cluster, backend);
+            browser.find(&row).await;
+            wait_for_text(&browser, &format!("{row} [data-field=\"enabled\"]"), "enabled").await;
+            for control in [
+                "[data-field=\"health\"]",
+                "[data-field=\"load\"]",
+                "button[data-action=\"disable\"]",
+                "input[data-field=\"capacity\"]",
+                "button[data-action=\"set-capacity\"]",
+                "button[data-action=\"remove\"]",
+            ] {
+                let css = format!("{row} {control}");
+                assert!(browser.try_find(&css).await.is_some(), "no `{css}`");
+            }
+        }
+        let form = format!("form.add-backend[data-cluster=\"{cluster}\"]");
+        for input in ["name", "url", "capacity", "role"] {
+            let css = format!("{form} [name=\"{input}\"]");
+            assert!(browser.try_find(&css).await.is_some(), "no `{css}`");
+        }
+    }
+    assert_eq!(browser.find_all("section.cluster").await.len(), 2, "two clusters");
+    assert_eq!(browser.find_all("tr.backend").await.len(), 3, "three backends");
+    for control in ["button#reload", "#reload-status", "#error"] {
+        assert!(browser.try_find(control).await.is_some(), "no `{control}`");
+    }
+    browser.screenshot_full_page(&artifact("overview.png")).await;
+    drop(browser);
+    setup.director.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_button_takes_a_backend_out_of_rotation() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let setup = Setup::start(None).await;
+    let d = &setup.director;
+    // Both web backends serve before the click.
+    for _ in 0..20 {
+        assert_eq!(get(&d.target(), "/").await.status, 200);
+    }
+    assert!(
+        setup.web_1.hits() > 0 && setup.web_2.hits() > 0,
+        "both serve: web-1 {} web-2 {}",
+        setup.web_1.hits(),
+        setup.web_2.hits()
+    );
+
+    browser.goto(&setup.page("/")).await;
+    let web_2 = row("web", "web-2");
+    let disable = browser
+        .find(&format!("{web_2} button[data-action=\"disable\"]"))
+        .await;
+    browser.click(&disable).await;
+
+    // The API agrees...
+    poll_until("web-2 disabled in the API", || async {
+        let (status, body) = admin(d, "GET", "/api/v1/clusters/web/backends/web-2", None, None).await;
+        assert_eq!(status, 200, "{body}");
+        (body["enabled"] == false).then_some(())
+    })
+    .await;
+    let (_, web_1_state) = admin(d, "GET", "/api/v1/clusters/web/backends/web-1", None, None).await;
+    assert_eq!(web_1_state["enabled"], true, "only web-2 was disabled");
+
+    // ...traffic stops reaching web-2...
+    let (web_1_hits, web_2_hits) = (setup.web_1.hits(), setup.web_2.hits());
+    for _ in 0..20 {
+        let reply = get(&d.target(), "/").await;
+        assert_eq!((reply.status, reply.text()), (200, "web-1".to_owned()));
+    }
+    assert_eq!(
+        setup.web_2.hits(),
+        web_2_hits,
+        "no request reached disabled web-2"
+    );
+    assert_eq!(setup.web_1.hits(), web_1_hits + 20);
+    let api_hits = setup.api_1.hits();
+    assert_eq!(
+        get(&d.target(), "/api/x").await.text(),
+        "api-1",
+        "the other cluster serves"
+    );
+    assert_eq!(setup.api_1.hits(), api_hits + 1);
+
+    // ...and the row says so.
+    wait_for_text(&browser, &format!("{web_2} [data-field=\"enabled\"]"), "disabled").await;
+    wait_for_text(
+        &browser,
+        &format!("{} [data-field=\"enabled\"]", row("web", "web-1")),
+        "enabled",
+    )
+    .await;
+    browser
+        .find(&format!("{web_2} button[data-action=\"enable\"]"))
+        .await;
+    browser
+        .screenshot_full_page(&artifact("overview-disabled.png"))
+        .await;
+    drop(browser);
+    setup.director.stop().await;
+}
+
+/// Reads `window.directorCharts.rps.data[0].length` (`null` before the charts exist).
+const RPS_POINTS: &str = "const c = window.directorCharts; \
+     return c && c.rps && c.rps.data ? c.rps.data[0].length : null;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_charts_grow_while_traffic_flows() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let setup = Setup::start(None).await;
+
+    // Traffic on both clusters until the test ends.
+    let target = setup.director.target();
+    let traffic = tokio::spawn(async move {
+        loop {
+            get(&target, "/").await;
+            get(&target, "/api/x").await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let traffic = AbortOnDrop(traffic);
+
+    browser.goto(&setup.page("/live")).await;
+    wait_for_text(&browser, "#live-status", "connected").await;
+    browser
+        .wait_for(
+            "the four charts",
+            "const c = window.directorCharts; \
+             return !!c && ['rps', 'utilisation', 'queue', 'latency'].every(k => c[k] && c[k].data);",
+        )
+        .await;
+    for window in ["5m", "15m", "1h"] {
+        browser.find(&format!("button[data-window=\"{window}\"]")).await;
+    }
+
+    let first = browser.wait_for("the rps chart", RPS_POINTS).await;
+    let first = first.as_u64().expect("a point count");
+    let first_read = tokio::time::Instant::now();
+    let grown = poll_until("the rps chart to grow over 1.5 s", || async {
+        let points = browser.execute(RPS_POINTS, vec![]).await.as_u64()?;
+        (first_read.elapsed() >= Duration::from_millis(1500) && points > first).then_some(points)
+    })
+    .await;
+    assert!(grown > first, "{grown} > {first}");
+    browser
+        .wait_for(
+            "a requests-per-second value above 0",
+            "return window.directorCharts.rps.data.slice(1)\
+             .some(series => Array.from(series).some(v => v > 0));",
+        )
+        .await;
+    browser.screenshot_full_page(&artifact("live.png")).await;
+    drop(traffic);
+    drop(browser);
+    setup.director.stop().await;
+}
+
+/// Aborts the task when dropped (also when the test panics).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_with_the_token() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let setup = Setup::start(Some(TOKEN)).await;
+
+    // Without the cookie, the overview sends us to the login form.
+    browser.goto(&setup.page("/")).await;
+    poll_until("the redirect to /login", || async {
+        (browser.current_path().await == "/login").then_some(())
+    })
+    .await;
+    browser.find("form#login").await;
+    browser.screenshot(&artifact("login.png")).await;
+
+    // A wrong token keeps us on the form, without a session.
+    submit_token(&browser, "wrong-token-0123456789").await;
+    assert_eq!(browser.current_path().await, "/login");
+    browser.find("form#login input[name=\"token\"]").await;
+    assert!(
+        !has_session_cookie(&browser).await,
+        "no session cookie for a wrong token"
+    );
+    browser.screenshot(&artifact("login-wrong-token.png")).await;
+    browser.goto(&setup.page("/")).await;
+    assert_eq!(browser.current_path().await, "/login", "still locked out");
+
+    // The right one lands on the overview with a session cookie.
+    submit_token(&browser, TOKEN).await;
+    poll_until("the overview after login", || async {
+        (browser.current_path().await == "/").then_some(())
+    })
+    .await;
+    browser.find("section.cluster[data-cluster=\"web\"]").await;
+    assert!(has_session_cookie(&browser).await, "a session cookie");
+    browser.goto(&setup.page("/live")).await;
+    assert_eq!(
+        browser.current_path().await,
+        "/live",
+        "the cookie opens the live page too"
+    );
+    drop(browser);
+    setup.director.stop().await;
+}
+
+/// Types `token` into the login form and presses Enter; returns once the answer arrived (a
+/// new page, or a message in the form's error element).
+async fn submit_token(browser: &Browser, token: &str) {
+    let input = browser.find("form#login input[name=\"token\"]").await;
+    browser.clear(&input).await;
+    browser.execute("window.__beforeSubmit = true;", vec![]).await;
+    browser.send_keys(&input, &format!("{token}{ENTER}")).await;
+    browser
+        .wait_for(
+            "the login answer",
+            "const error = document.querySelector('#error, form#login .error'); \
+             return !window.__beforeSubmit || !!(error && error.textContent.trim());",
+        )
+        .await;
+}
+
+async fn has_session_cookie(browser: &Browser) -> bool {
+    let cookies = browser.cookies().await;
+    cookies.iter().any(|(name, _)| name == "director_session")
+}
+
+#[test]
+fn screenshots_decode_from_base64() {
+    assert_eq!(decode_base64("aGVsbG8="), b"hello");
+    assert_eq!(decode_base64("aGVsbG8"), b"hello");
+    assert_eq!(decode_base64("aGk="), b"hi");
+    assert_eq!(decode_base64("YWJj\n"), b"abc");
+    assert_eq!(decode_base64(""), b"");
+    assert_eq!(decode_base64("iVBORw0KGgo="), b"\x89PNG\r\n\x1a\n");
+}
