@@ -107,7 +107,7 @@ enum Listener {
 
 fn bind(addr: &ListenAddr) -> Result<(Listener, ListenAddr), AppError> {
     let err = |source| AppError::Listen {
-        addr: format!("{addr:?}"),
+        addr: addr.to_string(),
         source,
     };
     match addr {
@@ -146,7 +146,7 @@ pub fn start(document: Document, options: StartOptions) -> Result<Running, AppEr
     let config = &document.config;
     let admin_listener = match &config.admin {
         Some(admin) if admin.token.is_none() && !is_local(&admin.listen) => {
-            return Err(AppError::InsecureAdmin(format!("{:?}", admin.listen)))
+            return Err(AppError::InsecureAdmin(admin.listen.to_string()))
         }
         Some(admin) => Some(bind(&admin.listen)?),
         None => None,

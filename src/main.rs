@@ -165,7 +165,7 @@ fn run(mut document: config::Document, with_demo: bool) -> ExitCode {
 fn describe(addr: &ListenAddr) -> String {
     match addr {
         ListenAddr::Tcp(sa) => format!("http://{sa}/"),
-        ListenAddr::Unix(path) => format!("unix:{}", path.display()),
+        ListenAddr::Unix(_) => addr.to_string(),
     }
 }
 

@@ -27,6 +27,12 @@ fn config(backends: &[(&str, String, u32)], token: Option<&str>) -> String {
     yaml
 }
 
+/// Sends `GET path` through the proxy in a task of its own.
+fn spawn_get(d: &Director, path: &'static str) -> tokio::task::JoinHandle<support::Reply> {
+    let target = d.target();
+    tokio::spawn(async move { get(&target, path).await })
+}
+
 async fn backend_state(d: &Director, name: &str) -> Value {
     let (status, body) = admin(
         d,
@@ -89,15 +95,9 @@ async fn add_patch_disable_and_delete_backends() {
     )
     .await;
     assert_eq!(status, 200);
-    let held = {
-        let target = d.target();
-        tokio::spawn(async move { support::get(&target, "/hold").await.status })
-    };
+    let held = spawn_get(&d, "/hold");
     a.wait_current(1).await;
-    let second = {
-        let target = d.target();
-        tokio::spawn(async move { support::get(&target, "/hold").await.status })
-    };
+    let second = spawn_get(&d, "/hold");
     // The second request waits in the queue: a is at its capacity of 1 and b is disabled.
     eventually("second request queued", || {
         d.cluster("c").admission.stats.snapshot().queued.current == 1
@@ -105,8 +105,8 @@ async fn add_patch_disable_and_delete_backends() {
     .await;
     assert_eq!((a.current(), b.current()), (1, 0));
     a.release_holds();
-    assert_eq!(held.await.expect("task"), 200);
-    assert_eq!(second.await.expect("task"), 200);
+    assert_eq!(held.await.expect("task").status, 200);
+    assert_eq!(second.await.expect("task").status, 200);
     assert_eq!(a.peak(), 1, "capacity 1 held");
 
     // Disabled: no new requests reach b.
@@ -127,10 +127,7 @@ async fn add_patch_disable_and_delete_backends() {
         None,
     )
     .await;
-    let in_flight = {
-        let target = d.target();
-        tokio::spawn(async move { support::get(&target, "/hold").await })
-    };
+    let in_flight = spawn_get(&d, "/hold");
     a.wait_current(1).await;
     let (status, body) = admin(&d, "DELETE", "/api/v1/clusters/c/backends/a", None, None).await;
     assert_eq!((status, body["draining"].as_bool()), (200, Some(true)), "{body}");

@@ -49,6 +49,16 @@ pub enum ListenAddr {
     Unix(PathBuf),
 }
 
+/// As written in `config.yaml`: `0.0.0.0:8080`, `[::]:8080`, `unix:/run/director.sock`.
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(sa) => write!(f, "{sa}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 /// `access_log:` — where and how requests are logged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessLogConfig {

@@ -230,6 +230,8 @@ impl Exchange {
                 Ok(Some(record)) => match record.kind {
                     RecordType::Stdout if record.content.is_empty() => {}
                     RecordType::Stdout => return Poll::Ready(Ok(Some(record.content))),
+                    // An empty STDERR record only ends the stream.
+                    RecordType::Stderr if record.content.is_empty() => {}
                     RecordType::Stderr => self.log_stderr(&record.content),
                     RecordType::EndRequest => {
                         self.ended = true;
