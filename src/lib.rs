@@ -13,3 +13,6 @@ pub mod proto;
 pub mod proxy;
 pub mod stats;
 pub mod transport;
+
+#[cfg(test)]
+pub(crate) mod test_util;

@@ -5,7 +5,6 @@ mod support;
 use std::time::Duration;
 
 use director::cluster::backend_actor::Health;
-use director::cluster::cluster_actor::GetClusterState;
 use futures_util::future::join_all;
 use support::backend::{refusing_url, TestBackend};
 use support::{cluster_config, eventually, get, request, start, Target};
@@ -147,24 +146,32 @@ async fn backup_serves_when_no_active_backend_is_available() {
         ],
     );
     let d = start(&yaml).await;
+    // Each request fails on `dead`, then its retry avoids it: the backup answers.
+    for i in 1..=3 {
+        let r = get(&d.target(), "/").await;
+        assert_eq!((r.status, r.text().as_str()), (200, "k"));
+        assert_eq!(k.hits(), i);
+    }
+    let dead = d.backend("c", "dead");
+    assert_eq!(dead.stats.snapshot().failures, 3, "one failure per request");
+    // The third failure within fail_timeout (max_fails 3) takes it out.
+    wait_health(&d, "dead", Health::Offline).await;
     let r = get(&d.target(), "/").await;
     assert_eq!((r.status, r.text().as_str()), (200, "k"));
-    assert_eq!(k.hits(), 1);
-    let state = d
-        .cluster("c")
-        .actor()
-        .expect("actor")
-        .send(GetClusterState)
-        .await
-        .expect("state");
-    let dead = state
-        .backends
-        .iter()
-        .find(|b| b.status.name == "dead")
-        .expect("dead");
-    assert_eq!(dead.status.health, Health::Offline);
-    assert!(dead.stats.failures >= 1);
+    assert_eq!(dead.stats.snapshot().failures, 3, "not tried while out");
     d.settled("c").await;
+}
+
+/// Waits until the cluster publishes `health` for `backend`.
+async fn wait_health(d: &support::Director, backend: &str, health: Health) {
+    let c = d.cluster("c");
+    eventually(&format!("{backend} {health:?}"), || {
+        c.statuses
+            .load()
+            .iter()
+            .any(|s| s.name == backend && s.health == health)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,7 +282,7 @@ async fn queued_requests_are_served_in_fifo_order_as_slots_free() {
 async fn a_refusing_backend_is_skipped_and_marked_unavailable() {
     let good = TestBackend::start("good").await;
     let yaml = cluster_config(
-        "scheduler: rr\nmax_retry_count: 1",
+        "scheduler: rr\nmax_retry_count: 1\npassive_health: { max_fails: 2, fail_timeout: 1m }",
         &[
             ("dead", refusing_url().await, 0, "active"),
             ("good", good.url(), 0, "active"),
@@ -288,26 +295,16 @@ async fn a_refusing_backend_is_skipped_and_marked_unavailable() {
     }
     let c = d.cluster("c");
     let dead = d.backend("c", "dead");
-    assert_eq!(dead.stats.snapshot().failures, 1, "tried once, then skipped");
-    assert_eq!(c.admission.stats.snapshot().retries, 1);
-    let state = c
-        .actor()
-        .expect("actor")
-        .send(GetClusterState)
-        .await
-        .expect("state");
-    let dead = state
-        .backends
-        .iter()
-        .find(|b| b.status.name == "dead")
-        .expect("dead");
-    assert_eq!(dead.status.health, Health::Offline);
-    assert!(dead
-        .status
-        .health_reason
-        .as_deref()
-        .unwrap_or("")
-        .contains("connect"));
+    assert_eq!(
+        dead.stats.snapshot().failures,
+        2,
+        "tried until max_fails, then skipped"
+    );
+    assert_eq!(c.admission.stats.snapshot().retries, 2);
+    wait_health(&d, "dead", Health::Offline).await;
+    let status = c.statuses.load();
+    let dead = status.iter().find(|s| s.name == "dead").expect("dead");
+    assert!(dead.health_reason.as_deref().unwrap_or("").contains("connect"));
     d.settled("c").await;
 }
 

@@ -110,20 +110,28 @@ async fn probe_counts_follow_the_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passive_failure_takes_a_backend_offline_and_a_probe_brings_it_back() {
     let (a, b) = (TestBackend::start("a").await, TestBackend::start("b").await);
-    let health = "scheduler: chance\nhealth: { mode: lazy, interval: 50ms, rise: 2, fall: 3, path: /health }";
+    let health =
+        "scheduler: chance\nhealth: { mode: lazy, interval: 50ms, rise: 2, fall: 3, path: /health }\n\
+                  passive_health: { max_fails: 2, fail_timeout: 10s }";
     let d = start(&cluster_config(
         health,
         &[("a", a.url(), 0, "active"), ("b", b.url(), 0, "active")],
     ))
     .await;
-    // The backend cuts a response: that one passive failure is enough (fall counts probes).
-    let mut sender = support::connect(&d.target()).await;
-    let req = http::Request::get("/die?bytes=200000")
-        .header("host", "x")
-        .body(Default::default())
-        .expect("req");
-    let res = sender.send_request(req).await.expect("head");
-    assert!(http_body_util::BodyExt::collect(res.into_body()).await.is_err());
+    // The backend cuts a response: one failure is below max_fails; a second one (another
+    // request, within fail_timeout) takes it out — fall counts probes, not these.
+    let cut = || async {
+        let mut sender = support::connect(&d.target()).await;
+        let req = http::Request::get("/die?bytes=200000")
+            .header("host", "x")
+            .body(Default::default())
+            .expect("req");
+        let res = sender.send_request(req).await.expect("head");
+        assert!(http_body_util::BodyExt::collect(res.into_body()).await.is_err());
+    };
+    cut().await;
+    assert_eq!(get(&d.target(), "/").await.text(), "a", "one failure: still in");
+    cut().await;
     let s = wait_status(&d, "a", "offline", |s| s.health == Health::Offline).await;
     assert!(
         s.health_reason.as_deref().unwrap_or("").contains("mid-body"),

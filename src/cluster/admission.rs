@@ -172,28 +172,36 @@ impl State {
         self.buckets.resize(total);
     }
 
-    /// Active first, standby on overflow, backup only when no active/standby is usable.
-    fn pick(&mut self) -> Option<usize> {
+    /// Active first, standby on overflow, backup only when no active/standby is usable. A
+    /// backend in `avoid` (one this request already failed on) counts as unusable.
+    fn pick(&mut self, avoid: &[BackendId]) -> Option<usize> {
         let kind = self.settings.scheduler;
+        let slots = &self.slots;
+        let avoided = |i: usize| !avoid.is_empty() && avoid.contains(&slots[i].spec.backend.id);
         for role in [Role::Active, Role::Standby] {
             let cursor = &mut self.cursors[role_index(role)];
-            if let Some(i) = scheduler::pick(kind, &self.slots, role, cursor) {
+            if let Some(i) = scheduler::pick(kind, slots, role, cursor, avoided) {
                 return Some(i);
             }
         }
-        if self.primary_usable() {
+        let primary_usable = (0..slots.len()).any(|i| {
+            let s = &slots[i];
+            s.usable() && s.spec.role != Role::Backup && !avoided(i)
+        });
+        if primary_usable {
             return None;
         }
         let cursor = &mut self.cursors[role_index(Role::Backup)];
-        scheduler::pick(kind, &self.slots, Role::Backup, cursor)
+        scheduler::pick(kind, slots, Role::Backup, cursor, avoided)
     }
 
-    /// Takes a token of the bucket at `index` and a slot, recording both. Returns the slot.
-    fn take(&mut self, index: usize, stats: &TrafficStats) -> Option<usize> {
+    /// Takes a token of the bucket at `index` and a slot (not one of `avoid`), recording both.
+    /// Returns the slot.
+    fn take(&mut self, index: usize, stats: &TrafficStats, avoid: &[BackendId]) -> Option<usize> {
         if !self.buckets.can_take(index) {
             return None;
         }
-        let i = self.pick()?;
+        let i = self.pick(avoid)?;
         self.buckets.take(index);
         let slot = &mut self.slots[i];
         slot.in_flight += 1;
@@ -241,11 +249,28 @@ impl Admission {
 
     /// Asks for a token of `bucket` (the root when unknown) and a backend slot.
     pub fn acquire(self: &Arc<Self>, bucket: BucketKey) -> Admit {
+        self.acquire_avoiding(bucket, &[])
+    }
+
+    /// [`Admission::acquire`] for a retry: the backends in `avoid` (those the request already
+    /// failed on) are not chosen; a backup takes over when they were the only primaries, and
+    /// when no other backend is usable the answer is `Unavailable`. A request that has to
+    /// queue may still be served by one of them.
+    pub fn acquire_avoiding(self: &Arc<Self>, bucket: BucketKey, avoid: &[BackendId]) -> Admit {
         let mut st = self.state.lock();
         let index = st.buckets.index_of(bucket).unwrap_or(0);
         let bucket = st.buckets.get(index).key;
+        if !avoid.is_empty()
+            && !st
+                .slots
+                .iter()
+                .any(|s| s.usable() && !avoid.contains(&s.spec.backend.id))
+        {
+            // Nothing left to try that this request has not failed on.
+            return Admit::Unavailable;
+        }
         if st.buckets.queue_len(index) == 0 {
-            if let Some(i) = st.take(index, &self.stats) {
+            if let Some(i) = st.take(index, &self.stats, avoid) {
                 let backend = st.slots[i].spec.backend.clone();
                 drop(st);
                 return Admit::Granted(Grant::new(self.clone(), bucket, backend));
@@ -423,7 +448,7 @@ impl Admission {
     /// Hands free capacity to queued requests, oldest first, as many as fit.
     fn dispatch(self: &Arc<Self>, st: &mut State) {
         while let Some(index) = st.buckets.next_waiting() {
-            let Some(i) = st.take(index, &self.stats) else {
+            let Some(i) = st.take(index, &self.stats, &[]) else {
                 break;
             };
             let backend = st.slots[i].spec.backend.clone();

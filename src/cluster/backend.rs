@@ -3,15 +3,17 @@
 //! Shared (`Arc`) between the admission state, in-flight requests and the control plane.
 //! Its mutable state (enabled, health, capacity) is owned by its [`BackendActor`].
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use actix::Addr;
 
 use super::backend_actor::{BackendActor, PassiveFailure};
-use crate::config::{BackendUrl, FastCgiConfig};
+use crate::config::{BackendUrl, FastCgiConfig, PassiveHealthConfig};
 use crate::stats::TrafficStats;
-use crate::transport::pool::IdleShare;
+use crate::transport::pool::BackendConns;
 
 /// Process-unique backend identity; a backend re-created under the same name gets a new one.
 pub type BackendId = u64;
@@ -29,13 +31,17 @@ pub struct Backend {
     /// mapping, else its cluster's.
     pub fastcgi: Option<FastCgiConfig>,
     pub stats: TrafficStats,
-    /// Idle pooled connections across workers (FastCGI backends use it).
-    pub idle: Arc<IdleShare>,
+    /// Its connections in every worker's pool.
+    pub conns: Arc<BackendConns>,
+    /// When its recent counted failures happened (passive health); locked only on failure.
+    recent_failures: parking_lot::Mutex<VecDeque<Instant>>,
     actor: OnceLock<Addr<BackendActor>>,
 }
 
 impl Backend {
     pub fn new(cluster: &str, name: &str, url: BackendUrl, fastcgi: Option<FastCgiConfig>) -> Arc<Backend> {
+        // php-fpm holds a process per open connection, idle or not.
+        let conns = BackendConns::new(name, url.protocol == crate::config::Protocol::FastCgi);
         Arc::new(Backend {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name: name.to_owned(),
@@ -43,7 +49,8 @@ impl Backend {
             url,
             fastcgi,
             stats: TrafficStats::default(),
-            idle: Arc::default(),
+            conns,
+            recent_failures: parking_lot::Mutex::new(VecDeque::new()),
             actor: OnceLock::new(),
         })
     }
@@ -58,12 +65,46 @@ impl Backend {
         self.actor.get()
     }
 
-    /// Tells the backend's actor that a request failed because of it (passive health).
-    /// A message, never a wait: the request path goes on at once.
-    pub fn report_failure(&self, reason: String) {
+    /// A request failed because of this backend. With `policy` (the request has not counted
+    /// a failure yet), the failure counts towards passive ejection: once `max_fails` of them
+    /// fall within `fail_timeout`, the backend's actor is told to take it offline and this
+    /// returns true. A message, never a wait: the request path goes on at once.
+    pub fn record_failure(&self, reason: String, policy: Option<&PassiveHealthConfig>) -> bool {
         TrafficStats::count(&self.stats.failures);
-        if let Some(addr) = self.actor.get() {
-            addr.do_send(PassiveFailure { reason });
+        let Some(policy) = policy.filter(|p| p.max_fails > 0) else {
+            return false;
+        };
+        let now = Instant::now();
+        let eject = {
+            let mut recent = self.recent_failures.lock();
+            while recent
+                .front()
+                .is_some_and(|at| now.duration_since(*at) > policy.fail_timeout)
+            {
+                recent.pop_front();
+            }
+            recent.push_back(now);
+            let eject = recent.len() >= policy.max_fails as usize;
+            if eject {
+                recent.clear();
+            }
+            eject
+        };
+        if eject {
+            log::warn!(
+                "cluster '{}': backend '{}' taken out after {} failure(s) within {:?}: {reason}",
+                self.cluster,
+                self.name,
+                policy.max_fails,
+                policy.fail_timeout
+            );
+            if let Some(addr) = self.actor.get() {
+                addr.do_send(PassiveFailure {
+                    reason,
+                    recovery: policy.fail_timeout,
+                });
+            }
         }
+        eject
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! Every change is reported to the Cluster actor as [`BackendChanged`], which reshapes the
 //! admission state. With active health checks configured, the backend's [`HealthMonitor`]
-//! decides its health (passive failures are forwarded to it); without them, a backend taken
-//! offline by a passive failure comes back after [`PASSIVE_RECOVERY`].
+//! decides its health (passive ejections are forwarded to it); without them, a backend taken
+//! offline by passive health comes back after the cluster's `passive_health.fail_timeout`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -20,9 +20,6 @@ pub use super::health::Health;
 use super::health::ProbeResult;
 use super::health_monitor::{HealthMonitor, PassiveFailureObserved, StopMonitor};
 use crate::config::{BackendConfig, HealthConfig, InitialHealth, Role};
-
-/// Without active health checks: how long a backend stays offline after a passive failure.
-pub const PASSIVE_RECOVERY: Duration = Duration::from_secs(2);
 
 /// Everything the control plane knows about one backend, as published to readers.
 #[derive(Debug, Clone, Serialize)]
@@ -88,11 +85,13 @@ fn unix_now() -> f64 {
 #[rtype(result = "()")]
 pub struct BackendChanged(pub BackendStatus);
 
-/// Event from the data plane: a request failed because of this backend.
+/// Event from the data plane: the backend reached its passive-health failure limit.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct PassiveFailure {
     pub reason: String,
+    /// Without active health checks: how long it stays offline.
+    pub recovery: Duration,
 }
 
 /// Event from the health monitor: the backend's health flipped.
@@ -138,6 +137,8 @@ pub struct StopBackend;
 pub struct Watch {
     pub health: Option<HealthConfig>,
     pub sticky_offline: bool,
+    /// Without active checks: how long a backend taken out by passive health stays out.
+    pub passive_recovery: Duration,
     pub admission: Arc<Admission>,
     pub arbiters: Arbiters,
 }
@@ -280,7 +281,7 @@ impl Handler<PassiveFailure> for BackendActor {
         }
         self.set_health(Health::Offline, &msg.reason);
         if self.recovery.is_none() {
-            self.recovery = Some(ctx.run_later(PASSIVE_RECOVERY, |act, _| {
+            self.recovery = Some(ctx.run_later(msg.recovery, |act, _| {
                 act.recovery = None;
                 act.set_health(Health::Online, "recovery period elapsed");
             }));
@@ -348,7 +349,7 @@ impl Handler<SetWatch> for BackendActor {
         }
         if watch.health.is_none() && self.status.health == Health::Offline && self.recovery.is_none() {
             // Without probes nothing would bring it back: use the passive recovery period.
-            self.recovery = Some(ctx.run_later(PASSIVE_RECOVERY, |act, _| {
+            self.recovery = Some(ctx.run_later(watch.passive_recovery, |act, _| {
                 act.recovery = None;
                 act.set_health(Health::Online, "recovery period elapsed");
             }));

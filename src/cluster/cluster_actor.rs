@@ -17,7 +17,7 @@ use super::backend_actor::{BackendActor, BackendChanged, BackendStatus, SetEnabl
 use super::buckets::validate_tree;
 use super::classify::Classifier;
 use super::topology::{ClusterHandle, ClusterSettings};
-use crate::config::{BucketConfig, BucketRule, ClusterConfig, SchedulerKind};
+use crate::config::{BucketConfig, BucketRule, ClusterConfig, ForwardedFor, SchedulerKind};
 use crate::stats::TrafficSnapshot;
 
 /// Errors of cluster commands.
@@ -113,6 +113,11 @@ pub struct SettingsView {
     pub sticky_offline: bool,
     pub health_checks: bool,
     pub x_sendfile: bool,
+    /// `passive_health.max_fails` / `fail_timeout`.
+    pub max_fails: u32,
+    pub fail_timeout_ms: u64,
+    pub forwarded_for: &'static str,
+    pub client_body_timeout_ms: u64,
 }
 
 /// A backend's status and counters.
@@ -232,6 +237,7 @@ impl ClusterActor {
         let watch = Watch {
             health: config.health.clone(),
             sticky_offline: config.sticky_offline,
+            passive_recovery: config.passive_health.fail_timeout,
             admission: handle.admission.clone(),
             arbiters: arbiters.clone(),
         };
@@ -277,6 +283,13 @@ fn settings_view(c: &ClusterConfig) -> SettingsView {
         sticky_offline: c.sticky_offline,
         health_checks: c.health.is_some(),
         x_sendfile: c.x_sendfile.enabled,
+        max_fails: c.passive_health.max_fails,
+        fail_timeout_ms: ms(c.passive_health.fail_timeout),
+        forwarded_for: match c.forwarded_for {
+            ForwardedFor::Append => "append",
+            ForwardedFor::Replace => "replace",
+        },
+        client_body_timeout_ms: ms(c.client_body_timeout),
     }
 }
 
@@ -329,7 +342,7 @@ pub(super) fn publish<'a>(
         .store(Arc::new(members.clone().map(|(b, _)| b.clone()).collect()));
     let specs = members
         .map(|(backend, status)| {
-            backend.idle.set_limit(status.capacity);
+            backend.conns.set_limit(status.capacity);
             SlotSpec {
                 backend: backend.clone(),
                 role: status.role,
@@ -370,6 +383,7 @@ impl ClusterActor {
     /// once its last one has finished. The caller publishes.
     pub(super) fn drain(&mut self, mut member: Member) -> BackendStatus {
         member.status.draining = true;
+        member.backend.conns.retire();
         log::info!(
             "cluster '{}': backend '{}' removed; draining {} request(s) in flight",
             self.handle.name,

@@ -37,11 +37,13 @@ impl Handler<ApplyConfig> for ClusterActor {
         let (settings, admission) = ClusterSettings::from_config(&new);
         self.handle.settings.store(Arc::new(settings));
         self.handle.admission.configure(admission);
-        let watch_changed =
-            (&new.health, new.sticky_offline) != (&self.config.health, self.config.sticky_offline);
+        let watch_of =
+            |c: &ClusterConfig| (c.health.clone(), c.sticky_offline, c.passive_health.fail_timeout);
+        let watch_changed = watch_of(&new) != watch_of(&self.config);
         if watch_changed {
             self.watch.health = new.health.clone();
             self.watch.sticky_offline = new.sticky_offline;
+            self.watch.passive_recovery = new.passive_health.fail_timeout;
         }
         self.change_members(&new, watch_changed, &ctx.address());
         log::info!("cluster '{}': configuration applied", self.handle.name);

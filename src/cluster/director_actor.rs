@@ -28,7 +28,10 @@ use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
 use crate::config::edit::{self, ClusterEdit, EditError};
 use crate::config::overlay::Overlay;
 use crate::config::{self, state_file, ConfigError, ConfigErrors, Document};
-use crate::config::{BackendConfig, BackendUrl, ClusterConfig, Config, Role, RouteTarget, SchedulerKind};
+use crate::config::{
+    BackendConfig, BackendUrl, ClusterConfig, Config, ForwardedFor, PassiveHealthConfig, Role, RouteTarget,
+    SchedulerKind,
+};
 
 /// What `/api/v1/status` reports about the configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -399,6 +402,13 @@ fn road_warrior_settings() -> ClusterConfig {
         client_routing: None,
         fastcgi: None,
         x_sendfile: Default::default(),
+        // A road-warrior address is all there is: it is never taken out.
+        passive_health: PassiveHealthConfig {
+            max_fails: 0,
+            ..Default::default()
+        },
+        forwarded_for: ForwardedFor::Append,
+        client_body_timeout: Duration::from_secs(60),
     }
 }
 

@@ -20,14 +20,21 @@ pub trait Candidate {
     }
 }
 
-/// Picks a slot of `role` with room, or `None`. `cursor` is the role's round-robin position:
-/// `rr` starts one after the previous winner; `least-load` uses it to break ties fairly.
-pub fn pick<C: Candidate>(kind: SchedulerKind, slots: &[C], role: Role, cursor: &mut usize) -> Option<usize> {
+/// Picks a slot of `role` with room that is not `excluded`, or `None`. `cursor` is the role's
+/// round-robin position: `rr` starts one after the previous winner; `least-load` uses it to
+/// break ties fairly.
+pub fn pick<C: Candidate>(
+    kind: SchedulerKind,
+    slots: &[C],
+    role: Role,
+    cursor: &mut usize,
+    excluded: impl Fn(usize) -> bool,
+) -> Option<usize> {
     let n = slots.len();
     if n == 0 {
         return None;
     }
-    let eligible = |i: usize| slots[i].role() == role && slots[i].has_room();
+    let eligible = |i: usize| slots[i].role() == role && slots[i].has_room() && !excluded(i);
     let winner = match kind {
         SchedulerKind::Chance => (0..n).find(|&i| eligible(i)),
         SchedulerKind::RoundRobin => (0..n).map(|k| (*cursor + k) % n).find(|&i| eligible(i)),
@@ -71,7 +78,7 @@ mod tests {
         let mut cursor = 0;
         (0..picks)
             .map(|_| {
-                let i = pick(kind, slots, Role::Active, &mut cursor).expect("a slot");
+                let i = pick(kind, slots, Role::Active, &mut cursor, |_| false).expect("a slot");
                 slots[i].3 += 1;
                 i
             })
@@ -95,7 +102,9 @@ mod tests {
         assert_eq!(run(SchedulerKind::Chance, &mut slots, 4), [0, 0, 1, 1]);
         let mut cursor = 0;
         assert_eq!(
-            pick(SchedulerKind::Chance, &slots, Role::Active, &mut cursor),
+            pick(SchedulerKind::Chance, &slots, Role::Active, &mut cursor, |_| {
+                false
+            }),
             None
         );
     }
@@ -116,11 +125,23 @@ mod tests {
         let slots = [S(Role::Backup, true, 0, 0)];
         let mut cursor = 0;
         assert_eq!(
-            pick(SchedulerKind::RoundRobin, &slots, Role::Active, &mut cursor),
+            pick(
+                SchedulerKind::RoundRobin,
+                &slots,
+                Role::Active,
+                &mut cursor,
+                |_| false
+            ),
             None
         );
         assert_eq!(
-            pick(SchedulerKind::RoundRobin, &slots, Role::Backup, &mut cursor),
+            pick(
+                SchedulerKind::RoundRobin,
+                &slots,
+                Role::Backup,
+                &mut cursor,
+                |_| false
+            ),
             Some(0)
         );
     }

@@ -16,7 +16,7 @@ use super::backend::Backend;
 use super::backend_actor::BackendStatus;
 use super::classify::{host_matches, Classifier};
 use super::cluster_actor::ClusterActor;
-use crate::config::{ClientRouting, ClusterConfig};
+use crate::config::{ClientRouting, ClusterConfig, ForwardedFor, PassiveHealthConfig};
 
 /// Where the current topology lives; `None` until the control plane has started.
 pub type SharedTopology = Arc<ArcSwapOption<Topology>>;
@@ -72,6 +72,9 @@ pub struct ClusterSettings {
     /// Where files named by `X-Sendfile` / `X-Accel-Redirect` may come from; `None` when
     /// X-Sendfile is disabled (the headers are relayed as they are).
     pub x_sendfile_roots: Option<Arc<[PathBuf]>>,
+    pub passive_health: PassiveHealthConfig,
+    pub forwarded_for: ForwardedFor,
+    pub client_body_timeout: Duration,
 }
 
 impl ClusterSettings {
@@ -86,6 +89,9 @@ impl ClusterSettings {
             debug_headers: c.debug_headers,
             client_routing: c.client_routing.clone(),
             x_sendfile_roots: c.x_sendfile.enabled.then(|| c.x_sendfile.roots.clone().into()),
+            passive_health: c.passive_health,
+            forwarded_for: c.forwarded_for,
+            client_body_timeout: c.client_body_timeout,
         };
         let admission = AdmissionSettings {
             scheduler: c.scheduler,

@@ -21,6 +21,8 @@
 //!   RFC 6265 cookie name) or `{ header: NAME }` (an RFC 7230 header name); both are tokens.
 //! - `health.fcgi_script_filename` (default: the cluster's script mapping of `path`): an
 //!   absolute path, the `SCRIPT_FILENAME` of probes sent to FastCGI backends.
+//! - `passive_health` (absent or `null`: the defaults): `max_fails` (3; 0 = never) failed
+//!   requests within `fail_timeout` (10s, a duration greater than 0) take a backend out.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,7 +32,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::super::duration::DurationValue;
-use super::super::model::{ClientRouting, HealthConfig, HealthMode, InitialHealth};
+use super::super::model::{ClientRouting, HealthConfig, HealthMode, InitialHealth, PassiveHealthConfig};
 use super::buckets::is_token;
 use super::fastcgi::absolute_path_problem;
 use super::sections::is_valid_host;
@@ -49,6 +51,14 @@ const HEALTH_KEYS: &[&str] = &[
     "fcgi_script_filename",
 ];
 const CLIENT_ROUTING_KEYS: &[&str] = &["cookie", "header"];
+const PASSIVE_HEALTH_KEYS: &[&str] = &["max_fails", "fail_timeout"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPassiveHealth {
+    max_fails: Option<u32>,
+    fail_timeout: Option<DurationValue>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +173,22 @@ fn routing_name_problem(name: &str, what: &str, rfc: &str) -> Option<String> {
 }
 
 impl Loader<'_> {
+    /// `passive_health:` of a cluster; absent or `null` gives the defaults.
+    pub(super) fn passive_health(&mut self, value: Option<Value>, path: &str) -> Option<PassiveHealthConfig> {
+        let defaults = PassiveHealthConfig::default();
+        let raw: RawPassiveHealth =
+            self.piece(value, path, PASSIVE_HEALTH_KEYS, "`{ max_fails, fail_timeout }`")?;
+        let fail_timeout = self.positive(
+            key_path(path, "fail_timeout"),
+            raw.fail_timeout,
+            defaults.fail_timeout,
+        );
+        Some(PassiveHealthConfig {
+            max_fails: raw.max_fails.unwrap_or(defaults.max_fails),
+            fail_timeout,
+        })
+    }
+
     /// A cluster's `health:` (optional) at `path`; `Some(None)` when there is none.
     pub(super) fn health(&mut self, value: Option<Value>, path: &str) -> Option<Option<HealthConfig>> {
         let value = match value {

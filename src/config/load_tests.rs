@@ -213,6 +213,12 @@ fn defaults() {
         client_routing: None,
         fastcgi: None,
         x_sendfile: XSendfileConfig::default(),
+        passive_health: PassiveHealthConfig {
+            max_fails: 3,
+            fail_timeout: Duration::from_secs(10),
+        },
+        forwarded_for: ForwardedFor::Append,
+        client_body_timeout: Duration::from_secs(60),
     };
     assert_eq!(*shop, expected);
     let backend = &shop.backends[0];
@@ -635,4 +641,41 @@ fn admin_and_state_file() {
     assert!(!admin::is_local(&ListenAddr::Tcp(
         "0.0.0.0:1".parse().expect("addr")
     )));
+}
+
+#[test]
+fn passive_health_forwarded_for_and_client_body_timeout() {
+    let yaml = format!(
+        "{MINIMAL}clusters:\n  c:\n    forwarded_for: replace\n    client_body_timeout: 5s\n    \
+         passive_health: {{ max_fails: 0, fail_timeout: 30s }}\n"
+    );
+    let config = ok(&yaml);
+    let c = &config.clusters["c"];
+    assert_eq!(c.forwarded_for, ForwardedFor::Replace);
+    assert_eq!(c.client_body_timeout, Duration::from_secs(5));
+    assert_eq!(
+        c.passive_health,
+        PassiveHealthConfig {
+            max_fails: 0,
+            fail_timeout: Duration::from_secs(30)
+        }
+    );
+    let yaml = format!(
+        "{MINIMAL}clusters:\n  c:\n    forwarded_for: trust\n    client_body_timeout: 0s\n    \
+         passive_health: {{ max_fails: -1, fail_timeout: 0s, window: 1s }}\n"
+    );
+    let e = errors(&yaml);
+    let got: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        got,
+        [
+            "clusters.c.forwarded_for",
+            "clusters.c.client_body_timeout",
+            "clusters.c.passive_health.window",
+            "clusters.c.passive_health.max_fails",
+            "clusters.c.passive_health.fail_timeout",
+        ],
+        "{e:?}"
+    );
+    assert!(e[0].1.contains("expected one of: append, replace"), "{e:?}");
 }

@@ -146,6 +146,43 @@ pub struct ClusterConfig {
     pub fastcgi: Option<FastCgiConfig>,
     /// `x_sendfile`: serve files named by a backend's `X-Sendfile` / `X-Accel-Redirect`.
     pub x_sendfile: XSendfileConfig,
+    /// `passive_health`: when failed requests take a backend out of rotation.
+    pub passive_health: PassiveHealthConfig,
+    /// `forwarded_for` (default `append`): how `X-Forwarded-For` is written upstream.
+    pub forwarded_for: ForwardedFor,
+    /// `client_body_timeout` (default 60s, nginx's): the longest a client may pause while
+    /// sending a request body before it gets 408.
+    pub client_body_timeout: Duration,
+}
+
+/// `passive_health:` of a cluster — HAProxy/nginx style `max_fails` within `fail_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassiveHealthConfig {
+    /// `max_fails` (default 3): failed requests within `fail_timeout` that take a backend out;
+    /// 0 never takes one out. One client request counts at most one failure.
+    pub max_fails: u32,
+    /// `fail_timeout` (default 10s): the window failures are counted in, and (without active
+    /// health checks) how long a backend stays out.
+    pub fail_timeout: Duration,
+}
+
+impl Default for PassiveHealthConfig {
+    fn default() -> Self {
+        PassiveHealthConfig {
+            max_fails: 3,
+            fail_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `forwarded_for:` of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedFor {
+    /// Append the client's address to the list the client sent (behind a trusted proxy).
+    #[default]
+    Append,
+    /// Send only the client's address (an edge deployment: what clients send is not trusted).
+    Replace,
 }
 
 /// `fastcgi:` of a cluster or a backend: where `SCRIPT_FILENAME` points.

@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::super::address::{parse_backend_url, parse_listen};
 use super::super::duration::DurationValue;
 use super::super::model::{
-    AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, ListenAddr, Protocol, ProxyConfig, Role,
-    RouteConfig, RouteTarget, SchedulerKind,
+    AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, ForwardedFor, ListenAddr, Protocol,
+    ProxyConfig, Role, RouteConfig, RouteTarget, SchedulerKind,
 };
 use super::{index_path, key_path, kind, Loader};
 
@@ -43,6 +43,9 @@ const CLUSTER_KEYS: &[&str] = &[
     "health",
     "fastcgi",
     "x_sendfile",
+    "passive_health",
+    "forwarded_for",
+    "client_body_timeout",
     "backends",
 ];
 const BACKEND_KEYS: &[&str] = &["name", "url", "capacity", "role", "enabled", "fastcgi"];
@@ -91,6 +94,8 @@ struct RawCluster {
     default_bucket: Option<String>,
     debug_headers: Option<bool>,
     sticky_offline: Option<bool>,
+    forwarded_for: Option<String>,
+    client_body_timeout: Option<DurationValue>,
 }
 
 /// A backend without `fastcgi`, which is checked on its own.
@@ -113,6 +118,7 @@ const DEFAULT_MAX_RETRY_COUNT: u32 = 3;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(8);
+const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 const SCHEDULERS: &[(&str, SchedulerKind)] = &[
     ("rr", SchedulerKind::RoundRobin),
@@ -123,6 +129,10 @@ const ROLES: &[(&str, Role)] = &[
     ("active", Role::Active),
     ("standby", Role::Standby),
     ("backup", Role::Backup),
+];
+const FORWARDED_FOR: &[(&str, ForwardedFor)] = &[
+    ("append", ForwardedFor::Append),
+    ("replace", ForwardedFor::Replace),
 ];
 const FORMATS: &[(&str, AccessLogFormat)] = &[
     ("combined", AccessLogFormat::Combined),
@@ -379,6 +389,7 @@ impl Loader<'_> {
         let health = take("health");
         let fastcgi = take("fastcgi");
         let x_sendfile = take("x_sendfile");
+        let passive_health = take("passive_health");
         let raw: Option<RawCluster> = self.piece(Some(value), path, CLUSTER_KEYS, "a cluster");
         let (default_bucket, settings) = match raw {
             Some(mut raw) => (raw.default_bucket.take(), Some(self.cluster_settings(raw, path))),
@@ -389,11 +400,13 @@ impl Loader<'_> {
         let tree = self.bucket_tree(buckets, default_bucket, path);
         let fastcgi = self.fastcgi(fastcgi, &key_path(path, "fastcgi"));
         let x_sendfile = self.x_sendfile(x_sendfile, &key_path(path, "x_sendfile"));
+        let passive_health = self.passive_health(passive_health, &key_path(path, "passive_health"));
         let cluster_maps_scripts = matches!(fastcgi, Some(Some(_)));
         let backends = self.backends(backends, &key_path(path, "backends"), cluster_maps_scripts);
         let mut cluster = settings??;
         cluster.fastcgi = fastcgi?;
         cluster.x_sendfile = x_sendfile?;
+        cluster.passive_health = passive_health?;
         cluster.client_routing = client_routing?;
         cluster.health = health?;
         (cluster.buckets, cluster.default_bucket) = tree?;
@@ -431,6 +444,18 @@ impl Loader<'_> {
             raw.write_timeout,
             DEFAULT_WRITE_TIMEOUT,
         );
+        let forwarded_for = self.choice(
+            key_path(path, "forwarded_for"),
+            raw.forwarded_for,
+            ForwardedFor::Append,
+            FORWARDED_FOR,
+            "forwarded_for mode",
+        );
+        let client_body_timeout = self.positive(
+            key_path(path, "client_body_timeout"),
+            raw.client_body_timeout,
+            DEFAULT_CLIENT_BODY_TIMEOUT,
+        );
         Some(ClusterConfig {
             scheduler: scheduler?,
             queue_limit: raw.queue_limit.unwrap_or(DEFAULT_QUEUE_LIMIT),
@@ -450,6 +475,9 @@ impl Loader<'_> {
             client_routing: None,
             fastcgi: None,
             x_sendfile: Default::default(),
+            passive_health: Default::default(),
+            forwarded_for: forwarded_for?,
+            client_body_timeout,
         })
     }
 

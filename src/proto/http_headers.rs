@@ -64,6 +64,22 @@ pub fn put_list(out: &mut impl bytes::BufMut, existing: Option<&[u8]>, item: &[u
     out.put_slice(item);
 }
 
+/// Writes every existing value of a comma-separated list header (several header lines are one
+/// list, RFC 9110 §5.3), then `item`.
+pub fn put_list_all<'a>(out: &mut impl bytes::BufMut, existing: impl Iterator<Item = &'a [u8]>, item: &[u8]) {
+    for prev in existing.map(<[u8]>::trim_ascii).filter(|prev| !prev.is_empty()) {
+        out.put_slice(prev);
+        out.put_slice(b", ");
+    }
+    out.put_slice(item);
+}
+
+/// Response headers that are instructions from a backend to director and never reach a
+/// client, whether or not the cluster serves files for them.
+pub fn is_internal_response(name: &str) -> bool {
+    matches!(name, "x-sendfile" | "x-accel-redirect")
+}
+
 /// Whether a response to `method` with `status` has no body whatever its headers say.
 pub fn response_has_no_body(is_head: bool, status: u16) -> bool {
     is_head || (100..200).contains(&status) || status == 204 || status == 304
@@ -107,6 +123,17 @@ mod tests {
         );
         assert_eq!(via(Some(b"1.0 fred")), b"1.0 fred, 1.1 director");
         assert_eq!(via(Some(b"")), b"1.1 director");
+    }
+
+    #[test]
+    fn list_headers_merge_every_line() {
+        let mut out = Vec::new();
+        let lines: [&[u8]; 3] = [b"1.1.1.1", b" ", b"2.2.2.2, 3.3.3.3"];
+        put_list_all(&mut out, lines.into_iter(), b"10.0.0.1");
+        assert_eq!(out, b"1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.1");
+        let mut out = Vec::new();
+        put_list_all(&mut out, std::iter::empty(), b"10.0.0.1");
+        assert_eq!(out, b"10.0.0.1");
     }
 
     #[test]

@@ -4,3 +4,4 @@ pub mod cgi;
 pub mod fastcgi;
 pub mod http1;
 pub mod http_headers;
+pub mod path;

@@ -1,4 +1,4 @@
-//! Why an attempt to forward a request failed, and what the client gets for it.
+//! Why an attempt to forward a request failed, who is to blame, and what the client gets.
 
 use std::io;
 
@@ -9,14 +9,21 @@ pub enum ProxyError {
     Connect(#[source] io::Error),
     #[error("backend timed out: {0}")]
     Timeout(&'static str),
-    #[error("backend protocol error: {0}")]
-    Protocol(#[source] hyper::Error),
     #[error("backend sent a bad response: {0}")]
     BadResponse(String),
     #[error("backend connection failed: {0}")]
     Io(#[source] io::Error),
+    /// A pooled connection the backend had closed, for a request that can't be retried.
+    #[error("the backend closed a kept-alive connection as the request was sent")]
+    Stale,
+    /// This host ran out of descriptors, buffers, memory or ports: nobody else's fault.
+    #[error("local resources exhausted: {0}")]
+    LocalResource(#[source] io::Error),
     #[error("client request body failed: {0}")]
     ClientBody(String),
+    /// The client stopped sending its request body for `client_body_timeout`.
+    #[error("the client stopped sending its request body")]
+    ClientTimeout,
     /// The request can't be forwarded as it is (the client gets 400 with this text).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -32,45 +39,45 @@ impl ProxyError {
         match self {
             ProxyError::Timeout(_) => 504,
             ProxyError::ClientBody(_) | ProxyError::BadRequest(_) => 400,
+            ProxyError::ClientTimeout => 408,
             ProxyError::LengthRequired => 411,
-            ProxyError::Connect(_)
-            | ProxyError::Protocol(_)
-            | ProxyError::BadResponse(_)
-            | ProxyError::Io(_) => 502,
+            ProxyError::LocalResource(_) => 503,
+            ProxyError::Connect(_) | ProxyError::BadResponse(_) | ProxyError::Io(_) | ProxyError::Stale => {
+                502
+            }
         }
     }
 
-    /// Whether the backend is to blame (passive health) — a broken client body or an
-    /// unforwardable request is not.
+    /// Whether the backend is to blame (passive health). The client's faults, this host's
+    /// resource limits and a kept-alive connection closed at the wrong moment are not.
     pub fn is_backend_failure(&self) -> bool {
-        !matches!(
+        matches!(
             self,
-            ProxyError::ClientBody(_) | ProxyError::BadRequest(_) | ProxyError::LengthRequired
+            ProxyError::Connect(_) | ProxyError::Timeout(_) | ProxyError::BadResponse(_) | ProxyError::Io(_)
         )
     }
 
-    /// The body of the 400 the client gets when it is to blame.
+    /// Whether another backend may be tried. Before anything was sent (connect failed), any
+    /// request may; after, only idempotent ones (RFC 9110 §9.2.2), as nginx does.
+    pub fn may_retry(&self, idempotent: bool) -> bool {
+        match self {
+            ProxyError::Connect(_) => true,
+            ProxyError::Timeout(_) | ProxyError::BadResponse(_) | ProxyError::Io(_) => idempotent,
+            _ => false,
+        }
+    }
+
+    /// The body of the answer the client gets when the backend is not to blame.
     pub fn client_message(&self) -> &'static str {
         match self {
             ProxyError::BadRequest(text) => text,
             ProxyError::LengthRequired => {
                 "this backend needs the request body's Content-Length (chunked bodies are not buffered)\n"
             }
+            ProxyError::ClientTimeout => "the request body was not received in time\n",
+            ProxyError::LocalResource(_) => "the proxy is out of resources; try again later\n",
+            ProxyError::Stale => "backend failed\n",
             _ => "bad request body\n",
         }
-    }
-
-    /// Classifies a hyper error from `send_request`, looking through to an I/O cause.
-    pub fn from_hyper(err: hyper::Error) -> ProxyError {
-        if let Some(io) = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<io::Error>()) {
-            if io.kind() == io::ErrorKind::TimedOut {
-                return ProxyError::Timeout("write");
-            }
-        }
-        if err.is_user() {
-            // Our body stream (the client's request body) failed.
-            return ProxyError::ClientBody(err.to_string());
-        }
-        ProxyError::Protocol(err)
     }
 }

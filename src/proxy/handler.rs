@@ -1,4 +1,5 @@
-//! The request pipeline: route, admit (token + slot, or wait), forward with retries, relay.
+//! The request pipeline: route (on the normalised path), admit (token + slot, or wait),
+//! forward with retries, relay.
 //!
 //! Hot path. Everything happens on the worker that accepted the request; the only
 //! cross-thread event is a queued request being woken by whoever freed capacity.
@@ -6,24 +7,25 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::http::{header as ax, StatusCode};
+use actix_web::http::{header as ax, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::access_log::AccessRecord;
+use super::blame;
 use super::error::ProxyError;
-use super::fcgi_forward;
-use super::h1_client;
-use super::http_forward::{self, Timeouts};
 use super::relay_body::{record_dropped, record_status, RelayBody, Timing};
 use super::request_body::ClientBody;
-use super::response::{self, Upstream};
+use super::response;
+use super::upstream::{self, Outgoing, Timeouts};
 use super::ProxyState;
+use crate::cluster::backend::BackendId;
 use crate::cluster::buckets::BucketKey;
 use crate::cluster::classify::RequestView;
 use crate::cluster::topology::ClusterSettings;
-use crate::cluster::{Admit, ClusterHandle, Grant};
-use crate::config::{ClientRouting, Protocol};
+use crate::cluster::{Admit, Backend, ClusterHandle, Grant};
+use crate::config::ClientRouting;
 use crate::proto::http_headers as rules;
+use crate::proto::path;
 use crate::stats::TrafficStats;
 
 /// Serves one client request.
@@ -32,25 +34,42 @@ pub async fn handle(
     payload: web::Payload,
     state: web::Data<ProxyState>,
 ) -> HttpResponse<RelayBody> {
-    let host = req.headers().get(ax::HOST).and_then(|h| h.to_str().ok());
-    let cluster = state
-        .topology
-        .load()
-        .as_ref()
-        .and_then(|t| t.route(host, req.path()).cloned());
-    let Some(cluster) = cluster else {
-        let log = state.access_log.as_ref().map(|l| l.record(&req, "-"));
-        return generated(StatusCode::NOT_FOUND, "no route for this request\n", 0, log);
+    let (cluster, bucket, debug_bucket) = {
+        let host = routed_host(&req);
+        let route_path = match path::normalize(req.path()) {
+            Ok(p) => p,
+            Err(e) => {
+                let log = state.access_log.as_ref().map(|l| l.record(&req, "-"));
+                log::info!("refused {} {}: {e}", req.method(), req.path());
+                return generated(StatusCode::BAD_REQUEST, "bad request path\n", 0, log);
+            }
+        };
+        let topology = state.topology.load();
+        let Some(cluster) = topology.as_ref().and_then(|t| t.route(host, &route_path)) else {
+            let log = state.access_log.as_ref().map(|l| l.record(&req, "-"));
+            return generated(StatusCode::NOT_FOUND, "no route for this request\n", 0, log);
+        };
+        let classifier = cluster.classifier.load();
+        let view = ActixRequest {
+            req: &req,
+            host,
+            path: &route_path,
+        };
+        let (bucket, name) = classifier.classify(&view);
+        let debug = cluster.settings.load().debug_headers.then(|| name.to_owned());
+        (cluster.clone(), bucket, debug)
     };
     let log = state.access_log.as_ref().map(|l| l.record(&req, &cluster.name));
     let settings = cluster.settings.load_full();
     let mut request = Request {
-        body: client_body(&req, payload),
+        body: client_body(&req, payload, &settings),
         timeouts: Timeouts {
             connect: settings.connect_timeout,
             read: settings.read_timeout,
             write: settings.write_timeout,
         },
+        idempotent: is_idempotent(req.method()),
+        may_blame: true,
         req,
         log,
     };
@@ -59,17 +78,17 @@ pub async fn handle(
             return serve_pinned(request, &cluster, &settings, &name).await;
         }
     }
-    let (bucket, debug_bucket) = {
-        let classifier = cluster.classifier.load();
-        let (key, name) = classifier.classify(&ActixRequest(&request.req));
-        (key, settings.debug_headers.then(|| name.to_owned()))
-    };
     let mut retries = 0;
+    // Backends this request failed on, and the last failure.
+    let mut tried: Vec<BackendId> = Vec::new();
+    let mut last: Option<(Arc<Backend>, ProxyError)> = None;
     loop {
-        let grant = match cluster.admission.acquire(bucket) {
-            Admit::Granted(grant) => grant,
-            Admit::Queued(ticket) => match ticket.wait(settings.queue_timeout).await {
+        let admit = cluster.admission.acquire_avoiding(bucket, &tried);
+        let grant = match (admit, last.take()) {
+            (Admit::Granted(grant), _) => grant,
+            (Admit::Queued(ticket), last) => match ticket.wait(settings.queue_timeout).await {
                 Some(grant) => grant,
+                None if last.is_some() => return failed(&cluster, last, request.log),
                 None => {
                     log::info!(
                         "cluster '{}': queued request timed out: {} {}",
@@ -81,22 +100,32 @@ pub async fn handle(
                     return dropped(&cluster, bucket, status, retry_after, request.log);
                 }
             },
-            Admit::Unavailable | Admit::QueueFull => {
+            // A retry with nothing else to try answers with the failure it met.
+            (Admit::Unavailable | Admit::QueueFull, last @ Some(_)) => {
+                return failed(&cluster, last, request.log)
+            }
+            (Admit::Unavailable | Admit::QueueFull, None) => {
                 let (status, retry_after) = (StatusCode::SERVICE_UNAVAILABLE, settings.retry_after);
                 return dropped(&cluster, bucket, status, retry_after, request.log);
             }
         };
         let backend = grant.backend().clone();
-        match attempt(&mut request, grant, &cluster, debug_bucket.as_deref()).await {
+        let e = match attempt(&mut request, grant, &cluster, &settings, debug_bucket.as_deref()).await {
             Ok(response) => return response,
-            Err(e) if retries < settings.max_retry_count && request.body.replayable() => {
-                retries += 1;
-                TrafficStats::count(&cluster.admission.stats.retries);
-                TrafficStats::count(&backend.stats.retries);
-                log::debug!("cluster '{}': retrying after {e}", cluster.name);
-            }
-            Err(e) => return failed(&cluster, &backend, &e, request.log),
+            Err(e) => e,
+        };
+        let retry = retries < settings.max_retry_count
+            && request.body.replayable()
+            && e.may_retry(request.idempotent);
+        if !retry {
+            return failed(&cluster, Some((backend, e)), request.log);
         }
+        retries += 1;
+        TrafficStats::count(&cluster.admission.stats.retries);
+        TrafficStats::count(&backend.stats.retries);
+        log::debug!("cluster '{}': retrying after {e}", cluster.name);
+        tried.push(backend.id);
+        last = Some((backend, e));
     }
 }
 
@@ -105,63 +134,66 @@ struct Request {
     req: HttpRequest,
     body: ClientBody,
     timeouts: Timeouts,
+    idempotent: bool,
+    /// No attempt has counted a failure against a backend yet (passive health counts one per
+    /// client request at most).
+    may_blame: bool,
     log: Option<Box<AccessRecord>>,
 }
 
-/// Forwards the request to the backend of `grant`. A backend failure is reported (passive
+/// Forwards the request to the backend of `grant`. A backend failure is counted (passive
 /// health) and returned with the capacity already given back, so the caller may retry.
+/// Failures that are not the backend's are answered here.
 async fn attempt(
     request: &mut Request,
     grant: Grant,
     cluster: &Arc<ClusterHandle>,
+    settings: &ClusterSettings,
     debug_bucket: Option<&str>,
 ) -> Result<HttpResponse<RelayBody>, ProxyError> {
     let backend = grant.backend().clone();
     let started = Instant::now();
-    let (req, body) = (&request.req, &request.body);
-    let sent = if backend.url.protocol == Protocol::FastCgi {
-        fcgi_forward::send(&backend, req, body, request.timeouts)
-            .await
-            .map(Upstream::FastCgi)
-    } else if body.is_empty() {
-        h1_client::send(&backend, req, request.timeouts)
-            .await
-            .map(Upstream::Raw)
-    } else {
-        let make_request = || {
-            http_forward::upstream_request(req, body.for_backend(&backend))
-                .map_err(|e| ProxyError::ClientBody(e.to_string()))
-        };
-        let replayable = || body.replayable();
-        http_forward::send(&backend, make_request, replayable, request.timeouts)
-            .await
-            .map(Upstream::Hyper)
+    let out = Outgoing {
+        req: &request.req,
+        backend: &backend,
+        body: &request.body,
+        host: routed_host(&request.req),
+        forwarded_for: settings.forwarded_for,
+        idempotent: request.idempotent,
+        timeouts: request.timeouts,
     };
-    match sent {
+    match upstream::send(&out).await {
         Ok(upstream) => {
             let timing = Timing {
                 started,
                 read_timeout: request.timeouts.read,
+                may_blame: request.may_blame,
             };
-            let response = response::relay(req, upstream, grant, cluster, timing, request.log.take());
+            let response =
+                response::relay(&request.req, upstream, grant, cluster, timing, request.log.take());
             Ok(response::with_debug_headers(response, debug_bucket, &backend))
         }
-        Err(e) if !e.is_backend_failure() => {
-            drop(grant);
-            Ok(generated(
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-                e.client_message(),
-                0,
-                request.log.take(),
-            ))
-        }
-        Err(e) => {
+        Err(e) if e.is_backend_failure() => {
             backend.stats.record_latency(started.elapsed());
             log::warn!("cluster '{}': backend '{}': {e}", cluster.name, backend.name);
-            backend.report_failure(e.to_string());
-            TrafficStats::count(&cluster.admission.stats.failures);
-            grant.fail();
+            blame::backend_failed(grant, cluster, &e, request.may_blame);
+            request.may_blame = false;
             Err(e)
+        }
+        Err(e @ ProxyError::Stale) => Err(e),
+        Err(e) => {
+            drop(grant);
+            if let ProxyError::LocalResource(cause) = &e {
+                log::error!(
+                    "cluster '{}': cannot connect to backend '{}': {cause}; this host is out of \
+                     resources (raise the file descriptor limit or lower max_connections)",
+                    cluster.name,
+                    backend.name
+                );
+            }
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            record_status(cluster, None, status.as_u16());
+            Ok(generated(status, e.client_message(), 0, request.log.take()))
         }
     }
 }
@@ -169,15 +201,17 @@ async fn attempt(
 /// The answer when the last attempt failed: 502, or 504 for a timeout.
 fn failed(
     cluster: &ClusterHandle,
-    backend: &crate::cluster::Backend,
-    e: &ProxyError,
+    last: Option<(Arc<Backend>, ProxyError)>,
     mut log: Option<Box<AccessRecord>>,
 ) -> HttpResponse<RelayBody> {
+    let Some((backend, e)) = last else {
+        return generated(StatusCode::BAD_GATEWAY, "backend failed\n", 0, log);
+    };
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
     if let Some(l) = log.as_mut() {
         l.set_backend(&backend.name);
     }
-    record_status(cluster, Some(backend), status.as_u16());
+    record_status(cluster, Some(&backend), status.as_u16());
     generated(status, "backend failed\n", 0, log)
 }
 
@@ -211,9 +245,9 @@ async fn serve_pinned(
         }
     };
     let debug = settings.debug_headers.then_some("root");
-    match attempt(&mut request, grant, cluster, debug).await {
+    match attempt(&mut request, grant, cluster, settings, debug).await {
         Ok(response) => response,
-        Err(e) => failed(cluster, &backend, &e, request.log),
+        Err(e) => failed(cluster, Some((backend, e)), request.log),
     }
 }
 
@@ -230,7 +264,7 @@ fn pinned_backend(req: &HttpRequest, routing: &ClientRouting) -> Option<String> 
     }
 }
 
-fn client_body(req: &HttpRequest, payload: web::Payload) -> ClientBody {
+fn client_body(req: &HttpRequest, payload: web::Payload, settings: &ClusterSettings) -> ClientBody {
     let headers = req.headers();
     let length = headers
         .get(ax::CONTENT_LENGTH)
@@ -238,9 +272,26 @@ fn client_body(req: &HttpRequest, payload: web::Payload) -> ClientBody {
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = headers.contains_key(ax::TRANSFER_ENCODING);
     if length.unwrap_or(0) == 0 && !chunked {
-        return ClientBody::new(None, None);
+        return ClientBody::new(None, None, settings.client_body_timeout);
     }
-    ClientBody::new(Some(payload.into_inner()), length)
+    ClientBody::new(Some(payload.into_inner()), length, settings.client_body_timeout)
+}
+
+/// The host that routes the request: an absolute-form target's authority wins over `Host`
+/// (RFC 9112 §3.2.2).
+fn routed_host(req: &HttpRequest) -> Option<&str> {
+    match req.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => req.headers().get(ax::HOST).and_then(|h| h.to_str().ok()),
+    }
+}
+
+/// Methods a retry can't harm (RFC 9110 §9.2.2).
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// A generated 503/504 with `Retry-After`, counted as dropped.
@@ -284,20 +335,24 @@ fn generated(
     res
 }
 
-/// The request as bucket rules see it.
-struct ActixRequest<'a>(&'a HttpRequest);
+/// The request as bucket rules see it: the routed host and the normalised path.
+struct ActixRequest<'a> {
+    req: &'a HttpRequest,
+    host: Option<&'a str>,
+    path: &'a str,
+}
 
 impl RequestView for ActixRequest<'_> {
     fn host(&self) -> Option<&str> {
-        self.0.headers().get(ax::HOST).and_then(|h| h.to_str().ok())
+        self.host
     }
     fn path(&self) -> &str {
-        self.0.path()
+        self.path
     }
     fn method(&self) -> &str {
-        self.0.method().as_str()
+        self.req.method().as_str()
     }
     fn header(&self, name: &str) -> Option<&[u8]> {
-        self.0.headers().get(name).map(|v| v.as_bytes())
+        self.req.headers().get(name).map(|v| v.as_bytes())
     }
 }

@@ -4,17 +4,15 @@
 //! actor.
 
 pub mod access_log;
+mod blame;
 pub mod error;
-pub mod fcgi_forward;
 pub mod fcgi_params;
-pub mod fcgi_pool;
-pub mod h1_client;
 pub mod handler;
-pub mod http_forward;
 pub mod relay_body;
 pub mod request_body;
 pub mod response;
 pub mod sendfile;
+pub mod upstream;
 
 use std::sync::Arc;
 

@@ -12,51 +12,26 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::{BodySize, MessageBody};
 use bytes::Bytes;
-use http_body::Body;
-use hyper::body::Incoming;
 
 use super::access_log::AccessRecord;
-use super::fcgi_forward::{self, Exchange};
-use super::h1_client::{self, RawConn};
-use super::http_forward::{self, Connection};
+use super::blame;
+use super::error::ProxyError;
 use super::sendfile::FileBody;
+use super::upstream::Exchange;
 use crate::cluster::{ClusterHandle, Grant};
-use crate::proto::http1::{Chunk, ChunkedDecoder, Framing};
 use crate::stats::TrafficStats;
 use crate::transport::StallTimer;
 
-/// Where the backend's body comes from.
-pub enum Source {
-    /// hyper's client (requests with a body).
-    Hyper {
-        incoming: Incoming,
-        connection: Connection,
-    },
-    /// The lean client: read from the connection here, framed by `framing`.
-    Raw {
-        conn: RawConn,
-        framing: Framing,
-        chunked: ChunkedDecoder,
-        keep_alive: bool,
-    },
-    /// A FastCGI exchange's STDOUT after the header block.
-    FastCgi {
-        exchange: Box<Exchange>,
-        /// Body bytes that came with the header block, relayed first.
-        pending: Bytes,
-        /// Bytes still due by the application's `Content-Length`, if it sent one.
-        remaining: Option<u64>,
-    },
-}
-
 /// A backend body in flight.
 struct Streaming {
-    source: Source,
+    exchange: Exchange,
     grant: Grant,
     /// Relay nothing (HEAD, 204, 304) but still read the backend's message to its end.
     discard: bool,
     timing: Timing,
     stall: StallTimer,
+    /// This request has not yet counted a failure against any backend (it may count one).
+    may_blame: bool,
 }
 
 /// When an attempt started (for the backend's latency histogram) and how long a read of its
@@ -65,6 +40,8 @@ struct Streaming {
 pub struct Timing {
     pub started: Instant,
     pub read_timeout: Duration,
+    /// The request has not counted a failure against a backend yet.
+    pub may_blame: bool,
 }
 
 /// The body of a proxied or generated response.
@@ -95,9 +72,10 @@ impl RelayBody {
         }
     }
 
-    /// Relays `source`; `size` is what the client is told, `discard` drops the bytes.
+    /// Relays the body of `exchange`; `size` is what the client is told, `discard` drops the
+    /// bytes.
     pub fn upstream(
-        source: Source,
+        exchange: Exchange,
         size: BodySize,
         discard: bool,
         grant: Grant,
@@ -106,11 +84,12 @@ impl RelayBody {
         log: Option<Box<AccessRecord>>,
     ) -> RelayBody {
         let streaming = Streaming {
-            source,
+            exchange,
             grant,
             discard,
             timing,
             stall: StallTimer::default(),
+            may_blame: timing.may_blame,
         };
         RelayBody {
             fixed: None,
@@ -134,28 +113,26 @@ impl RelayBody {
         if let Some(s) = self.streaming.take() {
             let backend = s.grant.backend();
             backend.stats.record_latency(s.timing.started.elapsed());
-            match s.source {
-                Source::Hyper { connection, .. } => http_forward::recycle(backend, connection),
-                Source::Raw {
-                    conn,
-                    keep_alive: true,
-                    ..
-                } if conn.buf.is_empty() => h1_client::recycle(backend, conn),
-                Source::Raw { .. } => {}
-                Source::FastCgi { exchange, .. } => fcgi_forward::recycle(*exchange),
-            }
+            s.exchange.finish(backend);
         }
     }
 
-    /// The backend failed mid-body: blame it, drop the connection, cut the client response.
-    fn fail(&mut self, reason: String) {
+    /// The exchange failed mid-body: drop the connection, cut the client response, and blame
+    /// the backend when it is at fault.
+    fn fail(&mut self, error: &ProxyError) {
         if let Some(s) = self.streaming.take() {
             s.grant.backend().stats.record_latency(s.timing.started.elapsed());
-            s.grant.backend().report_failure(reason);
-            if let Some(c) = &self.cluster {
-                TrafficStats::count(&c.admission.stats.failures);
+            match &self.cluster {
+                Some(cluster) if error.is_backend_failure() => {
+                    log::warn!(
+                        "cluster '{}': backend '{}': {error}",
+                        cluster.name,
+                        s.grant.backend().name
+                    );
+                    blame::backend_failed(s.grant, cluster, error, s.may_blame);
+                }
+                _ => log::info!("response cut: {error}"),
             }
-            s.grant.fail();
         }
     }
 }
@@ -164,86 +141,6 @@ impl Drop for RelayBody {
     fn drop(&mut self) {
         if let Some(log) = self.log.take() {
             log.finish(self.sent);
-        }
-    }
-}
-
-impl Streaming {
-    /// The next piece of body from the backend; `None` at its end.
-    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>> {
-        match &mut self.source {
-            Source::Hyper { incoming, .. } => loop {
-                match ready!(Pin::new(&mut *incoming).poll_frame(cx)) {
-                    None => return Poll::Ready(None),
-                    Some(Err(e)) => return Poll::Ready(Some(Err(format!("response body failed: {e}")))),
-                    // Trailers are dropped.
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(data) => return Poll::Ready(Some(Ok(data))),
-                        Err(_) => continue,
-                    },
-                }
-            },
-            Source::Raw {
-                conn,
-                framing,
-                chunked,
-                ..
-            } => loop {
-                let data = match framing {
-                    Framing::None | Framing::Length(0) => return Poll::Ready(None),
-                    Framing::Length(left) if !conn.buf.is_empty() => {
-                        let n = conn.buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                        *left -= n as u64;
-                        Some(conn.buf.split_to(n).freeze())
-                    }
-                    Framing::UntilClose if !conn.buf.is_empty() => Some(conn.buf.split().freeze()),
-                    Framing::Chunked => match chunked.decode(&mut conn.buf) {
-                        Ok(Chunk::Data(data)) => Some(data),
-                        Ok(Chunk::Done) => return Poll::Ready(None),
-                        Ok(Chunk::NeedMore) => None,
-                        Err(e) => return Poll::Ready(Some(Err(e.to_string()))),
-                    },
-                    Framing::Length(_) | Framing::UntilClose => None,
-                };
-                if let Some(data) = data {
-                    return Poll::Ready(Some(Ok(data)));
-                }
-                conn.buf.reserve(16 * 1024);
-                match ready!(tokio_util::io::poll_read_buf(
-                    Pin::new(&mut conn.io),
-                    cx,
-                    &mut conn.buf
-                )) {
-                    Ok(0) if *framing == Framing::UntilClose => return Poll::Ready(None),
-                    Ok(0) => return Poll::Ready(Some(Err("backend closed the connection mid-body".into()))),
-                    Ok(_) => {}
-                    Err(e) => return Poll::Ready(Some(Err(format!("reading the response body: {e}")))),
-                }
-            },
-            Source::FastCgi {
-                exchange,
-                pending,
-                remaining,
-            } => {
-                let next = if pending.is_empty() {
-                    ready!(exchange.poll_stdout(cx))
-                } else {
-                    Some(Ok(std::mem::take(pending)))
-                };
-                Poll::Ready(match next {
-                    None if remaining.is_some_and(|n| n > 0) => {
-                        Some(Err("FastCGI response shorter than its Content-Length".to_owned()))
-                    }
-                    None => None,
-                    Some(Ok(data)) => {
-                        if let Some(n) = remaining {
-                            *n = n.saturating_sub(data.len() as u64);
-                        }
-                        Some(Ok(data))
-                    }
-                    Some(Err(e)) => Some(Err(e.to_string())),
-                })
-            }
         }
     }
 }
@@ -264,22 +161,25 @@ impl MessageBody for RelayBody {
             let Some(s) = this.streaming.as_mut() else {
                 return this.poll_file(cx);
             };
-            let next = match s.poll_data(cx) {
-                Poll::Pending => {
+            let next = match s.exchange.poll_body(cx) {
+                // The read timeout runs only once the whole request was sent: until then a
+                // pause may be the client's (its body timeout covers that).
+                Poll::Pending if s.exchange.request_sent() => {
                     if s.stall.expired(cx, s.timing.read_timeout) {
-                        this.fail("read timed out mid-response".to_owned());
+                        this.fail(&ProxyError::Timeout("read"));
                         return Poll::Ready(Some(Err("backend read timed out".into())));
                     }
                     return Poll::Pending;
                 }
+                Poll::Pending => return Poll::Pending,
                 Poll::Ready(next) => next,
             };
             s.stall.progressed();
             match next {
                 None => this.finish(),
-                Some(Err(reason)) => {
-                    this.fail(reason.clone());
-                    return Poll::Ready(Some(Err(reason.into())));
+                Some(Err(e)) => {
+                    this.fail(&e);
+                    return Poll::Ready(Some(Err(e.to_string().into())));
                 }
                 Some(Ok(data)) if s.discard || data.is_empty() => continue,
                 Some(Ok(data)) => {

@@ -1,21 +1,24 @@
-//! The client's request body as an upstream `http_body::Body`, streamed chunk by chunk.
+//! The client's request body, streamed chunk by chunk to the backend of each attempt.
 //!
-//! Hot path. The payload is shared (`Rc`, one worker) between attempts so a request whose
-//! body has not been touched yet can be retried on another backend.
+//! Hot path. The payload is shared (`Rc`, one worker) between attempts so a request whose body
+//! has not been touched yet can be retried on another backend. A client that stops sending
+//! its body for `client_body_timeout` fails the request with 408: its own fault, never the
+//! backend's.
 
 use std::cell::RefCell;
-use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use bytes::Bytes;
 use futures_util::Stream;
-use http_body::{Body, Frame, SizeHint};
 
+use super::error::ProxyError;
 use crate::cluster::Backend;
+use crate::transport::StallTimer;
 
 struct Shared {
     payload: Payload,
@@ -28,11 +31,13 @@ struct Shared {
 pub struct ClientBody {
     shared: Option<Rc<RefCell<Shared>>>,
     length: Option<u64>,
+    timeout: Duration,
 }
 
 impl ClientBody {
-    /// `payload` is `None` for requests without a body.
-    pub fn new(payload: Option<Payload>, length: Option<u64>) -> ClientBody {
+    /// `payload` is `None` for requests without a body; `timeout` is the longest the client
+    /// may pause while sending it.
+    pub fn new(payload: Option<Payload>, length: Option<u64>, timeout: Duration) -> ClientBody {
         ClientBody {
             shared: payload.map(|payload| {
                 Rc::new(RefCell::new(Shared {
@@ -41,6 +46,7 @@ impl ClientBody {
                 }))
             }),
             length,
+            timeout,
         }
     }
 
@@ -60,54 +66,42 @@ impl ClientBody {
     }
 
     /// The body for one attempt to `backend` (whose counters get the bytes).
-    pub fn for_backend(&self, backend: &Arc<Backend>) -> UpstreamBody {
-        UpstreamBody {
+    pub fn reader(&self, backend: &Arc<Backend>) -> BodyReader {
+        BodyReader {
             body: self.clone(),
             backend: backend.clone(),
+            stall: StallTimer::default(),
         }
     }
 }
 
 /// One attempt's view of the client body.
-pub struct UpstreamBody {
+pub struct BodyReader {
     body: ClientBody,
     backend: Arc<Backend>,
+    stall: StallTimer,
 }
 
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = self.get_mut();
-        let Some(shared) = &this.body.shared else {
+impl BodyReader {
+    /// The next chunk of the client's body; `None` at its end.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ProxyError>>> {
+        let Some(shared) = &self.body.shared else {
             return Poll::Ready(None);
         };
         let mut shared = shared.borrow_mut();
         shared.started = true;
         match Pin::new(&mut shared.payload).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                this.backend.stats.add_bytes_in(chunk.len());
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
+                self.stall.progressed();
+                self.backend.stats.add_bytes_in(chunk.len());
+                Poll::Ready(Some(Ok(chunk)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(io::Error::other(e.to_string())))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ProxyError::ClientBody(e.to_string())))),
             Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending if self.stall.expired(cx, self.body.timeout) => {
+                Poll::Ready(Some(Err(ProxyError::ClientTimeout)))
+            }
             Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.shared.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match (&self.body.shared, self.body.length) {
-            (None, _) => SizeHint::with_exact(0),
-            (Some(_), Some(n)) => SizeHint::with_exact(n),
-            (Some(_), None) => SizeHint::default(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Turning a backend's response head into the client's: end-to-end headers copied, hop-by-hop
-//! ones dropped, `Via` appended, body framing chosen, the body streamed by a [`RelayBody`] —
-//! or, for `X-Sendfile` / `X-Accel-Redirect` when the cluster allows it, the named file served
-//! instead of the backend's body.
+//! ones and director's own instructions (`X-Sendfile`, `X-Accel-Redirect`) dropped, `Via`
+//! appended, body framing chosen (never chunked to an HTTP/1.0 client), the body streamed by a
+//! [`RelayBody`] — or, for `X-Sendfile` / `X-Accel-Redirect` when the cluster allows it, the
+//! named file served instead of the backend's body.
 //!
 //! Hot path.
 
@@ -9,31 +10,21 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use actix_web::body::BodySize;
-use actix_web::http::{header as ax, StatusCode};
+use actix_web::http::{header as ax, ConnectionType, StatusCode, Version};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 
 use super::access_log::AccessRecord;
-use super::fcgi_forward::FcgiResponse;
-use super::h1_client::RawResponse;
-use super::http_forward;
-use super::relay_body::{record_status, RelayBody, Source, Timing};
+use super::relay_body::{record_status, RelayBody, Timing};
 use super::sendfile::{self, FileResponse};
+use super::upstream::{Exchange, Response};
 use crate::cluster::{Backend, ClusterHandle, Grant};
-use crate::proto::http1::{ChunkedDecoder, Framing};
 use crate::proto::http_headers as rules;
-
-/// A response head from one of the upstream clients.
-pub enum Upstream {
-    Hyper(http_forward::Upstream),
-    Raw(RawResponse),
-    FastCgi(FcgiResponse),
-}
 
 /// Builds the client's response around the backend's.
 pub fn relay(
     req: &HttpRequest,
-    upstream: Upstream,
+    upstream: Response,
     grant: Grant,
     cluster: &Arc<ClusterHandle>,
     timing: Timing,
@@ -49,82 +40,22 @@ pub fn relay(
             sendfile_target = Some(value.to_vec());
         }
     };
-    let (status, length, source, builder) = match upstream {
-        Upstream::Hyper(u) => {
-            let (head, incoming) = u.response.into_parts();
-            let status = head.status.as_u16();
-            let mut builder = HttpResponse::build(status_code(status));
-            let fields = || {
-                head.headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
-            };
-            fields().for_each(|(n, v)| find_target(n, v));
-            copy_headers(&mut builder, fields, |v| ax::HeaderValue::from_bytes(v).ok());
-            let length = head
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            (
-                status,
-                length,
-                Source::Hyper {
-                    incoming,
-                    connection: u.connection,
-                },
-                builder,
-            )
-        }
-        Upstream::Raw(r) => {
-            let status = r.head.status;
-            let mut builder = HttpResponse::build(status_code(status));
-            copy_ranged(&mut builder, &r.head_bytes, &r.head.headers, &mut find_target);
-            let length = match r.head.framing {
-                Framing::Length(n) => Some(n),
-                Framing::None => r.head.content_length,
-                Framing::Chunked | Framing::UntilClose => None,
-            };
-            let source = Source::Raw {
-                conn: r.conn,
-                framing: r.head.framing,
-                chunked: ChunkedDecoder::default(),
-                keep_alive: r.head.keep_alive,
-            };
-            (status, length, source, builder)
-        }
-        Upstream::FastCgi(r) => {
-            let status = r.head.status;
-            let mut builder = HttpResponse::build(status_code(status));
-            copy_ranged(&mut builder, &r.head_bytes, &r.head.fields, &mut find_target);
-            let bytes = &r.head_bytes;
-            let length = r
-                .head
-                .fields
-                .iter()
-                .find(|(n, _)| bytes[n.clone()].eq_ignore_ascii_case(b"content-length"))
-                .and_then(|(_, v)| {
-                    std::str::from_utf8(&bytes[v.clone()])
-                        .ok()?
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                });
-            let source = Source::FastCgi {
-                exchange: Box::new(r.exchange),
-                pending: r.body_start,
-                remaining: length,
-            };
-            (status, length, source, builder)
-        }
-    };
+    let Response {
+        status,
+        head_bytes,
+        fields,
+        content_length,
+        exchange,
+    } = upstream;
+    let mut builder = HttpResponse::build(status_code(status));
+    copy_ranged(&mut builder, &head_bytes, &fields, &mut find_target);
     let backend = grant.backend().clone();
     if let (Some(target), Some(roots)) = (sendfile_target, roots) {
         let file = sendfile::serve(&target, roots, req.method(), req.headers());
-        return serve_file(builder, file, source, grant, timing, cluster, log);
+        return serve_file(builder, file, exchange, grant, timing, cluster, log);
     }
     let no_body = rules::response_has_no_body(is_head, status);
-    let size = match length {
+    let size = match content_length {
         // HEAD keeps the length the backend announced; actix writes no body for HEAD.
         Some(n) if is_head || !no_body => BodySize::Sized(n),
         _ if no_body => BodySize::None,
@@ -135,8 +66,14 @@ pub fn relay(
         l.set_backend(&backend.name);
         l.set_status(status);
     }
-    let body = RelayBody::upstream(source, size, no_body, grant, timing, cluster.clone(), log);
-    finish(builder, body)
+    let body = RelayBody::upstream(exchange, size, no_body, grant, timing, cluster.clone(), log);
+    let mut response = finish(builder, body);
+    if size == BodySize::Stream && req.version() < Version::HTTP_11 {
+        // An HTTP/1.0 client can't read chunked: the body ends where the connection does.
+        response.head_mut().no_chunking(true);
+        response.head_mut().set_connection_type(ConnectionType::Close);
+    }
+    response
 }
 
 /// Copies header fields given as ranges of `bytes` (a parsed head) into `builder` — zero-copy:
@@ -189,7 +126,7 @@ const REPLACED_BY_FILE: &[&str] = &[
 fn serve_file(
     builder: HttpResponseBuilder,
     file: FileResponse,
-    source: Source,
+    exchange: Exchange,
     grant: Grant,
     timing: Timing,
     cluster: &Arc<ClusterHandle>,
@@ -207,7 +144,7 @@ fn serve_file(
         None => BodySize::Sized(file.body.len()),
     };
     let body =
-        RelayBody::upstream(source, size, true, grant, timing, cluster.clone(), log).then_file(file.body);
+        RelayBody::upstream(exchange, size, true, grant, timing, cluster.clone(), log).then_file(file.body);
     let mut response = finish(builder, body);
     *response.status_mut() = file.status;
     let headers = response.headers_mut();
@@ -268,7 +205,10 @@ fn copy_headers<'a, I>(
             via = Some(v);
             continue;
         }
-        if rules::is_hop_by_hop(n) || (has_connection && rules::listed_in_connection(n, connection())) {
+        if rules::is_hop_by_hop(n)
+            || rules::is_internal_response(n)
+            || (has_connection && rules::listed_in_connection(n, connection()))
+        {
             continue;
         }
         if let Some(v) = value(v) {

@@ -1,5 +1,5 @@
 //! Byte transports to backends: TCP (IPv4, IPv6, host names) and UNIX domain sockets, with
-//! connect and write timeouts, plus the per-worker keep-alive [`pool`].
+//! connect and write timeouts, the idle-socket check, plus the per-worker keep-alive [`pool`].
 //!
 //! Hot path: connecting happens only when the pool has no idle connection.
 
@@ -21,6 +21,59 @@ use crate::config::Endpoint;
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+}
+
+/// What an idle connection's socket shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleState {
+    /// Nothing arrived: fit for another request.
+    Quiet,
+    /// The peer closed it.
+    Closed,
+    /// Bytes arrived that no request asked for.
+    Unexpected,
+    /// The socket reports an error.
+    Failed,
+}
+
+impl Stream {
+    /// Whether anything arrived on the socket while nobody was reading. Reads the reactor's
+    /// cached readiness first, so a quiet socket costs no syscall; a readable one is probed
+    /// with one non-blocking read (readiness can also be left over from a read that filled
+    /// the buffer exactly).
+    pub fn idle_state(&self) -> IdleState {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let ready = match self {
+            Stream::Tcp(s) => s.poll_read_ready(&mut cx),
+            Stream::Unix(s) => s.poll_read_ready(&mut cx),
+        };
+        match ready {
+            Poll::Pending => IdleState::Quiet,
+            Poll::Ready(Err(_)) => IdleState::Failed,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                let read = match self {
+                    Stream::Tcp(s) => s.try_read(&mut probe),
+                    Stream::Unix(s) => s.try_read(&mut probe),
+                };
+                match read {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => IdleState::Quiet,
+                    Ok(0) => IdleState::Closed,
+                    Ok(_) => IdleState::Unexpected,
+                    Err(_) => IdleState::Failed,
+                }
+            }
+        }
+    }
+}
+
+/// Whether a connect failure is this host running out of something (descriptors, buffers,
+/// memory, ephemeral ports) rather than the backend's fault.
+pub fn is_local_resource_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    )
 }
 
 /// Opens a stream to `endpoint` within `timeout`.
@@ -84,6 +137,16 @@ impl TimedStream {
             write_timeout,
             stall: StallTimer::default(),
         }
+    }
+
+    /// Changes the write timeout (a pooled connection serves requests of changing settings).
+    pub fn set_write_timeout(&mut self, write_timeout: Duration) {
+        self.write_timeout = write_timeout;
+    }
+
+    /// See [`Stream::idle_state`].
+    pub fn idle_state(&self) -> IdleState {
+        self.inner.idle_state()
     }
 
     fn on_write<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {

@@ -252,6 +252,10 @@ fn hostile_state() -> ClusterState {
         sticky_offline: false,
         health_checks: true,
         x_sendfile: false,
+        max_fails: 3,
+        fail_timeout_ms: 10_000,
+        forwarded_for: "append",
+        client_body_timeout_ms: 60_000,
     };
     let bucket = BucketState {
         name: EVIL.to_owned(),

@@ -1,0 +1,360 @@
+//! The HTTP/1.1 upstream exchange: one request on one pooled connection, full duplex, driven by
+//! the request's own task.
+//!
+//! Hot path. The request head is written straight from actix's header map; a request body is
+//! streamed as it arrives (with its `Content-Length`, or re-chunked) while the response is read,
+//! so a backend that answers or echoes before the body has ended is served at once. The
+//! response head is parsed in place (header values are ranges of the read buffer) and the
+//! body is decoded by its framing. No connection task, no channel, no header conversion.
+//!
+//! A connection goes back to the pool only when the exchange ended cleanly: the request was
+//! sent whole, the response was read to the end of its framing with nothing after it, and
+//! the backend kept the connection alive. Anything else (extra bytes, a cut or malformed body,
+//! both `Transfer-Encoding` and `Content-Length`, a write that failed) closes it.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use actix_web::http::header as ax;
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWrite;
+
+use super::{Failure, Outgoing};
+use crate::config::{Endpoint, ForwardedFor};
+use crate::proto::http1::{self, Chunk, ChunkedDecoder, Framing, ResponseHead};
+use crate::proto::http_headers as rules;
+use crate::proxy::error::ProxyError;
+use crate::proxy::request_body::BodyReader;
+use crate::transport::pool::{Conn, READ_CHUNK};
+
+/// One request in flight on a connection.
+pub struct Exchange {
+    pub(super) conn: Conn,
+    /// Request bytes not written yet: the head, then body pieces and their chunk framing.
+    out: VecDeque<Bytes>,
+    /// The client body still to be sent; `None` once its end is queued.
+    body: Option<BodyReader>,
+    /// The body goes out chunked (the client sent no `Content-Length`).
+    chunked_body: bool,
+    /// A write failed: stop writing, keep reading (the response may still be complete).
+    write_failed: Option<io::Error>,
+    reused: bool,
+    /// Response bytes arrived on this connection.
+    got_bytes: bool,
+    framing: Framing,
+    chunked: ChunkedDecoder,
+    /// The response allows another request on the connection.
+    keep_alive: bool,
+    /// The response body ended cleanly.
+    ended: bool,
+}
+
+/// The parsed response head and its bytes.
+pub struct Head {
+    pub head: ResponseHead,
+    pub bytes: Bytes,
+}
+
+impl Exchange {
+    /// Starts an exchange for `request` on `conn`: queues the head and, if any, the body.
+    pub fn new(conn: Conn, reused: bool, request: &Outgoing<'_>, endpoint: &Endpoint) -> Exchange {
+        let length = request.body.length();
+        let chunked_body = !request.body.is_empty() && length.is_none();
+        let head = request_head(request, endpoint, length, chunked_body);
+        let mut out = VecDeque::with_capacity(4);
+        out.push_back(head.freeze());
+        Exchange {
+            conn,
+            out,
+            body: (!request.body.is_empty()).then(|| request.body.reader(request.backend)),
+            chunked_body,
+            write_failed: None,
+            reused,
+            got_bytes: false,
+            framing: Framing::None,
+            chunked: ChunkedDecoder::default(),
+            keep_alive: false,
+            ended: false,
+        }
+    }
+
+    /// Whether the whole request has been handed to the socket.
+    pub fn request_sent(&self) -> bool {
+        self.body.is_none() && self.out.is_empty()
+    }
+
+    /// Writes queued request bytes and feeds the client body in, as far as the socket and
+    /// the client allow without waiting. Errors only for what must end the exchange at once:
+    /// a write timeout or a failed client body.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Result<(), ProxyError> {
+        while self.write_failed.is_none() {
+            if !self.out.is_empty() {
+                let mut slices = [IoSlice::new(&[]); 4];
+                let n = self.out.len().min(slices.len());
+                for (slice, piece) in slices.iter_mut().zip(&self.out) {
+                    *slice = IoSlice::new(piece);
+                }
+                match Pin::new(&mut self.conn.io).poll_write_vectored(cx, &slices[..n]) {
+                    Poll::Ready(Ok(written)) => self.advance(written),
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                        return Err(ProxyError::Timeout("write"))
+                    }
+                    Poll::Ready(Err(e)) => self.write_failed = Some(e),
+                    Poll::Pending => return Ok(()),
+                }
+                continue;
+            }
+            let Some(body) = self.body.as_mut() else {
+                return Ok(());
+            };
+            match body.poll_chunk(cx) {
+                Poll::Ready(Some(Ok(data))) if data.is_empty() => {}
+                Poll::Ready(Some(Ok(data))) => {
+                    if self.chunked_body {
+                        self.out.push_back(Bytes::from(format!("{:x}\r\n", data.len())));
+                        self.out.push_back(data);
+                        self.out.push_back(Bytes::from_static(b"\r\n"));
+                    } else {
+                        self.out.push_back(data);
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Err(e),
+                Poll::Ready(None) => {
+                    if self.chunked_body {
+                        self.out.push_back(Bytes::from_static(b"0\r\n\r\n"));
+                    }
+                    self.body = None;
+                }
+                Poll::Pending => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let Some(front) = self.out.front_mut() else {
+                return;
+            };
+            if written < front.len() {
+                front.advance(written);
+                return;
+            }
+            written -= front.len();
+            self.out.pop_front();
+        }
+    }
+
+    /// Reads into the buffer; `Ok(0)` at EOF.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.conn.buf.reserve(READ_CHUNK);
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.conn.io),
+            cx,
+            &mut self.conn.buf
+        ))?;
+        self.got_bytes |= n > 0;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Sends the request and reads the response head (interim 1xx answers skipped).
+    pub fn poll_head(&mut self, cx: &mut Context<'_>, head_request: bool) -> Poll<Result<Head, Failure>> {
+        loop {
+            self.poll_send(cx).map_err(Failure::Fatal)?;
+            match http1::parse_response_head(&self.conn.buf, head_request) {
+                Ok(Some(parsed)) if parsed.status == 101 => {
+                    // The Upgrade header is never forwarded, so no 101 was asked for.
+                    let msg = "101 Switching Protocols to a request that asked no upgrade";
+                    return Poll::Ready(Err(Failure::Fatal(ProxyError::BadResponse(msg.into()))));
+                }
+                Ok(Some(parsed)) if parsed.status < 200 => {
+                    let _ = self.conn.buf.split_to(parsed.len);
+                    continue;
+                }
+                Ok(Some(parsed)) => {
+                    let bytes = self.conn.buf.split_to(parsed.len).freeze();
+                    self.framing = parsed.framing;
+                    // Both framings at once smell of smuggling: relay by Transfer-Encoding, but
+                    // never trust the connection again (RFC 9112 §6.3).
+                    let doubtful = parsed.framing == Framing::Chunked && parsed.content_length.is_some();
+                    self.keep_alive = parsed.keep_alive && !doubtful;
+                    return Poll::Ready(Ok(Head { head: parsed, bytes }));
+                }
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(Failure::Fatal(ProxyError::BadResponse(e.to_string())))),
+            }
+            let had_bytes = self.got_bytes;
+            match ready!(self.poll_read(cx)) {
+                Ok(0) if self.reused && !had_bytes => return Poll::Ready(Err(Failure::Stale)),
+                Ok(0) => {
+                    let msg = match self.write_failed.take() {
+                        Some(e) => format!("writing the request failed: {e}"),
+                        None => "backend closed the connection before a complete response head".into(),
+                    };
+                    return Poll::Ready(Err(Failure::Fatal(ProxyError::BadResponse(msg))));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Poll::Ready(Err(Failure::Fatal(ProxyError::Timeout("write"))))
+                }
+                Err(_) if self.reused && !had_bytes => return Poll::Ready(Err(Failure::Stale)),
+                Err(e) => return Poll::Ready(Err(Failure::Fatal(ProxyError::Io(e)))),
+            }
+        }
+    }
+
+    /// The next piece of the response body; `None` at its end. Keeps sending the request
+    /// body meanwhile.
+    pub fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ProxyError>>> {
+        if let Err(e) = self.poll_send(cx) {
+            return Poll::Ready(Some(Err(e)));
+        }
+        loop {
+            let data = match &mut self.framing {
+                Framing::None | Framing::Length(0) => return Poll::Ready(self.end()),
+                Framing::Length(left) if !self.conn.buf.is_empty() => {
+                    let n = self
+                        .conn
+                        .buf
+                        .len()
+                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    *left -= n as u64;
+                    Some(self.conn.buf.split_to(n).freeze())
+                }
+                Framing::UntilClose if !self.conn.buf.is_empty() => Some(self.conn.buf.split().freeze()),
+                Framing::Chunked => match self.chunked.decode(&mut self.conn.buf) {
+                    Ok(Chunk::Data(data)) => Some(data),
+                    Ok(Chunk::Done) => return Poll::Ready(self.end()),
+                    Ok(Chunk::NeedMore) => None,
+                    Err(e) => return Poll::Ready(Some(Err(ProxyError::BadResponse(e.to_string())))),
+                },
+                Framing::Length(_) | Framing::UntilClose => None,
+            };
+            if let Some(data) = data {
+                return Poll::Ready(Some(Ok(data)));
+            }
+            match ready!(self.poll_read(cx)) {
+                Ok(0) if self.framing == Framing::UntilClose => {
+                    self.keep_alive = false;
+                    return Poll::Ready(self.end());
+                }
+                Ok(0) => {
+                    let msg = "backend closed the connection mid-body";
+                    return Poll::Ready(Some(Err(ProxyError::BadResponse(msg.into()))));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Poll::Ready(Some(Err(ProxyError::Timeout("write"))))
+                }
+                Err(e) => return Poll::Ready(Some(Err(ProxyError::Io(e)))),
+            }
+        }
+    }
+
+    /// The response body ended.
+    fn end(&mut self) -> Option<Result<Bytes, ProxyError>> {
+        self.ended = true;
+        None
+    }
+
+    /// Whether the connection can carry another request.
+    pub fn reusable(&self) -> bool {
+        self.ended
+            && self.keep_alive
+            && self.request_sent()
+            && self.write_failed.is_none()
+            && self.conn.buf.is_empty()
+    }
+
+    /// Bytes the backend sent after the end of its response (a framing doubt worth a log line).
+    pub fn trailing_bytes(&self) -> usize {
+        if self.ended {
+            self.conn.buf.len()
+        } else {
+            0
+        }
+    }
+}
+
+/// Writes the upstream request head: the request line, end-to-end headers of the client's
+/// request, the body's framing, then the proxy's `X-Forwarded-*` and `Via`.
+fn request_head(request: &Outgoing<'_>, endpoint: &Endpoint, length: Option<u64>, chunked: bool) -> BytesMut {
+    let req = request.req;
+    let mut out = BytesMut::with_capacity(512);
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let headers = req.headers();
+    let connection = headers.get_all(ax::CONNECTION).map(|v| v.as_bytes());
+    let has_connection = headers.contains_key(ax::CONNECTION);
+    for (name, value) in headers.iter() {
+        let n = name.as_str();
+        if rules::is_hop_by_hop(n)
+            || rules::is_replaced_upstream(n)
+            || matches!(n, "host" | "x-forwarded-for" | "via" | "content-length")
+            || (has_connection && rules::listed_in_connection(n, connection.clone()))
+        {
+            continue;
+        }
+        field(&mut out, n.as_bytes(), value.as_bytes());
+    }
+    // The routed host (an absolute-form target's authority wins over `Host`), whatever the
+    // client listed in `Connection`.
+    match (request.host, endpoint) {
+        (Some(host), _) => field(&mut out, b"host", host.as_bytes()),
+        (None, Endpoint::Tcp { host, .. }) => field(&mut out, b"host", host.as_bytes()),
+        (None, Endpoint::Unix(_)) => field(&mut out, b"host", b"localhost"),
+    }
+    if let Some(n) = length {
+        let mut digits = itoa::Buffer::new();
+        field(&mut out, b"content-length", digits.format(n).as_bytes());
+    } else if chunked {
+        field(&mut out, b"transfer-encoding", b"chunked");
+    }
+    if let Some(peer) = req.peer_addr() {
+        let mut ip = [0u8; 40];
+        let ip = format_ip(&mut ip, peer.ip());
+        out.extend_from_slice(b"x-forwarded-for: ");
+        match request.forwarded_for {
+            ForwardedFor::Append => rules::put_list_all(
+                &mut out,
+                headers.get_all("x-forwarded-for").map(|v| v.as_bytes()),
+                ip.as_bytes(),
+            ),
+            ForwardedFor::Replace => out.extend_from_slice(ip.as_bytes()),
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    field(&mut out, b"x-forwarded-proto", b"http");
+    if let Some(host) = request.host {
+        field(&mut out, b"x-forwarded-host", host.as_bytes());
+    }
+    out.extend_from_slice(b"via: ");
+    rules::put_list_all(
+        &mut out,
+        headers.get_all(ax::VIA).map(|v| v.as_bytes()),
+        rules::VIA.as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n\r\n");
+    out
+}
+
+fn field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Formats `ip` into `buf` without allocating.
+fn format_ip(buf: &mut [u8; 40], ip: std::net::IpAddr) -> &str {
+    use std::io::Write;
+    let mut cursor = io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let n = cursor.position() as usize;
+    std::str::from_utf8(&buf[..n]).unwrap_or("")
+}
