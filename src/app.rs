@@ -21,7 +21,7 @@ use crate::cluster::arbiters::Arbiters;
 use crate::cluster::director_actor::{ConfigStatus, DirectorActor, Reload, SharedStatus};
 use crate::cluster::SharedTopology;
 use crate::config::watcher::ConfigWatcher;
-use crate::config::{is_local, Document, ListenAddr};
+use crate::config::{is_local, Document, ListenAddr, SharedAdmin};
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::{handler, ProxyState};
 use crate::stats::{collector, LiveStats};
@@ -296,10 +296,12 @@ async fn serve(
     let arbiters = Arbiters::new(arbiters);
     let (published_tx, published_rx) = oneshot::channel();
     let director_arbiters = arbiters.clone();
-    let token = config.admin.as_ref().and_then(|a| a.token.clone());
+    let admin_settings: SharedAdmin = Arc::new(ArcSwapOption::from(config.admin.clone().map(Arc::new)));
     let (topology, status) = (shared.topology.clone(), shared.status.clone());
+    let director_admin = admin_settings.clone();
     let director = DirectorActor::start_in_arbiter(&arbiters.next(), move |_| {
         DirectorActor::new(document, topology, status, director_arbiters, published_tx)
+            .with_admin(director_admin)
     });
     if published_rx.await.is_err() {
         let _ = ready.send(Err("the director actor did not publish a topology".to_owned()));
@@ -308,7 +310,13 @@ async fn serve(
     let admin_server = match listeners.admin {
         Some(listener) => {
             let live = LiveStats::start_in(shared.topology.clone(), &arbiters.next(), collector::INTERVAL);
-            let admin = AdminState::new(shared.topology, shared.status, director.clone(), token, live);
+            let admin = AdminState::new(
+                shared.topology,
+                shared.status,
+                director.clone(),
+                admin_settings,
+                live,
+            );
             let listener = match listener {
                 Listener::Tcp(l) => AdminListener::Tcp(l),
                 Listener::Unix(l) => AdminListener::Unix(l),

@@ -119,7 +119,9 @@ impl DemoProcess {
 
     async fn admin(&self, path: &str, token: Option<&str>) -> Reply {
         let auth = token.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        let host = self.admin.to_string();
+        let mut headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        headers.push(("host", &host));
         support::request(&Target::Tcp(self.admin), "GET", path, &headers, Bytes::new()).await
     }
 

@@ -365,7 +365,9 @@ impl Binary {
     }
 
     async fn admin_get(&self, path: &str) -> Value {
-        let r = get(&Target::Tcp(self.admin), path).await;
+        let host = self.admin.to_string();
+        let target = Target::Tcp(self.admin);
+        let r = support::request(&target, "GET", path, &[("host", &host)], bytes::Bytes::new()).await;
         assert_eq!(r.status, 200, "GET {path}: {}", r.text());
         serde_json::from_slice(&r.body).expect("JSON")
     }

@@ -1,19 +1,24 @@
-//! Admin access control: the token (Bearer header, or the dashboard's session cookie), compared
+//! Admin access control: the Host check (DNS rebinding) of a listener without a token, the
+//! token (Bearer header, or the dashboard's session cookie, see [`super::session`]) compared
 //! in constant time, and the cross-site guard for state-changing calls.
 //!
 //! Control plane. Every admin request passes [`guard`] first.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{header, Method};
+use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpResponse};
 
 use super::error::ApiError;
+use super::session;
 use super::AdminState;
+use crate::config::{AdminConfig, ListenAddr};
 
-/// The dashboard's session cookie (holds the token; `HttpOnly`, `SameSite=Strict`).
-pub const SESSION_COOKIE: &str = "director_session";
+pub use super::session::SESSION_COOKIE;
 
 /// Paths reachable without the token: the login form and its assets.
 fn is_public(path: &str) -> bool {
@@ -35,13 +40,13 @@ pub enum Credential {
     Open,
     /// `Authorization: Bearer`.
     Bearer,
-    /// The session cookie.
+    /// A valid session cookie.
     Cookie,
 }
 
-/// The credential `req` carries for `token`, if it is valid.
-pub fn credential(req: &ServiceRequest, token: Option<&str>) -> Option<Credential> {
-    let Some(token) = token else {
+/// The credential `req` carries under `settings` (no settings: no token), if it is valid.
+pub fn credential(req: &ServiceRequest, settings: Option<&AdminConfig>) -> Option<Credential> {
+    let Some((token, settings)) = settings.and_then(|s| Some((s.token.as_deref()?, s))) else {
         return Some(Credential::Open);
     };
     let bearer = req
@@ -54,7 +59,76 @@ pub fn credential(req: &ServiceRequest, token: Option<&str>) -> Option<Credentia
         return constant_time_eq(given.as_bytes(), token.as_bytes()).then_some(Credential::Bearer);
     }
     let cookie = req.cookie(SESSION_COOKIE)?;
-    constant_time_eq(cookie.value().as_bytes(), token.as_bytes()).then_some(Credential::Cookie)
+    session::is_valid(token, cookie.value(), settings.session_ttl).then_some(Credential::Cookie)
+}
+
+/// Whether `host` (a `Host` header: a name or address with an optional port) is one that DNS
+/// can't point at another machine: an IPv4 literal, a bracketed IPv6 literal, `localhost` or a
+/// name under `.localhost` (RFC 6761 keeps those on the loopback interface). The listener's own
+/// address is an IP literal (`admin.listen` takes no names), so it is among them.
+pub fn is_rebinding_safe_host(host: &str) -> bool {
+    if let Some(bracketed) = host.strip_prefix('[') {
+        let Some((v6, rest)) = bracketed.split_once(']') else {
+            return false;
+        };
+        let port_ok = rest.is_empty() || rest.strip_prefix(':').is_some_and(is_port);
+        return port_ok && v6.parse::<Ipv6Addr>().is_ok();
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if is_port(port) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    if name.parse::<Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let name = name.to_ascii_lowercase();
+    let is_dns_name = |s: &str| {
+        s.split('.')
+            .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    };
+    name == "localhost" || name.strip_suffix(".localhost").is_some_and(is_dns_name)
+}
+
+/// A port number: 1 to 5 digits, at most 65535.
+fn is_port(port: &str) -> bool {
+    (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
+}
+
+/// The DNS-rebinding check of a listener without a token: a page on `http://evil.example`
+/// whose name was re-pointed at 127.0.0.1 reaches the listener as same-origin, with `Host:
+/// evil.example`, so only names DNS can't re-point are answered ([`is_rebinding_safe_host`]).
+/// The request target's authority, if it has one (`GET http://name/ HTTP/1.1`), is checked too.
+pub fn check_host(req: &ServiceRequest) -> Result<(), ApiError> {
+    let refused = |detail: String| ApiError::new(StatusCode::FORBIDDEN, "host_not_allowed", detail);
+    let host = match req.headers().get(header::HOST).map(|v| v.to_str()) {
+        None => {
+            return Err(ApiError::bad_request(
+                "missing_host",
+                "the request has no Host header; without admin.token the admin listener needs one \
+                 naming an IP address or localhost",
+            ))
+        }
+        Some(Err(_)) => return Err(refused("the Host header is not valid text".to_owned())),
+        Some(Ok(host)) => host,
+    };
+    let authority = req.uri().authority().map(|a| a.as_str());
+    for name in std::iter::once(host).chain(authority) {
+        if !is_rebinding_safe_host(name) {
+            return Err(refused(format!(
+                "Host `{name}` is not allowed: without admin.token the admin listener answers only \
+                 IP addresses, localhost and *.localhost (protection against DNS rebinding); \
+                 use http://127.0.0.1:PORT/ or set admin.token"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether requests need the Host check: no token, and a TCP listener (a UNIX socket is out
+/// of a browser's reach). Without settings, the check applies.
+fn needs_host_check(settings: Option<&AdminConfig>) -> bool {
+    settings.is_none_or(|s| s.token.is_none() && !matches!(s.listen, ListenAddr::Unix(_)))
 }
 
 /// Whether a state-changing request comes from another site: an `Origin` that is not this
@@ -88,19 +162,28 @@ fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The middleware: token check, then the cross-site guard for state-changing methods.
+/// The admin settings in force for `req` (read once per request: a reload may swap them).
+fn settings(req: &ServiceRequest) -> Option<Arc<AdminConfig>> {
+    req.app_data::<web::Data<AdminState>>()?.settings()
+}
+
+/// The middleware: the Host check (without a token), the cross-site guard for state-changing
+/// methods, then the token.
 pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let token = req
-        .app_data::<web::Data<AdminState>>()
-        .and_then(|s| s.token.clone());
+    let settings = settings(&req);
+    if needs_host_check(settings.as_deref()) {
+        if let Err(e) = check_host(&req) {
+            return Ok(req.error_response(e));
+        }
+    }
     if changes_state(req.method()) && is_cross_site(&req) {
         let e = ApiError::forbidden("cross-site requests may not change state");
         return Ok(req.error_response(e));
     }
-    if !is_public(req.path()) && credential(&req, token.as_deref()).is_none() {
+    if !is_public(req.path()) && credential(&req, settings.as_deref()).is_none() {
         if is_dashboard_page(&req) {
             // A browser opening the dashboard: the login form rather than a JSON refusal.
             let login = HttpResponse::SeeOther()
@@ -114,65 +197,5 @@ pub async fn guard(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use actix_web::test::TestRequest;
-
-    #[test]
-    fn constant_time_comparison() {
-        assert!(constant_time_eq(b"secret-token-123", b"secret-token-123"));
-        assert!(!constant_time_eq(b"secret-token-123", b"secret-token-124"));
-        assert!(!constant_time_eq(b"short", b"longer"));
-    }
-
-    #[test]
-    fn credentials() {
-        let token = Some("0123456789abcdef");
-        let req = TestRequest::default().to_srv_request();
-        assert_eq!(credential(&req, None), Some(Credential::Open));
-        assert_eq!(credential(&req, token), None);
-        let req = TestRequest::default()
-            .insert_header((header::AUTHORIZATION, "Bearer 0123456789abcdef"))
-            .to_srv_request();
-        assert_eq!(credential(&req, token), Some(Credential::Bearer));
-        let req = TestRequest::default()
-            .insert_header((header::AUTHORIZATION, "Bearer 0123456789abcdeX"))
-            .to_srv_request();
-        assert_eq!(credential(&req, token), None);
-        let req = TestRequest::default()
-            .cookie(actix_web::cookie::Cookie::new(SESSION_COOKIE, "0123456789abcdef"))
-            .to_srv_request();
-        assert_eq!(credential(&req, token), Some(Credential::Cookie));
-    }
-
-    #[test]
-    fn only_dashboard_pages_redirect_to_the_login_form() {
-        let get = |path: &str| TestRequest::get().uri(path).to_srv_request();
-        assert!(is_dashboard_page(&get("/")));
-        assert!(is_dashboard_page(&get("/live")));
-        assert!(is_dashboard_page(&get("/live?window=1h")));
-        assert!(!is_dashboard_page(&get("/api/v1/status")));
-        assert!(!is_dashboard_page(&get("/metrics")));
-        assert!(!is_dashboard_page(&TestRequest::post().uri("/").to_srv_request()));
-    }
-
-    #[test]
-    fn cross_site_detection() {
-        let same = TestRequest::post()
-            .insert_header((header::HOST, "127.0.0.1:8081"))
-            .insert_header((header::ORIGIN, "http://127.0.0.1:8081"))
-            .to_srv_request();
-        assert!(!is_cross_site(&same));
-        let other = TestRequest::post()
-            .insert_header((header::HOST, "127.0.0.1:8081"))
-            .insert_header((header::ORIGIN, "http://evil.example"))
-            .to_srv_request();
-        assert!(is_cross_site(&other));
-        let fetch = TestRequest::post()
-            .insert_header(("sec-fetch-site", "cross-site"))
-            .to_srv_request();
-        assert!(is_cross_site(&fetch));
-        let cli = TestRequest::post().to_srv_request();
-        assert!(!is_cross_site(&cli), "curl sends neither header");
-    }
-}
+#[path = "auth_tests.rs"]
+mod tests;

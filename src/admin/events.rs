@@ -3,10 +3,13 @@
 //!
 //! Control plane. Both read what the StatsCollector publishes through [`LiveStats`]; an event
 //! stream is a broadcast receiver, so a slow client skips samples instead of holding up the
-//! collector. The handlers take `web::Data<Arc<LiveStats>>` and nothing else from the admin
-//! state.
+//! collector. At most `admin.max_event_streams` streams are open at once ([`EventStreams`]):
+//! each holds a connection, a task and a receiver for as long as the client keeps it, so
+//! without a cap a few clients could pile them up. The handlers take `web::Data<Arc<LiveStats>>`
+//! and `web::Data<EventStreams>` and nothing else from the admin state.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +22,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast::{error::RecvError, Receiver};
 
 use super::error::ApiError;
-use crate::config::parse_duration;
+use crate::config::{parse_duration, SharedAdmin, DEFAULT_MAX_EVENT_STREAMS};
 use crate::stats::LiveStats;
 
 /// How long a browser waits before reconnecting a dropped stream (the `retry:` field).
@@ -31,9 +34,73 @@ const DEFAULT_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// The longest window kept.
 const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
+/// The open event streams, counted against `admin.max_event_streams` as it is now (a lowered
+/// limit refuses new streams and leaves the open ones be).
+pub struct EventStreams {
+    open: Arc<AtomicUsize>,
+    settings: SharedAdmin,
+}
+
+impl EventStreams {
+    pub fn new(settings: SharedAdmin) -> EventStreams {
+        EventStreams {
+            open: Arc::new(AtomicUsize::new(0)),
+            settings,
+        }
+    }
+
+    /// How many streams may be open at once.
+    pub fn limit(&self) -> usize {
+        self.settings
+            .load()
+            .as_ref()
+            .map_or(DEFAULT_MAX_EVENT_STREAMS, |s| s.max_event_streams)
+    }
+
+    /// How many streams are open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// A place for one more stream, held until the slot drops; `None` when all are taken.
+    fn try_open(&self) -> Option<StreamSlot> {
+        let limit = self.limit();
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()?;
+        Some(StreamSlot(self.open.clone()))
+    }
+}
+
+/// One stream's place; dropped with the stream's body (the client left, or the collector
+/// stopped), which frees it.
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// `GET /api/v1/events`: `text/event-stream` with the newest sample at once, then each new one
-/// as `data: <json>`. 503 once the collector has stopped.
-pub async fn events(live: web::Data<Arc<LiveStats>>) -> Result<HttpResponse, ApiError> {
+/// as `data: <json>`. 503 when `admin.max_event_streams` streams are open already, or once the
+/// collector has stopped.
+pub async fn events(
+    live: web::Data<Arc<LiveStats>>,
+    streams: web::Data<EventStreams>,
+) -> Result<HttpResponse, ApiError> {
+    let slot = streams.try_open().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            format!(
+                "{} event streams are open already (admin.max_event_streams); close one and retry",
+                streams.limit()
+            ),
+        )
+    })?;
     let subscription = live.subscribe().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -45,7 +112,8 @@ pub async fn events(live: web::Data<Arc<LiveStats>>) -> Result<HttpResponse, Api
     if let Some(latest) = &subscription.latest {
         first.push_str(&data_frame(latest));
     }
-    let body = stream::once(async move { Ok(Bytes::from(first)) }).chain(samples(subscription.receiver));
+    let body =
+        stream::once(async move { Ok(Bytes::from(first)) }).chain(samples(subscription.receiver, slot));
     Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"))
@@ -60,9 +128,10 @@ fn data_frame(json: &str) -> String {
 }
 
 /// The receiver's samples as events, keep-alive comments in quiet spells; ends when the
-/// collector stops. Skipped samples (a lagging client) are simply not sent.
-fn samples(receiver: Receiver<Arc<str>>) -> impl Stream<Item = Result<Bytes, Infallible>> {
-    stream::unfold(receiver, |mut receiver| async move {
+/// collector stops. Skipped samples (a lagging client) are simply not sent. The stream holds
+/// `slot` for as long as it lives.
+fn samples(receiver: Receiver<Arc<str>>, slot: StreamSlot) -> impl Stream<Item = Result<Bytes, Infallible>> {
+    stream::unfold((receiver, slot), |(mut receiver, slot)| async move {
         loop {
             let frame = match tokio::time::timeout(KEEP_ALIVE, receiver.recv()).await {
                 Ok(Ok(json)) => Bytes::from(data_frame(&json)),
@@ -70,7 +139,7 @@ fn samples(receiver: Receiver<Arc<str>>) -> impl Stream<Item = Result<Bytes, Inf
                 Ok(Err(RecvError::Closed)) => return None,
                 Err(_) => Bytes::from_static(b": keep-alive\n\n"),
             };
-            return Some((Ok(frame), receiver));
+            return Some((Ok(frame), (receiver, slot)));
         }
     })
 }
@@ -110,6 +179,8 @@ mod tests {
     use actix_web::App;
     use arc_swap::ArcSwapOption;
 
+    use crate::config::{AdminConfig, ListenAddr, DEFAULT_SESSION_TTL};
+
     fn live() -> Arc<LiveStats> {
         LiveStats::start_in(
             Arc::new(ArcSwapOption::empty()),
@@ -118,17 +189,72 @@ mod tests {
         )
     }
 
-    /// The two handlers as the admin server routes them.
+    /// Admin settings with at most `max_event_streams` streams.
+    fn settings(max_event_streams: usize) -> SharedAdmin {
+        Arc::new(ArcSwapOption::from_pointee(AdminConfig {
+            listen: ListenAddr::Tcp(([127, 0, 0, 1], 8081).into()),
+            token: None,
+            session_ttl: DEFAULT_SESSION_TTL,
+            max_event_streams,
+        }))
+    }
+
+    /// The two handlers as the admin server routes them (with the default stream limit, or
+    /// the limit of `settings`).
     macro_rules! app {
         ($live:expr) => {
+            app!($live, settings(DEFAULT_MAX_EVENT_STREAMS))
+        };
+        ($live:expr, $settings:expr) => {
             init_service(
                 App::new()
                     .app_data(web::Data::new($live.clone()))
+                    .app_data(web::Data::new(EventStreams::new($settings)))
                     .route("/api/v1/events", web::get().to(events))
                     .route("/api/v1/history", web::get().to(history)),
             )
             .await
         };
+    }
+
+    #[actix_web::test]
+    async fn streams_beyond_the_limit_get_503_until_one_closes() {
+        let live = live();
+        let settings = settings(2);
+        let app = app!(live, settings.clone());
+        let get_events = || TestRequest::get().uri("/api/v1/events").to_request();
+        let first = call_service(&app, get_events()).await;
+        let second = call_service(&app, get_events()).await;
+        assert_eq!(
+            (first.status(), second.status()),
+            (StatusCode::OK, StatusCode::OK)
+        );
+        let refused = call_service(&app, get_events()).await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = read_body_json(refused).await;
+        assert_eq!(body["error"], "too_many_streams", "{body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("max_event_streams")),
+            "{body}"
+        );
+
+        drop(first);
+        let third = call_service(&app, get_events()).await;
+        assert_eq!(third.status(), StatusCode::OK, "a closed stream frees its place");
+
+        // A raised limit (a reload) lets one more in at once.
+        let mut raised = AdminConfig::clone(&settings.load_full().expect("settings"));
+        raised.max_event_streams = 3;
+        settings.store(Some(Arc::new(raised)));
+        let fourth = call_service(&app, get_events()).await;
+        assert_eq!(fourth.status(), StatusCode::OK);
+        assert_eq!(
+            call_service(&app, get_events()).await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        drop((second, third, fourth));
     }
 
     #[actix_web::test]

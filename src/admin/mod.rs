@@ -12,6 +12,7 @@ pub mod events;
 pub mod haproxy;
 pub mod haproxy_html;
 pub mod metrics;
+pub mod session;
 pub mod stats_routes;
 
 use std::sync::Arc;
@@ -19,10 +20,12 @@ use std::time::Instant;
 
 use actix::Addr;
 use actix_web::{middleware, web, App, HttpServer};
+use events::EventStreams;
 
 use crate::cluster::cluster_actor::{ClusterState, GetClusterState};
 use crate::cluster::director_actor::{DirectorActor, SharedStatus};
 use crate::cluster::{ClusterHandle, SharedTopology};
+use crate::config::{AdminConfig, SharedAdmin};
 use crate::stats::LiveStats;
 
 /// Largest request body the admin API accepts.
@@ -35,10 +38,13 @@ pub struct AdminState {
     pub director: Addr<DirectorActor>,
     /// When the process started (for uptime).
     pub started: Instant,
-    /// Required by every call when set.
-    pub token: Option<String>,
+    /// The admin settings in force (token, session lifetime, stream limit); the Director actor
+    /// swaps them on reload.
+    pub settings: SharedAdmin,
     /// The stats collector's samples and event stream.
     pub live: Arc<LiveStats>,
+    /// The open `/api/v1/events` streams, against `admin.max_event_streams`.
+    pub streams: web::Data<EventStreams>,
 }
 
 impl AdminState {
@@ -46,17 +52,29 @@ impl AdminState {
         topology: SharedTopology,
         status: SharedStatus,
         director: Addr<DirectorActor>,
-        token: Option<String>,
+        settings: SharedAdmin,
         live: Arc<LiveStats>,
     ) -> AdminState {
+        let streams = web::Data::new(EventStreams::new(settings.clone()));
         AdminState {
             topology,
             status,
             director,
             started: Instant::now(),
-            token,
+            settings,
             live,
+            streams,
         }
+    }
+
+    /// The admin settings in force now.
+    pub fn settings(&self) -> Option<Arc<AdminConfig>> {
+        self.settings.load_full()
+    }
+
+    /// The admin token in force now; `None`: the listener is open.
+    pub fn token(&self) -> Option<String> {
+        self.settings.load().as_ref()?.token.clone()
     }
 
     /// The clusters of the current topology, in name order.
@@ -99,11 +117,13 @@ pub enum AdminListener {
 /// it stops with the proxy server.
 pub fn server(state: AdminState, listener: AdminListener) -> std::io::Result<actix_web::dev::Server> {
     let live = web::Data::new(state.live.clone());
+    let streams = state.streams.clone();
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(live.clone())
+            .app_data(streams.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .wrap(middleware::from_fn(auth::guard))
             .configure(routes)

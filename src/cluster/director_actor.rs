@@ -27,7 +27,7 @@ use super::cluster_changes::ApplyConfig;
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
 use crate::config::edit::{self, ClusterEdit, EditError};
 use crate::config::overlay::Overlay;
-use crate::config::{self, state_file, ConfigError, ConfigErrors, Document};
+use crate::config::{self, state_file, ConfigError, ConfigErrors, Document, SharedAdmin};
 use crate::config::{
     BackendConfig, BackendUrl, ClusterConfig, Config, ForwardedFor, PassiveHealthConfig, Role, RouteTarget,
     SchedulerKind,
@@ -105,6 +105,8 @@ pub struct DirectorActor {
     published: Option<oneshot::Sender<()>>,
     /// Changes sent to cluster actors by the last [`apply`](Self::apply), answered when done.
     pending: Vec<LocalBoxFuture<'static, ()>>,
+    /// The admin listener's settings, swapped on reload (see [`Self::with_admin`]).
+    admin: SharedAdmin,
 }
 
 /// Resolves once every cluster actor has applied the changes sent to it.
@@ -136,9 +138,17 @@ impl DirectorActor {
             arbiters,
             published: Some(published),
             pending: Vec::new(),
+            admin: SharedAdmin::default(),
         };
         actor.load_state_file();
         actor
+    }
+
+    /// Publishes the admin section of every reloaded configuration to `admin` (the admin
+    /// listener's token and limits), as [`config::publish_reloaded_admin`] allows.
+    pub fn with_admin(mut self, admin: SharedAdmin) -> Self {
+        self.admin = admin;
+        self
     }
 
     fn load_state_file(&mut self) {
@@ -310,6 +320,7 @@ impl DirectorActor {
                 self.yaml = yaml;
                 self.document = merged;
                 self.config = config;
+                config::publish_reloaded_admin(&self.admin, self.config.admin.as_ref());
                 self.apply();
                 self.save_state();
                 let mut status = ConfigStatus::clone(&self.status.load());

@@ -1,5 +1,6 @@
 //! Tests of the loader: whole documents in, `Config` or `(path, message)` errors out. The bucket
-//! tree's tests are in the child module `buckets` (`bucket_tests.rs`), those of health checks and
+//! tree's tests are in the child module `buckets` (`bucket_tests.rs`), those of the `admin`
+//! section in `admin_section` (`admin_tests.rs`), those of health checks and
 //! client routing in `health` (`health_tests.rs`), those of `fastcgi` and `x_sendfile` in
 //! `fastcgi` (`fastcgi_tests.rs`).
 
@@ -9,6 +10,8 @@ use super::sections::MISSING;
 use super::*;
 use crate::config::model::*;
 
+#[path = "admin_tests.rs"]
+mod admin_section;
 #[path = "bucket_tests.rs"]
 mod buckets;
 #[path = "fastcgi_tests.rs"]
@@ -597,50 +600,6 @@ fn display() {
     );
     assert_eq!(key_path("clusters", "a.b"), "clusters.\"a.b\"");
     assert_eq!(key_path("", "proxy"), "proxy");
-}
-
-#[test]
-fn admin_and_state_file() {
-    let c = ok(MINIMAL);
-    assert_eq!((c.admin, c.state_file), (None, None));
-    let c = ok(&format!(
-        "{MINIMAL}admin: {{}}\nstate_file: director-state.json\n"
-    ));
-    assert_eq!(
-        c.admin,
-        Some(AdminConfig {
-            listen: ListenAddr::Tcp("127.0.0.1:8081".parse().expect("addr")),
-            token: None,
-        })
-    );
-    assert_eq!(c.state_file, Some(PathBuf::from("director-state.json")));
-    let c = ok(&format!(
-        "{MINIMAL}admin: {{ listen: \"unix:/run/d.sock\", token: \"${{NOPE:-}}\" }}\n"
-    ));
-    assert_eq!(
-        c.admin.map(|a| (a.listen, a.token)),
-        Some((ListenAddr::Unix("/run/d.sock".into()), None))
-    );
-    let c = ok(&format!(
-        "{MINIMAL}admin: {{ listen: \"0.0.0.0:9000\", token: 0123456789abcdef }}\n"
-    ));
-    assert_eq!(c.admin.and_then(|a| a.token).as_deref(), Some("0123456789abcdef"));
-    let errs = errors(&format!(
-        "{MINIMAL}admin: {{ listen: \"nowhere\", token: short, extra: 1 }}\nstate_file: \"\"\n"
-    ));
-    let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(
-        paths,
-        ["admin.extra", "admin.listen", "admin.token", "state_file"],
-        "{errs:#?}"
-    );
-    assert!(errs[2].1.contains("at least 16"));
-    assert!(admin::is_local(&ListenAddr::Tcp(
-        "[::1]:1".parse().expect("addr")
-    )));
-    assert!(!admin::is_local(&ListenAddr::Tcp(
-        "0.0.0.0:1".parse().expect("addr")
-    )));
 }
 
 #[test]

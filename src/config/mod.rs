@@ -16,6 +16,9 @@ pub mod watcher;
 
 pub use address::parse_backend_url;
 pub use duration::parse_duration;
-pub use load::admin::{is_local, MIN_TOKEN_LEN};
+pub use load::admin::{
+    is_local, publish_reloaded_admin, reloaded_admin, SharedAdmin, DEFAULT_MAX_EVENT_STREAMS,
+    DEFAULT_SESSION_TTL, MIN_TOKEN_LEN,
+};
 pub use load::{load_file, load_str, load_value, read_file, ConfigError, ConfigErrors, Document};
 pub use model::*;

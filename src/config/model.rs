@@ -40,6 +40,10 @@ pub struct AdminConfig {
     pub listen: ListenAddr,
     /// `token`: required by every admin call when set; an empty string means none.
     pub token: Option<String>,
+    /// `session_ttl` (default 12h): how long a dashboard login lasts.
+    pub session_ttl: Duration,
+    /// `max_event_streams` (default 16): how many `/api/v1/events` streams may be open at once.
+    pub max_event_streams: usize,
 }
 
 /// One listener address: `"0.0.0.0:8080"`, `"[::]:8080"` or `"unix:/run/director.sock"`.

@@ -237,7 +237,8 @@ pub async fn admin(
     (reply.status, json)
 }
 
-/// Like [`admin`] with a raw body and extra headers; the whole reply.
+/// Like [`admin`] with a raw body and extra headers; the whole reply. Without a `host` among
+/// `headers`, the Host is the listener's address (as a browser on this machine sends it).
 pub async fn admin_raw(
     director: &Director,
     method: &str,
@@ -248,7 +249,11 @@ pub async fn admin_raw(
 ) -> Reply {
     let target = Target::Tcp(director.admin_addr());
     let auth = token.map(|t| format!("Bearer {t}"));
+    let host = director.admin_addr().to_string();
     let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        all.push(("host", &host));
+    }
     if let Some(auth) = &auth {
         all.push(("authorization", auth));
     }

@@ -1,6 +1,7 @@
 //! The web dashboard on the admin listener: the overview page (`GET /`: clusters, buckets,
 //! backends and their actions), the live page (`GET /live`: uPlot charts fed by the event
-//! stream), the login form for the admin token, and the embedded static files.
+//! stream), the login form for the admin token (which starts a signed session, see
+//! [`super::session`]), and the embedded static files.
 //!
 //! Control plane. Pages are rendered by askama from `templates/` (which escapes everything that
 //! comes from configuration or state); the scripts in `static/` refresh them from the JSON API
@@ -11,14 +12,14 @@ pub mod view;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::auth::{constant_time_eq, SESSION_COOKIE};
+use super::auth::constant_time_eq;
+use super::session::{self, SESSION_COOKIE};
 use super::AdminState;
 use view::{cluster_sample, is_direct_route, ClusterView, StatusView};
 
@@ -109,7 +110,7 @@ async fn live(data: Data) -> HttpResponse {
 fn layout(data: &AdminState, page: &'static str) -> Layout {
     Layout {
         page,
-        can_log_out: data.token.is_some(),
+        can_log_out: data.token().is_some(),
     }
 }
 
@@ -122,22 +123,33 @@ pub struct LoginForm {
 /// `GET /login`: the form; straight to the overview when no token is needed or the session
 /// is already valid.
 async fn login_form(data: Data, req: HttpRequest) -> HttpResponse {
-    let Some(token) = &data.token else {
+    let Some(settings) = data.settings() else {
+        return see_other("/");
+    };
+    let Some(token) = &settings.token else {
         return see_other("/");
     };
     let session_valid = req
         .cookie(SESSION_COOKIE)
-        .is_some_and(|c| constant_time_eq(c.value().as_bytes(), token.as_bytes()));
+        .is_some_and(|c| session::is_valid(token, c.value(), settings.session_ttl));
     if session_valid {
         return see_other("/");
     }
     login_page(StatusCode::OK, None)
 }
 
-/// `POST /login` (`application/x-www-form-urlencoded`, field `token`): the session cookie and
-/// a redirect to the overview, or the form again with 401.
-async fn login(data: Data, form: Result<web::Form<LoginForm>, actix_web::Error>) -> HttpResponse {
-    let Some(token) = &data.token else {
+/// `POST /login` (`application/x-www-form-urlencoded`, field `token`): a session cookie (see
+/// [`session`]; it never holds the token) and a redirect to the overview, or the form again
+/// with 401.
+async fn login(
+    data: Data,
+    req: HttpRequest,
+    form: Result<web::Form<LoginForm>, actix_web::Error>,
+) -> HttpResponse {
+    let Some(settings) = data.settings() else {
+        return see_other("/");
+    };
+    let Some(token) = &settings.token else {
         return see_other("/");
     };
     let Ok(form) = form else {
@@ -147,44 +159,34 @@ async fn login(data: Data, form: Result<web::Form<LoginForm>, actix_web::Error>)
     if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
         return login_page(StatusCode::UNAUTHORIZED, Some("That token is not valid."));
     }
-    if !fits_in_cookie(token) {
-        return login_page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some("This token contains characters a cookie can't hold; use the API with a Bearer header."),
-        );
-    }
-    let cookie = session_cookie(token.clone());
+    let value = match session::new_session(token, settings.session_ttl) {
+        Ok(value) => value,
+        Err(e) => {
+            log::error!("dashboard: cannot start a session: {e}");
+            return login_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("A session could not be started; use the API with a Bearer header."),
+            );
+        }
+    };
     HttpResponse::SeeOther()
-        .cookie(cookie)
+        .cookie(session::cookie(value, settings.session_ttl, came_over_tls(&req)))
         .insert_header((header::LOCATION, "/"))
         .finish()
 }
 
 /// `POST /logout`: forgets the session cookie.
-async fn logout() -> HttpResponse {
-    let mut cookie = session_cookie(String::new());
-    cookie.make_removal();
+async fn logout(req: HttpRequest) -> HttpResponse {
     HttpResponse::SeeOther()
-        .cookie(cookie)
+        .cookie(session::removal_cookie(came_over_tls(&req)))
         .insert_header((header::LOCATION, "/login"))
         .finish()
 }
 
-/// The session cookie: only for HTTP (no script can read the token), never sent cross-site.
-fn session_cookie(value: String) -> Cookie<'static> {
-    Cookie::build(SESSION_COOKIE, value)
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .finish()
-}
-
-/// Whether `value` is a valid cookie value as it is (RFC 6265 `cookie-octet`s), so that the
-/// browser sends back exactly the token.
-fn fits_in_cookie(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E))
+/// Whether the request reached the admin listener over TLS, so that the session cookie is
+/// marked `Secure`. There is no TLS admin listener yet; this follows it when there is.
+fn came_over_tls(req: &HttpRequest) -> bool {
+    req.connection_info().scheme() == "https"
 }
 
 fn login_page(status: StatusCode, error: Option<&'static str>) -> HttpResponse {
