@@ -340,9 +340,11 @@ pub(super) fn publish<'a>(
     handle
         .backends
         .store(Arc::new(members.clone().map(|(b, _)| b.clone()).collect()));
+    let keep_alive = handle.settings.load().backend_keep_alive;
     let specs = members
         .map(|(backend, status)| {
             backend.conns.set_limit(status.capacity);
+            backend.conns.set_idle_timeout(keep_alive);
             SlotSpec {
                 backend: backend.clone(),
                 role: status.role,

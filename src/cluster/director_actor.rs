@@ -420,6 +420,7 @@ fn road_warrior_settings() -> ClusterConfig {
         },
         forwarded_for: ForwardedFor::Append,
         client_body_timeout: Duration::from_secs(60),
+        backend_keep_alive: crate::transport::pool::IDLE_TIMEOUT,
     }
 }
 

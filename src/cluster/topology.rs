@@ -75,6 +75,8 @@ pub struct ClusterSettings {
     pub passive_health: PassiveHealthConfig,
     pub forwarded_for: ForwardedFor,
     pub client_body_timeout: Duration,
+    /// How long an idle backend connection is kept for reuse.
+    pub backend_keep_alive: Duration,
 }
 
 impl ClusterSettings {
@@ -92,6 +94,7 @@ impl ClusterSettings {
             passive_health: c.passive_health,
             forwarded_for: c.forwarded_for,
             client_body_timeout: c.client_body_timeout,
+            backend_keep_alive: c.backend_keep_alive,
         };
         let admission = AdmissionSettings {
             scheduler: c.scheduler,

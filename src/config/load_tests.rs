@@ -222,6 +222,7 @@ fn defaults() {
         },
         forwarded_for: ForwardedFor::Append,
         client_body_timeout: Duration::from_secs(60),
+        backend_keep_alive: Duration::from_secs(4),
     };
     assert_eq!(*shop, expected);
     let backend = &shop.backends[0];

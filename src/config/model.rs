@@ -157,6 +157,9 @@ pub struct ClusterConfig {
     /// `client_body_timeout` (default 60s, nginx's): the longest a client may pause while
     /// sending a request body before it gets 408.
     pub client_body_timeout: Duration,
+    /// `backend_keep_alive` (default 4s): how long an idle connection to a backend is kept
+    /// for reuse (nginx's upstream `keepalive_timeout`); keep it below the backends' own.
+    pub backend_keep_alive: Duration,
 }
 
 /// `passive_health:` of a cluster — HAProxy/nginx style `max_fails` within `fail_timeout`.

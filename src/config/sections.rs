@@ -46,6 +46,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "passive_health",
     "forwarded_for",
     "client_body_timeout",
+    "backend_keep_alive",
     "backends",
 ];
 const BACKEND_KEYS: &[&str] = &["name", "url", "capacity", "role", "enabled", "fastcgi"];
@@ -96,6 +97,7 @@ struct RawCluster {
     sticky_offline: Option<bool>,
     forwarded_for: Option<String>,
     client_body_timeout: Option<DurationValue>,
+    backend_keep_alive: Option<DurationValue>,
 }
 
 /// A backend without `fastcgi`, which is checked on its own.
@@ -119,6 +121,7 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(8);
 const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_BACKEND_KEEP_ALIVE: Duration = crate::transport::pool::IDLE_TIMEOUT;
 
 const SCHEDULERS: &[(&str, SchedulerKind)] = &[
     ("rr", SchedulerKind::RoundRobin),
@@ -456,6 +459,11 @@ impl Loader<'_> {
             raw.client_body_timeout,
             DEFAULT_CLIENT_BODY_TIMEOUT,
         );
+        let backend_keep_alive = self.positive(
+            key_path(path, "backend_keep_alive"),
+            raw.backend_keep_alive,
+            DEFAULT_BACKEND_KEEP_ALIVE,
+        );
         Some(ClusterConfig {
             scheduler: scheduler?,
             queue_limit: raw.queue_limit.unwrap_or(DEFAULT_QUEUE_LIMIT),
@@ -478,6 +486,7 @@ impl Loader<'_> {
             passive_health: Default::default(),
             forwarded_for: forwarded_for?,
             client_body_timeout,
+            backend_keep_alive,
         })
     }
 

@@ -18,7 +18,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,8 +30,9 @@ use super::{IdleState, TimedStream};
 /// Idle connections kept per backend and worker.
 pub const MAX_IDLE_PER_BACKEND: usize = 256;
 
-/// An idle connection is closed rather than reused after this long (backends commonly close
-/// idle keep-alive connections after 5–75 s; reusing one they are closing costs a retry).
+/// An idle connection is closed rather than reused after this long, unless its backend says
+/// otherwise (backends commonly close idle keep-alive connections after 5–75 s; reusing one
+/// they are closing costs a retry).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How often each worker's reaper looks at its idle connections.
@@ -50,6 +51,8 @@ pub struct BackendConns {
     id: u64,
     name: String,
     retired: AtomicBool,
+    /// How long an idle connection may wait for reuse, in milliseconds.
+    idle_timeout_ms: AtomicU64,
     share: Option<IdleShare>,
 }
 
@@ -61,6 +64,7 @@ impl BackendConns {
             id: NEXT_GROUP.fetch_add(1, SeqCst),
             name: name.to_owned(),
             retired: AtomicBool::new(false),
+            idle_timeout_ms: AtomicU64::new(IDLE_TIMEOUT.as_millis() as u64),
             share: limit_open.then(IdleShare::default),
         })
     }
@@ -73,6 +77,16 @@ impl BackendConns {
 
     pub fn is_retired(&self) -> bool {
         self.retired.load(SeqCst)
+    }
+
+    /// How long an idle connection may wait for reuse before it is closed.
+    pub fn set_idle_timeout(&self, timeout: Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.idle_timeout_ms.store(ms, SeqCst);
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms.load(Relaxed))
     }
 
     /// The backend's capacity (0 = unlimited), for backends that limit open connections.
@@ -200,7 +214,7 @@ fn unusable(entry: &mut Idle, now: Instant) -> Option<&'static str> {
     if entry.group.is_retired() {
         return Some("backend left the topology");
     }
-    if now.duration_since(entry.since) >= IDLE_TIMEOUT {
+    if now.duration_since(entry.since) >= entry.group.idle_timeout() {
         return Some("idle timeout");
     }
     match entry.conn.io.idle_state() {
