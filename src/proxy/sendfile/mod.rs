@@ -6,19 +6,25 @@
 //! the MIME type and the body reader. Hot path, and pure of actix's service machinery: [`serve`]
 //! returns a [`FileResponse`] that the pipeline turns into its response.
 //!
-//! Parts: `resolve` (confinement, 404/403), `conditional` (ETag, Last-Modified, preconditions,
-//! If-Range), `ranges` (the Range header), `multipart` (byteranges bodies), `mime` (Content-Type
-//! by extension), `body` (the reader); this file decides the status in RFC 9110 §13.2.2 order.
+//! Parts: `resolve` (confinement, 404/403) over `roots` (the roots' open handles) and `beneath`
+//! (opening beneath a handle: `openat2`, or a component walk where it is unavailable),
+//! `conditional` (ETag, Last-Modified, preconditions, If-Range), `ranges` (the Range header),
+//! `multipart` (byteranges bodies), `mime` (Content-Type by extension), `body` (the reader);
+//! this file decides the status in RFC 9110 §13.2.2 order.
 //!
 //! Zero-copy `sendfile(2)` is out of reach: actix-web's body API hands the server `Bytes`, never a
 //! file descriptor, so the file is read in large chunks with positioned reads instead.
 
+mod beneath;
 mod body;
 mod conditional;
 mod mime;
 mod multipart;
 mod ranges;
 mod resolve;
+mod roots;
+#[cfg(test)]
+mod swapper;
 #[cfg(test)]
 mod tests;
 

@@ -238,6 +238,15 @@ fn a_symlink_within_the_root_is_followed() {
 }
 
 #[test]
+fn an_absolute_symlink_is_403_even_into_the_root() {
+    let fixture = Fixture::new("symlink-absolute");
+    let path = fixture.write("root/a.txt", b"a");
+    symlink(&path, fixture.root().join("absolute.txt")).expect("symlink");
+    let response = get(&fixture.root().join("absolute.txt"), &fixture.roots(), &[]);
+    assert_eq!(response.status, StatusCode::FORBIDDEN);
+}
+
+#[test]
 fn a_root_reached_through_a_symlink_is_canonicalized_too() {
     let fixture = Fixture::new("symlink-root");
     let path = fixture.write("root/a.txt", b"a");
