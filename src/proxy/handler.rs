@@ -143,7 +143,7 @@ async fn attempt(
                 started,
                 read_timeout: request.timeouts.read,
             };
-            let response = response::relay(req, upstream, grant, cluster, timing, request.log.take());
+            let response = response::relay(req, upstream, grant, cluster, timing, request.log.take()).await;
             Ok(response::with_debug_headers(response, debug_bucket, &backend))
         }
         Err(e) if !e.is_backend_failure() => {

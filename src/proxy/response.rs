@@ -31,7 +31,7 @@ pub enum Upstream {
 }
 
 /// Builds the client's response around the backend's.
-pub fn relay(
+pub async fn relay(
     req: &HttpRequest,
     upstream: Upstream,
     grant: Grant,
@@ -121,6 +121,8 @@ pub fn relay(
     let backend = grant.backend().clone();
     if let (Some(target), Some(roots)) = (sendfile_target, roots) {
         let file = sendfile::serve(&target, roots, req.method(), req.headers());
+        drop(settings); // the future borrows nothing: no guard is held while the file opens
+        let file = file.await;
         return serve_file(builder, file, source, grant, timing, cluster, log);
     }
     let no_body = rules::response_has_no_body(is_head, status);
