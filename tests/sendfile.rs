@@ -7,15 +7,21 @@
 //! php-fpm is not installed, unless `DIRECTOR_REQUIRE_ALL` is set.
 
 mod support;
+#[path = "../src/proxy/sendfile/swapper.rs"]
+mod swapper;
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use support::backend::{pattern, TestBackend, XSENDFILE_BODY};
 use support::php::{Listen, PhpFpm};
 use support::{request, start, Director, Reply};
+use swapper::Swapper;
 
 /// Files under a temp dir: `root/` (the sendfile root) and `outside/` (not a root).
 struct Files {
@@ -41,7 +47,9 @@ impl Files {
         fs::write(root.join("image.png"), b"\x89PNG\r\n\x1a\n").expect("write");
         fs::write(root.join("sub/inner.json"), b"{\"inner\":true}\n").expect("write");
         fs::write(outside.join("secret.txt"), SECRET).expect("write");
-        std::os::unix::fs::symlink(root.join("sub/inner.json"), root.join("link-inside.json")).expect("ln");
+        std::os::unix::fs::symlink("sub/inner.json", root.join("link-inside.json")).expect("ln");
+        // Absolute symlinks are refused even when they point inside the root.
+        std::os::unix::fs::symlink(root.join("sub/inner.json"), root.join("absolute.json")).expect("ln");
         std::os::unix::fs::symlink(outside.join("secret.txt"), root.join("escape.txt")).expect("ln");
         std::os::unix::fs::symlink(&outside, root.join("escape-dir")).expect("ln");
         Files { base }
@@ -248,7 +256,7 @@ async fn a_changed_file_gets_another_etag() {
     case.finish().await;
 }
 
-/// A symlink that stays inside the root is followed; a 3 MB file arrives intact.
+/// A relative symlink that stays inside the root is followed; a 3 MB file arrives intact.
 #[tokio::test]
 async fn inside_symlinks_and_large_files_are_served() {
     let files = Files::new();
@@ -265,8 +273,8 @@ async fn inside_symlinks_and_large_files_are_served() {
     }
 }
 
-/// `..`, symlinks leading out, paths outside every root and relative paths are 403; a
-/// missing file under the root is 404. Nothing of the secret leaks.
+/// `..`, symlinks leading out (and absolute ones), paths outside every root and relative paths
+/// are 403; a missing file under the root is 404. Nothing of the secret leaks.
 #[tokio::test]
 async fn escapes_and_paths_outside_the_roots_are_refused() {
     let files = Files::new();
@@ -278,6 +286,7 @@ async fn escapes_and_paths_outside_the_roots_are_refused() {
             root.join("sub/../../outside/secret.txt"),
             root.join("escape.txt"),
             root.join("escape-dir/secret.txt"),
+            root.join("absolute.json"),
             files.base.join("outside/secret.txt"),
             PathBuf::from("/etc/passwd"),
             PathBuf::from("hello.txt"),
@@ -633,4 +642,86 @@ async fn ranges_are_served() {
         assert!(r.body[..] == pattern(0, 10)[..]);
         case.finish().await;
     }
+}
+
+/// What the race test's inside file holds, and the marker only the outside one holds.
+const INSIDE: &[u8] = b"inside the root\n";
+const OUTSIDE_MARKER: &[u8] = b"OUTSIDE-MARKER, must never be served\n";
+
+/// A directory inside the root swapped for a symlink to a directory outside it (atomically, in
+/// a tight loop) while many X-Sendfile requests run through director: the outside file is
+/// never served (a check-then-open-by-name served it), while both states are seen (200 inside,
+/// 403 out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_swapped_for_an_outside_symlink_never_leaks() {
+    const TASKS: usize = 8;
+    const MIN_REQUESTS: usize = 2_000;
+    const MAX_REQUESTS: usize = 20_000;
+    let files = Files::new();
+    let (root, outside) = (files.root(), files.base.join("outside/swapped"));
+    fs::create_dir(root.join("swap")).expect("mkdir");
+    fs::write(root.join("swap/file.txt"), INSIDE).expect("write");
+    fs::create_dir(&outside).expect("mkdir");
+    fs::write(outside.join("file.txt"), OUTSIDE_MARKER).expect("write");
+    std::os::unix::fs::symlink(&outside, root.join("swap-alt")).expect("symlink out");
+
+    let http = TestBackend::start("app").await;
+    let yaml = support::cluster_config(&files.enabled(), &[("app", http.url(), 64, "active")]);
+    let d = start(&yaml).await;
+    let uri = format!(
+        "/xsendfile?path={}",
+        encode(root.join("swap/file.txt").as_os_str().as_bytes())
+    );
+
+    let swapper = Swapper::start(&root);
+    #[derive(Default)]
+    struct Tally {
+        sent: AtomicUsize,
+        inside: AtomicUsize,
+        refused: AtomicUsize,
+        leaked: AtomicUsize,
+    }
+    let tally = Arc::new(Tally::default());
+    let both_seen = |t: &Tally| t.inside.load(Ordering::Relaxed) > 0 && t.refused.load(Ordering::Relaxed) > 0;
+    let workers: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let (target, uri, tally) = (d.target(), uri.clone(), tally.clone());
+            tokio::spawn(async move {
+                loop {
+                    let sent = tally.sent.fetch_add(1, Ordering::Relaxed);
+                    if sent >= MAX_REQUESTS || (sent >= MIN_REQUESTS && both_seen(&tally)) {
+                        break;
+                    }
+                    let reply = request(&target, "GET", &uri, &[], Bytes::new()).await;
+                    let counter = match reply.status {
+                        _ if reply.body.windows(8).any(|w| w == &OUTSIDE_MARKER[..8]) => &tally.leaked,
+                        200 if reply.body[..] == INSIDE[..] => &tally.inside,
+                        403 => &tally.refused,
+                        other => panic!("unexpected reply {other}: {}", reply.text()),
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("request task");
+    }
+    let swaps = swapper.stop();
+    let (inside, refused, leaked) = (
+        tally.inside.load(Ordering::Relaxed),
+        tally.refused.load(Ordering::Relaxed),
+        tally.leaked.load(Ordering::Relaxed),
+    );
+    let sent = inside + refused + leaked;
+    eprintln!("race: {sent} requests, {swaps} swaps: {inside} inside, {refused} refused, {leaked} leaked");
+    assert_eq!(
+        leaked, 0,
+        "the outside file was served {leaked} times in {sent} requests"
+    );
+    assert!(
+        inside > 0 && refused > 0,
+        "the swap never raced the requests: {inside} inside, {refused} refused"
+    );
+    d.stop().await;
 }

@@ -170,7 +170,7 @@ async fn attempt(
                 may_blame: request.may_blame,
             };
             let response =
-                response::relay(&request.req, upstream, grant, cluster, timing, request.log.take());
+                response::relay(&request.req, upstream, grant, cluster, timing, request.log.take()).await;
             Ok(response::with_debug_headers(response, debug_bucket, &backend))
         }
         Err(e) if e.is_backend_failure() => {

@@ -22,7 +22,7 @@ use crate::cluster::{Backend, ClusterHandle, Grant};
 use crate::proto::http_headers as rules;
 
 /// Builds the client's response around the backend's.
-pub fn relay(
+pub async fn relay(
     req: &HttpRequest,
     upstream: Response,
     grant: Grant,
@@ -52,6 +52,8 @@ pub fn relay(
     let backend = grant.backend().clone();
     if let (Some(target), Some(roots)) = (sendfile_target, roots) {
         let file = sendfile::serve(&target, roots, req.method(), req.headers());
+        drop(settings); // the future borrows nothing: no guard is held while the file opens
+        let file = file.await;
         return serve_file(builder, file, exchange, grant, timing, cluster, log);
     }
     let no_body = rules::response_has_no_body(is_head, status);

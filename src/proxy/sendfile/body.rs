@@ -1,16 +1,21 @@
 //! The body of a served file: literal pieces (multipart part headers) and file segments read in
 //! large chunks with positioned reads from the already-open file.
 //!
-//! Hot path. Reads hit the page cache on the worker thread; there is no hop to a blocking pool.
-//! The length is fixed up front, so a file that shrinks mid-response ends the body with an error
-//! instead of a short body that contradicts its `Content-Length`.
+//! Hot path, but no read happens on the worker thread: each chunk is read on the runtime's
+//! blocking pool, so a cold disk stalls a pool thread instead of every connection of the worker.
+//! While a chunk is being sent the next one of its segment is already being read, so a response
+//! holds at most two chunks. The length is fixed up front, so a file that shrinks mid-response
+//! ends the body with an error instead of a short body that contradicts its `Content-Length`.
 
 use std::collections::VecDeque;
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::task::{Context, Poll};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use tokio::task::JoinHandle;
 
 use super::ranges::ByteRange;
 
@@ -61,8 +66,11 @@ pub struct FileBody {
 
 #[derive(Debug)]
 struct Content {
-    file: File,
     segments: VecDeque<Segment>,
+    /// The file between reads; `None` while a read has it.
+    file: Option<File>,
+    /// The read in flight: the next bytes of the front file segment (already counted off it).
+    read: Option<JoinHandle<(File, io::Result<Bytes>)>>,
 }
 
 impl FileBody {
@@ -80,8 +88,9 @@ impl FileBody {
         FileBody {
             len,
             content: Some(Content {
-                file,
                 segments: segments.into(),
+                file: Some(file),
+                read: None,
             }),
         }
     }
@@ -97,59 +106,107 @@ impl FileBody {
         self.len == 0
     }
 
-    /// Next piece of the body; `None` at the end. Never `Pending`: file reads complete at once.
-    pub fn poll_next(&mut self, _cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
-        Poll::Ready(self.next_piece())
-    }
-
-    fn next_piece(&mut self) -> Option<io::Result<Bytes>> {
-        let content = self.content.as_mut()?;
-        let piece = content.next_piece();
+    /// Next piece of the body; `None` at the end. `Pending` while a chunk is read off the
+    /// worker thread (`cx` is woken when it is there).
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        let Some(content) = self.content.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let piece = ready!(content.poll_piece(cx));
         if !matches!(piece, Some(Ok(_))) {
             self.content = None;
         }
-        piece
+        Poll::Ready(piece)
     }
 }
 
 impl Content {
-    fn next_piece(&mut self) -> Option<io::Result<Bytes>> {
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
         loop {
-            match self.segments.front_mut()? {
-                Segment::Literal(bytes) => {
+            if let Some(read) = self.read.as_mut() {
+                let done = ready!(Pin::new(read).poll(cx));
+                self.read = None;
+                let (file, chunk) = match done {
+                    Ok(done) => done,
+                    Err(lost) => return Poll::Ready(Some(Err(io::Error::other(lost)))),
+                };
+                self.file = Some(file);
+                if chunk.is_ok() {
+                    // Read ahead while this chunk is sent.
+                    if let Err(err) = self.start_read() {
+                        return Poll::Ready(Some(Err(err)));
+                    }
+                }
+                return Poll::Ready(Some(chunk));
+            }
+            match self.segments.front_mut() {
+                None => return Poll::Ready(None),
+                Some(Segment::Literal(bytes)) => {
                     let bytes = std::mem::take(bytes);
                     self.segments.pop_front();
                     if !bytes.is_empty() {
-                        return Some(Ok(bytes));
+                        return Poll::Ready(Some(Ok(bytes)));
                     }
                 }
-                Segment::File { remaining: 0, .. } => {
+                Some(Segment::File { remaining: 0, .. }) => {
                     self.segments.pop_front();
                 }
-                Segment::File { offset, remaining } => {
-                    let chunk = read_chunk(&self.file, *offset, *remaining);
-                    if let Ok(chunk) = &chunk {
-                        *offset += chunk.len() as u64;
-                        *remaining -= chunk.len() as u64;
+                Some(Segment::File { .. }) => {
+                    if let Err(err) = self.start_read() {
+                        return Poll::Ready(Some(Err(err)));
                     }
-                    return Some(chunk);
                 }
             }
         }
     }
+
+    /// Starts reading the next chunk of the front segment on the blocking pool, if that is a
+    /// file segment with bytes left and no read is in flight.
+    fn start_read(&mut self) -> io::Result<()> {
+        let Some(Segment::File { offset, remaining }) = self.segments.front_mut() else {
+            return Ok(());
+        };
+        if *remaining == 0 || self.read.is_some() {
+            return Ok(());
+        }
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        let (at, want) = (
+            *offset,
+            CHUNK_SIZE.min(usize::try_from(*remaining).unwrap_or(usize::MAX)),
+        );
+        *offset += want as u64;
+        *remaining -= want as u64;
+        self.read = Some(blocking(move || {
+            let chunk = read_chunk(&file, at, want);
+            (file, chunk)
+        })?);
+        Ok(())
+    }
 }
 
-/// Reads up to `CHUNK_SIZE` of the `remaining` bytes at `offset`; a file that ends early is an
-/// error. The buffer is not zeroed first: `read_to_end` reads into its spare capacity.
-fn read_chunk(mut file: &File, offset: u64, remaining: u64) -> io::Result<Bytes> {
-    let want = CHUNK_SIZE.min(usize::try_from(remaining).unwrap_or(usize::MAX));
+/// Runs `work` on the current runtime's blocking pool, where a thread may wait on the disk.
+pub(super) fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<JoinHandle<T>> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+    Ok(runtime.spawn_blocking(work))
+}
+
+/// Reads the `want` bytes at `offset`; a file that ends before them is an error. The buffer is
+/// not zeroed first: `read_to_end` reads into its spare capacity.
+fn read_chunk(mut file: &File, offset: u64, want: usize) -> io::Result<Bytes> {
     let mut buf = Vec::with_capacity(want);
     file.seek(SeekFrom::Start(offset))?;
     file.take(want as u64).read_to_end(&mut buf)?;
-    if buf.is_empty() {
+    if buf.len() < want {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
-            format!("file shrank while being served: nothing at offset {offset}"),
+            format!(
+                "file shrank while being served: {} of {want} bytes at offset {offset}",
+                buf.len()
+            ),
         ));
     }
     Ok(Bytes::from(buf))

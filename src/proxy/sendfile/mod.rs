@@ -4,24 +4,35 @@
 //! Owns the whole client response for that file: confinement to the configured roots, the method
 //! check, validators and conditional requests, byte ranges (single and `multipart/byteranges`),
 //! the MIME type and the body reader. Hot path, and pure of actix's service machinery: [`serve`]
-//! returns a [`FileResponse`] that the pipeline turns into its response.
+//! resolves to a [`FileResponse`] that the pipeline turns into its response. The worker thread
+//! never touches the disk: the open and `fstat` run on the runtime's blocking pool, and so do
+//! the body's reads.
 //!
-//! Parts: `resolve` (confinement, 404/403), `conditional` (ETag, Last-Modified, preconditions,
-//! If-Range), `ranges` (the Range header), `multipart` (byteranges bodies), `mime` (Content-Type
-//! by extension), `body` (the reader); this file decides the status in RFC 9110 §13.2.2 order.
+//! Parts: `resolve` (confinement, 404/403) over `roots` (the roots' open handles) and `beneath`
+//! (opening beneath a handle: `openat2`, or a component walk where it is unavailable),
+//! `conditional` (ETag, Last-Modified, preconditions, If-Range), `ranges` (the Range header),
+//! `multipart` (byteranges bodies), `mime` (Content-Type by extension), `body` (the reader);
+//! this file decides the status in RFC 9110 §13.2.2 order.
 //!
 //! Zero-copy `sendfile(2)` is out of reach: actix-web's body API hands the server `Bytes`, never a
 //! file descriptor, so the file is read in large chunks with positioned reads instead.
 
+mod beneath;
 mod body;
 mod conditional;
 mod mime;
 mod multipart;
 mod ranges;
 mod resolve;
+mod roots;
+#[cfg(test)]
+mod swapper;
 #[cfg(test)]
 mod tests;
 
+use std::ffi::OsStr;
+use std::future::Future;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -48,17 +59,55 @@ pub struct FileResponse {
     pub head_content_length: Option<u64>,
 }
 
-/// Resolves and serves `target` for a request.
-pub fn serve(target: &[u8], roots: &[PathBuf], method: &Method, headers: &HeaderMap) -> FileResponse {
-    if method != Method::GET && method != Method::HEAD {
-        return FileResponse::empty(StatusCode::METHOD_NOT_ALLOWED)
-            .with_static_header(header::ALLOW, "GET, HEAD");
+/// Resolves and serves `target` for a request. The returned future borrows nothing (what it
+/// needs of the arguments is copied), so the caller may drop what they came from before
+/// awaiting it; it opens the file on the blocking pool.
+pub fn serve(
+    target: &[u8],
+    roots: &[PathBuf],
+    method: &Method,
+    headers: &HeaderMap,
+) -> impl Future<Output = FileResponse> + 'static {
+    let allowed = method == Method::GET || method == Method::HEAD;
+    let is_head = method == Method::HEAD;
+    let (target, roots, headers) = (target.to_vec(), roots.to_vec(), deciding_headers(headers));
+    async move {
+        if !allowed {
+            return FileResponse::empty(StatusCode::METHOD_NOT_ALLOWED)
+                .with_static_header(header::ALLOW, "GET, HEAD");
+        }
+        match confine(target, roots).await {
+            Ok((target, confined)) => {
+                respond(Path::new(OsStr::from_bytes(&target)), confined, is_head, &headers)
+            }
+            Err(err) => FileResponse::empty(err.status()),
+        }
     }
-    let (path, ConfinedFile { file, metadata }) = match confine(target, roots) {
-        Ok(confined) => confined,
-        Err(err) => return FileResponse::empty(err.status()),
-    };
+}
 
+/// The request headers that decide the response (preconditions, ranges), copied so that the
+/// response can be decided after the file is opened elsewhere.
+fn deciding_headers(headers: &HeaderMap) -> HeaderMap {
+    const DECIDING: [HeaderName; 6] = [
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_UNMODIFIED_SINCE,
+        header::IF_RANGE,
+        header::RANGE,
+    ];
+    let mut deciding = HeaderMap::new();
+    for name in DECIDING {
+        for value in headers.get_all(&name) {
+            deciding.append(name.clone(), value.clone());
+        }
+    }
+    deciding
+}
+
+/// The response for the opened file at `path`.
+fn respond(path: &Path, confined: ConfinedFile, is_head: bool, headers: &HeaderMap) -> FileResponse {
+    let ConfinedFile { file, metadata } = confined;
     let validators = Validators::of(&metadata);
     match conditional::evaluate(headers, &validators) {
         Precondition::Failed => return FileResponse::empty(StatusCode::PRECONDITION_FAILED),
@@ -73,7 +122,7 @@ pub fn serve(target: &[u8], roots: &[PathBuf], method: &Method, headers: &Header
     let representation = FileResponse::empty(StatusCode::OK)
         .with_validators(&validators)
         .with_static_header(header::ACCEPT_RANGES, "bytes");
-    if method == Method::HEAD {
+    if is_head {
         return FileResponse {
             head_content_length: Some(size),
             ..representation.with_static_header(header::CONTENT_TYPE, content_type)
@@ -104,17 +153,30 @@ pub fn serve(target: &[u8], roots: &[PathBuf], method: &Method, headers: &Header
     }
 }
 
-/// The target's path and its open file, or why not (logged: refusals as warnings).
-fn confine<'a>(target: &'a [u8], roots: &[PathBuf]) -> Result<(&'a Path, ConfinedFile), SendfileError> {
-    let confined =
-        resolve::target_path(target).and_then(|path| Ok((path, resolve::open_within(path, roots)?)));
-    if let Err(err) = &confined {
-        match err {
-            SendfileError::NotFound => log::debug!("x-sendfile {}: {err}", target.escape_ascii()),
-            _ => log::warn!("x-sendfile {}: refused, {err}", target.escape_ascii()),
+/// The target and its open file, or why not (logged: refusals as warnings); opened on the
+/// blocking pool.
+async fn confine(target: Vec<u8>, roots: Vec<PathBuf>) -> Result<(Vec<u8>, ConfinedFile), SendfileError> {
+    let open = move || {
+        let confined = resolve::target_path(&target).and_then(|path| resolve::open_within(path, &roots));
+        match confined {
+            Ok(confined) => Ok((target, confined)),
+            Err(err) => {
+                match err {
+                    SendfileError::NotFound => log::debug!("x-sendfile {}: {err}", target.escape_ascii()),
+                    _ => log::warn!("x-sendfile {}: refused, {err}", target.escape_ascii()),
+                }
+                Err(err)
+            }
         }
-    }
-    confined
+    };
+    let opened = match body::blocking(open) {
+        Ok(opening) => opening.await.map_err(std::io::Error::other),
+        Err(no_runtime) => Err(no_runtime),
+    };
+    opened.unwrap_or_else(|lost| {
+        log::warn!("x-sendfile: the open did not complete: {lost}");
+        Err(SendfileError::Unreadable(lost))
+    })
 }
 
 /// The ranges a GET asks for, if it carries exactly one `Range` and `If-Range` (if any) holds.

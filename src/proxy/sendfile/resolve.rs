@@ -1,16 +1,24 @@
-//! Confinement: turns a backend's X-Sendfile target into an open regular file that lies under one
-//! of the configured roots, or says why not.
+//! Confinement: turns a backend's X-Sendfile target into an open regular file that lies beneath
+//! one of the configured roots, or says why not.
 //!
-//! Both the roots and the target are canonicalized, so `..` and symlinks that lead outside every
-//! root are refused while symlinks that stay inside are followed.
+//! The target is matched to a root by its leading components (the root as configured, or
+//! resolved), and the rest is opened beneath that root's open handle (`beneath`): nothing is
+//! checked by name and opened later, so no swap of a directory for a symlink in between can
+//! lead the open out of the root. `..` above the root and symlinks leading out of it (or
+//! absolute ones) are refused; relative symlinks that stay inside are followed. Blocking: runs
+//! on a blocking-pool thread.
 
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
+
+use super::beneath;
+use super::roots::{self, RootDir};
 
 /// Why a target is not served.
 #[derive(Debug, thiserror::Error)]
@@ -58,35 +66,54 @@ pub fn target_path(target: &[u8]) -> Result<&Path, SendfileError> {
     Ok(path)
 }
 
-/// Opens `path` if it is a regular file under one of `roots` (a root that doesn't exist admits
-/// nothing).
+/// Opens `path` if it is a regular file beneath one of `roots` (a root that doesn't exist
+/// admits nothing). Whether something exists outside the roots is never revealed: a path that
+/// leads out is refused before anything past the way out is looked at.
+///
+/// A path that starts with no root's path may still name a file under one through a symlink
+/// outside every root (`/var/www/current/a.css` with the root `/var/www/releases`): it is
+/// resolved by name only to find its root, and then opened beneath that root like any other.
 pub fn open_within(path: &Path, roots: &[PathBuf]) -> Result<ConfinedFile, SendfileError> {
-    let canonical = match fs::canonicalize(path) {
-        Ok(canonical) => canonical,
-        Err(err) if is_missing(&err) => {
-            // Say 404 only inside the roots: existence elsewhere is none of the client's business.
-            return Err(if lexically_within(path, roots) {
-                SendfileError::NotFound
-            } else {
-                SendfileError::OutsideRoots
-            });
+    let roots: Vec<Arc<RootDir>> = roots.iter().filter_map(|root| roots::handle(root)).collect();
+    match open_by_prefix(path, &roots) {
+        Some(opened) => opened,
+        None => match fs::canonicalize(path) {
+            Ok(resolved) => open_by_prefix(&resolved, &roots).unwrap_or(Err(SendfileError::OutsideRoots)),
+            Err(_) => Err(SendfileError::OutsideRoots),
+        },
+    }
+}
+
+/// Opens `path` beneath the first of `roots` it starts with where that works; `None` if it
+/// starts with none of them.
+fn open_by_prefix(path: &Path, roots: &[Arc<RootDir>]) -> Option<Result<ConfinedFile, SendfileError>> {
+    let mut outcome = None;
+    for root in roots {
+        for prefix in root.prefixes() {
+            let Ok(rel) = path.strip_prefix(prefix) else {
+                continue;
+            };
+            match open_beneath(root, rel) {
+                Ok(confined) => return Some(Ok(confined)),
+                // Nested roots: a way out of one is reported only if no other says more.
+                Err(err) if matches!(outcome, None | Some(Err(SendfileError::OutsideRoots))) => {
+                    outcome = Some(Err(err))
+                }
+                Err(_) => {}
+            }
         }
-        Err(err) => return Err(SendfileError::Unreadable(err)),
+    }
+    outcome
+}
+
+/// Opens `rel` beneath `root` if it is a regular file there.
+fn open_beneath(root: &RootDir, rel: &Path) -> Result<ConfinedFile, SendfileError> {
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
     };
-    if !roots
-        .iter()
-        .filter_map(|root| fs::canonicalize(root).ok())
-        .any(|root| canonical.starts_with(root))
-    {
-        return Err(SendfileError::OutsideRoots);
-    }
-    // Look before opening: opening a FIFO for reading would block the worker.
-    let metadata = fs::metadata(&canonical).map_err(open_error)?;
-    if !metadata.is_file() {
-        return Err(SendfileError::NotRegularFile);
-    }
-    let file = File::open(&canonical).map_err(open_error)?;
-    // What was opened may have been swapped since the look.
+    let file = beneath::open(root.dir(), rel).map_err(open_error)?;
     let metadata = file.metadata().map_err(SendfileError::Unreadable)?;
     if !metadata.is_file() {
         return Err(SendfileError::NotRegularFile);
@@ -94,52 +121,17 @@ pub fn open_within(path: &Path, roots: &[PathBuf]) -> Result<ConfinedFile, Sendf
     Ok(ConfinedFile { file, metadata })
 }
 
-fn is_missing(err: &io::Error) -> bool {
-    matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
-}
-
 fn open_error(err: io::Error) -> SendfileError {
-    if is_missing(&err) {
-        SendfileError::NotFound
-    } else {
-        SendfileError::Unreadable(err)
+    match err.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) => SendfileError::NotFound,
+        Some(libc::EXDEV) => SendfileError::OutsideRoots,
+        _ => SendfileError::Unreadable(err),
     }
-}
-
-/// Whether `path`, with `.` and `..` resolved textually, lies under a root as configured or as
-/// canonicalized.
-fn lexically_within(path: &Path, roots: &[PathBuf]) -> bool {
-    let path = lexically_normal(path);
-    roots.iter().any(|root| {
-        let configured = std::path::absolute(root).map(|root| lexically_normal(&root));
-        configured.is_ok_and(|root| path.starts_with(root))
-            || fs::canonicalize(root).is_ok_and(|root| path.starts_with(root))
-    })
-}
-
-fn lexically_normal(path: &Path) -> PathBuf {
-    let mut normal = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                normal.pop();
-            }
-            other => normal.push(other),
-        }
-    }
-    normal
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lexical_normalization_resolves_dots() {
-        assert_eq!(lexically_normal(Path::new("/a/./b/../c")), Path::new("/a/c"));
-        assert_eq!(lexically_normal(Path::new("/../../etc")), Path::new("/etc"));
-    }
 
     #[test]
     fn targets_must_be_absolute_and_free_of_nul() {

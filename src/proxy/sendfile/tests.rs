@@ -2,12 +2,13 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
+use std::future::{poll_fn, Future};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -86,7 +87,23 @@ fn request(method: Method, target: &Path, roots: &[PathBuf], headers: &[(&str, &
             HeaderValue::from_str(value).expect("header value"),
         );
     }
-    serve(target.as_os_str().as_bytes(), roots, &method, &map)
+    block_on(serve(target.as_os_str().as_bytes(), roots, &method, &map))
+}
+
+/// Runs `future` to completion on this test thread's runtime (the one whose blocking pool
+/// opens and reads the files).
+fn block_on<F: Future>(future: F) -> F::Output {
+    thread_local! {
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+    }
+    RUNTIME.with(|runtime| runtime.block_on(future))
+}
+
+/// The body's next piece, waiting for it.
+fn next_piece(body: &mut FileBody) -> Option<io::Result<bytes::Bytes>> {
+    block_on(poll_fn(|cx| body.poll_next(cx)))
 }
 
 fn get(target: &Path, roots: &[PathBuf], headers: &[(&str, &str)]) -> FileResponse {
@@ -108,16 +125,11 @@ fn body_bytes(response: &mut FileResponse) -> Vec<u8> {
 }
 
 fn try_body_bytes(body: &mut FileBody) -> io::Result<Vec<u8>> {
-    let waker = futures_util::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
     let mut bytes = Vec::new();
-    loop {
-        match body.poll_next(&mut cx) {
-            Poll::Ready(Some(chunk)) => bytes.extend_from_slice(&chunk?),
-            Poll::Ready(None) => return Ok(bytes),
-            Poll::Pending => panic!("file bodies never wait"),
-        }
+    while let Some(chunk) = next_piece(body) {
+        bytes.extend_from_slice(&chunk?);
     }
+    Ok(bytes)
 }
 
 fn etag_of(target: &Path, roots: &[PathBuf]) -> String {
@@ -159,11 +171,9 @@ fn a_file_larger_than_a_chunk_arrives_in_several_exact_chunks() {
     let path = fixture.write("root/big.bin", &contents);
     let mut response = get(&path, &fixture.roots(), &[]);
     assert_eq!(response.body.len(), contents.len() as u64);
-    let waker = futures_util::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
     let mut chunks = 0;
     let mut served = Vec::new();
-    while let Poll::Ready(Some(chunk)) = response.body.poll_next(&mut cx) {
+    while let Some(chunk) = next_piece(&mut response.body) {
         let chunk = chunk.expect("chunk");
         assert!(chunk.len() <= CHUNK_SIZE);
         served.extend_from_slice(&chunk);
@@ -238,6 +248,15 @@ fn a_symlink_within_the_root_is_followed() {
 }
 
 #[test]
+fn an_absolute_symlink_is_403_even_into_the_root() {
+    let fixture = Fixture::new("symlink-absolute");
+    let path = fixture.write("root/a.txt", b"a");
+    symlink(&path, fixture.root().join("absolute.txt")).expect("symlink");
+    let response = get(&fixture.root().join("absolute.txt"), &fixture.roots(), &[]);
+    assert_eq!(response.status, StatusCode::FORBIDDEN);
+}
+
+#[test]
 fn a_root_reached_through_a_symlink_is_canonicalized_too() {
     let fixture = Fixture::new("symlink-root");
     let path = fixture.write("root/a.txt", b"a");
@@ -297,7 +316,7 @@ fn relative_empty_and_nul_targets_are_403_without_panics() {
     let fixture = Fixture::new("odd-targets");
     let roots = fixture.roots();
     for target in [&b"relative.txt"[..], b"", b"/etc/\0passwd", b"\0"] {
-        let response = serve(target, &roots, &Method::GET, &HeaderMap::new());
+        let response = block_on(serve(target, &roots, &Method::GET, &HeaderMap::new()));
         assert_eq!(
             response.status,
             StatusCode::FORBIDDEN,
@@ -318,6 +337,35 @@ fn non_utf8_file_names_are_served() {
     assert_eq!(body_bytes(&mut response), b"latin-1 name");
     let missing = fixture.root().join(OsStr::from_bytes(b"\xff\xfe"));
     assert_eq!(get(&missing, &fixture.roots(), &[]).status, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn the_open_and_the_reads_wait_off_the_calling_thread() {
+    let fixture = Fixture::new("offload");
+    let contents: Vec<u8> = (0..CHUNK_SIZE + 10).map(|i| (i % 249) as u8).collect();
+    let path = fixture.write("root/a.bin", &contents);
+    let roots = fixture.roots();
+    let (target, headers) = (path.as_os_str().as_bytes(), HeaderMap::new());
+    block_on(async {
+        let mut serving = std::pin::pin!(serve(target, &roots, &Method::GET, &headers));
+        let first = poll_fn(|cx| Poll::Ready(serving.as_mut().poll(cx).is_pending())).await;
+        assert!(
+            first,
+            "the open is handed to the blocking pool, not done in the poll"
+        );
+        let mut response = serving.await;
+        assert_eq!(response.status, StatusCode::OK);
+        let first = poll_fn(|cx| Poll::Ready(response.body.poll_next(cx).is_pending())).await;
+        assert!(
+            first,
+            "the first chunk is read on the blocking pool, not in the poll"
+        );
+        let mut served = Vec::new();
+        while let Some(chunk) = poll_fn(|cx| response.body.poll_next(cx)).await {
+            served.extend_from_slice(&chunk.expect("chunk"));
+        }
+        assert!(served == contents, "served bytes differ from the file");
+    });
 }
 
 // --- Methods -----------------------------------------------------------------------------------
@@ -689,12 +737,11 @@ fn invalid_excessive_or_repeated_ranges_are_ignored() {
 #[test]
 fn a_file_that_shrinks_while_served_ends_in_an_error() {
     let fixture = Fixture::new("shrink");
-    let contents = vec![7u8; CHUNK_SIZE * 2];
+    // Four chunks: the second may have been read ahead before the truncation, later ones not.
+    let contents = vec![7u8; CHUNK_SIZE * 4];
     let path = fixture.write("root/a.bin", &contents);
     let mut response = get(&path, &fixture.roots(), &[]);
-    let waker = futures_util::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    let Poll::Ready(Some(Ok(first))) = response.body.poll_next(&mut cx) else {
+    let Some(Ok(first)) = next_piece(&mut response.body) else {
         panic!("first chunk");
     };
     assert_eq!(first.len(), CHUNK_SIZE);
@@ -707,7 +754,7 @@ fn a_file_that_shrinks_while_served_ends_in_an_error() {
     let error = try_body_bytes(&mut response.body).expect_err("a short file must fail the body");
     assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     assert!(
-        matches!(response.body.poll_next(&mut cx), Poll::Ready(None)),
+        next_piece(&mut response.body).is_none(),
         "the body ends after an error"
     );
 }
