@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod php;
+pub mod scripted;
 pub mod webdriver;
 
 use std::net::SocketAddr;
