@@ -344,13 +344,19 @@ impl RawClient {
         }
     }
 
-    /// Whether the peer closed the connection (reads until EOF or `wait` passes).
+    /// Whether the peer closed the connection within `wait` (what arrives meanwhile is
+    /// dropped).
     pub async fn closed_within(&mut self, wait: Duration) -> bool {
-        let mut chunk = [0u8; 1024];
-        matches!(
-            tokio::time::timeout(wait, self.sock.read(&mut chunk)).await,
-            Ok(Ok(0)) | Ok(Err(_))
-        )
+        let mut chunk = [0u8; 8192];
+        let until_eof = async {
+            loop {
+                match self.sock.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(wait, until_eof).await.is_ok()
     }
 }
 
