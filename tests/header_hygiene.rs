@@ -1,0 +1,164 @@
+//! Protocol strictness and header hygiene at the edges of the proxy: what the backend gets
+//! (Host, X-Forwarded-For, the routed authority) and what the client gets (no chunking for
+//! HTTP/1.0, no unasked 101, no bad status codes), and routing on the normalised path.
+
+mod support;
+
+use support::scripted::{ok, RawClient, Scripted, Seen, Step};
+use support::{cluster_config, start};
+
+/// A backend that answers every request with its path and records it.
+async fn recorder() -> Scripted {
+    Scripted::start(|seen| Step::Reply(ok(&seen.path))).await
+}
+
+async fn one(d: &support::Director, raw: &str) -> support::scripted::RawReply {
+    let mut c = RawClient::connect(d.addr()).await;
+    c.send(raw.as_bytes()).await;
+    c.read(raw.starts_with("HEAD")).await
+}
+
+fn last(backend: &Scripted) -> Seen {
+    backend.seen().pop().expect("the backend saw a request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_and_directors_own_headers_survive_a_hostile_connection_header() {
+    let b = recorder().await;
+    let d = start(&cluster_config("", &[("b", b.url(), 0, "active")])).await;
+    let raw = "GET /p HTTP/1.1\r\nHost: shop.example\r\nConnection: keep-alive, Host, X-Forwarded-For, Via, X-Secret\r\n\
+               X-Secret: s\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n";
+    assert_eq!(one(&d, raw).await.status, 200);
+    let seen = last(&b);
+    assert_eq!(seen.header("host"), Some("shop.example"));
+    assert_eq!(seen.header("x-secret"), None, "named in Connection: hop-by-hop");
+    assert!(seen
+        .header("x-forwarded-for")
+        .is_some_and(|v| v.ends_with("127.0.0.1")));
+    assert_eq!(seen.header("x-forwarded-host"), Some("shop.example"));
+    assert!(seen.header("via").is_some_and(|v| v.contains("director")));
+    d.settled("c").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_appends_to_every_line_or_replaces() {
+    let b = recorder().await;
+    let d = start(&cluster_config("", &[("b", b.url(), 0, "active")])).await;
+    let raw =
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2, 3.3.3.3\r\n\r\n";
+    assert_eq!(one(&d, raw).await.status, 200);
+    let seen = last(&b);
+    assert_eq!(
+        seen.headers_named("x-forwarded-for"),
+        ["1.1.1.1, 2.2.2.2, 3.3.3.3, 127.0.0.1"],
+        "one merged line"
+    );
+    d.stop().await;
+
+    let d = start(&cluster_config(
+        "forwarded_for: replace",
+        &[("b", b.url(), 0, "active")],
+    ))
+    .await;
+    assert_eq!(one(&d, raw).await.status, 200);
+    assert_eq!(last(&b).headers_named("x-forwarded-for"), ["127.0.0.1"]);
+    d.settled("c").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absolute_form_target_routes_by_its_authority() {
+    let (shop, other) = (recorder().await, recorder().await);
+    let yaml = format!(
+        "proxy:\n  listen: [\"127.0.0.1:0\"]\n  workers: 1\nroutes:\n  - {{ host: shop.example, cluster: shop }}\n  \
+         - {{ cluster: other }}\nclusters:\n  shop:\n    backends: [{{ name: s, url: \"{}\" }}]\n  other:\n    \
+         backends: [{{ name: o, url: \"{}\" }}]\n",
+        shop.url(),
+        other.url()
+    );
+    let d = start(&yaml).await;
+    let raw = "GET http://shop.example/cart?x=1 HTTP/1.1\r\nHost: other.example\r\n\r\n";
+    assert_eq!(one(&d, raw).await.status, 200);
+    assert!(other.seen().is_empty(), "the Host header lost to the authority");
+    let seen = last(&shop);
+    assert_eq!(
+        (seen.path.as_str(), seen.header("host")),
+        ("/cart?x=1", Some("shop.example"))
+    );
+    d.settled("shop").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_clients_get_close_delimited_bodies_not_chunks() {
+    let b = Scripted::start(|_| {
+        Step::Reply(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec())
+    })
+    .await;
+    let d = start(&cluster_config("", &[("b", b.url(), 0, "active")])).await;
+    let mut c = RawClient::connect(d.addr()).await;
+    c.send(b"GET / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+        .await;
+    let reply = c.read(false).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("transfer-encoding"), None, "{reply:?}");
+    assert_eq!(reply.text(), "hello", "delimited by the close");
+    // HTTP/1.1 clients still get chunks.
+    let reply = one(&d, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(reply.header("transfer-encoding").as_deref(), Some("chunked"));
+    assert_eq!(reply.text(), "hello");
+    d.settled("c").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unasked_101_is_a_502() {
+    let b = Scripted::start(|seen| match seen.path.as_str() {
+        "/up" => Step::Reply(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: evil\r\nConnection: upgrade\r\n\r\n".to_vec(),
+        ),
+        path => Step::Reply(ok(path)),
+    })
+    .await;
+    let d = start(&cluster_config(
+        "max_retry_count: 0",
+        &[("b", b.url(), 0, "active")],
+    ))
+    .await;
+    let reply = one(
+        &d,
+        "GET /up HTTP/1.1\r\nHost: x\r\nUpgrade: evil\r\nConnection: upgrade\r\n\r\n",
+    )
+    .await;
+    assert_eq!(reply.status, 502);
+    d.settled("c").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_and_buckets_match_the_normalised_path() {
+    let (admin_b, public_b) = (recorder().await, recorder().await);
+    let yaml = format!(
+        "proxy:\n  listen: [\"127.0.0.1:0\"]\n  workers: 1\nroutes:\n  - {{ path_prefix: /admin/, cluster: admin }}\n  \
+         - {{ cluster: public }}\nclusters:\n  admin:\n    backends: [{{ name: a, url: \"{}\" }}]\n  public:\n    \
+         debug_headers: true\n    buckets:\n      - {{ name: vip, rate: 0.5, ceil: 1, match: {{ path_prefix: /vip/ }} }}\n    \
+         backends: [{{ name: p, url: \"{}\" }}]\n",
+        admin_b.url(),
+        public_b.url()
+    );
+    let d = start(&yaml).await;
+    for path in ["/public/../admin/x", "/%61dmin/x", "//admin/x", "/admin/./x"] {
+        let reply = one(&d, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")).await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(
+            last(&admin_b).path,
+            path,
+            "{path} routed to admin, forwarded as sent"
+        );
+    }
+    assert!(public_b.seen().is_empty());
+    let reply = one(&d, "GET /x/../vip/y HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(reply.header("x-director-bucket").as_deref(), Some("vip"));
+    for path in ["/../etc/passwd", "/a/%2e%2e/%2e%2e/b", "/a%00b"] {
+        let reply = one(&d, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")).await;
+        assert_eq!(reply.status, 400, "{path}");
+    }
+    assert_eq!(admin_b.seen().len(), 4);
+    d.settled("admin").await;
+}
