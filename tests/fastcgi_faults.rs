@@ -263,3 +263,75 @@ async fn a_path_escaping_the_document_root_is_400() {
     director.settled("c").await;
     director.stop().await;
 }
+
+/// Records an application sends after END_REQUEST (a late second response) never become the
+/// next request's response: the connection is closed instead of reused.
+#[tokio::test]
+async fn records_after_end_request_never_reach_the_next_client() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("fastcgi://{}", listener.local_addr().expect("addr"));
+    let late_written = Arc::new(AtomicU64::new(0));
+    let connections = Arc::new(AtomicU64::new(0));
+    let (late, conns) = (late_written.clone(), connections.clone());
+    let task = tokio::spawn(async move {
+        let mut served = 0u64;
+        while let Ok((mut sock, _)) = listener.accept().await {
+            conns.fetch_add(1, Ordering::SeqCst);
+            let mut decoder = RecordDecoder::unrestricted();
+            let mut buf = BytesMut::with_capacity(8192);
+            'requests: loop {
+                loop {
+                    match decoder.decode(&mut buf) {
+                        Ok(Some(r)) if r.kind == RecordType::Stdin && r.content.is_empty() => break,
+                        Ok(Some(_)) => {}
+                        Ok(None) if matches!(sock.read_buf(&mut buf).await, Ok(n) if n > 0) => {}
+                        _ => break 'requests,
+                    }
+                }
+                served += 1;
+                let mut reply = BytesMut::new();
+                stdout(
+                    &mut reply,
+                    1,
+                    format!("Content-Type: text/plain\r\n\r\nreply-{served}").as_bytes(),
+                );
+                end(&mut reply, ProtocolStatus::RequestComplete);
+                if sock.write_all(&reply).await.is_err() {
+                    break;
+                }
+                if served == 1 {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    let mut smuggled = BytesMut::new();
+                    stdout(&mut smuggled, 1, b"Content-Type: text/plain\r\n\r\nsmuggled");
+                    end(&mut smuggled, ProtocolStatus::RequestComplete);
+                    if sock.write_all(&smuggled).await.is_ok() {
+                        late.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+    });
+    let yaml = fastcgi_cluster("", &[("app", url)]).replace("workers: 2", "workers: 1");
+    let director = start(&yaml).await;
+    assert_eq!(get(&director.target(), "/a.php").await.text(), "reply-1");
+    support::eventually("late records written", || {
+        late_written.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    for n in 2..6 {
+        let reply = get(&director.target(), "/a.php").await;
+        assert_eq!(
+            reply.text(),
+            format!("reply-{n}"),
+            "a client got another's response"
+        );
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        2,
+        "the poisoned connection was replaced"
+    );
+    director.settled("c").await;
+    director.stop().await;
+    task.abort();
+}
