@@ -5,7 +5,8 @@
 //!   `127.0.0.1:8081` (a TCP address or `unix:/path`), `token` to none. An empty token (e.g.
 //!   `"${DIRECTOR_ADMIN_TOKEN:-}"` with the variable unset) means none; a token shorter than 16
 //!   characters is refused. Whether a listener off loopback has a token is checked at start-up,
-//!   where `--demo` can still generate one.
+//!   where `--demo` can still generate one. `max_connections` (default 64, at least 1) caps the
+//!   admin connections served at once; the proxy's client timeouts and head limits apply too.
 //! - `state_file`: a non-empty path (relative paths are relative to the working directory).
 
 use std::path::PathBuf;
@@ -17,7 +18,10 @@ use super::super::address::parse_listen;
 use super::super::model::{AdminConfig, ListenAddr};
 use super::{key_path, kind, Loader};
 
-const ADMIN_KEYS: &[&str] = &["listen", "token"];
+const ADMIN_KEYS: &[&str] = &["listen", "token", "max_connections"];
+
+/// Admin connections served at once when `admin.max_connections` is not given.
+const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// Shortest accepted admin token.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -30,6 +34,7 @@ const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
 struct RawAdmin {
     listen: Option<String>,
     token: Option<String>,
+    max_connections: Option<usize>,
 }
 
 impl Loader<'_> {
@@ -65,9 +70,17 @@ impl Loader<'_> {
             }
             Some(token) => Some(Some(token)),
         };
+        let max_connections = match raw.max_connections.unwrap_or(DEFAULT_ADMIN_MAX_CONNECTIONS) {
+            0 => {
+                self.error(key_path(path, "max_connections"), "must be at least 1");
+                None
+            }
+            n => Some(n),
+        };
         Some(Some(AdminConfig {
             listen: listen?,
             token: token?,
+            max_connections: max_connections?,
         }))
     }
 
