@@ -131,10 +131,16 @@ impl Drop for RequestInFlight {
 /// through a guarded listener. Keep the guard until the response body is sent or dropped
 /// (e.g. in an [`InFlightBody`]).
 pub fn request_started(req: &HttpRequest) -> Option<RequestInFlight> {
-    let conn = req.conn_data::<ConnHandle>()?.0.clone();
-    conn.busy.set(conn.busy.get() + 1);
-    conn.started.set(conn.started.get() + 1);
-    Some(RequestInFlight { conn })
+    Some(RequestInFlight::start(&req.conn_data::<ConnHandle>()?.0))
+}
+
+impl RequestInFlight {
+    /// Counts a request as being served on `conn`.
+    pub(super) fn start(conn: &Rc<ConnState>) -> RequestInFlight {
+        conn.busy.set(conn.busy.get() + 1);
+        conn.started.set(conn.started.get() + 1);
+        RequestInFlight { conn: conn.clone() }
+    }
 }
 
 /// A response body that holds its request's [`RequestInFlight`] until it is dropped.
