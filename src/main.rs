@@ -113,6 +113,7 @@ fn load(path: &std::path::Path) -> Option<config::Document> {
 /// Serves `document` until a signal stops director; with `with_demo`, the sample backends
 /// start first and the demo's traffic once director serves.
 fn run(mut document: config::Document, with_demo: bool) -> ExitCode {
+    raise_open_file_limit();
     let demo = match with_demo {
         false => None,
         true => {
@@ -126,7 +127,6 @@ fn run(mut document: config::Document, with_demo: bool) -> ExitCode {
             }
         }
     };
-    raise_open_file_limit();
     let options = StartOptions {
         handle_signals: true,
         watch_config: true,

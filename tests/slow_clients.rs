@@ -101,10 +101,10 @@ impl Client {
         self.response().await
     }
 
-    /// Sends a request head one byte per 100 ms (an endless header) until the server closes
-    /// the connection or `budget` passes: the time from the first byte to the close (`None`
-    /// when still open) and what the server sent meanwhile.
-    async fn trickle(self, budget: Duration) -> (Option<Duration>, Vec<u8>) {
+    /// Sends one byte per 100 ms (the `i`th is `byte(i)`) until the server closes the
+    /// connection or `budget` passes: the time from the first byte to the close (`None` when
+    /// still open) and what the server sent meanwhile.
+    async fn trickle(self, byte: fn(usize) -> u8, budget: Duration) -> (Option<Duration>, Vec<u8>) {
         let (mut reader, mut writer) = self.stream.into_split();
         let started = Instant::now();
         let closed = Arc::new(AtomicBool::new(false));
@@ -121,11 +121,9 @@ impl Client {
             flag.store(true, Ordering::SeqCst);
             (started.elapsed(), got)
         });
-        let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Trickle: ";
         let mut sent = 0;
         while started.elapsed() < budget && !closed.load(Ordering::SeqCst) {
-            let byte = head.get(sent).copied().unwrap_or(b'a');
-            if writer.write_all(&[byte]).await.is_err() {
+            if writer.write_all(&[byte(sent)]).await.is_err() {
                 break;
             }
             sent += 1;
@@ -152,6 +150,19 @@ impl Client {
     }
 }
 
+/// The `i`th byte of an endless request head.
+fn endless_head(i: usize) -> u8 {
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Trickle: "
+        .get(i)
+        .copied()
+        .unwrap_or(b'a')
+}
+
+/// The `i`th byte of a stream of empty lines.
+fn empty_lines(i: usize) -> u8 {
+    b"\r\n"[i % 2]
+}
+
 /// A client's next request trickles in after a first one: the connection is closed about
 /// `client_timeout` after the trickle began (with a 408 at most), on the proxy and the admin
 /// listener alike. actix-http alone timed only the first request's head.
@@ -165,7 +176,7 @@ async fn a_trickled_second_request_is_cut_at_the_head_deadline() {
     ] {
         let mut client = Client::connect(addr).await;
         assert_eq!(client.get(host, path).await.0, 200);
-        let (closed, got) = client.trickle(Duration::from_secs(4)).await;
+        let (closed, got) = client.trickle(endless_head, Duration::from_secs(4)).await;
         let closed = closed.unwrap_or_else(|| panic!("{addr}: a trickling client kept its connection"));
         assert!(
             closed >= CLIENT_TIMEOUT - Duration::from_millis(50) && closed <= CLIENT_TIMEOUT + MARGIN,
@@ -192,7 +203,7 @@ async fn a_hundred_trickling_connections_are_all_closed() {
         tasks.push(tokio::spawn(async move {
             let mut client = Client::connect(addr).await;
             assert_eq!(client.get("x", "/").await.0, 200);
-            client.trickle(CLIENT_TIMEOUT + MARGIN).await.0
+            client.trickle(endless_head, CLIENT_TIMEOUT + MARGIN).await.0
         }));
     }
     let mut closed = 0;
@@ -206,7 +217,9 @@ async fn a_hundred_trickling_connections_are_all_closed() {
 }
 
 /// An idle keep-alive connection is closed after `keep_alive`, not at the (longer) head
-/// deadline; one that never sent a byte gets `client_timeout` from the accept.
+/// deadline, even when it sends empty lines (which start no request, but stopped
+/// actix-http's keep-alive timer); one that never sent a byte gets `client_timeout` from the
+/// accept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_after_keep_alive() {
     let app = TestBackend::start("app").await;
@@ -218,6 +231,14 @@ async fn idle_connections_are_closed_after_keep_alive() {
     assert!(
         after >= Duration::from_millis(500) && after <= Duration::from_millis(600) + MARGIN,
         "idle connection closed after {after:?}"
+    );
+    let mut blank = Client::connect(d.addr()).await;
+    assert_eq!(blank.get("x", "/").await.0, 200);
+    let (closed, got) = blank.trickle(empty_lines, Duration::from_secs(4)).await;
+    let closed = closed.expect("a connection sending empty lines was closed");
+    assert!(
+        closed <= Duration::from_millis(600) + MARGIN && got.is_empty(),
+        "closed after {closed:?}, sent {got:?}"
     );
     let mut silent = Client::connect(d.addr()).await;
     let after = silent.closed_within(Duration::from_secs(3) + MARGIN).await;

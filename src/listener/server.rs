@@ -163,7 +163,8 @@ where
         .keep_alive(keep_alive)
         .client_request_timeout(Duration::ZERO)
         .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-        // Idle keep-alive connections close at once on a graceful stop (as in HttpServer).
+        // Idle keep-alive connections close at once on a graceful stop, as in HttpServer
+        // (this builder method is doc(hidden) in actix-http 3.20; HttpServer uses it).
         .graceful_shutdown_signal(move || {
             let signal = shutdown.clone();
             async move { signal.notified().await }
