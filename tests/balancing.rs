@@ -150,18 +150,27 @@ async fn backup_serves_when_no_active_backend_is_available() {
     let r = get(&d.target(), "/").await;
     assert_eq!((r.status, r.text().as_str()), (200, "k"));
     assert_eq!(k.hits(), 1);
-    let state = d
-        .cluster("c")
-        .actor()
-        .expect("actor")
-        .send(GetClusterState)
-        .await
-        .expect("state");
-    let dead = state
-        .backends
-        .iter()
-        .find(|b| b.status.name == "dead")
-        .expect("dead");
+    // The passive failure reaches the cluster actor through the backend actor, after the
+    // response may have reached the client: wait for it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let dead = loop {
+        let state = d
+            .cluster("c")
+            .actor()
+            .expect("actor")
+            .send(GetClusterState)
+            .await
+            .expect("state");
+        let dead = state
+            .backends
+            .into_iter()
+            .find(|b| b.status.name == "dead")
+            .expect("dead");
+        if dead.status.health == Health::Offline || tokio::time::Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
     assert_eq!(dead.status.health, Health::Offline);
     assert!(dead.stats.failures >= 1);
     d.settled("c").await;

@@ -71,6 +71,8 @@ pub(super) struct ConnState {
     idle_since: Cell<Instant>,
     /// The connection task, woken when a response ends so that the idle timer gets armed.
     waker: RefCell<Option<Waker>>,
+    /// When the connection's timer fires next, once it was armed.
+    armed: Cell<Option<Instant>>,
 }
 
 impl ConnState {
@@ -81,7 +83,13 @@ impl ConnState {
             started: Cell::new(0),
             idle_since: Cell::new(Instant::now()),
             waker: RefCell::new(None),
+            armed: Cell::new(None),
         }
+    }
+
+    /// Notes when the connection's timer will wake the connection task (`None`: it won't).
+    pub(super) fn armed_for(&self, at: Option<Instant>) {
+        self.armed.set(at);
     }
 
     /// Whether a request is being served, and how many have started so far.
@@ -119,9 +127,20 @@ impl Drop for RequestInFlight {
         let busy = conn.busy.get().saturating_sub(1);
         conn.busy.set(busy);
         if busy == 0 {
-            conn.idle_since.set(Instant::now());
-            if let Some(waker) = conn.waker.borrow().as_ref() {
-                waker.wake_by_ref();
+            let now = Instant::now();
+            conn.idle_since.set(now);
+            // The connection task must arm the idle deadline; its timer makes it do so when
+            // that fires first anyway (usually: the head deadline of the request that just
+            // ended), else it is woken now. Keep-alive off: actix-http closes by itself.
+            let keep_alive = conn.settings.keep_alive;
+            let timer_first = conn
+                .armed
+                .get()
+                .is_some_and(|at| at > now && at <= now + keep_alive);
+            if !keep_alive.is_zero() && !timer_first {
+                if let Some(waker) = conn.waker.borrow().as_ref() {
+                    waker.wake_by_ref();
+                }
             }
         }
     }

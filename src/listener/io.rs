@@ -163,7 +163,9 @@ impl<T> GuardedIo<T> {
             self.timer.as_mut().reset(deadline);
             self.armed = deadline;
         }
-        if self.timer.as_mut().poll(cx).is_ready() {
+        let fired = self.timer.as_mut().poll(cx).is_ready();
+        self.conn.armed_for((!fired).then_some(deadline));
+        if fired {
             cx.waker().wake_by_ref();
         }
     }

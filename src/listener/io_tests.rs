@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio::time::Instant;
+use tokio::time::{timeout, Instant};
 
 use super::super::conn::{RequestInFlight, HEADERS_TOO_LARGE, REQUEST_LINE_TOO_LONG};
 use super::*;
@@ -101,6 +101,47 @@ async fn no_deadline_while_a_request_is_served() {
         (idle.elapsed(), err.kind()),
         (SETTINGS.keep_alive, io::ErrorKind::TimedOut)
     );
+}
+
+/// Polls one read of `io` once, as actix-http does before it calls the service.
+async fn read_would_block(io: &mut GuardedIo<DuplexStream>) -> bool {
+    std::future::poll_fn(|cx| {
+        let mut buf = [0u8; 64];
+        let mut buf = ReadBuf::new(&mut buf);
+        Poll::Ready(Pin::new(&mut *io).poll_read(cx, &mut buf).is_pending())
+    })
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_ends_during_a_read_arms_the_idle_deadline() {
+    // keep_alive longer than client_timeout: the head deadline's timer wakes the reader
+    // first; shorter: the end of the request wakes it.
+    for keep_alive in [Duration::from_secs(15), Duration::from_secs(5)] {
+        let (server, mut client) = duplex(1024);
+        let mut io = GuardedIo::new(
+            server,
+            GuardSettings {
+                keep_alive,
+                ..SETTINGS
+            },
+        );
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.expect("send");
+        read(&mut io).await.expect("head");
+        assert!(read_would_block(&mut io).await);
+        let request = RequestInFlight::start(&io.handle().0);
+        let ended = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            drop(request);
+            Instant::now()
+        };
+        let (result, ended) = tokio::join!(timeout(Duration::from_secs(60), read(&mut io)), ended);
+        let err = result.expect("the idle deadline passed").expect_err("idle");
+        assert_eq!(
+            (ended.elapsed(), err.kind()),
+            (keep_alive, io::ErrorKind::TimedOut)
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
