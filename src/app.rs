@@ -1,9 +1,9 @@
-//! Wiring: binds the listeners, starts actix-web's workers, places the control-plane actors
-//! on the worker arbiters, starts the admin listener, and waits until the first topology is
-//! published. Also the reload triggers: SIGHUP and the config file watcher.
+//! Wiring: binds the listeners, starts the proxy's workers (actix-server, each connection
+//! under the connection guard of `listener`), places the control-plane actors on the worker
+//! arbiters, starts the admin listener, and waits until the first topology is published. Also
+//! the reload triggers: SIGHUP and the config file watcher.
 
 use std::io;
-use std::os::unix::fs::FileTypeExt;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -11,17 +11,17 @@ use std::time::Duration;
 
 use actix::{Actor, Addr};
 use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App, HttpRequest};
 use arc_swap::{ArcSwap, ArcSwapOption};
-use socket2::{Domain, Socket, Type};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::admin::{self, AdminListener, AdminState};
+use crate::admin::{self, AdminState};
 use crate::cluster::arbiters::Arbiters;
 use crate::cluster::director_actor::{ConfigStatus, DirectorActor, Reload, SharedStatus};
 use crate::cluster::SharedTopology;
 use crate::config::watcher::ConfigWatcher;
-use crate::config::{is_local, Document, ListenAddr, SharedAdmin};
+use crate::config::{is_local, Config, Document, ListenAddr, SharedAdmin};
+use crate::listener::{self, limits, GuardSettings, Listener, ServerOptions};
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::{handler, ProxyState};
 use crate::stats::{collector, LiveStats};
@@ -100,38 +100,11 @@ impl Drop for Running {
     }
 }
 
-enum Listener {
-    Tcp(std::net::TcpListener),
-    Unix(std::os::unix::net::UnixListener),
-}
-
 fn bind(addr: &ListenAddr) -> Result<(Listener, ListenAddr), AppError> {
-    let err = |source| AppError::Listen {
+    listener::bind(addr).map_err(|source| AppError::Listen {
         addr: addr.to_string(),
         source,
-    };
-    match addr {
-        ListenAddr::Tcp(sa) => {
-            let socket = Socket::new(Domain::for_address(*sa), Type::STREAM, None).map_err(err)?;
-            socket.set_reuse_address(true).map_err(err)?;
-            if sa.is_ipv6() {
-                socket.set_only_v6(true).map_err(err)?;
-            }
-            socket.bind(&(*sa).into()).map_err(err)?;
-            socket.listen(4096).map_err(err)?;
-            let listener: std::net::TcpListener = socket.into();
-            let local = listener.local_addr().map_err(err)?;
-            Ok((Listener::Tcp(listener), ListenAddr::Tcp(local)))
-        }
-        ListenAddr::Unix(path) => {
-            // A socket file left by a previous run would make bind fail.
-            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-                std::fs::remove_file(path).map_err(err)?;
-            }
-            let listener = std::os::unix::net::UnixListener::bind(path).map_err(err)?;
-            Ok((Listener::Unix(listener), addr.clone()))
-        }
-    }
+    })
 }
 
 /// What the server thread reports once it serves.
@@ -257,27 +230,20 @@ async fn serve(
         access_log,
     });
     let (arbiter_tx, mut arbiter_rx) = mpsc::unbounded_channel();
-    let mut server = HttpServer::new(move || {
+    let server_options = ServerOptions {
+        workers,
+        max_connections_per_worker: limits::per_worker(proxy_max_connections(config), workers),
+        guard: GuardSettings::from_config(&config.proxy),
+        shutdown_timeout: SHUTDOWN_TIMEOUT,
+        handle_signals: options.handle_signals,
+    };
+    let server = listener::http_server(listeners.proxy, server_options, move || {
         // Runs on each worker thread: report its arbiter so actors can be placed there.
         let _ = arbiter_tx.send((std::thread::current().id(), actix_rt::Arbiter::current()));
         App::new()
             .app_data(state.clone())
-            .default_service(web::to(handler::handle))
-    })
-    .workers(workers)
-    .keep_alive(config.proxy.keep_alive)
-    .client_request_timeout(config.proxy.client_timeout)
-    .backlog(4096);
-    if !options.handle_signals {
-        server = server.disable_signals();
-    }
-    for listener in listeners.proxy {
-        server = match listener {
-            Listener::Tcp(l) => server.listen(l)?,
-            Listener::Unix(l) => server.listen_uds(l)?,
-        };
-    }
-    let server = server.run();
+            .default_service(web::to(proxy_entry))
+    })?;
     let handle = server.handle();
     let running = actix_rt::spawn(server);
 
@@ -297,6 +263,7 @@ async fn serve(
     let (published_tx, published_rx) = oneshot::channel();
     let director_arbiters = arbiters.clone();
     let admin_settings: SharedAdmin = Arc::new(ArcSwapOption::from(config.admin.clone().map(Arc::new)));
+    let admin_options = admin_options(config);
     let (topology, status) = (shared.topology.clone(), shared.status.clone());
     let director_admin = admin_settings.clone();
     let director = DirectorActor::start_in_arbiter(&arbiters.next(), move |_| {
@@ -317,11 +284,7 @@ async fn serve(
                 admin_settings,
                 live,
             );
-            let listener = match listener {
-                Listener::Tcp(l) => AdminListener::Tcp(l),
-                Listener::Unix(l) => AdminListener::Unix(l),
-            };
-            let server = admin::server(admin, listener)?;
+            let server = admin::server(admin, listener, admin_options)?;
             let handle = server.handle();
             actix_rt::spawn(server);
             Some(handle)
@@ -337,6 +300,62 @@ async fn serve(
         director,
     }));
     running.await.map_err(io::Error::other)?
+}
+
+/// How long a graceful stop waits for the proxy's requests in flight (actix-web's default).
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The proxy's entry point: the request is tracked on its connection (no head deadline while
+/// it is served; see `listener`), refused when its head is over the limits, else served by
+/// the pipeline.
+async fn proxy_entry(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ProxyState>,
+) -> actix_web::HttpResponse<impl actix_web::body::MessageBody> {
+    listener::guarded(req, |req| handler::handle(req, payload, state)).await
+}
+
+/// Client connections the proxy serves at once: `proxy.max_connections`, or what the
+/// open-file limit allows. Logged, with a warning when the configured figure exceeds it.
+fn proxy_max_connections(config: &Config) -> usize {
+    let allowed = limits::nofile_limit().map(|l| (l.soft, limits::derived_max_connections(l.soft)));
+    let total = match (config.proxy.max_connections, &allowed) {
+        (Some(n), Ok((soft, allowed))) if n > *allowed => {
+            log::warn!(
+                "proxy.max_connections {n} exceeds what the open-file limit {soft} allows (about {allowed}); \
+                 connections beyond that will fail"
+            );
+            n
+        }
+        (Some(n), _) => n,
+        (None, Ok((_, allowed))) => *allowed,
+        (None, Err(e)) => {
+            log::warn!("cannot read the open-file limit ({e}); assuming 1024");
+            limits::derived_max_connections(1024)
+        }
+    };
+    let workers = config.proxy.workers.max(1);
+    let per_worker = limits::per_worker(total, workers);
+    log::info!(
+        "proxy: at most {} client connections ({per_worker} per worker, {workers} workers)",
+        per_worker * workers
+    );
+    total
+}
+
+/// The admin server's settings: one worker, `admin.max_connections`, the proxy's client
+/// timeouts and head limits.
+fn admin_options(config: &Config) -> ServerOptions {
+    ServerOptions {
+        workers: 1,
+        max_connections_per_worker: config.admin.as_ref().map_or(1, |a| a.max_connections),
+        guard: GuardSettings::from_config(&config.proxy),
+        // Event streams never end by themselves: don't let them hold a shutdown.
+        shutdown_timeout: Duration::from_secs(1),
+        // It stops with the proxy server.
+        handle_signals: false,
+    }
 }
 
 /// SIGHUP reloads the configuration.

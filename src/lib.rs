@@ -9,6 +9,7 @@ pub mod app;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod listener;
 pub mod proto;
 pub mod proxy;
 pub mod stats;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use director::app::{self, StartOptions};
 use director::config::{self, ListenAddr};
 use director::demo;
+use director::listener::limits;
 
 const USAGE: &str = "usage: director [--config PATH] [--check-config] [--demo] [--version]
        director --health-check URL
@@ -112,6 +113,7 @@ fn load(path: &std::path::Path) -> Option<config::Document> {
 /// Serves `document` until a signal stops director; with `with_demo`, the sample backends
 /// start first and the demo's traffic once director serves.
 fn run(mut document: config::Document, with_demo: bool) -> ExitCode {
+    raise_open_file_limit();
     let demo = match with_demo {
         false => None,
         true => {
@@ -159,6 +161,21 @@ fn run(mut document: config::Document, with_demo: bool) -> ExitCode {
             eprintln!("director: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one before any listener exists, so that the
+/// proxy's connection limit (derived from it at start) is as high as the system allows.
+fn raise_open_file_limit() {
+    match limits::raise_nofile_limit() {
+        Ok((before, after)) if after.soft != before.soft => log::info!(
+            "open-file limit raised from {} to {} (hard limit {})",
+            before.soft,
+            after.soft,
+            after.hard
+        ),
+        Ok((_, now)) => log::info!("open-file limit {} (hard limit {})", now.soft, now.hard),
+        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
     }
 }
 

@@ -196,6 +196,7 @@ mod tests {
             token: None,
             session_ttl: DEFAULT_SESSION_TTL,
             max_event_streams,
+            max_connections: 64,
         }))
     }
 

@@ -19,13 +19,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::Addr;
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::{middleware, web, App};
 use events::EventStreams;
 
 use crate::cluster::cluster_actor::{ClusterState, GetClusterState};
 use crate::cluster::director_actor::{DirectorActor, SharedStatus};
 use crate::cluster::{ClusterHandle, SharedTopology};
 use crate::config::{AdminConfig, SharedAdmin};
+use crate::listener::{self, Listener, ServerOptions};
 use crate::stats::LiveStats;
 
 /// Largest request body the admin API accepts.
@@ -107,36 +108,27 @@ pub async fn cluster_state(cluster: &ClusterHandle) -> Option<ClusterState> {
     cluster.actor()?.send(GetClusterState).await.ok()
 }
 
-/// Where the admin server listens.
-pub enum AdminListener {
-    Tcp(std::net::TcpListener),
-    Unix(std::os::unix::net::UnixListener),
-}
-
-/// The admin HTTP server (one worker: the admin surface is light). It never handles signals:
-/// it stops with the proxy server.
-pub fn server(state: AdminState, listener: AdminListener) -> std::io::Result<actix_web::dev::Server> {
+/// The admin HTTP server (one worker: the admin surface is light), under the connection
+/// guard of `listener` with `options`. Each request is tracked on its connection by the
+/// outermost middleware, so event streams are not cut by the head deadline.
+pub fn server(
+    state: AdminState,
+    listener: Listener,
+    options: ServerOptions,
+) -> std::io::Result<actix_web::dev::Server> {
     let live = web::Data::new(state.live.clone());
     let streams = state.streams.clone();
     let state = web::Data::new(state);
-    let server = HttpServer::new(move || {
+    listener::http_server(vec![listener], options, move || {
         App::new()
             .app_data(state.clone())
             .app_data(live.clone())
             .app_data(streams.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .wrap(middleware::from_fn(auth::guard))
+            .wrap(middleware::from_fn(listener::track_requests))
             .configure(routes)
     })
-    .workers(1)
-    // Event streams never end by themselves: don't let them hold a shutdown.
-    .shutdown_timeout(1)
-    .disable_signals();
-    let server = match listener {
-        AdminListener::Tcp(l) => server.listen(l)?,
-        AdminListener::Unix(l) => server.listen_uds(l)?,
-    };
-    Ok(server.run())
 }
 
 /// Registers every admin route.

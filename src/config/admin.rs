@@ -6,7 +6,8 @@
 //!   `127.0.0.1:8081` (a TCP address or `unix:/path`), `token` to none. An empty token (e.g.
 //!   `"${DIRECTOR_ADMIN_TOKEN:-}"` with the variable unset) means none; a token shorter than 16
 //!   characters is refused. Whether a listener off loopback has a token is checked at start-up,
-//!   where `--demo` can still generate one.
+//!   where `--demo` can still generate one. `max_connections` (default 64, at least 1) caps the
+//!   admin connections served at once; the proxy's client timeouts and head limits apply too.
 //! - `session_ttl`: how long a dashboard login lasts, 1m to 720h (default 12h).
 //! - `max_event_streams`: concurrent `/api/v1/events` streams, at least 1 (default 16).
 //! - `state_file`: a non-empty path (relative paths are relative to the working directory).
@@ -27,7 +28,16 @@ use super::super::duration::DurationValue;
 use super::super::model::{AdminConfig, ListenAddr};
 use super::{key_path, kind, Loader};
 
-const ADMIN_KEYS: &[&str] = &["listen", "token", "session_ttl", "max_event_streams"];
+const ADMIN_KEYS: &[&str] = &[
+    "listen",
+    "token",
+    "session_ttl",
+    "max_event_streams",
+    "max_connections",
+];
+
+/// Admin connections served at once when `admin.max_connections` is not given.
+const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// Shortest accepted admin token.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -52,6 +62,7 @@ struct RawAdmin {
     token: Option<String>,
     session_ttl: Option<DurationValue>,
     max_event_streams: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 impl Loader<'_> {
@@ -94,18 +105,27 @@ impl Loader<'_> {
             self.error(key_path(path, "session_ttl"), "must be between 1m and 720h");
             None
         };
-        let max_event_streams = match raw.max_event_streams.unwrap_or(DEFAULT_MAX_EVENT_STREAMS) {
+        let mut at_least_one = |key: &str, value: usize| match value {
             0 => {
-                self.error(key_path(path, "max_event_streams"), "must be at least 1");
+                self.error(key_path(path, key), "must be at least 1");
                 None
             }
             n => Some(n),
         };
+        let max_event_streams = at_least_one(
+            "max_event_streams",
+            raw.max_event_streams.unwrap_or(DEFAULT_MAX_EVENT_STREAMS),
+        );
+        let max_connections = at_least_one(
+            "max_connections",
+            raw.max_connections.unwrap_or(DEFAULT_ADMIN_MAX_CONNECTIONS),
+        );
         Some(Some(AdminConfig {
             listen: listen?,
             token: token?,
             session_ttl: session_ttl?,
             max_event_streams: max_event_streams?,
+            max_connections: max_connections?,
         }))
     }
 

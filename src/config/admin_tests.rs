@@ -17,6 +17,7 @@ fn admin_config(listen: &str, token: Option<&str>) -> AdminConfig {
         token: token.map(str::to_owned),
         session_ttl: DEFAULT_SESSION_TTL,
         max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
+        max_connections: 64,
     }
 }
 

@@ -77,6 +77,10 @@ proxy:
   workers: 4
   keep_alive: 20s
   client_timeout: 1500ms
+  send_timeout: 30s
+  max_request_line: 4096
+  max_header_size: 16384
+  max_connections: 10000
 access_log: { enabled: true, format: json, path: /var/log/director/access.log }
 routes:
   - { host: "shop.example.com", path_prefix: "/", cluster: shop }
@@ -108,6 +112,10 @@ clusters:
             workers: 4,
             keep_alive: Duration::from_secs(20),
             client_timeout: Duration::from_millis(1500),
+            send_timeout: Duration::from_secs(30),
+            max_request_line: 4096,
+            max_header_size: 16384,
+            max_connections: Some(10000),
         }
     );
     assert_eq!(
@@ -186,6 +194,15 @@ fn defaults() {
     assert!(c.proxy.workers >= 1, "workers 0 resolves to the CPU count");
     assert_eq!(c.proxy.keep_alive, Duration::from_secs(15));
     assert_eq!(c.proxy.client_timeout, Duration::from_secs(10));
+    assert_eq!(c.proxy.send_timeout, Duration::from_secs(60));
+    assert_eq!(
+        (
+            c.proxy.max_request_line,
+            c.proxy.max_header_size,
+            c.proxy.max_connections
+        ),
+        (8192, 32768, None)
+    );
     assert_eq!(
         c.access_log,
         AccessLogConfig {
@@ -638,4 +655,67 @@ fn passive_health_forwarded_for_and_client_body_timeout() {
         "{e:?}"
     );
     assert!(e[0].1.contains("expected one of: append, replace"), "{e:?}");
+}
+
+#[test]
+fn client_connection_limits() {
+    let c = ok(
+        "proxy:\n  listen: \"127.0.0.1:0\"\n  send_timeout: 250ms\n  max_request_line: 1024\n  \
+                max_header_size: 4096\n  max_connections: 4\nadmin: { max_connections: 2 }\n",
+    );
+    assert_eq!(c.proxy.send_timeout, Duration::from_millis(250));
+    assert_eq!(
+        (
+            c.proxy.max_request_line,
+            c.proxy.max_header_size,
+            c.proxy.max_connections
+        ),
+        (1024, 4096, Some(4))
+    );
+    assert_eq!(c.admin.map(|a| a.max_connections), Some(2));
+    let c = ok("proxy: { listen: \"127.0.0.1:0\", max_connections: , send_timeout: }\n");
+    assert_eq!(
+        (c.proxy.max_connections, c.proxy.send_timeout),
+        (None, Duration::from_secs(60))
+    );
+
+    let e = errors(
+        "proxy:\n  listen: \"127.0.0.1:0\"\n  send_timeout: 0s\n  max_request_line: 100\n  \
+         max_header_size: 1000000\n  max_connections: 0\nadmin: { max_connections: 0 }\n",
+    );
+    let got: Vec<(&str, &str)> = e.iter().map(|(p, m)| (p.as_str(), m.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            ("proxy.send_timeout", "must be greater than 0"),
+            (
+                "proxy.max_request_line",
+                "must be between 256 and 32768 bytes (got 100)"
+            ),
+            (
+                "proxy.max_header_size",
+                "must be between 1024 and 65536 bytes (got 1000000)"
+            ),
+            (
+                "proxy.max_connections",
+                "must be at least 1 (leave it out to derive it from the file-descriptor limit)"
+            ),
+            ("admin.max_connections", "must be at least 1"),
+        ]
+    );
+    // Sizes are integers of bytes; durations need their unit.
+    let e = errors(
+        "proxy: { listen: \"127.0.0.1:0\", max_header_size: 8KiB, send_timeout: 60, max_connections: -1 }\n",
+    );
+    let got: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        got,
+        [
+            "proxy.max_connections",
+            "proxy.max_header_size",
+            "proxy.send_timeout"
+        ],
+        "{e:#?}"
+    );
+    assert!(e[2].1.contains("a unit is required"), "{e:?}");
 }

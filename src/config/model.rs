@@ -27,10 +27,24 @@ pub struct ProxyConfig {
     pub listen: Vec<ListenAddr>,
     /// Worker threads; 0 in the file means one per CPU core and is resolved at load time.
     pub workers: usize,
-    /// Seconds an idle client keep-alive connection is kept open (`keep_alive`, default 15s).
+    /// How long an idle client keep-alive connection is kept open between requests
+    /// (`keep_alive`, default 15s; HAProxy's `timeout http-keep-alive`); 0 disables keep-alive.
     pub keep_alive: Duration,
-    /// Time allowed for a client to send the request head (`client_timeout`, default 10s).
+    /// Time allowed for a client to send a request head, on every request of a connection
+    /// (`client_timeout`, default 10s; HAProxy's `timeout http-request`).
     pub client_timeout: Duration,
+    /// Longest a write to a client may make no progress before the connection is closed
+    /// (`send_timeout`, default 60s; nginx's `send_timeout`).
+    pub send_timeout: Duration,
+    /// Longest request line in bytes, without its CRLF (`max_request_line`, default 8 KiB);
+    /// longer lines are answered `414`.
+    pub max_request_line: usize,
+    /// Largest header section in bytes, every field line with its CRLF (`max_header_size`,
+    /// default 32 KiB); larger ones are answered `431`.
+    pub max_header_size: usize,
+    /// Client connections served at once over all workers (`max_connections`); `None`
+    /// derives it from the file-descriptor limit at start-up.
+    pub max_connections: Option<usize>,
 }
 
 /// `admin:` — the listener of the dashboard, `/api/v1`, HAProxy stats and `/metrics`.
@@ -44,6 +58,8 @@ pub struct AdminConfig {
     pub session_ttl: Duration,
     /// `max_event_streams` (default 16): how many `/api/v1/events` streams may be open at once.
     pub max_event_streams: usize,
+    /// `max_connections` (default 64): admin connections served at once.
+    pub max_connections: usize,
 }
 
 /// One listener address: `"0.0.0.0:8080"`, `"[::]:8080"` or `"unix:/run/director.sock"`.

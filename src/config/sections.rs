@@ -22,7 +22,16 @@ use super::{index_path, key_path, kind, Loader};
 // Every field is optional so that a bad field can be blanked and the rest still checked; the
 // `*_KEYS` lists name the accepted keys for unknown-key errors and must match the structs.
 
-const PROXY_KEYS: &[&str] = &["listen", "workers", "keep_alive", "client_timeout"];
+const PROXY_KEYS: &[&str] = &[
+    "listen",
+    "workers",
+    "keep_alive",
+    "client_timeout",
+    "send_timeout",
+    "max_request_line",
+    "max_header_size",
+    "max_connections",
+];
 const ACCESS_LOG_KEYS: &[&str] = &["enabled", "format", "path"];
 const ROUTE_KEYS: &[&str] = &["host", "path_prefix", "cluster", "backend"];
 const CLUSTER_KEYS: &[&str] = &[
@@ -59,6 +68,10 @@ struct RawProxy {
     workers: Option<usize>,
     keep_alive: Option<DurationValue>,
     client_timeout: Option<DurationValue>,
+    send_timeout: Option<DurationValue>,
+    max_request_line: Option<usize>,
+    max_header_size: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +126,14 @@ struct RawBackend {
 
 const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
 const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_REQUEST_LINE: usize = 8 * 1024;
+const DEFAULT_MAX_HEADER_SIZE: usize = 32 * 1024;
+/// Accepted `max_request_line` and `max_header_size` values, in bytes. Below these, common
+/// clients break; above them, actix-http's own head buffer (128 KiB, request line and headers
+/// together) would answer first.
+const MAX_REQUEST_LINE_RANGE: (usize, usize) = (256, 32 * 1024);
+const MAX_HEADER_SIZE_RANGE: (usize, usize) = (1024, 64 * 1024);
 const DEFAULT_QUEUE_LIMIT: usize = 128;
 const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RETRY_AFTER: u32 = 10;
@@ -177,12 +198,60 @@ impl Loader<'_> {
             raw.client_timeout,
             DEFAULT_CLIENT_TIMEOUT,
         );
+        let send_timeout = self.positive(
+            key_path(path, "send_timeout"),
+            raw.send_timeout,
+            DEFAULT_SEND_TIMEOUT,
+        );
+        let max_request_line = self.bytes_within(
+            key_path(path, "max_request_line"),
+            raw.max_request_line,
+            DEFAULT_MAX_REQUEST_LINE,
+            MAX_REQUEST_LINE_RANGE,
+        );
+        let max_header_size = self.bytes_within(
+            key_path(path, "max_header_size"),
+            raw.max_header_size,
+            DEFAULT_MAX_HEADER_SIZE,
+            MAX_HEADER_SIZE_RANGE,
+        );
+        let max_connections = match raw.max_connections {
+            Some(0) => {
+                let message = "must be at least 1 (leave it out to derive it from the file-descriptor limit)";
+                self.error(key_path(path, "max_connections"), message);
+                None
+            }
+            n => Some(n),
+        };
         Some(ProxyConfig {
             listen: listen?,
             workers,
             keep_alive: raw.keep_alive.map_or(DEFAULT_KEEP_ALIVE, |d| d.0),
             client_timeout,
+            send_timeout,
+            max_request_line: max_request_line?,
+            max_header_size: max_header_size?,
+            max_connections: max_connections?,
         })
+    }
+
+    /// A size in bytes within `(min, max)`, or `default` when absent.
+    fn bytes_within(
+        &mut self,
+        path: String,
+        value: Option<usize>,
+        default: usize,
+        (min, max): (usize, usize),
+    ) -> Option<usize> {
+        let value = value.unwrap_or(default);
+        if (min..=max).contains(&value) {
+            return Some(value);
+        }
+        self.error(
+            path,
+            format!("must be between {min} and {max} bytes (got {value})"),
+        );
+        None
     }
 
     /// `proxy.listen`: one address or a non-empty list, each checked, no duplicates.

@@ -61,6 +61,7 @@ async fn admin_state(token: Option<&str>) -> web::Data<AdminState> {
         token: token.map(str::to_owned),
         session_ttl: DEFAULT_SESSION_TTL,
         max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
+        max_connections: 64,
     }));
     web::Data::new(AdminState::new(topology, status, director, settings, live))
 }

@@ -346,20 +346,32 @@ fn the_open_and_the_reads_wait_off_the_calling_thread() {
     let path = fixture.write("root/a.bin", &contents);
     let roots = fixture.roots();
     let (target, headers) = (path.as_os_str().as_bytes(), HeaderMap::new());
-    block_on(async {
+    // A runtime with one blocking thread, kept busy until `release`: work handed to the
+    // blocking pool can't finish meanwhile, work done in the poll could.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(1)
+        .build()
+        .expect("a runtime");
+    let occupy = || {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        runtime.spawn_blocking(move || wait.recv());
+        release
+    };
+    runtime.block_on(async {
+        let release = occupy();
         let mut serving = std::pin::pin!(serve(target, &roots, &Method::GET, &headers));
-        let first = poll_fn(|cx| Poll::Ready(serving.as_mut().poll(cx).is_pending())).await;
-        assert!(
-            first,
-            "the open is handed to the blocking pool, not done in the poll"
-        );
+        for _ in 0..3 {
+            let pending = poll_fn(|cx| Poll::Ready(serving.as_mut().poll(cx).is_pending())).await;
+            assert!(pending, "the open waits for the blocking pool");
+            tokio::task::yield_now().await;
+        }
+        release.send(()).expect("release");
         let mut response = serving.await;
         assert_eq!(response.status, StatusCode::OK);
-        let first = poll_fn(|cx| Poll::Ready(response.body.poll_next(cx).is_pending())).await;
-        assert!(
-            first,
-            "the first chunk is read on the blocking pool, not in the poll"
-        );
+        let release = occupy();
+        let pending = poll_fn(|cx| Poll::Ready(response.body.poll_next(cx).is_pending())).await;
+        assert!(pending, "the first chunk waits for the blocking pool");
+        release.send(()).expect("release");
         let mut served = Vec::new();
         while let Some(chunk) = poll_fn(|cx| response.body.poll_next(cx)).await {
             served.extend_from_slice(&chunk.expect("chunk"));

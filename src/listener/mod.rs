@@ -1,0 +1,72 @@
+//! Client-facing listeners: binding them, the client connection guard, and building the HTTP
+//! servers of the proxy and admin listeners on top of it.
+//!
+//! The guard is what HAProxy's `timeout http-request` / `timeout http-keep-alive` and nginx's
+//! `send_timeout` / `large_client_header_buffers` are to them, beneath actix-http:
+//!
+//! - every request head of a keep-alive connection must be complete within `client_timeout`
+//!   of its first byte (or of the accept), else `408` and close;
+//! - a connection idle between requests is closed after `keep_alive`;
+//! - a write to the client that makes no progress for `send_timeout` fails the connection,
+//!   which drops the response body and so frees its backend slot and backend connection;
+//! - a request line over `max_request_line` gets `414`, a header section over
+//!   `max_header_size` gets `431`, both written by the guard, then the connection closes;
+//! - each worker serves at most its share of `max_connections` at once.
+//!
+//! [`io`] is the IO wrapper, [`head_scan`] finds head ends and sizes, [`conn`] is what a
+//! connection shares with its requests (and the request-side API), [`server`] builds the
+//! actix-server `Server`, [`limits`] handles the open-file limit. Hot path except `server`
+//! and `limits` (start-up).
+
+pub mod conn;
+pub mod head_scan;
+pub mod io;
+pub mod limits;
+pub mod server;
+
+use std::os::unix::fs::FileTypeExt;
+
+use socket2::{Domain, Socket, Type};
+
+pub use conn::{
+    guarded, refuse_oversized, request_started, track_requests, GuardSettings, InFlightBody, RequestInFlight,
+};
+pub use server::{http_server, ServerOptions};
+
+use crate::config::ListenAddr;
+
+/// Pending connections the kernel queues per listener while director is not accepting.
+pub const BACKLOG: i32 = 4096;
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// Binds `addr`; returns the listener and its actual address (the port the OS chose for
+/// `:0`). A stale UNIX socket file left by a previous run is replaced.
+pub fn bind(addr: &ListenAddr) -> std::io::Result<(Listener, ListenAddr)> {
+    match addr {
+        ListenAddr::Tcp(sa) => {
+            let socket = Socket::new(Domain::for_address(*sa), Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            if sa.is_ipv6() {
+                socket.set_only_v6(true)?;
+            }
+            socket.bind(&(*sa).into())?;
+            socket.listen(BACKLOG)?;
+            let listener: std::net::TcpListener = socket.into();
+            let local = listener.local_addr()?;
+            Ok((Listener::Tcp(listener), ListenAddr::Tcp(local)))
+        }
+        ListenAddr::Unix(path) => {
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                std::fs::remove_file(path)?;
+            }
+            let listener = std::os::unix::net::UnixListener::bind(path)?;
+            Ok((Listener::Unix(listener), addr.clone()))
+        }
+    }
+}
