@@ -183,6 +183,7 @@ async fn attempt(
         Err(e @ ProxyError::Stale) => Err(e),
         Err(e) => {
             drop(grant);
+            let mut retry_after = 0;
             if let ProxyError::LocalResource(cause) = &e {
                 log::error!(
                     "cluster '{}': cannot connect to backend '{}': {cause}; this host is out of \
@@ -190,10 +191,16 @@ async fn attempt(
                     cluster.name,
                     backend.name
                 );
+                retry_after = settings.retry_after;
             }
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
             record_status(cluster, None, status.as_u16());
-            Ok(generated(status, e.client_message(), 0, request.log.take()))
+            Ok(generated(
+                status,
+                e.client_message(),
+                retry_after,
+                request.log.take(),
+            ))
         }
     }
 }
