@@ -29,7 +29,7 @@ ROUNDS=${ROUNDS:-3}               # rounds; each round measures every proxy once
 WRK_THREADS=${WRK_THREADS:-1}     # wrk threads (same for every proxy)
 IDLE_CONNS=${IDLE_CONNS:-10000}   # idle keep-alive connections for the memory test
 IDLE_HOLD=${IDLE_HOLD:-3}         # seconds to hold them open
-ALL_LEGS="director director-2b haproxy nginx director-fcgi nginx-fcgi director-sendfile nginx-sendfile"
+ALL_LEGS="director director-base director-2b haproxy nginx director-fcgi nginx-fcgi director-sendfile nginx-sendfile"
 ONLY=${ONLY:-}                    # legs to run (space/comma separated); empty = all
 # The idle-connection test runs by default only in a full run; with ONLY it is skipped
 # unless IDLE_TARGET is given explicitly.
@@ -45,6 +45,9 @@ FCGI_CHILDREN=${FCGI_CHILDREN:-8} # php-fpm workers (pm = static) of the FastCGI
 FCGI_CONNS=${FCGI_CONNS:-$FCGI_CHILDREN}  # wrk connections in the FastCGI legs (<= FCGI_CHILDREN)
 SENDFILE_BYTES=${SENDFILE_BYTES:-1048576}  # size of the file the X-Sendfile legs serve
 DIRECTOR_BIN=${DIRECTOR_BIN:-$REPO_ROOT/target/release/director}
+# director-base: the same config as `director` on another binary (an earlier build), for
+# before/after ratios in one run: BASE_BIN=/tmp/director-old ONLY="director director-base haproxy"
+BASE_BIN=${BASE_BIN:-}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-1800}
 RESULTS_DIR=${RESULTS_DIR:-$BENCH_DIR/results}
 
@@ -58,6 +61,7 @@ DIRECTOR_FCGI_PORT=$((BASE_PORT + 6))
 NGINX_FCGI_PORT=$((BASE_PORT + 7))
 DIRECTOR_SF_PORT=$((BASE_PORT + 8))
 NGINX_SF_PORT=$((BASE_PORT + 9))
+DIRECTOR_BASE_PORT=$((BASE_PORT + 10))
 
 PIDS=()        # process-group leaders of the long-running services we started
 CHILD=""       # the current bounded client (wrk / python), if any
@@ -346,9 +350,9 @@ EOF
 write_director_config() {
     local leg=$1 file=$2
     case $leg in
-        director) cat >"$file" <<EOF
+        director|director-base) cat >"$file" <<EOF
 proxy:
-  listen: ["127.0.0.1:$DIRECTOR_PORT"]
+  listen: ["127.0.0.1:$(port_of "$leg")"]
   workers: 1
 routes:
   - { path_prefix: "/", cluster: bench }
@@ -416,9 +420,12 @@ start_director() {
     mkdir -p "$dir"
     write_director_config "$leg" "$dir/director.yaml"
     cp "$dir/director.yaml" "$RAW/$leg.yaml"   # kept with the results
-    start_service "$leg" 0 env RUST_LOG=warn "$DIRECTOR_BIN" --config "$dir/director.yaml"
+    local bin=$DIRECTOR_BIN
+    [[ "$leg" == director-base ]] && bin=$BASE_BIN
+    start_service "$leg" 0 env RUST_LOG=warn "$bin" --config "$dir/director.yaml"
     case $leg in
         director) DIRECTOR_PID=$LAST_PID ;;
+        director-base) DIRECTOR_BASE_PID=$LAST_PID ;;
         director-2b) DIRECTOR2B_PID=$LAST_PID ;;
         director-fcgi) DIRECTOR_FCGI_PID=$LAST_PID ;;
         director-sendfile) DIRECTOR_SF_PID=$LAST_PID ;;
@@ -653,6 +660,7 @@ EOF
 port_of() {
     case $1 in
         director) echo "$DIRECTOR_PORT" ;; director-2b) echo "$DIRECTOR2B_PORT" ;;
+        director-base) echo "$DIRECTOR_BASE_PORT" ;;
         haproxy) echo "$HAPROXY_PORT" ;; nginx) echo "$NGINX_PORT" ;;
         director-fcgi) echo "$DIRECTOR_FCGI_PORT" ;; nginx-fcgi) echo "$NGINX_FCGI_PORT" ;;
         director-sendfile) echo "$DIRECTOR_SF_PORT" ;; nginx-sendfile) echo "$NGINX_SF_PORT" ;;
@@ -661,6 +669,7 @@ port_of() {
 pid_of() {
     case $1 in
         director) echo "${DIRECTOR_PID:-}" ;; director-2b) echo "${DIRECTOR2B_PID:-}" ;;
+        director-base) echo "${DIRECTOR_BASE_PID:-}" ;;
         haproxy) echo "${HAPROXY_PID:-}" ;; nginx) echo "${NGINX_PID:-}" ;;
         director-fcgi) echo "${DIRECTOR_FCGI_PID:-}" ;; nginx-fcgi) echo "${NGINX_FCGI_PID:-}" ;;
         director-sendfile) echo "${DIRECTOR_SF_PID:-}" ;; nginx-sendfile) echo "${NGINX_SF_PID:-}" ;;
@@ -818,7 +827,7 @@ main() {
 
     local p
     for p in "$BACKEND_PORT" "$DIRECTOR_PORT" "$HAPROXY_PORT" "$NGINX_PORT" "$DIRECTOR2B_PORT" \
-        "$FPM_PORT" "$DIRECTOR_FCGI_PORT" "$NGINX_FCGI_PORT" "$DIRECTOR_SF_PORT" "$NGINX_SF_PORT"; do
+        "$DIRECTOR_BASE_PORT" "$FPM_PORT" "$DIRECTOR_FCGI_PORT" "$NGINX_FCGI_PORT" "$DIRECTOR_SF_PORT" "$NGINX_SF_PORT"; do
         port_in_use "$p" && die "port 127.0.0.1:$p is already in use (set BASE_PORT)"
     done
 
@@ -839,6 +848,11 @@ main() {
     if want director; then
         log "director (root bucket only, capacity $DIRECTOR_CAPACITY) on :$DIRECTOR_PORT ($DIRECTOR_BIN)"
         start_director director
+    fi
+    if want director-base; then
+        [[ -x "$BASE_BIN" ]] || die "the director-base leg needs BASE_BIN (an earlier director binary)"
+        log "director-base (root bucket only, capacity $DIRECTOR_CAPACITY) on :$DIRECTOR_BASE_PORT ($BASE_BIN)"
+        start_director director-base
     fi
     if want director-2b; then
         log "director-2b (two buckets, capacity $DIRECTOR_CAPACITY) on :$DIRECTOR2B_PORT ($DIRECTOR_BIN)"

@@ -24,6 +24,8 @@ from pathlib import Path
 # director: root bucket only; director-2b: same binary, two HTB buckets (see run.sh)
 PROXIES = ("director", "director-2b", "haproxy", "nginx",
            "director-fcgi", "nginx-fcgi", "director-sendfile", "nginx-sendfile")
+# director-base: the `director` leg's config on an earlier binary (BASE_BIN in run.sh)
+BASE = "director-base"
 # director-2b must not be more than 3% worse than director (rps and p99)
 HTB_TOLERANCE = 0.03
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
@@ -96,7 +98,7 @@ def main() -> int:
         config = json.loads((raw / "config.json").read_text())
 
     results: dict = {}
-    for name in PROXIES:
+    for name in PROXIES + (BASE,):
         runs = []
         for wrk_file in sorted(raw.glob(f"{name}.r*.wrk"),
                                key=lambda p: int(p.name.split(".r")[1].split(".")[0])):
@@ -130,6 +132,7 @@ def main() -> int:
         }
 
     d, d2, h, n, df, nf, ds, ns = (results.get(k) for k in PROXIES)
+    base = results.get(BASE)
     ratios = {
         # HTB cost: two buckets vs the root bucket alone (same binary, same capacity)
         "director_2b_over_director_rps": ratio(d2 and d2["rps"], d and d["rps"]),
@@ -173,6 +176,18 @@ def main() -> int:
                     "rps_per_core": ratio(r2.get("rps_per_core"), r1.get("rps_per_core")),
                 })
     ratios["director_2b_over_director_per_round"] = per_round
+    # This build against an earlier one, and each against HAProxy, round by round.
+    if d and base:
+        ratios["director_over_base_rps"] = ratio(d["rps"], base["rps"])
+        ratios["director_over_base_p99"] = ratio(d["p99_ms"], base["p99_ms"])
+        ratios["director_over_base_rps_per_core"] = ratio(d["rps_per_core"], base["rps_per_core"])
+        ratios["base_over_haproxy_rps"] = ratio(base["rps"], h and h["rps"])
+        ratios["base_over_nginx_rps"] = ratio(base["rps"], n and n["rps"])
+        by_round = {r["round"]: r for r in base["runs"]}
+        ratios["director_over_base_per_round"] = [
+            {"round": r["round"], "rps": ratio(r["rps"], by_round[r["round"]]["rps"])}
+            for r in d["runs"] if r["round"] in by_round
+        ]
 
     idle = None
     if (raw / "idle.json").exists():
@@ -192,8 +207,8 @@ def main() -> int:
     ran = {"http": any(results.get(k) for k in PROXIES[:4]),
            "fcgi": any(results.get(k) for k in PROXIES[4:6]),
            "sendfile": any(results.get(k) for k in PROXIES[6:])}
-    for name in PROXIES:
-        group = "http" if name in PROXIES[:4] else "fcgi" if name in PROXIES[4:6] else "sendfile"
+    for name in PROXIES + ((BASE,) if results.get(BASE) else ()):
+        group = "http" if name in PROXIES[:4] + (BASE,) else "fcgi" if name in PROXIES[4:6] else "sendfile"
         r = results.get(name)
         if r is None:
             if ran[group] or name in PROXIES[:4]:
@@ -240,6 +255,16 @@ def main() -> int:
         print(f"(per core-second of proxy CPU: director / HAProxy "
               f"{fmt(ratios['director_over_haproxy_rps_per_core'], '.3f')}, director / nginx "
               f"{fmt(ratios['director_over_nginx_rps_per_core'], '.3f')})")
+    if d and base:
+        print()
+        print(f"director / director-base rps : {fmt(ratios['director_over_base_rps'], '.3f')}"
+              f"   (p99 {fmt(ratios['director_over_base_p99'], '.3f')}, per core-second "
+              f"{fmt(ratios['director_over_base_rps_per_core'], '.3f')})")
+        print(f"director-base / HAProxy rps  : {fmt(ratios['base_over_haproxy_rps'], '.3f')}"
+              f", / nginx {fmt(ratios['base_over_nginx_rps'], '.3f')}")
+        print(" per round, director / director-base rps: "
+              + ", ".join(f"r{x['round']} {fmt(x['rps'], '.3f')}"
+                          for x in ratios["director_over_base_per_round"]))
     if df and nf:
         print()
         print(f"FastCGI (one php-fpm pool, {c.get('fcgi_children', '?')} static workers, hello.php;"
