@@ -246,9 +246,10 @@ mod tests {
     }
 
     #[test]
-    fn combined_lines_escape_client_text_as_nginx_does() {
+    fn client_text_is_escaped_as_nginx_does_and_exact_in_json() {
         let (log, _rx) = queue(AccessLogFormat::Combined, 1);
-        let line = hostile_record(log).combined(5);
+        let record = hostile_record(log);
+        let line = record.combined(5);
         assert_eq!(
             line,
             "192.0.2.1 - - [26/Nov/2026:15:26:10 +0000] \"GET /a\\x22b\\x5Cc\\x0Ad\\x1Be HTTP/1.1\" \
@@ -256,12 +257,7 @@ mod tests {
         );
         assert_eq!(line.matches('\n').count(), 1, "one line");
         assert_eq!(line.matches('"').count(), 6, "three quoted fields");
-    }
-
-    #[test]
-    fn json_lines_carry_client_text_exactly() {
-        let (log, _rx) = queue(AccessLogFormat::Json, 1);
-        let line = hostile_record(log).json(5);
+        let line = record.json(5);
         assert!(
             line.ends_with('\n') && line.matches('\n').count() == 1,
             "{line:?}"
