@@ -172,6 +172,35 @@ async fn get_passes_the_cgi_parameters() {
     }
 }
 
+/// Header names outside `[A-Za-z0-9-]` never become `HTTP_*` (`X_Real_IP` would collide with
+/// `X-Real-IP`), and `SERVER_NAME` is the routing `Host`, never `X-Forwarded-Host`/`Forwarded`.
+#[tokio::test]
+async fn spoofable_headers_do_not_reach_the_cgi_parameters() {
+    let Some((_fpm, d)) = one_backend(Listen::Tcp, "", None).await else {
+        return;
+    };
+    let spoofed = [
+        ("host", "shop.example:8080"),
+        ("x_real_ip", "evil"),
+        ("x.real.ip", "evil too"),
+        ("x-forwarded-host", "evil.example"),
+        ("forwarded", "host=evil.example"),
+    ];
+    let reply = request(&d.target(), "GET", "/echo.php", &spoofed, Bytes::new()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let doc = json(&reply);
+    assert!(doc["server"].get("HTTP_X_REAL_IP").is_none(), "{doc:#}");
+    assert_eq!(server_var(&doc, "SERVER_NAME"), "shop.example");
+    assert_eq!(server_var(&doc, "HTTP_HOST"), "shop.example:8080");
+    assert_eq!(server_var(&doc, "HTTP_X_FORWARDED_HOST"), "evil.example");
+    // With the real header present too, the look-alike cannot override it.
+    let both = [("x-real-ip", "203.0.113.7"), ("x_real_ip", "evil")];
+    let reply = request(&d.target(), "GET", "/echo.php", &both, Bytes::new()).await;
+    assert_eq!(server_var(&json(&reply), "HTTP_X_REAL_IP"), "203.0.113.7");
+    d.settled("c").await;
+    d.stop().await;
+}
+
 /// A missing script is php-fpm's 404, relayed as such.
 #[tokio::test]
 async fn a_missing_script_is_404() {

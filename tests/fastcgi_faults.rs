@@ -131,6 +131,16 @@ fn no_header_block(out: &mut BytesMut) {
     end(out, ProtocolStatus::RequestComplete);
 }
 
+/// A 1xx is no final status: the client would wait for a response that never comes.
+fn interim_status(out: &mut BytesMut) {
+    stdout(
+        out,
+        1,
+        b"Status: 100 Continue\r\nContent-Type: text/plain\r\n\r\nhi",
+    );
+    end(out, ProtocolStatus::RequestComplete);
+}
+
 /// Headers and part of the body, then the connection closes.
 fn cut_mid_body(out: &mut BytesMut) {
     stdout(out, 1, b"Content-Type: text/plain\r\n\r\nfirst part");
@@ -149,7 +159,7 @@ fn fastcgi_cluster(settings: &str, backends: &[(&str, String)]) -> String {
 /// reported (passive health) while the director keeps serving.
 #[tokio::test]
 async fn protocol_violations_give_502_and_keep_counters_exact() {
-    let cases: [(&str, Script); 8] = [
+    let cases: [(&str, Script); 9] = [
         ("bad version", bad_version),
         ("wrong request id", wrong_request_id),
         ("EOF before END_REQUEST", ends_before_end_request),
@@ -158,6 +168,7 @@ async fn protocol_violations_give_502_and_keep_counters_exact() {
         ("unknown role", unknown_role),
         ("not FastCGI", garbage),
         ("no CGI header block", no_header_block),
+        ("Status: 100", interim_status),
     ];
     for (what, script) in cases {
         let bad = peer(script, false).await;

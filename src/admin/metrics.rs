@@ -122,11 +122,14 @@ fn flag(on: bool) -> Option<f64> {
 
 // The family tables keep one family per line (rustfmt would spread each over five).
 #[rustfmt::skip]
-const DIRECTOR_FAMILIES: [Spec<Extras>; 2] = [
+const DIRECTOR_FAMILIES: [Spec<Extras>; 3] = [
     gauge("director_up", "Whether the director is running (always 1).", |_| Some(1.0)),
     gauge("director_uptime_seconds", "Seconds since the director started.", |e| {
         Some(e.uptime.as_secs_f64())
     }),
+    // A process-wide counter the access log keeps itself, not part of any snapshot.
+    counter("director_access_log_dropped_total", "Access log lines dropped because the log writer fell behind.",
+        |_| count(crate::proxy::access_log::dropped_lines())),
 ];
 
 #[rustfmt::skip]
@@ -576,6 +579,7 @@ mod tests {
         let expected = [
             ("director_up", "gauge"),
             ("director_uptime_seconds", "gauge"),
+            ("director_access_log_dropped_total", "counter"),
             ("director_cluster_requests_total", "counter"),
             ("director_cluster_responses_total", "counter"),
             ("director_cluster_in_flight", "gauge"),
@@ -601,6 +605,16 @@ mod tests {
             assert_eq!(parsed.types.get(name).map(String::as_str), Some(kind), "{name}");
         }
         assert!(parsed.types.keys().all(|name| name.starts_with("director_")));
+    }
+
+    #[test]
+    fn the_access_log_drop_count_is_exported() {
+        // Other tests may drop lines meanwhile: the sample lies between two readings.
+        let before = crate::proxy::access_log::dropped_lines() as f64;
+        let parsed = parse(&render(&clusters(), &extras())).expect("valid exposition");
+        let after = crate::proxy::access_log::dropped_lines() as f64;
+        let value = parsed.value("director_access_log_dropped_total", &[]);
+        assert!(value.is_some_and(|v| (before..=after).contains(&v)), "{value:?}");
     }
 
     #[test]

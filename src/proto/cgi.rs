@@ -16,7 +16,7 @@ pub const MAX_FIELDS: usize = 128;
 /// A parsed CGI response header block; fields are ranges into the parsed buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct CgiHead {
-    /// From `Status:`; 302 for a `Location:` without one; else 200.
+    /// From `Status:` (always 200..=599); 302 for a `Location:` without one; else 200.
     pub status: u16,
     /// Bytes of the block including the blank line.
     pub len: usize,
@@ -68,7 +68,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<CgiHead>, CgiHeadError> {
     Ok(Some(CgiHead { status, len, fields }))
 }
 
-/// `Status: 404 Not Found` → 404 (the reason phrase is optional and dropped).
+/// `Status: 404 Not Found` → 404 (the reason phrase is optional and dropped). Only a final
+/// status (200..=599) is one: a 1xx would make the client wait for a response that never
+/// follows, as a gateway sends exactly one head for an application's header block.
 fn parse_status(value: &[u8]) -> Result<u16, CgiHeadError> {
     let bad = || CgiHeadError::BadStatus(String::from_utf8_lossy(value).into_owned());
     let code = value.trim_ascii().split(|b| *b == b' ').next().ok_or_else(bad)?;
@@ -79,7 +81,7 @@ fn parse_status(value: &[u8]) -> Result<u16, CgiHeadError> {
         .map_err(|_| bad())?
         .parse::<u16>()
         .map_err(|_| bad())?;
-    if (100..=599).contains(&code) {
+    if (200..=599).contains(&code) {
         Ok(code)
     } else {
         Err(bad())
@@ -179,17 +181,23 @@ pub fn normalize_path(raw: &str) -> Option<String> {
     Some(out)
 }
 
-/// `HTTP_<NAME>` for a request header: upper case, `-` (and anything not alphanumeric) → `_`.
-pub fn http_param_name(header: &str, out: &mut Vec<u8>) {
+/// `HTTP_<NAME>` for a request header into `out`: upper case, `-` → `_`. `false` (and `out`
+/// left empty) for a name with any byte outside `[A-Za-z0-9-]`: `X_Real_IP` or `X.Real.IP`
+/// would map to the same `HTTP_X_REAL_IP` as `X-Real-IP` and could override what a front proxy
+/// set, so such headers are not passed (as nginx's `underscores_in_headers off` and Apache's
+/// CGI environment do).
+pub fn http_param_name(header: &str, out: &mut Vec<u8>) -> bool {
     out.clear();
+    if header.is_empty() || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return false;
+    }
     out.extend_from_slice(b"HTTP_");
-    out.extend(header.bytes().map(|b| {
-        if b.is_ascii_alphanumeric() {
-            b.to_ascii_uppercase()
-        } else {
-            b'_'
-        }
-    }));
+    out.extend(
+        header
+            .bytes()
+            .map(|b| if b == b'-' { b'_' } else { b.to_ascii_uppercase() }),
+    );
+    true
 }
 
 #[cfg(test)]
@@ -258,6 +266,22 @@ mod tests {
     }
 
     #[test]
+    fn an_interim_status_is_an_error() {
+        for status in ["100", "100 Continue", "101 Switching Protocols", "103", "199"] {
+            let buf = format!("Status: {status}\r\nContent-Type: text/plain\r\n\r\nbody");
+            assert_eq!(
+                parse_head(buf.as_bytes()),
+                Err(CgiHeadError::BadStatus(status.to_owned())),
+                "{status}"
+            );
+        }
+        let head = parse_head(b"Status: 200\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.status, 200);
+    }
+
+    #[test]
     fn front_controller_mapping() {
         let front = Some("/index.php");
         let m = map_script("/shop/cart", front);
@@ -301,9 +325,18 @@ mod tests {
     #[test]
     fn http_param_names() {
         let mut out = Vec::new();
-        http_param_name("x-forwarded-for", &mut out);
+        assert!(http_param_name("x-forwarded-for", &mut out));
         assert_eq!(out, b"HTTP_X_FORWARDED_FOR");
-        http_param_name("user.agent", &mut out);
-        assert_eq!(out, b"HTTP_USER_AGENT");
+        assert!(http_param_name("X-Real-IP", &mut out));
+        assert_eq!(out, b"HTTP_X_REAL_IP");
+    }
+
+    #[test]
+    fn header_names_that_would_collide_get_no_param() {
+        let mut out = b"stale".to_vec();
+        for name in ["X_Real_IP", "x.real.ip", "x real ip", "user.agent", "x~y", ""] {
+            assert!(!http_param_name(name, &mut out), "{name:?}");
+            assert!(out.is_empty(), "{name:?}");
+        }
     }
 }

@@ -3,6 +3,12 @@
 //!
 //! Sans-io and allocation-light: the head is parsed in place and header fields are returned
 //! as byte ranges into the caller's buffer.
+//!
+//! Strict where a lenient reading could desynchronise the connection or smuggle a response:
+//! `Content-Length` is digits only (a list of identical values, which RFC 9112 §6.3 lets a
+//! recipient accept, is taken as one value; differing ones are an error), `chunked` may appear
+//! once in `Transfer-Encoding`, a status outside 100..=599 is an error, chunk extensions may
+//! not hold control bytes and the trailer section is capped at [`MAX_TRAILERS`].
 
 use std::ops::Range;
 
@@ -13,6 +19,9 @@ pub const MAX_HEAD: usize = 64 * 1024;
 
 /// Most header fields accepted in a response head.
 pub const MAX_HEADERS: usize = 128;
+
+/// Largest trailer section (after the last chunk) accepted from a backend, in bytes.
+pub const MAX_TRAILERS: usize = 8 * 1024;
 
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,10 +39,13 @@ pub enum Framing {
 /// A parsed response head; header fields are ranges into the parsed buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ResponseHead {
+    /// The status code, within 100..=599 (101 is left to the caller to act on).
     pub status: u16,
     /// Bytes of the head including the final CRLF.
     pub len: usize,
+    /// Every header field as (name, value) ranges into the buffer, in order.
     pub headers: Vec<(Range<usize>, Range<usize>)>,
+    /// How the body that follows is delimited.
     pub framing: Framing,
     /// The `Content-Length` the backend announced (also for HEAD and 304).
     pub content_length: Option<u64>,
@@ -48,8 +60,15 @@ pub enum HeadError {
     Malformed(String),
     #[error("response head larger than {MAX_HEAD} bytes")]
     TooLarge,
-    #[error("conflicting Content-Length values")]
+    /// A `Content-Length` that is not digits only, or values that differ.
+    #[error("invalid or conflicting Content-Length")]
     BadLength,
+    /// `chunked` appears more than once in `Transfer-Encoding`.
+    #[error("Transfer-Encoding applies chunked more than once")]
+    RepeatedChunked,
+    /// A status code outside 100..=599.
+    #[error("response status {0} is outside 100..=599")]
+    BadStatus(u16),
 }
 
 /// Parses a response head at the start of `buf`; `Ok(None)` when more bytes are needed.
@@ -63,7 +82,14 @@ pub fn parse_response_head(buf: &[u8], head_request: bool) -> Result<Option<Resp
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
         Err(e) => return Err(HeadError::Malformed(e.to_string())),
     };
+    // The same limit whether the head arrived in one read or in many.
+    if len > MAX_HEAD {
+        return Err(HeadError::TooLarge);
+    }
     let status = res.code.unwrap_or(0);
+    if !(100..=599).contains(&status) {
+        return Err(HeadError::BadStatus(status));
+    }
     let http11 = res.version == Some(1);
     let base = buf.as_ptr() as usize;
     let range = |s: &[u8]| {
@@ -71,27 +97,34 @@ pub fn parse_response_head(buf: &[u8], head_request: bool) -> Result<Option<Resp
         start..start + s.len()
     };
     let mut headers = Vec::with_capacity(res.headers.len());
-    let (mut length, mut chunked, mut te, mut close, mut keep) = (None, false, false, false, false);
+    let (mut length, mut close, mut keep) = (None, false, false);
+    // Transfer-Encoding fields are one list (RFC 9110 §5.3): what counts is its last coding
+    // and how often `chunked` appears in it.
+    let (mut te, mut last_coding_chunked, mut chunked_seen) = (false, false, 0u32);
     for h in res.headers.iter() {
         headers.push((range(h.name.as_bytes()), range(h.value)));
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or(HeadError::BadLength)?;
+            let n = content_length(h.value)?;
             if length.is_some_and(|l| l != n) {
                 return Err(HeadError::BadLength);
             }
             length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             te = true;
-            chunked = last_token_is(h.value, b"chunked");
+            for coding in tokens(h.value).filter(|t| !t.is_empty()) {
+                last_coding_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                chunked_seen += u32::from(last_coding_chunked);
+            }
         } else if name.eq_ignore_ascii_case(b"connection") {
             close |= has_token(h.value, b"close");
             keep |= has_token(h.value, b"keep-alive");
         }
     }
+    if chunked_seen > 1 {
+        return Err(HeadError::RepeatedChunked);
+    }
+    let chunked = last_coding_chunked;
     let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
         Framing::None
     } else if te {
@@ -124,11 +157,26 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
     tokens(value).any(|t| t.eq_ignore_ascii_case(token))
 }
 
-fn last_token_is(value: &[u8], token: &[u8]) -> bool {
-    tokens(value)
-        .filter(|t| !t.is_empty())
-        .last()
-        .is_some_and(|t| t.eq_ignore_ascii_case(token))
+/// A `Content-Length` value: ASCII digits, or a comma list of identical digit strings' value
+/// (`5, 5`, as an intermediary that merged repeated fields writes). Signs, blanks, empty list
+/// elements and values past `u64` are errors.
+fn content_length(value: &[u8]) -> Result<u64, HeadError> {
+    let mut found = None;
+    for element in value.split(|&b| b == b',') {
+        let digits = element.trim_ascii();
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(HeadError::BadLength);
+        }
+        let n = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse::<u64>().ok())
+            .ok_or(HeadError::BadLength)?;
+        if found.is_some_and(|f| f != n) {
+            return Err(HeadError::BadLength);
+        }
+        found = Some(n);
+    }
+    found.ok_or(HeadError::BadLength)
 }
 
 /// What the chunked decoder produced.
@@ -160,11 +208,14 @@ enum State {
     Done,
 }
 
-/// A streaming decoder of `Transfer-Encoding: chunked`; trailers are read and dropped.
+/// A streaming decoder of `Transfer-Encoding: chunked`; trailers are read (at most
+/// [`MAX_TRAILERS`] bytes) and dropped.
 #[derive(Debug)]
 pub struct ChunkedDecoder {
     state: State,
     remaining: u64,
+    /// Trailer section bytes read so far.
+    trailers: usize,
 }
 
 impl Default for ChunkedDecoder {
@@ -172,6 +223,7 @@ impl Default for ChunkedDecoder {
         ChunkedDecoder {
             state: State::Size { digits: 0 },
             remaining: 0,
+            trailers: 0,
         }
     }
 }
@@ -205,6 +257,16 @@ impl ChunkedDecoder {
     }
 
     fn step(&mut self, b: u8) -> Result<State, ChunkError> {
+        if matches!(
+            self.state,
+            State::TrailerStart | State::TrailerLine | State::EndLf
+        ) {
+            // Trailers are dropped, so without a cap a backend could stream them forever.
+            self.trailers += 1;
+            if self.trailers > MAX_TRAILERS {
+                return Err(ChunkError("trailer section too large"));
+            }
+        }
         Ok(match (self.state, b) {
             (State::Size { digits }, _) if b.is_ascii_hexdigit() => {
                 if digits >= 15 {
@@ -218,6 +280,10 @@ impl ChunkedDecoder {
             (State::Size { digits }, b'\r') if digits > 0 => State::SizeLf,
             (State::Size { .. }, _) => return Err(ChunkError("bad chunk size")),
             (State::Extension, b'\r') => State::SizeLf,
+            // A bare LF or other control byte here is how request smuggling hides a chunk
+            // boundary from one parser and not another (RFC 9112 §7.1.1: extensions are tokens
+            // and quoted strings).
+            (State::Extension, _) if is_ctl(b) => return Err(ChunkError("control byte in chunk extension")),
             (State::Extension, _) => State::Extension,
             (State::SizeLf, b'\n') if self.remaining == 0 => State::TrailerStart,
             (State::SizeLf, b'\n') => State::Data,
@@ -230,6 +296,11 @@ impl ChunkedDecoder {
             _ => return Err(ChunkError("missing CRLF")),
         })
     }
+}
+
+/// A control byte other than HTAB (RFC 5234 CTL).
+fn is_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 #[cfg(test)]
@@ -320,12 +391,84 @@ mod tests {
             parse_response_head(big.as_bytes(), false).err(),
             Some(HeadError::TooLarge)
         );
+        // Complete in one read is no way around the limit.
+        let whole = big + "\r\n\r\n";
+        assert_eq!(
+            parse_response_head(whole.as_bytes(), false).err(),
+            Some(HeadError::TooLarge)
+        );
         let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X-{i}: v\r\n")).collect();
         let raw = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
         assert_eq!(
             parse_response_head(raw.as_bytes(), false).err(),
             Some(HeadError::TooLarge)
         );
+    }
+
+    fn head_error(raw: &str) -> Option<HeadError> {
+        parse_response_head(raw.as_bytes(), false).err()
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        for value in [
+            "+5",
+            "-1",
+            "",
+            " ",
+            "5 5",
+            "0x5",
+            "5,",
+            ",5",
+            "5,,5",
+            "1e3",
+            "５",
+            "18446744073709551616",
+        ] {
+            let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {value}\r\n\r\n");
+            assert_eq!(head_error(&raw), Some(HeadError::BadLength), "{value:?}");
+        }
+        assert_eq!(
+            head_error("HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n"),
+            Some(HeadError::BadLength)
+        );
+        // RFC 9112 §6.3: a list of identical values may be taken as that one value.
+        for value in ["5, 5", "5,5", "05", "\t5 "] {
+            let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {value}\r\n\r\n");
+            assert_eq!(head(&raw, false).framing, Framing::Length(5), "{value:?}");
+        }
+        let twice = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5, 5\r\n\r\n";
+        assert_eq!(head(twice, false).content_length, Some(5));
+    }
+
+    #[test]
+    fn chunked_may_be_applied_once() {
+        for te in [
+            "Transfer-Encoding: chunked, chunked",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            "Transfer-Encoding: chunked, gzip\r\nTransfer-Encoding: CHUNKED",
+            "Transfer-Encoding: gzip, chunked\r\nTransfer-Encoding: chunked",
+        ] {
+            let raw = format!("HTTP/1.1 200 OK\r\n{te}\r\n\r\n");
+            assert_eq!(head_error(&raw), Some(HeadError::RepeatedChunked), "{te:?}");
+        }
+        // Two fields are one list: the last coding decides.
+        let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(head(raw, false).framing, Framing::Chunked);
+        let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert_eq!(head(raw, false).framing, Framing::UntilClose);
+    }
+
+    #[test]
+    fn status_outside_100_to_599_is_an_error() {
+        for code in [0, 99, 600, 999] {
+            let raw = format!("HTTP/1.1 {code:03} X\r\nContent-Length: 0\r\n\r\n");
+            assert_eq!(head_error(&raw), Some(HeadError::BadStatus(code)), "{code}");
+        }
+        for code in [100, 101, 599] {
+            let raw = format!("HTTP/1.1 {code} X\r\n\r\n");
+            assert_eq!(head(&raw, false).status, code);
+        }
     }
 
     fn decode_all(input: &[u8], split: usize) -> Result<(Vec<u8>, bool), ChunkError> {
@@ -365,5 +508,39 @@ mod tests {
         assert!(decode_all(b"\r\n", 1).is_err());
         assert!(decode_all(b"3\r\nabcX\r\n", 2).is_err());
         assert!(decode_all(b"ffffffffffffffffff\r\n", 4).is_err());
+    }
+
+    #[test]
+    fn control_bytes_in_chunk_extensions_are_errors() {
+        for ext in [&b"\n"[..], b"\0", b"\x1b", b"\x7f", b"\x0b"] {
+            let mut body = b"3;a=".to_vec();
+            body.extend_from_slice(ext);
+            body.extend_from_slice(b"\r\nabc\r\n0\r\n\r\n");
+            for split in [1, body.len()] {
+                assert_eq!(
+                    decode_all(&body, split).err(),
+                    Some(ChunkError("control byte in chunk extension")),
+                    "{ext:?} split {split}"
+                );
+            }
+        }
+        let tab = b"3;a=\"x\ty\"\t\r\nabc\r\n0\r\n\r\n";
+        assert_eq!(decode_all(tab, 1), Ok((b"abc".to_vec(), true)));
+    }
+
+    #[test]
+    fn the_trailer_section_is_capped() {
+        // The section counts every byte after the last chunk's line, final CRLF included.
+        let field = |len: usize| format!("X: {}\r\n", "a".repeat(len - 5));
+        let fits = format!("0\r\n{}\r\n", field(MAX_TRAILERS - 2));
+        assert_eq!(decode_all(fits.as_bytes(), 7), Ok((Vec::new(), true)));
+        let over = format!("0\r\n{}\r\n", field(MAX_TRAILERS - 1));
+        assert_eq!(
+            decode_all(over.as_bytes(), 7).err(),
+            Some(ChunkError("trailer section too large"))
+        );
+        // Many small fields add up too.
+        let many = format!("0\r\n{}\r\n", "X: y\r\n".repeat(MAX_TRAILERS / 6 + 1));
+        assert!(decode_all(many.as_bytes(), 64).is_err());
     }
 }

@@ -1,10 +1,18 @@
 //! The access log: one line per request, in combined (default) or JSON-lines format, written
 //! to stdout or a file by a dedicated thread so the request path never blocks on I/O.
+//!
+//! The queue to that thread holds at most [`QUEUE_LINES`] lines: when the writer falls behind
+//! (a slow disk, a blocked stdout), further lines are dropped and counted in
+//! [`dropped_lines`] rather than making a worker wait or the queue grow without bound.
+//! Client-supplied text is escaped: in the combined format as nginx does (`"`, `\`, control
+//! bytes and bytes from 0x7f as `\xHH`), so a line can't be split or forged; in JSON by
+//! `serde_json`.
 
 use std::fmt::Write as _;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::sync::mpsc::{self, Sender};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -12,10 +20,22 @@ use actix_web::HttpRequest;
 
 use crate::config::{AccessLogConfig, AccessLogFormat};
 
+/// Lines the queue to the writer thread holds at most.
+pub const QUEUE_LINES: usize = 64 * 1024;
+
+/// Lines dropped because the queue was full, since the process started.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Access log lines dropped since the process started because the writer fell behind (the
+/// `director_access_log_dropped_total` metric).
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
 /// A handle to the log writer thread.
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: Sender<String>,
+    tx: SyncSender<String>,
     format: AccessLogFormat,
 }
 
@@ -29,7 +49,7 @@ impl AccessLog {
             None => Box::new(io::stdout()),
             Some(path) => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
         };
-        let (tx, rx) = mpsc::channel::<String>();
+        let (tx, rx) = mpsc::sync_channel::<String>(QUEUE_LINES);
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
@@ -50,14 +70,24 @@ impl AccessLog {
         })))
     }
 
+    /// Queues `line` for the writer, or drops and counts it when the queue is full (or the
+    /// writer is gone): never blocks.
+    fn send(&self, line: String) {
+        match self.tx.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Begins the record of one request.
     pub fn record(self: &Arc<Self>, req: &HttpRequest, cluster: &str) -> Box<AccessRecord> {
+        // Raw bytes: a value with obs-text is logged escaped rather than replaced by `-`.
         let header = |name: &str| {
             req.headers()
                 .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_owned()
+                .map_or_else(|| b"-".to_vec(), |v| v.as_bytes().to_vec())
         };
         Box::new(AccessRecord {
             log: self.clone(),
@@ -83,18 +113,20 @@ pub struct AccessRecord {
     at: SystemTime,
     remote: String,
     request_line: String,
-    referer: String,
-    user_agent: String,
+    referer: Vec<u8>,
+    user_agent: Vec<u8>,
     cluster: String,
     backend: String,
     status: u16,
 }
 
 impl AccessRecord {
+    /// The status sent to the client.
     pub fn set_status(&mut self, status: u16) {
         self.status = status;
     }
 
+    /// The backend that served the request.
     pub fn set_backend(&mut self, name: &str) {
         name.clone_into(&mut self.backend);
     }
@@ -105,22 +137,18 @@ impl AccessRecord {
             AccessLogFormat::Combined => self.combined(bytes),
             AccessLogFormat::Json => self.json(bytes),
         };
-        let _ = self.log.tx.send(line);
+        self.log.send(line);
     }
 
     fn combined(&self, bytes: u64) -> String {
         let mut line = String::with_capacity(160);
-        let _ = writeln!(
-            line,
-            "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"",
-            self.remote,
-            clf_time(self.at),
-            self.request_line,
-            self.status,
-            bytes,
-            self.referer,
-            self.user_agent
-        );
+        let _ = write!(line, "{} - - [{}] \"", self.remote, clf_time(self.at));
+        escape_into(&mut line, self.request_line.as_bytes());
+        let _ = write!(line, "\" {} {} \"", self.status, bytes);
+        escape_into(&mut line, &self.referer);
+        line.push_str("\" \"");
+        escape_into(&mut line, &self.user_agent);
+        line.push_str("\"\n");
         line
     }
 
@@ -138,12 +166,24 @@ impl AccessRecord {
             "duration_ms": self.started.elapsed().as_secs_f64() * 1000.0,
             "cluster": self.cluster,
             "backend": self.backend,
-            "referer": self.referer,
-            "user_agent": self.user_agent,
+            "referer": String::from_utf8_lossy(&self.referer),
+            "user_agent": String::from_utf8_lossy(&self.user_agent),
         })
         .to_string();
         line.push('\n');
         line
+    }
+}
+
+/// Appends `bytes` as nginx writes a variable into a log line (`escape=default`): `"`, `\`,
+/// control bytes and bytes from 0x7f become `\xHH`, the rest is copied.
+fn escape_into(out: &mut String, bytes: &[u8]) {
+    for &b in bytes {
+        if !(0x20..0x7f).contains(&b) || b == b'"' || b == b'\\' {
+            let _ = write!(out, "\\x{b:02X}");
+        } else {
+            out.push(char::from(b));
+        }
     }
 }
 
@@ -183,6 +223,80 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// A log whose queue holds `capacity` lines, and the receiving end of that queue.
+    fn queue(format: AccessLogFormat, capacity: usize) -> (Arc<AccessLog>, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        (Arc::new(AccessLog { tx, format }), rx)
+    }
+
+    fn hostile_record(log: Arc<AccessLog>) -> AccessRecord {
+        AccessRecord {
+            log,
+            started: Instant::now(),
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_706_770),
+            remote: "192.0.2.1".to_owned(),
+            request_line: "GET /a\"b\\c\nd\x1be HTTP/1.1".to_owned(),
+            referer: b"-".to_vec(),
+            user_agent: b"ua\" \"forged\x7f\xc3\xa9".to_vec(),
+            cluster: "c".to_owned(),
+            backend: "b".to_owned(),
+            status: 200,
+        }
+    }
+
+    #[test]
+    fn client_text_is_escaped_as_nginx_does_and_exact_in_json() {
+        let (log, _rx) = queue(AccessLogFormat::Combined, 1);
+        let record = hostile_record(log);
+        let line = record.combined(5);
+        assert_eq!(
+            line,
+            "192.0.2.1 - - [26/Nov/2026:15:26:10 +0000] \"GET /a\\x22b\\x5Cc\\x0Ad\\x1Be HTTP/1.1\" \
+             200 5 \"-\" \"ua\\x22 \\x22forged\\x7F\\xC3\\xA9\"\n"
+        );
+        assert_eq!(line.matches('\n').count(), 1, "one line");
+        assert_eq!(line.matches('"').count(), 6, "three quoted fields");
+        let line = record.json(5);
+        assert!(
+            line.ends_with('\n') && line.matches('\n').count() == 1,
+            "{line:?}"
+        );
+        let doc: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(doc["request"], "GET /a\"b\\c\nd\x1be HTTP/1.1");
+        assert_eq!(doc["user_agent"], "ua\" \"forged\x7f\u{e9}");
+    }
+
+    #[test]
+    fn header_values_with_obs_text_are_kept_not_dashed() {
+        let (log, _rx) = queue(AccessLogFormat::Json, 1);
+        let ua = actix_web::http::header::HeaderValue::from_bytes(b"caf\xc3\xa9 \xff").expect("obs-text");
+        let req = actix_web::test::TestRequest::get()
+            .uri("/x?q=1")
+            .insert_header(("user-agent", ua))
+            .to_http_request();
+        let record = log.record(&req, "c");
+        let doc: serde_json::Value = serde_json::from_str(&record.json(0)).expect("valid JSON");
+        assert_eq!(doc["user_agent"], "caf\u{e9} \u{fffd}");
+        assert_eq!(doc["referer"], "-");
+        let line = record.combined(0);
+        assert!(line.ends_with("\"-\" \"caf\\xC3\\xA9 \\xFF\"\n"), "{line}");
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_blocking() {
+        let (log, rx) = queue(AccessLogFormat::Combined, 2);
+        let record = hostile_record(log.clone());
+        let before = dropped_lines();
+        for _ in 0..5 {
+            record.finish(1);
+        }
+        assert_eq!(dropped_lines() - before, 3);
+        assert_eq!(rx.try_iter().count(), 2, "the queue kept what fit");
+        record.finish(1);
+        assert_eq!(rx.try_iter().count(), 1, "room again once the writer caught up");
+        assert_eq!(dropped_lines() - before, 3);
+    }
 
     #[test]
     fn clf_dates() {

@@ -90,17 +90,11 @@ pub fn write_params(
     }
     put(b"REDIRECT_STATUS", b"200")?;
     let mut num = [0u8; 48];
-    let conn = req.connection_info();
-    let host = conn.host();
-    let server_name = host.rsplit_once(':').map_or(host, |(name, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) {
-            name
-        } else {
-            host
-        }
-    });
-    put(b"SERVER_NAME", server_name.as_bytes())?;
     let local = req.app_config().local_addr();
+    match server_name(req) {
+        Some(name) => put(b"SERVER_NAME", name.as_bytes())?,
+        None => put(b"SERVER_NAME", display(&mut num, local.ip()))?,
+    }
     put(b"SERVER_ADDR", display(&mut num, local.ip()))?;
     put(b"SERVER_PORT", display(&mut num, local.port()))?;
     if let Some(peer) = req.peer_addr() {
@@ -123,7 +117,9 @@ pub fn write_params(
         if is_withheld(key.as_str()) {
             continue;
         }
-        cgi::http_param_name(key.as_str(), &mut name);
+        if !cgi::http_param_name(key.as_str(), &mut name) {
+            continue;
+        }
         let mut values = headers.get_all(key);
         let first = values.next().map_or(&b""[..], |v| v.as_bytes());
         let Some(second) = values.next() else {
@@ -144,6 +140,25 @@ pub fn write_params(
     crate::proto::fastcgi::end_stream(out, RecordType::Params, id);
     debug_assert!(out.len() > start);
     Ok(())
+}
+
+/// `SERVER_NAME`: the host the request was routed by (its `Host`, or the authority of an
+/// HTTP/2 request), without the port; `None` when the request names none. Never a client's
+/// `Forwarded` or `X-Forwarded-Host`: any client can send those, and applications build
+/// absolute URLs (password-reset links) from `SERVER_NAME`.
+fn server_name(req: &HttpRequest) -> Option<&str> {
+    let Some(value) = req.headers().get(ax::HOST) else {
+        return req.uri().host().filter(|h| !h.is_empty());
+    };
+    let host = value.to_str().ok()?;
+    let name = host.rsplit_once(':').map_or(host, |(name, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            name
+        } else {
+            host
+        }
+    });
+    (!name.is_empty()).then_some(name)
 }
 
 /// The URL path a front controller answers as (`SCRIPT_NAME`): its file name under `/`.
@@ -176,4 +191,36 @@ fn display(buf: &mut [u8; 48], value: impl std::fmt::Display) -> &[u8] {
     let _ = write!(cursor, "{value}");
     let n = cursor.position() as usize;
     &buf[..n]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn server_name_is_the_routing_host_never_a_forwarded_one() {
+        let req = TestRequest::default()
+            .insert_header(("host", "shop.example:8080"))
+            .insert_header(("x-forwarded-host", "evil.example"))
+            .insert_header(("forwarded", "host=evil.example"))
+            .to_http_request();
+        assert_eq!(server_name(&req), Some("shop.example"));
+        let req = TestRequest::default()
+            .insert_header(("x-forwarded-host", "evil.example"))
+            .to_http_request();
+        assert_eq!(
+            server_name(&req),
+            None,
+            "no Host: the caller falls back to SERVER_ADDR"
+        );
+        let req = TestRequest::default()
+            .uri("http://h2.example:8443/x")
+            .to_http_request();
+        assert_eq!(server_name(&req), Some("h2.example"));
+        let req = TestRequest::default()
+            .insert_header(("host", "[::1]:8080"))
+            .to_http_request();
+        assert_eq!(server_name(&req), Some("[::1]"));
+    }
 }
