@@ -142,14 +142,15 @@ pub fn write_params(
     Ok(())
 }
 
-/// `SERVER_NAME`: the host the request was routed by (its `Host`, or the authority of an
-/// HTTP/2 request), without the port; `None` when the request names none. Never a client's
+/// `SERVER_NAME`: the host the request was routed by (an absolute-form target's authority,
+/// else its `Host`), without the port; `None` when the request names none. Never a client's
 /// `Forwarded` or `X-Forwarded-Host`: any client can send those, and applications build
 /// absolute URLs (password-reset links) from `SERVER_NAME`.
 fn server_name(req: &HttpRequest) -> Option<&str> {
-    let Some(value) = req.headers().get(ax::HOST) else {
-        return req.uri().host().filter(|h| !h.is_empty());
-    };
+    if let Some(host) = req.uri().host().filter(|h| !h.is_empty()) {
+        return Some(host);
+    }
+    let value = req.headers().get(ax::HOST)?;
     let host = value.to_str().ok()?;
     let name = host.rsplit_once(':').map_or(host, |(name, port)| {
         if port.bytes().all(|b| b.is_ascii_digit()) {
