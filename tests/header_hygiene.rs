@@ -162,3 +162,38 @@ async fn routes_and_buckets_match_the_normalised_path() {
     assert_eq!(admin_b.seen().len(), 4);
     d.settled("admin").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_response_heads_are_502_and_never_relayed() {
+    let b = Scripted::start(|seen| {
+        let bad: &[u8] = match seen.path.as_str() {
+            "/plus" => b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+            "/status600" => b"HTTP/1.1 600 Weird\r\nContent-Length: 2\r\n\r\nhi",
+            "/chunked-twice" => {
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+            }
+            "/ctl-ext" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=\x01\r\nhi\r\n0\r\n\r\n",
+            path => return Step::Reply(ok(path)),
+        };
+        Step::ReplyThenClose(bad.to_vec())
+    })
+    .await;
+    let d = start(&cluster_config(
+        "max_retry_count: 0\npassive_health: { max_fails: 0 }",
+        &[("b", b.url(), 0, "active")],
+    ))
+    .await;
+    for path in ["/plus", "/status600", "/chunked-twice"] {
+        let reply = one(&d, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")).await;
+        assert_eq!(reply.status, 502, "{path}: {reply:?}");
+    }
+    // A bad chunk extension is met after the head went out: the response is cut.
+    let mut c = RawClient::connect(d.addr()).await;
+    c.send(b"GET /ctl-ext HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(c.closed_within(std::time::Duration::from_secs(5)).await);
+    assert_eq!(
+        one(&d, "GET /fine HTTP/1.1\r\nHost: x\r\n\r\n").await.text(),
+        "/fine"
+    );
+    d.settled("c").await;
+}
