@@ -14,7 +14,8 @@ import zlib
 
 TOKEN_HEADER = "x-soak-token"
 # Tokens are "T<run>-<n>"; a faulty backend's smuggled response carries "P<run>-<n>" (poison),
-# which belongs to no client, so seeing one anywhere is a response delivered to the wrong client.
+# or "L<run>-<n>" when it was sent late, which belongs to no client, so seeing one anywhere is a
+# response delivered to the wrong client.
 _TOKEN_RE_CACHE: dict[tuple[str, bool], re.Pattern] = {}
 
 
@@ -24,7 +25,7 @@ def token_re(run: str, in_body: bool = False) -> re.Pattern:
     pat = _TOKEN_RE_CACHE.get((run, in_body))
     if pat is None:
         end = rb"(?=[|;])" if in_body else rb"(?![0-9])"
-        pat = re.compile(rb"[TP]" + re.escape(run.encode()) + rb"-[0-9]+" + end)
+        pat = re.compile(rb"[TPL]" + re.escape(run.encode()) + rb"-[0-9]+" + end)
         _TOKEN_RE_CACHE[(run, in_body)] = pat
     return pat
 

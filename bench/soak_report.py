@@ -112,7 +112,13 @@ def render(r: dict, log_problems: list[str], expected_errors: int, args) -> tupl
     if r["clusters"]:
         L.append(f"peaks        {peaks_line(r['clusters'])}")
     L.append("-" * 28 + " invariants " + "-" * 28)
-    checks.append(("wrong client", tally.wrong == 0, f"{tally.wrong} responses carried another request's token"))
+    late = (
+        f" ({tally.wrong_late} of them a response a faulty backend sent 5 ms late, unasked, on a "
+        "connection director had already reused: see README, Soak)"
+        if tally.wrong_late
+        else ""
+    )
+    checks.append(("wrong client", tally.wrong == 0, f"{tally.wrong} responses carried another request's token{late}"))
     checks.append(("corrupt", tally.corrupt == 0, f"{tally.corrupt} complete 2xx answers with a wrong body/echo"))
     n_unexpl, where = _unexplained(tally)
     checks.append(

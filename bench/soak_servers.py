@@ -25,8 +25,8 @@ A faulty backend misbehaves by the second-to-last path segment, /bad/KIND/TOKEN:
   shortbody   half of the Content-Length, then close
   clconflict  two different Content-Length fields (a smuggling vector)
   clte        Content-Length and Transfer-Encoding: chunked together (chunked is the truth)
-The poison is a valid response with a token that belongs to no client (P<run>-<n>), so a
-client that ever sees one got bytes meant for nobody.
+The poison is a valid response with a token that belongs to no client (P<run>-<n>, or
+L<run>-<n> when sent late), so a client that ever sees one got bytes meant for nobody.
 """
 
 import argparse
@@ -100,8 +100,10 @@ def soak_headers(name: str, headers: dict, path_token: str, up_len: int, up_crc:
     )
 
 
-def poison(run: str) -> bytes:
-    tok = f"P{run}-{next(_poison_seq)}"
+def poison(run: str, late: bool = False) -> bytes:
+    """A complete response nobody asked for. Its token starts with P, or with L when it is
+    sent late (after the answer it follows went out), so the client can say which it got."""
+    tok = f"{'L' if late else 'P'}{run}-{next(_poison_seq)}"
     body = body_for(tok, 64)
     return (
         f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nX-Soak-Token: {tok}\r\n"
@@ -153,7 +155,7 @@ async def faulty(name, run, writer, method, target, headers, up_len, up_crc) -> 
         writer.write(ok_head)
         await writer.drain()
         await asyncio.sleep(0.005)
-        writer.write(poison(run))
+        writer.write(poison(run, late=True))
         return True
     if kind == "extra":
         writer.write(ok_head + body + poison(run))
@@ -162,7 +164,7 @@ async def faulty(name, run, writer, method, target, headers, up_len, up_crc) -> 
         writer.write(ok_head + body)
         await writer.drain()
         await asyncio.sleep(0.005)
-        writer.write(poison(run))
+        writer.write(poison(run, late=True))
         return True
     if kind == "badstatus":
         writer.write(f"HTTP/1.1 2x0 OK\r\n{sh}Content-Length: {len(body)}\r\n\r\n".encode() + body)

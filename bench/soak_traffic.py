@@ -45,6 +45,8 @@ class Tally:
         self.by_group: dict[str, Counter] = defaultdict(Counter)
         self.causes: dict[str, Counter] = defaultdict(Counter)
         self.wrong = 0
+        # Of those, answers that were a backend's late unsolicited bytes (see README, Soak).
+        self.wrong_late = 0
         self.corrupt = 0
         self.examples: list[str] = []
         self.intended_aborts = Counter()
@@ -70,6 +72,8 @@ class Tally:
         foreign = self.foreign(resp, token)
         if foreign:
             self.wrong += 1
+            if any(t.startswith(b"L") for t in foreign):
+                self.wrong_late += 1
             self.example(f"WRONG CLIENT {group} token={token} got={foreign[:3]} status={resp.status}")
         elif resp.error is None and 200 <= resp.status < 300 and expect is not None:
             problem = self.verify(resp, token, expect)
