@@ -78,7 +78,7 @@ class Flapper:
             if line.startswith(b"flap listening"):
                 return True
             await self.stop()
-            await asyncio.sleep(0.25)  # the port is still held (TIME_WAIT without reuse?)
+            await asyncio.sleep(0.25)  # the old process may still hold the port for a moment
         self.restart_failures += 1
         return False
 
