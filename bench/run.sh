@@ -72,16 +72,8 @@ die()  { log "ERROR: $*"; exit 1; }
 
 # ---------------------------------------------------------------- cleanup ---
 
-stop_pid() {  # stop_pid PID: TERM its process group, wait up to 5 s, then KILL
-    local pid=$1 i
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=procs.sh
+source "$BENCH_DIR/procs.sh"
 
 cleanup() {
     local rc=$?
