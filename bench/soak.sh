@@ -167,6 +167,7 @@ proxy:
   workers: $SOAK_WORKERS
   keep_alive: 60s
   client_timeout: 10s
+  send_timeout: 5s           # never-reading clients (held 8-20 s) are cut, freeing their slots
 admin:
   listen: "127.0.0.1:0"
 state_file: "$TMP/director-state.json"
