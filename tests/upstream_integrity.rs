@@ -219,3 +219,35 @@ async fn a_removed_backend_loses_its_pooled_connections() {
     assert!(a.seen().iter().any(|s| s.path == "/after-3"));
     d.settled("c").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_caught_sending_late_responses_gets_no_more_reuse() {
+    // The late response lands after the next request was written on the reused connection:
+    // nothing can tell it from that request's answer (nginx and HAProxy hand it over too), and
+    // the answers stay shifted until the extra bytes are seen. Once they are, the backend is
+    // distrusted and every request gets a connection of its own: the mix-up stops.
+    let backend = Scripted::start(|seen| match seen.path.as_str() {
+        "/poison" => Step::ReplyThenLate(ok("/poison"), LATE, ok("/smuggled")),
+        path => Step::Reply(ok(path)),
+    })
+    .await;
+    let d = one_worker(backend.url(), "").await;
+    let (mut a, mut b) = (
+        RawClient::connect(d.addr()).await,
+        RawClient::connect(d.addr()).await,
+    );
+    let mut wrong = Vec::new();
+    for round in 0..12 {
+        for (client, path) in [(&mut a, "/poison".to_owned()), (&mut b, format!("/b-{round}"))] {
+            client
+                .send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await;
+            if client.read(false).await.text() != path {
+                wrong.push(round);
+            }
+        }
+    }
+    let last = wrong.last().copied().unwrap_or(0);
+    assert!(last < 3, "answers still mixed up in round {last}: {wrong:?}");
+    d.settled("c").await;
+}

@@ -35,6 +35,12 @@ pub const MAX_IDLE_PER_BACKEND: usize = 256;
 /// they are closing costs a retry).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// How long a backend caught sending bytes nobody asked for gets no connection reuse: a late
+/// response that lands after the next request was written on a reused connection can't be
+/// told from that request's answer, so once a backend has shown it does that, its
+/// connections serve one request each.
+pub const DISTRUST_PERIOD: Duration = Duration::from_secs(15 * 60);
+
 /// How often each worker's reaper looks at its idle connections.
 pub const REAP_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -53,7 +59,19 @@ pub struct BackendConns {
     retired: AtomicBool,
     /// How long an idle connection may wait for reuse, in milliseconds.
     idle_timeout_ms: AtomicU64,
+    /// Until when (milliseconds after [`epoch`]) its connections are not reused.
+    distrusted_until_ms: AtomicU64,
     share: Option<IdleShare>,
+}
+
+/// The process's reference instant for timestamps kept in atomics.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn millis_since_epoch() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl BackendConns {
@@ -65,6 +83,7 @@ impl BackendConns {
             name: name.to_owned(),
             retired: AtomicBool::new(false),
             idle_timeout_ms: AtomicU64::new(IDLE_TIMEOUT.as_millis() as u64),
+            distrusted_until_ms: AtomicU64::new(0),
             share: limit_open.then(IdleShare::default),
         })
     }
@@ -77,6 +96,25 @@ impl BackendConns {
 
     pub fn is_retired(&self) -> bool {
         self.retired.load(SeqCst)
+    }
+
+    /// The backend sent bytes nobody asked for (after a response, or on an idle connection):
+    /// for [`DISTRUST_PERIOD`] from now its connections are used for one request each.
+    pub fn distrust(&self) {
+        let until = millis_since_epoch() + DISTRUST_PERIOD.as_millis() as u64;
+        let before = self.distrusted_until_ms.swap(until, SeqCst);
+        if before <= millis_since_epoch() {
+            log::warn!(
+                "backend '{}' sent bytes nobody asked for: its connections are not reused for {} min",
+                self.name,
+                DISTRUST_PERIOD.as_secs() / 60
+            );
+        }
+    }
+
+    /// Whether connections to the backend may be reused now.
+    pub fn is_trusted(&self) -> bool {
+        self.distrusted_until_ms.load(Relaxed) <= millis_since_epoch()
     }
 
     /// How long an idle connection may wait for reuse before it is closed.
@@ -225,6 +263,7 @@ fn unusable(entry: &mut Idle, now: Instant) -> Option<&'static str> {
                 "backend '{}': bytes arrived on an idle keep-alive connection; closing it",
                 entry.group.name
             );
+            entry.group.distrust();
             Some("unexpected bytes")
         }
         IdleState::Failed => Some("socket error"),
@@ -237,6 +276,10 @@ impl Pool {
     pub fn checkout(&self, group: &BackendConns) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&group.id)?;
+        if !group.is_trusted() {
+            list.clear();
+            return None;
+        }
         let now = Instant::now();
         while let Some(mut entry) = list.pop() {
             match unusable(&mut entry, now) {
@@ -251,7 +294,7 @@ impl Pool {
     /// backend left the topology, already has enough idle connections here, or (limited
     /// backends) has more connections open than it serves at once.
     pub fn checkin(self: &Rc<Self>, group: &Arc<BackendConns>, conn: Conn) {
-        if group.is_retired() || !conn.buf.is_empty() {
+        if group.is_retired() || !conn.buf.is_empty() || !group.is_trusted() {
             return;
         }
         // Counted idle before the limit is checked, while a worker that opens a connection
@@ -295,7 +338,8 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         idle.retain(|_, list| {
             list.retain_mut(|entry| unusable(entry, now).is_none());
-            !list.is_empty()
+            // A distrusted backend's connections must not wait for a reuse that won't come.
+            !list.is_empty() && list[0].group.is_trusted()
         });
     }
 
@@ -390,6 +434,26 @@ mod tests {
             pool.idle_count() == 0
         })
         .await;
+    }
+
+    #[actix_rt::test]
+    async fn a_backend_that_sent_unasked_bytes_gets_no_reuse_for_a_while() {
+        let pool = Rc::new(Pool::default());
+        let (a, mut server_a, group) = pair().await;
+        let (b, _sb, _) = pair().await;
+        pool.checkin(&group, a);
+        pool.checkin(&group, b);
+        server_a.write_all(b"late").await.unwrap();
+        crate::test_util::eventually_sync(|| {
+            pool.reap_once();
+            !group.is_trusted()
+        })
+        .await;
+        assert_eq!(pool.idle_count(), 0, "its other idle connections go too");
+        let (c, _sc, _) = pair().await;
+        pool.checkin(&group, c);
+        assert_eq!(pool.idle_count(), 0, "not pooled while distrusted");
+        assert!(pool.checkout(&group).is_none());
     }
 
     #[actix_rt::test]

@@ -179,6 +179,15 @@ impl Exchange {
         })
     }
 
+    /// Bytes the application sent after END_REQUEST.
+    pub fn trailing_bytes(&self) -> usize {
+        if self.ended {
+            self.conn.buf.len()
+        } else {
+            0
+        }
+    }
+
     /// The connection, if it can carry another request.
     pub fn into_reusable(self) -> Option<Conn> {
         let reusable = self.ended

@@ -108,10 +108,16 @@ impl Exchange {
                         "backend '{}': {extra} byte(s) after the end of a response; closing the connection",
                         backend.name
                     );
+                    backend.conns.distrust();
                 }
                 e.reusable().then_some(e.conn)
             }
-            Exchange::FastCgi(e) => e.into_reusable(),
+            Exchange::FastCgi(e) => {
+                if e.trailing_bytes() > 0 {
+                    backend.conns.distrust();
+                }
+                e.into_reusable()
+            }
         };
         if let Some(conn) = conn {
             pool::local().checkin(&backend.conns, conn);
