@@ -29,8 +29,8 @@ use crate::config::edit::{self, ClusterEdit, EditError};
 use crate::config::overlay::Overlay;
 use crate::config::{self, state_file, ConfigError, ConfigErrors, Document, SharedAdmin};
 use crate::config::{
-    BackendConfig, BackendUrl, ClusterConfig, Config, ForwardedFor, PassiveHealthConfig, Role, RouteTarget,
-    SchedulerKind,
+    BackendConfig, BackendUrl, CacheConfig, ClusterConfig, Config, ForwardedFor, PassiveHealthConfig, Role,
+    RouteTarget, SchedulerKind,
 };
 
 /// What `/api/v1/status` reports about the configuration.
@@ -97,7 +97,8 @@ pub struct DirectorActor {
     config_path: Option<PathBuf>,
     clusters: BTreeMap<String, Arc<ClusterHandle>>,
     /// Clusters of "road warrior" routes, by URL.
-    road_warriors: BTreeMap<String, Arc<ClusterHandle>>,
+    /// Road-warrior clusters by URL, with the cache settings they were given.
+    road_warriors: BTreeMap<String, (Arc<ClusterHandle>, CacheConfig)>,
     topology: SharedTopology,
     status: SharedStatus,
     arbiters: Arbiters,
@@ -219,17 +220,29 @@ impl DirectorActor {
             retire(&gone);
         }
         self.clusters = clusters;
-        let mut road_warriors = BTreeMap::new();
+        let mut road_warriors: BTreeMap<String, (Arc<ClusterHandle>, CacheConfig)> = BTreeMap::new();
         let mut routes = Vec::new();
         for route in &self.config.routes {
             let cluster = match &route.target {
                 RouteTarget::Cluster(name) => self.clusters.get(name).cloned(),
                 RouteTarget::Backend(url) => {
-                    let handle = match self.road_warriors.remove(&url.text) {
-                        Some(handle) => handle,
-                        None => self.start_cluster(&url.text, &road_warrior(url)),
-                    };
-                    road_warriors.insert(url.text.clone(), handle.clone());
+                    // Several routes to one address share its cluster (the first one's cache).
+                    let (handle, cache) =
+                        match (road_warriors.get(&url.text), self.road_warriors.remove(&url.text)) {
+                            (Some(kept), _) => kept.clone(),
+                            (None, Some((handle, cache))) if cache == route.cache => (handle, cache),
+                            (None, Some((handle, _))) => {
+                                if let Some(actor) = handle.actor() {
+                                    actor.do_send(ApplyConfig(road_warrior(url, &route.cache)));
+                                }
+                                (handle, route.cache.clone())
+                            }
+                            (None, None) => {
+                                let handle = self.start_cluster(&url.text, &road_warrior(url, &route.cache));
+                                (handle, route.cache.clone())
+                            }
+                        };
+                    road_warriors.insert(url.text.clone(), (handle.clone(), cache));
                     Some(handle)
                 }
             };
@@ -242,14 +255,14 @@ impl DirectorActor {
                 });
             }
         }
-        for (_, gone) in std::mem::take(&mut self.road_warriors) {
+        for (_, (gone, _)) in std::mem::take(&mut self.road_warriors) {
             retire(&gone);
         }
         self.road_warriors = road_warriors;
         let clusters = self
             .clusters
             .values()
-            .chain(self.road_warriors.values())
+            .chain(self.road_warriors.values().map(|(handle, _)| handle))
             .cloned()
             .collect();
         let topology = Topology { routes, clusters };
@@ -379,9 +392,11 @@ fn retire(handle: &ClusterHandle) {
     }
 }
 
-/// A one-backend cluster for a "road warrior" route: unlimited, no queue, no retries.
-fn road_warrior(url: &BackendUrl) -> ClusterConfig {
+/// A one-backend cluster for a "road warrior" route: unlimited, no queue, no retries; the
+/// route's cache.
+fn road_warrior(url: &BackendUrl, cache: &CacheConfig) -> ClusterConfig {
     let mut config = road_warrior_settings();
+    config.cache = cache.clone();
     config.backends.push(BackendConfig {
         name: url.text.clone(),
         url: url.clone(),
@@ -421,6 +436,7 @@ fn road_warrior_settings() -> ClusterConfig {
         forwarded_for: ForwardedFor::Append,
         client_body_timeout: Duration::from_secs(60),
         backend_keep_alive: crate::transport::pool::IDLE_TIMEOUT,
+        cache: CacheConfig::default(),
     }
 }
 

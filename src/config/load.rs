@@ -30,6 +30,8 @@ use super::model::Config;
 pub(super) mod admin;
 #[path = "buckets.rs"]
 mod buckets;
+#[path = "cache.rs"]
+mod cache;
 #[path = "fastcgi.rs"]
 mod fastcgi;
 #[path = "health.rs"]
@@ -306,6 +308,11 @@ impl<'e> Loader<'e> {
     /// Whether an error was reported at exactly `path`.
     fn has_error_at(&self, path: &str) -> bool {
         self.errors.iter().any(|e| e.path == path)
+    }
+
+    /// Whether an error was reported at `path` or beneath it.
+    fn has_error_under(&self, path: &str) -> bool {
+        self.errors.iter().any(|e| is_within(&e.path, path))
     }
 
     /// Checks the whole document: unknown top-level keys, then each section in turn.

@@ -133,11 +133,13 @@ clusters:
                 host: Some("shop.example.com".to_owned()),
                 path_prefix: "/".to_owned(),
                 target: RouteTarget::Cluster("shop".to_owned()),
+                cache: CacheConfig::default(),
             },
             RouteConfig {
                 host: None,
                 path_prefix: "/legacy/".to_owned(),
                 target: RouteTarget::Backend(tcp("127.0.0.1", 9100, "http://127.0.0.1:9100")),
+                cache: CacheConfig::default(),
             },
         ]
     );
@@ -240,6 +242,7 @@ fn defaults() {
         forwarded_for: ForwardedFor::Append,
         client_body_timeout: Duration::from_secs(60),
         backend_keep_alive: Duration::from_secs(4),
+        cache: CacheConfig::default(),
     };
     assert_eq!(*shop, expected);
     let backend = &shop.backends[0];
@@ -304,7 +307,7 @@ fn unknown_keys() {
     let yaml = format!(
         "{MINIMAL}Proxy: {{}}\n\
          access_log: {{ rotate: true }}\nroutes: [{{ cluster: c, weight: 1 }}]\n\
-         clusters:\n  c:\n    cache: {{ enabled: false }}\n    backends: [{{ name: a, url: \"http://h\", weight: 2 }}]\n"
+         clusters:\n  c:\n    proxy_cache: {{ enabled: false }}\n    backends: [{{ name: a, url: \"http://h\", weight: 2 }}]\n"
     );
     assert_eq!(
         paths(&yaml),
@@ -312,7 +315,7 @@ fn unknown_keys() {
             "Proxy",
             "access_log.rotate",
             "routes[0].weight",
-            "clusters.c.cache",
+            "clusters.c.proxy_cache",
             "clusters.c.backends[0].weight",
         ]
     );
@@ -718,4 +721,79 @@ fn client_connection_limits() {
         "{e:#?}"
     );
     assert!(e[2].1.contains("a unit is required"), "{e:?}");
+}
+
+#[test]
+fn cache_sections() {
+    let yaml = format!(
+        "{MINIMAL}routes:\n  - {{ path_prefix: /legacy/, backend: \"http://127.0.0.1:9\", cache: {{ enabled: true }} }}\n\
+         clusters:\n  c:\n    cache:\n      enabled: true\n      max_memory: 64MiB\n      max_object_size: 512KiB\n      \
+         default_ttl: 20s\n      update: shadowed\n      stale_on_status: [502, 503]\n      max_variants: 4\n      \
+         key: {{ host: false, query: sorted }}\n      purge_method: {{ enabled: true, allow: [127.0.0.1/32, \"::1\"] }}\n"
+    );
+    let config = ok(&yaml);
+    let cache = &config.clusters["c"].cache;
+    assert!(cache.enabled);
+    assert_eq!((cache.max_memory, cache.max_object_size), (64 << 20, 512 << 10));
+    assert_eq!(
+        (cache.default_ttl, cache.update),
+        (Duration::from_secs(20), CacheUpdate::Shadowed)
+    );
+    assert_eq!(
+        (cache.stale_on_status.as_slice(), cache.max_variants),
+        (&[502, 503][..], 4)
+    );
+    assert_eq!(
+        cache.key,
+        CacheKeyConfig {
+            method: false,
+            host: false,
+            query: CacheQuery::Sorted
+        }
+    );
+    assert!(cache.purge_method.allow[0].contains("127.0.0.1".parse().expect("ip")));
+    assert!(cache.purge_method.allow[1].contains("::1".parse().expect("ip")));
+    assert!(!cache.purge_method.allow[0].contains("127.0.0.2".parse().expect("ip")));
+    assert!(config.routes[0].cache.enabled);
+    assert_eq!(config.clusters["c"].cache.lock_timeout, Duration::from_secs(5));
+
+    let bad = format!(
+        "{MINIMAL}routes:\n  - {{ cluster: c, cache: {{}} }}\nclusters:\n  c:\n    cache:\n      max_memory: 10KiB\n      \
+         max_object_size: 1GiB\n      update: lazy\n      stale_on_status: [404, 502, 502]\n      max_variants: 0\n      \
+         key: {{ query: weird }}\n      purge_method: {{ enabled: true, allow: [\"10.0.0.0/33\"] }}\n      size: 1\n"
+    );
+    let got: Vec<String> = paths(&bad);
+    for want in [
+        "clusters.c.cache.size",
+        "clusters.c.cache.key.query",
+        "clusters.c.cache.purge_method.allow[0]",
+        "clusters.c.cache.max_memory",
+        "clusters.c.cache.max_object_size",
+        "clusters.c.cache.update",
+        "clusters.c.cache.stale_on_status[0]",
+        "clusters.c.cache.stale_on_status[2]",
+        "clusters.c.cache.max_variants",
+        "routes[0].cache",
+    ] {
+        assert!(got.iter().any(|p| p == want), "missing {want} in {got:#?}");
+    }
+}
+
+#[test]
+fn networks_match_by_prefix() {
+    let net = IpNet::parse("10.1.0.0/16").expect("net");
+    assert!(net.contains("10.1.255.3".parse().expect("ip")));
+    assert!(!net.contains("10.2.0.1".parse().expect("ip")));
+    assert!(
+        net.contains("::ffff:10.1.0.9".parse().expect("ip")),
+        "IPv4-mapped"
+    );
+    let v6 = IpNet::parse("2001:db8::/33").expect("net");
+    assert!(v6.contains("2001:db8:7fff::1".parse().expect("ip")));
+    assert!(!v6.contains("2001:db8:8000::1".parse().expect("ip")));
+    assert!(IpNet::parse("0.0.0.0/0")
+        .expect("net")
+        .contains("8.8.8.8".parse().expect("ip")));
+    assert!(IpNet::parse("1.2.3.4/33").is_err());
+    assert!(IpNet::parse("nope").is_err());
 }

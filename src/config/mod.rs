@@ -11,6 +11,7 @@ pub mod edit;
 mod load;
 pub mod model;
 pub mod overlay;
+mod size;
 pub mod state_file;
 pub mod watcher;
 
@@ -22,3 +23,4 @@ pub use load::admin::{
 };
 pub use load::{load_file, load_str, load_value, read_file, ConfigError, ConfigErrors, Document};
 pub use model::*;
+pub use size::parse_size;

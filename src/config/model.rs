@@ -104,6 +104,8 @@ pub struct RouteConfig {
     /// Path prefix; default `/`.
     pub path_prefix: String,
     pub target: RouteTarget,
+    /// `cache`: for a route that names a single backend, its object cache.
+    pub cache: CacheConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +178,168 @@ pub struct ClusterConfig {
     /// `backend_keep_alive` (default 4s): how long an idle connection to a backend is kept
     /// for reuse (nginx's upstream `keepalive_timeout`); keep it below the backends' own.
     pub backend_keep_alive: Duration,
+    /// `cache`: the cluster's object cache (disabled by default).
+    pub cache: CacheConfig,
+}
+
+/// `cache:` of a cluster (or of a route that names a single backend).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// `enabled` (default false).
+    pub enabled: bool,
+    /// `max_memory` (default 256MiB): a hard bound for everything stored, keys and headers
+    /// included.
+    pub max_memory: u64,
+    /// `max_object_size` (default 8MiB): larger responses stream through unstored.
+    pub max_object_size: u64,
+    /// `default_ttl` (default 0s): freshness of cacheable responses that carry none; 0 = such
+    /// responses are not stored.
+    pub default_ttl: Duration,
+    /// `update` (default `locked`).
+    pub update: CacheUpdate,
+    /// `lock_timeout` (default 5s, nginx's `proxy_cache_lock_timeout`): how long requests wait
+    /// for the one fetching a key, then go to the backend themselves.
+    pub lock_timeout: Duration,
+    /// `stale_if_error` (default 5m): how long past its freshness an object may be served when
+    /// the backend fails or nothing can take the request.
+    pub stale_if_error: Duration,
+    /// `stale_while_revalidate` (default 30s): with `update: shadowed`, how long past its
+    /// freshness an object is served at once while one background request refreshes it.
+    pub stale_while_revalidate: Duration,
+    /// `stale_on_status` (default `[]`): backend statuses treated as failures for
+    /// `stale_if_error` (e.g. `[500, 502, 503, 504]`).
+    pub stale_on_status: Vec<u16>,
+    /// `max_variants` (default 16): variants (by `Vary`) kept per key.
+    pub max_variants: usize,
+    /// `key`: the request parts the key is made of.
+    pub key: CacheKeyConfig,
+    /// `ignore_client_no_cache` (default false): a request's `Cache-Control: no-cache`,
+    /// `max-age=0` and `Pragma: no-cache` don't force a revalidation (origin protection).
+    pub ignore_client_no_cache: bool,
+    /// `purge_method`: an HTTP `PURGE` on the proxy listener, from allowed client addresses.
+    pub purge_method: PurgeMethodConfig,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: false,
+            max_memory: 256 << 20,
+            max_object_size: 8 << 20,
+            default_ttl: Duration::ZERO,
+            update: CacheUpdate::Locked,
+            lock_timeout: Duration::from_secs(5),
+            stale_if_error: Duration::from_secs(300),
+            stale_while_revalidate: Duration::from_secs(30),
+            stale_on_status: Vec::new(),
+            max_variants: 16,
+            key: CacheKeyConfig::default(),
+            ignore_client_no_cache: false,
+            purge_method: PurgeMethodConfig::default(),
+        }
+    }
+}
+
+/// `cache.update`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUpdate {
+    /// One request fetches a missing or expired object; the others wait for it.
+    Locked,
+    /// An expired object within `stale_while_revalidate` is served to everyone while one
+    /// background request refreshes it.
+    Shadowed,
+}
+
+/// `cache.key`: which request parts form the key (the path always does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheKeyConfig {
+    /// `method` (default false): GET and HEAD get separate objects.
+    pub method: bool,
+    /// `host` (default true).
+    pub host: bool,
+    /// `query` (default `full`): `full`, `sorted` (parameters sorted) or `ignore`.
+    pub query: CacheQuery,
+}
+
+impl Default for CacheKeyConfig {
+    fn default() -> Self {
+        CacheKeyConfig {
+            method: false,
+            host: true,
+            query: CacheQuery::Full,
+        }
+    }
+}
+
+/// `cache.key.query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheQuery {
+    Full,
+    Sorted,
+    Ignore,
+}
+
+/// `cache.purge_method`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PurgeMethodConfig {
+    /// `enabled` (default false).
+    pub enabled: bool,
+    /// `allow`: client networks (`127.0.0.1/32`, `10.0.0.0/8`, `::1/128`) allowed to purge.
+    pub allow: Vec<IpNet>,
+}
+
+/// An address block: an address and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `ADDR/LEN` or a bare address (a single host).
+    pub fn parse(text: &str) -> Result<IpNet, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| format!("`{text}` is not an address or network (e.g. 10.0.0.0/8)"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{text}`: the prefix length must be 0..={max}"))?,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+
+    /// Whether `ip` lies in the block (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let ip = match ip {
+            V6(v6) => v6.to_ipv4_mapped().map_or(V6(v6), V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (V4(net), V4(ip)) => prefix_match(&net.octets(), &ip.octets(), self.prefix),
+            (V6(net), V6(ip)) => prefix_match(&net.octets(), &ip.octets(), self.prefix),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_match(net: &[u8], ip: &[u8], prefix: u8) -> bool {
+    let (whole, bits) = (usize::from(prefix / 8), prefix % 8);
+    if net[..whole] != ip[..whole] {
+        return false;
+    }
+    bits == 0 || (net[whole] ^ ip[whole]) >> (8 - bits) == 0
 }
 
 /// `passive_health:` of a cluster — HAProxy/nginx style `max_fails` within `fail_timeout`.

@@ -33,7 +33,7 @@ const PROXY_KEYS: &[&str] = &[
     "max_connections",
 ];
 const ACCESS_LOG_KEYS: &[&str] = &["enabled", "format", "path"];
-const ROUTE_KEYS: &[&str] = &["host", "path_prefix", "cluster", "backend"];
+const ROUTE_KEYS: &[&str] = &["host", "path_prefix", "cluster", "backend", "cache"];
 const CLUSTER_KEYS: &[&str] = &[
     "scheduler",
     "queue_limit",
@@ -56,6 +56,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "forwarded_for",
     "client_body_timeout",
     "backend_keep_alive",
+    "cache",
     "backends",
 ];
 const BACKEND_KEYS: &[&str] = &["name", "url", "capacity", "role", "enabled", "fastcgi"];
@@ -360,8 +361,15 @@ impl Loader<'_> {
     }
 
     /// One route: exactly one of `cluster` / `backend`.
-    fn route(&mut self, value: Value, path: &str, clusters: &BTreeSet<String>) -> Option<RouteConfig> {
+    fn route(&mut self, mut value: Value, path: &str, clusters: &BTreeSet<String>) -> Option<RouteConfig> {
+        let cache = value.as_object_mut().and_then(|map| map.remove("cache"));
+        let has_cache = cache.is_some();
         let raw: RawRoute = self.piece(Some(value), path, ROUTE_KEYS, "a route")?;
+        let cache = self.cache(cache, &key_path(path, "cache"));
+        if has_cache && raw.cluster.is_some() {
+            let message = "a route to a cluster uses the cluster's cache; set `cache` on the cluster";
+            self.error(key_path(path, "cache"), message);
+        }
         if let Some(host) = &raw.host {
             if !is_valid_host(host) {
                 let message = format!("`{host}` is not a host name (no port, e.g. shop.example.com)");
@@ -412,6 +420,7 @@ impl Loader<'_> {
             host: raw.host,
             path_prefix,
             target: target?,
+            cache: cache?,
         })
     }
 
@@ -462,6 +471,7 @@ impl Loader<'_> {
         let fastcgi = take("fastcgi");
         let x_sendfile = take("x_sendfile");
         let passive_health = take("passive_health");
+        let cache = take("cache");
         let raw: Option<RawCluster> = self.piece(Some(value), path, CLUSTER_KEYS, "a cluster");
         let (default_bucket, settings) = match raw {
             Some(mut raw) => (raw.default_bucket.take(), Some(self.cluster_settings(raw, path))),
@@ -473,12 +483,14 @@ impl Loader<'_> {
         let fastcgi = self.fastcgi(fastcgi, &key_path(path, "fastcgi"));
         let x_sendfile = self.x_sendfile(x_sendfile, &key_path(path, "x_sendfile"));
         let passive_health = self.passive_health(passive_health, &key_path(path, "passive_health"));
+        let cache = self.cache(cache, &key_path(path, "cache"));
         let cluster_maps_scripts = matches!(fastcgi, Some(Some(_)));
         let backends = self.backends(backends, &key_path(path, "backends"), cluster_maps_scripts);
         let mut cluster = settings??;
         cluster.fastcgi = fastcgi?;
         cluster.x_sendfile = x_sendfile?;
         cluster.passive_health = passive_health?;
+        cluster.cache = cache?;
         cluster.client_routing = client_routing?;
         cluster.health = health?;
         (cluster.buckets, cluster.default_bucket) = tree?;
@@ -556,6 +568,7 @@ impl Loader<'_> {
             forwarded_for: forwarded_for?,
             client_body_timeout,
             backend_keep_alive,
+            cache: Default::default(),
         })
     }
 
