@@ -1,0 +1,3 @@
+//! The object cache (being built).
+
+pub mod lock;
