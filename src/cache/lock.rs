@@ -97,7 +97,10 @@ mod tests {
         let Lock::Leader(guard) = locks.acquire("k") else {
             panic!("the first request leads");
         };
-        assert!(matches!(locks.acquire("other"), Lock::Leader(_)), "keys are independent");
+        assert!(
+            matches!(locks.acquire("other"), Lock::Leader(_)),
+            "keys are independent"
+        );
         let waits: Vec<_> = (0..5)
             .map(|_| match locks.acquire("k") {
                 Lock::Follower(w) => tokio::spawn(w.wait(Duration::from_secs(5))),
@@ -110,7 +113,10 @@ mod tests {
             assert!(w.await.expect("task"), "woken, not timed out");
         }
         assert_eq!(locks.in_progress(), 0);
-        assert!(matches!(locks.acquire("k"), Lock::Leader(_)), "a new fill may start");
+        assert!(
+            matches!(locks.acquire("k"), Lock::Leader(_)),
+            "a new fill may start"
+        );
     }
 
     #[tokio::test(start_paused = true)]
