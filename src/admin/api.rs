@@ -40,6 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/clusters/{c}/buckets/{n}", web::get().to(bucket))
             .route("/clusters/{c}/buckets/{n}", web::patch().to(patch_bucket))
             .route("/clusters/{c}/buckets/{n}", web::delete().to(remove_bucket))
+            .configure(super::cache_api::routes)
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::not_found("no such endpoint"))
             })),

@@ -490,6 +490,7 @@ pub(crate) mod test_fixtures {
 
     pub fn cluster(name: &str, health_checks: bool, backends: Vec<BackendState>) -> ClusterState {
         ClusterState {
+            cache: Default::default(),
             name: name.to_owned(),
             settings: SettingsView {
                 scheduler: "least-load",

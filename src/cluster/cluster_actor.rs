@@ -17,6 +17,7 @@ use super::backend_actor::{BackendActor, BackendChanged, BackendStatus, SetEnabl
 use super::buckets::validate_tree;
 use super::classify::Classifier;
 use super::topology::{ClusterHandle, ClusterSettings};
+use crate::cache::CacheSnapshot;
 use crate::config::{BucketConfig, BucketRule, ClusterConfig, ForwardedFor, SchedulerKind};
 use crate::stats::TrafficSnapshot;
 
@@ -96,6 +97,8 @@ pub struct ClusterState {
     pub buckets: Vec<BucketState>,
     pub backends: Vec<BackendState>,
     pub stats: TrafficSnapshot,
+    /// The object cache's counters (`enabled: false` while it is off).
+    pub cache: CacheSnapshot,
 }
 
 /// A cluster's settings as readers see them.
@@ -189,6 +192,7 @@ impl ClusterActor {
         let (settings, admission) = ClusterSettings::from_config(config);
         handle.settings.store(Arc::new(settings));
         handle.admission.configure(admission);
+        handle.configure_cache(&config.cache);
         apply_buckets(handle, &config.buckets, config.default_bucket.as_deref());
         publish(handle, prepared.iter().map(|p| (&p.backend, &p.status)));
         handle
@@ -503,6 +507,7 @@ impl Handler<GetClusterState> for ClusterActor {
                 })
                 .collect(),
             stats: self.handle.admission.stats.snapshot(),
+            cache: self.handle.cache_snapshot().unwrap_or_default(),
         })
     }
 }

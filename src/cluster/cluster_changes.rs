@@ -37,6 +37,7 @@ impl Handler<ApplyConfig> for ClusterActor {
         let (settings, admission) = ClusterSettings::from_config(&new);
         self.handle.settings.store(Arc::new(settings));
         self.handle.admission.configure(admission);
+        self.handle.configure_cache(&new.cache);
         let watch_of =
             |c: &ClusterConfig| (c.health.clone(), c.sticky_offline, c.passive_health.fail_timeout);
         let watch_changed = watch_of(&new) != watch_of(&self.config);

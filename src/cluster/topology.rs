@@ -16,7 +16,8 @@ use super::backend::Backend;
 use super::backend_actor::BackendStatus;
 use super::classify::{host_matches, Classifier};
 use super::cluster_actor::ClusterActor;
-use crate::config::{ClientRouting, ClusterConfig, ForwardedFor, PassiveHealthConfig};
+use crate::cache::{CacheSnapshot, CacheStats, ClusterCache};
+use crate::config::{CacheConfig, ClientRouting, ClusterConfig, ForwardedFor, PassiveHealthConfig};
 
 /// Where the current topology lives; `None` until the control plane has started.
 pub type SharedTopology = Arc<ArcSwapOption<Topology>>;
@@ -117,6 +118,10 @@ pub struct ClusterHandle {
     pub statuses: ArcSwap<Vec<BackendStatus>>,
     /// Bucket rules, swapped by the Cluster actor when buckets change.
     pub classifier: ArcSwap<Classifier>,
+    /// The object cache; `None` while disabled. Swapped by the Cluster actor.
+    pub cache: ArcSwapOption<ClusterCache>,
+    /// The cache's counters, kept across settings changes and while disabled.
+    cache_stats: Arc<CacheStats>,
     actor: OnceLock<Addr<ClusterActor>>,
 }
 
@@ -138,8 +143,31 @@ impl ClusterHandle {
             backends: ArcSwap::from_pointee(Vec::new()),
             statuses: ArcSwap::from_pointee(Vec::new()),
             classifier: ArcSwap::from_pointee(Classifier::default()),
+            cache: ArcSwapOption::empty(),
+            cache_stats: Arc::default(),
             actor: OnceLock::new(),
         })
+    }
+
+    /// Applies `cache:` settings: builds, reconfigures or drops the cache.
+    pub fn configure_cache(&self, config: &CacheConfig) {
+        let current = self.cache.load();
+        if current.as_ref().is_some_and(|c| c.config == *config) {
+            return;
+        }
+        let next = config.enabled.then(|| {
+            Arc::new(ClusterCache::new(
+                config,
+                current.as_deref(),
+                self.cache_stats.clone(),
+            ))
+        });
+        self.cache.store(next);
+    }
+
+    /// The cache's counters and size; `None` while it is disabled.
+    pub fn cache_snapshot(&self) -> Option<CacheSnapshot> {
+        self.cache.load().as_ref().map(|c| c.snapshot())
     }
 
     pub(crate) fn attach(&self, addr: Addr<ClusterActor>) {

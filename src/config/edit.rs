@@ -130,12 +130,18 @@ pub fn apply(cluster: &mut Value, edit: ClusterEdit) -> Result<(), EditError> {
 }
 
 /// Sets each key of `patch` in `target`; `null` removes the key.
+/// JSON merge patch (RFC 7396): maps merge key by key, `null` removes a key, anything else
+/// replaces it.
 fn merge(target: &mut Map<String, Value>, patch: Map<String, Value>) {
     for (key, value) in patch {
-        if value.is_null() {
-            target.remove(&key);
-        } else {
-            target.insert(key, value);
+        match (target.get_mut(&key), value) {
+            (_, Value::Null) => {
+                target.remove(&key);
+            }
+            (Some(Value::Object(inner)), Value::Object(patch)) => merge(inner, patch),
+            (_, value) => {
+                target.insert(key, value);
+            }
         }
     }
 }

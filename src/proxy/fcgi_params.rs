@@ -10,6 +10,7 @@ use actix_web::http::{header as ax, Version};
 use actix_web::HttpRequest;
 use bytes::BytesMut;
 
+use super::upstream::Rewrite;
 use crate::config::FastCgiConfig;
 use crate::proto::cgi;
 use crate::proto::fastcgi::{FcgiError, RecordType, StreamWriter};
@@ -51,6 +52,7 @@ pub fn write_params(
     req: &HttpRequest,
     mapping: &FastCgiConfig,
     content_length: Option<u64>,
+    rewrite: Option<&Rewrite>,
 ) -> Result<(), ParamsError> {
     let document_uri = cgi::normalize_path(req.path()).ok_or(ParamsError::BadPath)?;
     let root = mapping.document_root.as_os_str().as_bytes();
@@ -63,7 +65,10 @@ pub fn write_params(
     put(b"GATEWAY_INTERFACE", b"CGI/1.1")?;
     put(b"SERVER_SOFTWARE", SERVER_SOFTWARE.as_bytes())?;
     put(b"SERVER_PROTOCOL", protocol(req.version()))?;
-    put(b"REQUEST_METHOD", req.method().as_str().as_bytes())?;
+    put(
+        b"REQUEST_METHOD",
+        Rewrite::method(rewrite, req.method().as_str()).as_bytes(),
+    )?;
     put(
         b"REQUEST_URI",
         req.uri()
@@ -114,7 +119,7 @@ pub fn write_params(
     let mut name = Vec::with_capacity(64);
     let mut joined_values = Vec::new();
     for key in headers.keys() {
-        if is_withheld(key.as_str()) {
+        if is_withheld(key.as_str()) || (rewrite.is_some() && Rewrite::replaces(key.as_str())) {
             continue;
         }
         if !cgi::http_param_name(key.as_str(), &mut name) {
@@ -135,6 +140,11 @@ pub fn write_params(
             joined_values.extend_from_slice(v.as_bytes());
         }
         put(&name, &joined_values)?;
+    }
+    for (key, value) in rewrite.iter().flat_map(|r| r.validators()) {
+        if cgi::http_param_name(key, &mut name) {
+            put(&name, value)?;
+        }
     }
     w.finish();
     crate::proto::fastcgi::end_stream(out, RecordType::Params, id);

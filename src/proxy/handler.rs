@@ -7,11 +7,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix_web::body::MessageBody;
 use actix_web::http::{header as ax, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::access_log::AccessRecord;
 use super::blame;
+use super::cached::{self, CachePlan, Step};
 use super::error::ProxyError;
 use super::relay_body::{record_dropped, record_status, RelayBody, Timing};
 use super::request_body::ClientBody;
@@ -34,16 +36,16 @@ pub async fn handle(
     payload: web::Payload,
     state: web::Data<ProxyState>,
 ) -> HttpResponse<RelayBody> {
+    let host = routed_host(&req);
+    let route_path = match path::normalize(req.path()) {
+        Ok(p) => p,
+        Err(e) => {
+            let log = state.access_log.as_ref().map(|l| l.record(&req, "-"));
+            log::info!("refused {} {}: {e}", req.method(), req.path());
+            return generated(StatusCode::BAD_REQUEST, "bad request path\n", 0, log);
+        }
+    };
     let (cluster, bucket, debug_bucket) = {
-        let host = routed_host(&req);
-        let route_path = match path::normalize(req.path()) {
-            Ok(p) => p,
-            Err(e) => {
-                let log = state.access_log.as_ref().map(|l| l.record(&req, "-"));
-                log::info!("refused {} {}: {e}", req.method(), req.path());
-                return generated(StatusCode::BAD_REQUEST, "bad request path\n", 0, log);
-            }
-        };
         let topology = state.topology.load();
         let Some(cluster) = topology.as_ref().and_then(|t| t.route(host, &route_path)) else {
             let log = state.access_log.as_ref().map(|l| l.record(&req, "-"));
@@ -59,73 +61,140 @@ pub async fn handle(
         let debug = cluster.settings.load().debug_headers.then(|| name.to_owned());
         (cluster.clone(), bucket, debug)
     };
-    let log = state.access_log.as_ref().map(|l| l.record(&req, &cluster.name));
+    let mut log = state.access_log.as_ref().map(|l| l.record(&req, &cluster.name));
     let settings = cluster.settings.load_full();
-    let mut request = Request {
-        body: client_body(&req, payload, &settings),
-        timeouts: Timeouts {
-            connect: settings.connect_timeout,
-            read: settings.read_timeout,
-            write: settings.write_timeout,
-        },
-        idempotent: is_idempotent(req.method()),
-        may_blame: true,
-        req,
-        log,
-    };
     if let Some(routing) = &settings.client_routing {
-        if let Some(name) = pinned_backend(&request.req, routing) {
+        if let Some(name) = pinned_backend(&req, routing) {
+            let request = Request::new(req, payload, &settings, log);
             return serve_pinned(request, &cluster, &settings, &name).await;
         }
     }
-    let mut retries = 0;
-    // Backends this request failed on, and the last failure.
-    let mut tried: Vec<BackendId> = Vec::new();
-    let mut last: Option<(Arc<Backend>, ProxyError)> = None;
-    loop {
-        let admit = cluster.admission.acquire_avoiding(bucket, &tried);
-        let grant = match (admit, last.take()) {
-            (Admit::Granted(grant), _) => grant,
-            (Admit::Queued(ticket), last) => match ticket.wait(settings.queue_timeout).await {
-                Some(grant) => grant,
-                None if last.is_some() => return failed(&cluster, last, request.log),
-                None => {
-                    log::info!(
-                        "cluster '{}': queued request timed out: {} {}",
-                        cluster.name,
-                        request.req.method(),
-                        request.req.path()
-                    );
-                    let (status, retry_after) = (StatusCode::GATEWAY_TIMEOUT, settings.retry_after);
-                    return dropped(&cluster, bucket, status, retry_after, request.log);
-                }
-            },
-            // A retry with nothing else to try answers with the failure it met.
-            (Admit::Unavailable | Admit::QueueFull, last @ Some(_)) => {
-                return failed(&cluster, last, request.log)
-            }
-            (Admit::Unavailable | Admit::QueueFull, None) => {
-                let (status, retry_after) = (StatusCode::SERVICE_UNAVAILABLE, settings.retry_after);
-                return dropped(&cluster, bucket, status, retry_after, request.log);
-            }
-        };
-        let backend = grant.backend().clone();
-        let e = match attempt(&mut request, grant, &cluster, &settings, debug_bucket.as_deref()).await {
-            Ok(response) => return response,
-            Err(e) => e,
-        };
-        let retry = retries < settings.max_retry_count
-            && request.body.replayable()
-            && e.may_retry(request.idempotent);
-        if !retry {
-            return failed(&cluster, Some((backend, e)), request.log);
+    if req.method().as_str() == "PURGE" {
+        if let Some((status, text)) = cached::purge_method(&cluster, &req, host, &route_path) {
+            record_status(&cluster, None, status.as_u16());
+            return generated_owned(status, text, log);
         }
-        retries += 1;
-        TrafficStats::count(&cluster.admission.stats.retries);
-        TrafficStats::count(&backend.stats.retries);
-        log::debug!("cluster '{}': retrying after {e}", cluster.name);
-        tried.push(backend.id);
-        last = Some((backend, e));
+    }
+    let plan = match cached::lookup(&cluster, &req, host, &route_path, &mut log).await {
+        Step::Bypass => None,
+        Step::Served { response, refresh } => {
+            if let Some(plan) = refresh {
+                let forward = Forward {
+                    cluster: cluster.clone(),
+                    settings,
+                    bucket,
+                    debug_bucket: None,
+                };
+                actix_web::rt::spawn(refresh_in_background(req.clone(), plan, forward));
+            }
+            return response;
+        }
+        Step::Forward(plan) => Some(plan),
+    };
+    drop(route_path);
+    let mut request = Request::new(req, payload, &settings, log);
+    request.cache = plan;
+    let forward = Forward {
+        cluster,
+        settings,
+        bucket,
+        debug_bucket,
+    };
+    forward.run(request).await
+}
+
+/// Where a request goes once routed and classified.
+struct Forward {
+    cluster: Arc<ClusterHandle>,
+    settings: Arc<ClusterSettings>,
+    bucket: BucketKey,
+    debug_bucket: Option<String>,
+}
+
+impl Forward {
+    /// Admits and forwards the request, retrying on other backends as the cluster allows.
+    async fn run(self, mut request: Request) -> HttpResponse<RelayBody> {
+        let Forward {
+            cluster,
+            settings,
+            bucket,
+            debug_bucket,
+        } = self;
+        let mut retries = 0;
+        // Backends this request failed on, and the last failure.
+        let mut tried: Vec<BackendId> = Vec::new();
+        let mut last: Option<(Arc<Backend>, ProxyError)> = None;
+        loop {
+            let admit = cluster.admission.acquire_avoiding(bucket, &tried);
+            let grant = match (admit, last.take()) {
+                (Admit::Granted(grant), _) => grant,
+                (Admit::Queued(ticket), last) => match ticket.wait(settings.queue_timeout).await {
+                    Some(grant) => grant,
+                    None if last.is_some() => return failed(&cluster, last, request),
+                    None => {
+                        log::info!(
+                            "cluster '{}': queued request timed out: {} {}",
+                            cluster.name,
+                            request.req.method(),
+                            request.req.path()
+                        );
+                        let (status, retry_after) = (StatusCode::GATEWAY_TIMEOUT, settings.retry_after);
+                        return dropped(&cluster, bucket, status, retry_after, request);
+                    }
+                },
+                // A retry with nothing else to try answers with the failure it met.
+                (Admit::Unavailable | Admit::QueueFull, last @ Some(_)) => {
+                    return failed(&cluster, last, request)
+                }
+                (Admit::Unavailable | Admit::QueueFull, None) => {
+                    let (status, retry_after) = (StatusCode::SERVICE_UNAVAILABLE, settings.retry_after);
+                    return dropped(&cluster, bucket, status, retry_after, request);
+                }
+            };
+            let backend = grant.backend().clone();
+            let e = match attempt(&mut request, grant, &cluster, &settings, debug_bucket.as_deref()).await {
+                Ok(response) => return response,
+                Err(e) => e,
+            };
+            let retry = retries < settings.max_retry_count
+                && request.body.replayable()
+                && e.may_retry(request.idempotent);
+            if !retry {
+                return failed(&cluster, Some((backend, e)), request);
+            }
+            retries += 1;
+            TrafficStats::count(&cluster.admission.stats.retries);
+            TrafficStats::count(&backend.stats.retries);
+            log::debug!("cluster '{}': retrying after {e}", cluster.name);
+            tried.push(backend.id);
+            last = Some((backend, e));
+        }
+    }
+}
+
+/// `update: shadowed`: refreshes a stale object while it is being served. The request is a
+/// bodiless copy of the client's; its response body is read to the end (which stores it) and
+/// dropped.
+async fn refresh_in_background(req: HttpRequest, plan: Box<CachePlan>, forward: Forward) {
+    let request = Request {
+        body: ClientBody::new(None, None, forward.settings.client_body_timeout),
+        timeouts: timeouts(&forward.settings),
+        idempotent: true,
+        may_blame: true,
+        req,
+        log: None,
+        cache: Some(plan),
+    };
+    let response = forward.run(request).await;
+    let mut body = std::pin::pin!(response.into_body());
+    while let Some(Ok(_)) = std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await {}
+}
+
+fn timeouts(settings: &ClusterSettings) -> Timeouts {
+    Timeouts {
+        connect: settings.connect_timeout,
+        read: settings.read_timeout,
+        write: settings.write_timeout,
     }
 }
 
@@ -139,6 +208,39 @@ struct Request {
     /// client request at most).
     may_blame: bool,
     log: Option<Box<AccessRecord>>,
+    /// What the cache wants done with the answer.
+    cache: Option<Box<CachePlan>>,
+}
+
+impl Request {
+    fn new(
+        req: HttpRequest,
+        payload: web::Payload,
+        settings: &ClusterSettings,
+        log: Option<Box<AccessRecord>>,
+    ) -> Request {
+        Request {
+            body: client_body(&req, payload, settings),
+            timeouts: timeouts(settings),
+            idempotent: is_idempotent(req.method()),
+            may_blame: true,
+            req,
+            log,
+            cache: None,
+        }
+    }
+
+    /// The stale object instead of a failure, when the cache has one it may serve.
+    fn stale_answer(&mut self, cluster: &Arc<ClusterHandle>) -> Option<HttpResponse<RelayBody>> {
+        let plan = self.cache.as_ref()?;
+        match plan.stale_if_error(&self.req, cluster, self.log.take()) {
+            Ok(response) => Some(response),
+            Err(log) => {
+                self.log = log;
+                None
+            }
+        }
+    }
 }
 
 /// Forwards the request to the backend of `grant`. A backend failure is counted (passive
@@ -161,16 +263,34 @@ async fn attempt(
         forwarded_for: settings.forwarded_for,
         idempotent: request.idempotent,
         timeouts: request.timeouts,
+        rewrite: request.cache.as_ref().map(|plan| &plan.rewrite),
     };
     match upstream::send(&out).await {
         Ok(upstream) => {
+            if let Some(plan) = request.cache.as_deref() {
+                let headers = || response::header_map(&upstream);
+                let answer =
+                    plan.answer_from_store(upstream.status, headers, &request.req, cluster, &mut request.log);
+                if let Some(answer) = answer {
+                    // The backend's answer is not relayed: its connection is closed, its
+                    // capacity given back.
+                    backend.stats.record_latency(started.elapsed());
+                    backend.stats.responses.record(upstream.status);
+                    drop((upstream, grant));
+                    return Ok(answer);
+                }
+            }
             let timing = Timing {
                 started,
                 read_timeout: request.timeouts.read,
                 may_blame: request.may_blame,
             };
-            let response =
-                response::relay(&request.req, upstream, grant, cluster, timing, request.log.take()).await;
+            let length = upstream.content_length;
+            let log = request.log.take();
+            let mut response = response::relay(&request.req, upstream, grant, cluster, timing, log).await;
+            if let Some(plan) = request.cache.take() {
+                response = plan.fill(response, &request.req, length);
+            }
             Ok(response::with_debug_headers(response, debug_bucket, &backend))
         }
         Err(e) if e.is_backend_failure() => {
@@ -183,6 +303,11 @@ async fn attempt(
         Err(e @ ProxyError::Stale) => Err(e),
         Err(e) => {
             drop(grant);
+            if matches!(e, ProxyError::LocalResource(_)) {
+                if let Some(stale) = request.stale_answer(cluster) {
+                    return Ok(stale);
+                }
+            }
             let mut retry_after = 0;
             if let ProxyError::LocalResource(cause) = &e {
                 log::error!(
@@ -207,10 +332,14 @@ async fn attempt(
 
 /// The answer when the last attempt failed: 502, or 504 for a timeout.
 fn failed(
-    cluster: &ClusterHandle,
+    cluster: &Arc<ClusterHandle>,
     last: Option<(Arc<Backend>, ProxyError)>,
-    mut log: Option<Box<AccessRecord>>,
+    mut request: Request,
 ) -> HttpResponse<RelayBody> {
+    if let Some(stale) = request.stale_answer(cluster) {
+        return stale;
+    }
+    let mut log = request.log;
     let Some((backend, e)) = last else {
         return generated(StatusCode::BAD_GATEWAY, "backend failed\n", 0, log);
     };
@@ -254,7 +383,7 @@ async fn serve_pinned(
     let debug = settings.debug_headers.then_some("root");
     match attempt(&mut request, grant, cluster, settings, debug).await {
         Ok(response) => response,
-        Err(e) => failed(cluster, Some((backend, e)), request.log),
+        Err(e) => failed(cluster, Some((backend, e)), request),
     }
 }
 
@@ -303,12 +432,16 @@ fn is_idempotent(method: &Method) -> bool {
 
 /// A generated 503/504 with `Retry-After`, counted as dropped.
 fn dropped(
-    cluster: &ClusterHandle,
+    cluster: &Arc<ClusterHandle>,
     bucket: BucketKey,
     status: StatusCode,
     retry_after: u32,
-    log: Option<Box<AccessRecord>>,
+    mut request: Request,
 ) -> HttpResponse<RelayBody> {
+    if let Some(stale) = request.stale_answer(cluster) {
+        return stale;
+    }
+    let log = request.log;
     record_dropped(cluster);
     cluster.admission.record_dropped(bucket);
     record_status(cluster, None, status.as_u16());
@@ -318,6 +451,25 @@ fn dropped(
         "no backend available\n"
     };
     generated(status, text, retry_after, log)
+}
+
+/// A generated answer with a computed text.
+fn generated_owned(
+    status: StatusCode,
+    text: String,
+    mut log: Option<Box<AccessRecord>>,
+) -> HttpResponse<RelayBody> {
+    if let Some(l) = log.as_mut() {
+        l.set_status(status.as_u16());
+    }
+    let mut res = HttpResponse::with_body(status, RelayBody::text(text, log));
+    let headers = res.headers_mut();
+    headers.insert(
+        ax::CONTENT_TYPE,
+        ax::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(ax::VIA, ax::HeaderValue::from_static(rules::VIA));
+    res
 }
 
 fn generated(

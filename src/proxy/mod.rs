@@ -5,6 +5,7 @@
 
 pub mod access_log;
 mod blame;
+pub mod cached;
 pub mod error;
 pub mod fcgi_params;
 pub mod handler;

@@ -18,6 +18,7 @@ use super::blame;
 use super::error::ProxyError;
 use super::sendfile::FileBody;
 use super::upstream::Exchange;
+use crate::cache::fill::Fill;
 use crate::cluster::{ClusterHandle, Grant};
 use crate::stats::TrafficStats;
 use crate::transport::StallTimer;
@@ -51,6 +52,8 @@ pub struct RelayBody {
     streaming: Option<Streaming>,
     /// An X-Sendfile file, sent once the backend's (discarded) body has ended.
     file: Option<FileBody>,
+    /// The cache's copy of the backend's body, stored when it ends cleanly.
+    fill: Option<Box<Fill>>,
     size: BodySize,
     cluster: Option<Arc<ClusterHandle>>,
     log: Option<Box<AccessRecord>>,
@@ -65,10 +68,42 @@ impl RelayBody {
             fixed: Some(Bytes::from_static(text.as_bytes())),
             streaming: None,
             file: None,
+            fill: None,
             size,
             cluster: None,
             log,
             sent: text.len() as u64,
+        }
+    }
+
+    /// A generated response's computed body.
+    pub fn text(text: String, log: Option<Box<AccessRecord>>) -> RelayBody {
+        let n = text.len() as u64;
+        RelayBody {
+            fixed: Some(Bytes::from(text)),
+            streaming: None,
+            file: None,
+            fill: None,
+            size: BodySize::Sized(n),
+            cluster: None,
+            log,
+            sent: n,
+        }
+    }
+
+    /// A stored object's body (or a range of it), counted as the cluster's traffic.
+    pub fn cached(body: Bytes, cluster: Arc<ClusterHandle>, log: Option<Box<AccessRecord>>) -> RelayBody {
+        let n = body.len();
+        cluster.admission.stats.add_bytes_out(n);
+        RelayBody {
+            size: BodySize::Sized(n as u64),
+            fixed: Some(body),
+            streaming: None,
+            file: None,
+            fill: None,
+            cluster: Some(cluster),
+            log,
+            sent: n as u64,
         }
     }
 
@@ -95,6 +130,7 @@ impl RelayBody {
             fixed: None,
             streaming: Some(streaming),
             file: None,
+            fill: None,
             size,
             cluster: Some(cluster),
             log,
@@ -108,8 +144,24 @@ impl RelayBody {
         self
     }
 
+    /// Copies the backend's body into the cache as it streams.
+    pub fn with_fill(mut self, fill: Fill) -> RelayBody {
+        if self.streaming.is_some() && self.file.is_none() {
+            self.fill = Some(Box::new(fill));
+        }
+        self
+    }
+
+    /// Whether the body is a backend's (not a generated one or an X-Sendfile file).
+    pub fn is_backend_body(&self) -> bool {
+        self.streaming.is_some() && self.file.is_none()
+    }
+
     /// The backend finished its message: recycle the connection and free the capacity now.
     fn finish(&mut self) {
+        if let Some(fill) = self.fill.take() {
+            fill.complete();
+        }
         if let Some(s) = self.streaming.take() {
             let backend = s.grant.backend();
             backend.stats.record_latency(s.timing.started.elapsed());
@@ -120,6 +172,7 @@ impl RelayBody {
     /// The exchange failed mid-body: drop the connection, cut the client response, and blame
     /// the backend when it is at fault.
     fn fail(&mut self, error: &ProxyError) {
+        self.fill = None;
         if let Some(s) = self.streaming.take() {
             s.grant.backend().stats.record_latency(s.timing.started.elapsed());
             match &self.cluster {
@@ -175,6 +228,11 @@ impl MessageBody for RelayBody {
                 Poll::Ready(next) => next,
             };
             s.stall.progressed();
+            if let (Some(Ok(data)), Some(fill)) = (&next, this.fill.as_mut()) {
+                if !fill.push(data) {
+                    this.fill = None; // too large: streams on, unstored
+                }
+            }
             match next {
                 None => this.finish(),
                 Some(Err(e)) => {

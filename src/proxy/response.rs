@@ -93,6 +93,21 @@ fn copy_ranged(
     });
 }
 
+/// The end-to-end header fields of a backend's response head as a map (for the cache, off
+/// the hot path).
+pub fn header_map(upstream: &Response) -> ax::HeaderMap {
+    let bytes = &upstream.head_bytes;
+    upstream
+        .fields
+        .iter()
+        .filter_map(|(n, v)| {
+            let name = ax::HeaderName::from_bytes(&bytes[n.clone()]).ok()?;
+            let value = ax::HeaderValue::from_bytes(&bytes[v.clone()]).ok()?;
+            (!rules::is_hop_by_hop(name.as_str())).then_some((name, value))
+        })
+        .collect()
+}
+
 /// Builds the response or, if the head is unusable, a 502.
 fn finish(mut builder: HttpResponseBuilder, body: RelayBody) -> HttpResponse<RelayBody> {
     builder.message_body(body).unwrap_or_else(|_| {

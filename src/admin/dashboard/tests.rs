@@ -320,6 +320,7 @@ fn hostile_state() -> ClusterState {
         downtime_before: 0.0,
     };
     ClusterState {
+        cache: Default::default(),
         name: format!("\"quoted\" {EVIL}"),
         settings,
         capacity: Some(3),

@@ -15,8 +15,11 @@ const HTTP_DATE_END_SECS: u64 = 253_402_300_800;
 /// What identifies one version of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Validators {
-    /// The strong entity tag without its quotes: inode, mtime (with nanoseconds) and size, in hex.
-    opaque_tag: String,
+    /// The entity tag without its quotes (for files: inode, mtime with nanoseconds and size,
+    /// in hex); `None` when the representation has none.
+    opaque_tag: Option<String>,
+    /// The tag is weak (`W/`): it never passes a strong comparison.
+    weak: bool,
     /// The mtime in whole seconds since the epoch, when it is one an HTTP-date can carry.
     modified_secs: Option<u64>,
 }
@@ -49,14 +52,32 @@ impl Validators {
             .map(|since_epoch| since_epoch.as_secs())
             .filter(|&secs| secs < HTTP_DATE_END_SECS);
         Validators {
-            opaque_tag,
+            opaque_tag: Some(opaque_tag),
+            weak: false,
+            modified_secs,
+        }
+    }
+
+    /// The validators of a stored response: its `ETag` and `Last-Modified` values.
+    pub fn of_response(etag: Option<&[u8]>, last_modified: Option<&[u8]>) -> Self {
+        let tag = etag.and_then(|value| match list_members(value).as_slice() {
+            [Member::Tag { weak, opaque }] => Some((*weak, String::from_utf8_lossy(opaque).into_owned())),
+            _ => None,
+        });
+        let modified_secs = last_modified
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|text| httpdate::parse_http_date(text.trim()).ok())
+            .and_then(secs_since_epoch);
+        Validators {
+            weak: tag.as_ref().is_some_and(|t| t.0),
+            opaque_tag: tag.map(|t| t.1),
             modified_secs,
         }
     }
 
     /// The `ETag` header value.
     pub fn etag(&self) -> String {
-        format!("\"{}\"", self.opaque_tag)
+        format!("\"{}\"", self.opaque_tag.as_deref().unwrap_or_default())
     }
 
     /// The `Last-Modified` header value, if the mtime is representable.
@@ -70,12 +91,7 @@ impl Validators {
 /// GET or HEAD request, in the order RFC 9110 §13.2.2 prescribes.
 pub fn evaluate(headers: &HeaderMap, validators: &Validators) -> Precondition {
     if headers.contains_key(header::IF_MATCH) {
-        if !tag_list_matches(
-            headers,
-            &header::IF_MATCH,
-            &validators.opaque_tag,
-            Comparison::Strong,
-        ) {
+        if !tag_list_matches(headers, &header::IF_MATCH, validators, Comparison::Strong) {
             return Precondition::Failed;
         }
     } else if let Some(date) = single_date(headers, &header::IF_UNMODIFIED_SINCE) {
@@ -85,12 +101,7 @@ pub fn evaluate(headers: &HeaderMap, validators: &Validators) -> Precondition {
         }
     }
     if headers.contains_key(header::IF_NONE_MATCH) {
-        if tag_list_matches(
-            headers,
-            &header::IF_NONE_MATCH,
-            &validators.opaque_tag,
-            Comparison::Weak,
-        ) {
+        if tag_list_matches(headers, &header::IF_NONE_MATCH, validators, Comparison::Weak) {
             return Precondition::NotModified;
         }
     } else if let Some(date) = single_date(headers, &header::IF_MODIFIED_SINCE) {
@@ -114,7 +125,7 @@ pub fn if_range_holds(headers: &HeaderMap, validators: &Validators) -> bool {
     let value = value.as_bytes().trim_ascii();
     if value.starts_with(b"\"") || value.starts_with(b"W/") {
         return match list_members(value).as_slice() {
-            [member] => member.matches(&validators.opaque_tag, Comparison::Strong),
+            [member] => member.matches(validators, Comparison::Strong),
             _ => false,
         };
     }
@@ -145,11 +156,15 @@ enum Member<'a> {
 }
 
 impl Member<'_> {
-    fn matches(&self, opaque_tag: &str, comparison: Comparison) -> bool {
+    fn matches(&self, validators: &Validators, comparison: Comparison) -> bool {
+        let Some(opaque_tag) = validators.opaque_tag.as_deref() else {
+            return *self == Member::Any;
+        };
         match *self {
             Member::Any => true,
             Member::Tag { weak, opaque } => {
-                (comparison == Comparison::Weak || !weak) && opaque == opaque_tag.as_bytes()
+                (comparison == Comparison::Weak || !(weak || validators.weak))
+                    && opaque == opaque_tag.as_bytes()
             }
         }
     }
@@ -159,13 +174,13 @@ impl Member<'_> {
 fn tag_list_matches(
     headers: &HeaderMap,
     name: &HeaderName,
-    opaque_tag: &str,
+    validators: &Validators,
     comparison: Comparison,
 ) -> bool {
     headers
         .get_all(name)
         .flat_map(|value| list_members(value.as_bytes()))
-        .any(|member| member.matches(opaque_tag, comparison))
+        .any(|member| member.matches(validators, comparison))
 }
 
 /// Parses `*` or `1#entity-tag`; parsing stops at the first malformed member.
@@ -257,10 +272,27 @@ mod tests {
 
     #[test]
     fn strong_comparison_never_matches_weak_tags() {
-        assert!(tag(false, "x").matches("x", Comparison::Strong));
-        assert!(!tag(true, "x").matches("x", Comparison::Strong));
-        assert!(tag(true, "x").matches("x", Comparison::Weak));
-        assert!(!tag(false, "y").matches("x", Comparison::Weak));
-        assert!(Member::Any.matches("x", Comparison::Strong));
+        let x = Validators::of_response(Some(b"\"x\""), None);
+        assert!(tag(false, "x").matches(&x, Comparison::Strong));
+        assert!(!tag(true, "x").matches(&x, Comparison::Strong));
+        assert!(tag(true, "x").matches(&x, Comparison::Weak));
+        assert!(!tag(false, "y").matches(&x, Comparison::Weak));
+        assert!(Member::Any.matches(&x, Comparison::Strong));
+    }
+
+    #[test]
+    fn a_stored_weak_tag_passes_only_weak_comparison_and_no_tag_matches_only_any() {
+        let weak = Validators::of_response(Some(b"W/\"x\""), None);
+        assert!(!tag(false, "x").matches(&weak, Comparison::Strong));
+        assert!(tag(false, "x").matches(&weak, Comparison::Weak));
+        let none = Validators::of_response(None, Some(b"Tue, 01 Dec 2026 10:00:00 GMT"));
+        assert!(!tag(false, "").matches(&none, Comparison::Weak));
+        assert!(Member::Any.matches(&none, Comparison::Weak));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_MODIFIED_SINCE,
+            "Tue, 01 Dec 2026 10:00:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(evaluate(&headers, &none), Precondition::NotModified);
     }
 }

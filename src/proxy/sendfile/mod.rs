@@ -19,10 +19,10 @@
 
 mod beneath;
 mod body;
-mod conditional;
+pub mod conditional;
 mod mime;
 mod multipart;
-mod ranges;
+pub mod ranges;
 mod resolve;
 mod roots;
 #[cfg(test)]

@@ -44,12 +44,18 @@ pub fn request_records(out: &Outgoing<'_>) -> Result<Bytes, ProxyError> {
     }
     let mut records = BytesMut::with_capacity(1024);
     fastcgi::begin_request(&mut records, REQUEST_ID, true);
-    fcgi_params::write_params(&mut records, REQUEST_ID, out.req, mapping, out.body.length()).map_err(
-        |e| match e {
-            ParamsError::BadPath => ProxyError::BadRequest("the request path can't be mapped to a script\n"),
-            ParamsError::Encoding(_) => ProxyError::BadRequest("a request header is too long for FastCGI\n"),
-        },
-    )?;
+    fcgi_params::write_params(
+        &mut records,
+        REQUEST_ID,
+        out.req,
+        mapping,
+        out.body.length(),
+        out.rewrite,
+    )
+    .map_err(|e| match e {
+        ParamsError::BadPath => ProxyError::BadRequest("the request path can't be mapped to a script\n"),
+        ParamsError::Encoding(_) => ProxyError::BadRequest("a request header is too long for FastCGI\n"),
+    })?;
     if out.body.is_empty() {
         fastcgi::end_stdin(&mut records, REQUEST_ID);
     }

@@ -21,7 +21,7 @@ use actix_web::http::header as ax;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 
-use super::{Failure, Outgoing};
+use super::{Failure, Outgoing, Rewrite};
 use crate::config::{Endpoint, ForwardedFor};
 use crate::proto::http1::{self, Chunk, ChunkedDecoder, Framing, ResponseHead};
 use crate::proto::http_headers as rules;
@@ -284,7 +284,8 @@ fn request_head(request: &Outgoing<'_>, endpoint: &Endpoint, length: Option<u64>
     let req = request.req;
     let mut out = BytesMut::with_capacity(512);
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    out.extend_from_slice(req.method().as_str().as_bytes());
+    let method = Rewrite::method(request.rewrite, req.method().as_str());
+    out.extend_from_slice(method.as_bytes());
     out.extend_from_slice(b" ");
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
@@ -297,10 +298,14 @@ fn request_head(request: &Outgoing<'_>, endpoint: &Endpoint, length: Option<u64>
             || rules::is_replaced_upstream(n)
             || matches!(n, "host" | "x-forwarded-for" | "via" | "content-length")
             || (has_connection && rules::listed_in_connection(n, connection.clone()))
+            || (request.rewrite.is_some() && Rewrite::replaces(n))
         {
             continue;
         }
         field(&mut out, n.as_bytes(), value.as_bytes());
+    }
+    for (name, value) in request.rewrite.iter().flat_map(|r| r.validators()) {
+        field(&mut out, name.as_bytes(), value);
     }
     // The routed host (an absolute-form target's authority wins over `Host`), whatever the
     // client listed in `Connection`.

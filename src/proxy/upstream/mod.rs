@@ -54,6 +54,50 @@ pub struct Outgoing<'a> {
     /// Safe to send twice (RFC 9110 §9.2.2).
     pub idempotent: bool,
     pub timeouts: Timeouts,
+    /// Changes the cache makes to the request (to fill or revalidate an object).
+    pub rewrite: Option<&'a Rewrite>,
+}
+
+/// How the cache changes a request it forwards: a full GET (never a range or a conditional of
+/// the client's, which the cache answers itself from the object), carrying the stored
+/// object's validators when it revalidates one.
+#[derive(Debug, Default, Clone)]
+pub struct Rewrite {
+    /// Send GET for a client's HEAD, so that the body fills the cache.
+    pub get_for_head: bool,
+    pub if_none_match: Option<actix_web::http::header::HeaderValue>,
+    pub if_modified_since: Option<actix_web::http::header::HeaderValue>,
+}
+
+impl Rewrite {
+    /// Request fields the rewrite replaces: the client's conditionals and ranges.
+    pub fn replaces(name: &str) -> bool {
+        matches!(
+            name,
+            "if-none-match" | "if-modified-since" | "if-match" | "if-unmodified-since" | "if-range" | "range"
+        )
+    }
+
+    /// The method to send for the client's `method`.
+    pub fn method<'m>(rewrite: Option<&Rewrite>, method: &'m str) -> &'m str {
+        match rewrite {
+            Some(r) if r.get_for_head && method == "HEAD" => "GET",
+            _ => method,
+        }
+    }
+
+    /// The validators to send, as (name, value).
+    pub fn validators(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
+        let inm = self
+            .if_none_match
+            .as_ref()
+            .map(|v| ("if-none-match", v.as_bytes()));
+        let ims = self
+            .if_modified_since
+            .as_ref()
+            .map(|v| ("if-modified-since", v.as_bytes()));
+        inm.into_iter().chain(ims)
+    }
 }
 
 /// How an exchange on one connection failed.
@@ -132,7 +176,7 @@ pub async fn send(out: &Outgoing<'_>) -> Result<Response, ProxyError> {
         Protocol::FastCgi => Some(fastcgi::request_records(out)?),
         Protocol::Http => None,
     };
-    let head_request = out.req.method() == actix_web::http::Method::HEAD;
+    let head_request = Rewrite::method(out.rewrite, out.req.method().as_str()) == "HEAD";
     let mut fresh_only = false;
     loop {
         let pooled = if fresh_only {

@@ -1,0 +1,447 @@
+//! The cache step of the request pipeline: look the request up, answer it from a stored object
+//! (304, 206 and HEAD included), coalesce concurrent misses, and tell the forwarder how to
+//! fill, revalidate or fall back to a stale object.
+//!
+//! Hot path. A fresh hit takes no backend capacity and no bucket token; it is counted in the
+//! cluster's response statistics with no backend. Every answer carries an RFC 9211
+//! `Cache-Status` (`director; hit`, `fwd=miss`, `fwd=stale`, `fwd=request`, `ttl=`, `stored`,
+//! `detail=`) and, from the cache, `Age`.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use actix_web::http::header::{self as ax, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse};
+
+use super::access_log::AccessRecord;
+use super::relay_body::{record_status, RelayBody};
+use super::sendfile::conditional::{self, Precondition, Validators};
+use super::sendfile::ranges::{self, RangeRequest};
+use super::upstream::Rewrite;
+use crate::cache::fill::Fill;
+use crate::cache::policy::{self, RequestUse};
+use crate::cache::{CacheStats, ClusterCache, FillGuard, Lock, Object, PrimaryKey, Purge};
+use crate::cluster::ClusterHandle;
+use crate::config::CacheUpdate;
+use crate::proto::http_headers as rules;
+
+/// What the cache step decided. Lives on the stack for one request: a hit's response is not
+/// boxed (no allocation on the hit path).
+#[allow(clippy::large_enum_variant)]
+pub enum Step {
+    /// The cache is off for this request.
+    Bypass,
+    /// Answered from the cache; `refresh` is a background refresh to start.
+    Served {
+        response: HttpResponse<RelayBody>,
+        refresh: Option<Box<CachePlan>>,
+    },
+    /// Forward, and handle the answer as the plan says.
+    Forward(Box<CachePlan>),
+}
+
+/// A forwarded request the cache takes an interest in.
+pub struct CachePlan {
+    cache: Arc<ClusterCache>,
+    key: PrimaryKey,
+    /// The stored object the request found (stale, or fresh but the client revalidates).
+    stored: Option<Arc<Object>>,
+    /// This request fetches the key for the others waiting.
+    lock: Option<FillGuard>,
+    pub rewrite: Rewrite,
+    /// The `fwd` of `Cache-Status`.
+    fwd: &'static str,
+}
+
+/// The `Cache-Status` entry of an answer.
+const NAME: &str = "director";
+/// How long a key whose response could not be stored is forwarded without coalescing
+/// (Varnish's hit-for-miss): concurrent requests for an uncacheable URL must not queue
+/// behind one another.
+const UNCACHEABLE_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Looks the request up in the cluster's cache.
+pub async fn lookup(
+    cluster: &Arc<ClusterHandle>,
+    req: &HttpRequest,
+    host: Option<&str>,
+    path: &str,
+    log: &mut Option<Box<AccessRecord>>,
+) -> Step {
+    let Some(cache) = cluster.cache.load_full() else {
+        return Step::Bypass;
+    };
+    let config = &cache.config;
+    let method = req.method();
+    let key = |method: &str| PrimaryKey::new(&config.key, method, host, path, req.query_string());
+    let request_use = policy::request_use(method, req.headers(), config.ignore_client_no_cache);
+    if request_use == RequestUse::Bypass {
+        if !is_safe(method) {
+            // An unsafe request invalidates what the cache holds for its URL (RFC 9111 §4.4).
+            cache.purge(&Purge::Key(key("GET").text));
+        }
+        return Step::Bypass;
+    }
+    let key = key(method.as_str());
+    CacheStats::count(&cache.stats.lookups);
+    let now = Instant::now();
+    let found = cache.store.lookup(&key.text, req.headers());
+    let mut uncacheable = false;
+    if let Some(object) = &found {
+        if object.is_pass_marker() {
+            // Known uncacheable (while the marker is fresh): no coalescing.
+            uncacheable = object.is_fresh(now);
+        } else if request_use == RequestUse::Lookup && object.is_fresh(now) {
+            CacheStats::count(&cache.stats.hits);
+            let status = format!("{NAME}; hit; ttl={}", object.ttl_secs(now));
+            let response = serve(object, req, &status, cluster, log.take());
+            return Step::Served {
+                response,
+                refresh: None,
+            };
+        } else if request_use == RequestUse::Lookup
+            && config.update == CacheUpdate::Shadowed
+            && object.usable_stale(now, config.stale_while_revalidate)
+        {
+            CacheStats::count(&cache.stats.stale_while_revalidate);
+            let refresh = cache.locks.try_lead(&key.text).map(|lock| {
+                CacheStats::count(&cache.stats.background_refreshes);
+                Box::new(plan(&cache, key.clone(), found.clone(), Some(lock), "stale", req))
+            });
+            let status = format!(
+                "{NAME}; hit; ttl={}; detail=stale-while-revalidate",
+                object.ttl_secs(now)
+            );
+            let response = serve(object, req, &status, cluster, log.take());
+            return Step::Served { response, refresh };
+        }
+    }
+    let found = found.filter(|o| !o.is_pass_marker());
+    let fwd = match (&found, request_use) {
+        (_, RequestUse::Revalidate) => "request",
+        (Some(_), _) => "stale",
+        (None, _) => "miss",
+    };
+    let lock = if uncacheable || (*method == Method::HEAD && config.key.method) {
+        None
+    } else {
+        match cache.locks.acquire(&key.text) {
+            Lock::Leader(guard) => Some(guard),
+            Lock::Follower(wait) => {
+                CacheStats::count(&cache.stats.coalesced);
+                wait.wait(config.lock_timeout).await;
+                let now = Instant::now();
+                if let Some(object) = cache
+                    .store
+                    .lookup(&key.text, req.headers())
+                    .filter(|o| !o.is_pass_marker() && o.is_fresh(now))
+                {
+                    CacheStats::count(&cache.stats.hits);
+                    let status = format!("{NAME}; hit; ttl={}; detail=coalesced", object.ttl_secs(now));
+                    let response = serve(&object, req, &status, cluster, log.take());
+                    return Step::Served {
+                        response,
+                        refresh: None,
+                    };
+                }
+                // Timed out, or the answer could not be stored: go to the backend.
+                None
+            }
+        }
+    };
+    CacheStats::count(&cache.stats.misses);
+    Step::Forward(Box::new(plan(&cache, key, found, lock, fwd, req)))
+}
+
+fn plan(
+    cache: &Arc<ClusterCache>,
+    key: PrimaryKey,
+    stored: Option<Arc<Object>>,
+    lock: Option<FillGuard>,
+    fwd: &'static str,
+    req: &HttpRequest,
+) -> CachePlan {
+    let validator = |name: &str| stored.as_ref().and_then(|o| o.header(name)).cloned();
+    let rewrite = Rewrite {
+        get_for_head: *req.method() == Method::HEAD && !cache.config.key.method,
+        if_none_match: validator("etag"),
+        if_modified_since: validator("last-modified"),
+    };
+    CachePlan {
+        cache: cache.clone(),
+        key,
+        stored,
+        lock,
+        rewrite,
+        fwd,
+    }
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+impl CachePlan {
+    /// Decides on a backend's response head before it is relayed: a 304 that revalidated the
+    /// stored object, or a status the cluster treats as a failure while a stale object may
+    /// stand in, is answered from the object. `None`: relay the response.
+    pub fn answer_from_store(
+        &self,
+        status: u16,
+        headers: impl FnOnce() -> HeaderMap,
+        req: &HttpRequest,
+        cluster: &Arc<ClusterHandle>,
+        log: &mut Option<Box<AccessRecord>>,
+    ) -> Option<HttpResponse<RelayBody>> {
+        let stored = self.stored.as_ref()?;
+        let now = Instant::now();
+        if status == 304 {
+            let object = self.cache.revalidated(&self.key, stored, &headers());
+            let object = object.as_ref().unwrap_or(stored);
+            let text = format!(
+                "{NAME}; fwd={}; fwd-status=304; ttl={}",
+                self.fwd,
+                object.ttl_secs(now)
+            );
+            return Some(serve(object, req, &text, cluster, log.take()));
+        }
+        let config = &self.cache.config;
+        if config.stale_on_status.contains(&status) && stored.usable_stale(now, config.stale_if_error) {
+            CacheStats::count(&self.cache.stats.stale_if_error);
+            let text = format!(
+                "{NAME}; fwd={}; fwd-status={status}; ttl={}; detail=stale-if-error",
+                self.fwd,
+                stored.ttl_secs(now)
+            );
+            return Some(serve(stored, req, &text, cluster, log.take()));
+        }
+        None
+    }
+
+    /// The stale object as the answer when the backend could not be reached or nothing could
+    /// take the request, if `stale_if_error` still allows it.
+    pub fn stale_if_error(
+        &self,
+        req: &HttpRequest,
+        cluster: &Arc<ClusterHandle>,
+        log: Option<Box<AccessRecord>>,
+    ) -> Result<HttpResponse<RelayBody>, Option<Box<AccessRecord>>> {
+        let now = Instant::now();
+        let window = self.cache.config.stale_if_error;
+        match self.stored.as_ref().filter(|o| o.usable_stale(now, window)) {
+            Some(stored) => {
+                CacheStats::count(&self.cache.stats.stale_if_error);
+                let text = format!(
+                    "{NAME}; fwd={}; ttl={}; detail=stale-if-error",
+                    self.fwd,
+                    stored.ttl_secs(now)
+                );
+                Ok(serve(stored, req, &text, cluster, log))
+            }
+            None => Err(log),
+        }
+    }
+
+    /// Attaches a fill to a relayed response when it may be stored, and says what the cache
+    /// did in `Cache-Status`. An answer that can't be stored marks the key uncacheable for a
+    /// while, so later requests for it don't wait on one another.
+    pub fn fill(
+        self,
+        response: HttpResponse<RelayBody>,
+        req: &HttpRequest,
+        content_length: Option<u64>,
+    ) -> HttpResponse<RelayBody> {
+        let CachePlan {
+            cache,
+            key,
+            lock,
+            fwd,
+            ..
+        } = self;
+        let status = response.status().as_u16();
+        let freshness = if response.body().is_backend_body() {
+            let config = &cache.config;
+            policy::storable(
+                status,
+                response.headers(),
+                false,
+                config.default_ttl,
+                SystemTime::now(),
+            )
+        } else {
+            None
+        };
+        let fill = freshness.and_then(|freshness| {
+            Fill::start(
+                cache.clone(),
+                key.clone(),
+                status,
+                response.headers().clone(),
+                req.headers().clone(),
+                freshness,
+                content_length,
+                lock,
+            )
+        });
+        let mut response = match fill {
+            Some(fill) => response.map_body(|_, body| body.with_fill(fill)),
+            None => {
+                if freshness.is_none() && is_final(status) {
+                    cache
+                        .store
+                        .insert(key, Arc::new(Object::pass_marker(UNCACHEABLE_FOR)));
+                }
+                response
+            }
+        };
+        let stored = if freshness.is_some() { "; stored" } else { "" };
+        set_status(
+            response.headers_mut(),
+            &format!("{NAME}; fwd={fwd}; fwd-status={status}{stored}"),
+        );
+        response
+    }
+}
+
+/// Statuses that say something about the URL (not a transient failure).
+fn is_final(status: u16) -> bool {
+    (200..500).contains(&status)
+}
+
+fn set_status(headers: &mut HeaderMap, text: &str) {
+    if let Ok(v) = HeaderValue::from_str(text) {
+        headers.insert(HeaderName::from_static("cache-status"), v);
+    }
+}
+
+/// Object fields a 304 does not carry (RFC 9110 §15.4.5).
+fn not_in_304(name: &str) -> bool {
+    name.starts_with("content-") && name != "content-location"
+}
+
+/// Answers `req` from `object`: its conditionals (304, 412) and a single `Range` (206, 416)
+/// evaluated against it, HEAD without the body.
+pub fn serve(
+    object: &Object,
+    req: &HttpRequest,
+    cache_status: &str,
+    cluster: &Arc<ClusterHandle>,
+    mut log: Option<Box<AccessRecord>>,
+) -> HttpResponse<RelayBody> {
+    let validators = Validators::of_response(
+        object.header("etag").map(HeaderValue::as_bytes),
+        object.header("last-modified").map(HeaderValue::as_bytes),
+    );
+    let ok = (200..300).contains(&object.status);
+    let (status, body, content_range) = match ok.then(|| conditional::evaluate(req.headers(), &validators)) {
+        Some(Precondition::NotModified) => (StatusCode::NOT_MODIFIED, bytes::Bytes::new(), None),
+        Some(Precondition::Failed) => (StatusCode::PRECONDITION_FAILED, bytes::Bytes::new(), None),
+        _ => ranged(object, req, &validators),
+    };
+    let mut res = HttpResponse::build(status);
+    for (name, value) in &object.headers {
+        let skip = match status {
+            StatusCode::NOT_MODIFIED => not_in_304(name.as_str()),
+            StatusCode::PRECONDITION_FAILED => true,
+            _ => name.as_str() == "content-range",
+        };
+        if !skip {
+            res.append_header((name.clone(), value.clone()));
+        }
+    }
+    if let Some(range) = content_range {
+        res.insert_header((ax::CONTENT_RANGE, range));
+    }
+    res.insert_header((ax::AGE, object.age(Instant::now()).as_secs()));
+    res.insert_header((ax::VIA, rules::VIA));
+    record_status(cluster, None, status.as_u16());
+    if let Some(l) = log.as_mut() {
+        l.set_status(status.as_u16());
+    }
+    let mut response = res
+        .message_body(RelayBody::cached(body, cluster.clone(), log))
+        .unwrap_or_else(|_| {
+            HttpResponse::with_body(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                RelayBody::fixed("bad cached head\n", None),
+            )
+        });
+    set_status(response.headers_mut(), cache_status);
+    response
+}
+
+/// The body to send for a GET: a single satisfiable range as 206, an unsatisfiable one as 416,
+/// else the whole object.
+fn ranged(
+    object: &Object,
+    req: &HttpRequest,
+    validators: &Validators,
+) -> (StatusCode, bytes::Bytes, Option<String>) {
+    let full = (
+        StatusCode::from_u16(object.status).unwrap_or(StatusCode::OK),
+        object.body.clone(),
+        None,
+    );
+    let Some(range) = req.headers().get(ax::RANGE) else {
+        return full;
+    };
+    if object.status != 200
+        || *req.method() != Method::GET
+        || !conditional::if_range_holds(req.headers(), validators)
+    {
+        return full;
+    }
+    let size = object.body.len() as u64;
+    match ranges::resolve(range.as_bytes(), size) {
+        RangeRequest::Satisfiable(r) if r.len() == 1 => {
+            let (first, last) = (r[0].first as usize, r[0].last as usize);
+            (
+                StatusCode::PARTIAL_CONTENT,
+                object.body.slice(first..=last),
+                Some(r[0].content_range(size)),
+            )
+        }
+        RangeRequest::Unsatisfiable => (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            bytes::Bytes::new(),
+            Some(ranges::unsatisfied_content_range(size)),
+        ),
+        // Several ranges: the whole object is a valid answer too.
+        _ => full,
+    }
+}
+
+/// A `PURGE` request on the proxy listener: `None` when the cluster's cache does not take
+/// them (the request is forwarded like any other).
+pub fn purge_method(
+    cluster: &Arc<ClusterHandle>,
+    req: &HttpRequest,
+    host: Option<&str>,
+    path: &str,
+) -> Option<(StatusCode, String)> {
+    let cache = cluster.cache.load_full()?;
+    let config = &cache.config;
+    if !config.purge_method.enabled {
+        return None;
+    }
+    let allowed = req.peer_addr().is_some_and(|peer| {
+        config
+            .purge_method
+            .allow
+            .iter()
+            .any(|net| net.contains(peer.ip()))
+    });
+    if !allowed {
+        return Some((
+            StatusCode::FORBIDDEN,
+            "purging is not allowed from this address\n".into(),
+        ));
+    }
+    let key = PrimaryKey::new(&config.key, "GET", host, path, req.query_string());
+    let n = cache.purge(&Purge::Key(key.text));
+    Some((StatusCode::OK, format!("{{\"purged\":{n}}}\n")))
+}
