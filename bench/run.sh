@@ -274,6 +274,8 @@ select_legs() {
     LEGS=()
     for k in $ALL_LEGS; do
         if [[ "$SKIP_DIRECTOR" == 1 && "$k" == director* ]]; then continue; fi
+        # a full run (no ONLY) has the before/after leg only when there is a BASE_BIN
+        if [[ -z "$ONLY" && -z "$BASE_BIN" && "$k" == director-base ]]; then continue; fi
         for l in "${req[@]}"; do
             if [[ "$l" == "$k" ]]; then LEGS+=("$k"); break; fi
         done
