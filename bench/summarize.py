@@ -378,7 +378,7 @@ def main() -> int:
             print(f"(p99, lower is better: / nginx-cache "
                   f"{fmt(ratios['director_cache_over_nginx_cache_p99'], '.3f')}, / varnish-cache "
                   f"{fmt(ratios['director_cache_over_varnish_cache_p99'], '.3f')};"
-                  f" per core-second of proxy CPU: / nginx-cache "
+                  f"\n per core-second of proxy CPU: / nginx-cache "
                   f"{fmt(ratios['director_cache_over_nginx_cache_rps_per_core'], '.3f')},"
                   f" / varnish-cache "
                   f"{fmt(ratios['director_cache_over_varnish_cache_rps_per_core'], '.3f')};"
