@@ -3,18 +3,24 @@
 # two HTB buckets), HAProxy and nginx, one worker each, all in front of the same nginx
 # backend on loopback; plus a FastCGI leg pair (director vs nginx fastcgi_pass in front of
 # one php-fpm pool) and an X-Sendfile leg pair (director x_sendfile vs nginx
-# X-Accel-Redirect, a 1 MiB file named by the same nginx backend). See bench/README.md.
+# X-Accel-Redirect, a 1 MiB file named by the same nginx backend); plus cache legs
+# (director's object cache vs nginx proxy_cache vs Varnish, all hammering one small
+# cacheable file of the same backend) and a miss-path pair (director with the cache on vs
+# off on an uncacheable URL). See bench/README.md.
 #
 # Run from the repo root:   bash bench/run.sh
 # Options (env vars):       DURATION=10 WARMUP=2 CONNS=64 ROUNDS=3 WRK_THREADS=1
 #                           ONLY="director director-2b haproxy nginx director-fcgi nginx-fcgi
-#                                 director-sendfile nginx-sendfile"
+#                                 director-sendfile nginx-sendfile director-cache nginx-cache
+#                                 varnish-cache director-misscache director-missoff"
 #                           IDLE_CONNS=10000 IDLE_HOLD=3 IDLE_TARGET=director
 #                           BASE_PORT=18080 PIN=0 SKIP_DIRECTOR=0
-#                           FCGI_CHILDREN=8 FCGI_CONNS=8 SENDFILE_BYTES=1048576
+#                           FCGI_CHILDREN=8 FCGI_CONNS=8 SENDFILE_BYTES=1048576 CACHE_BYTES=1024
 # Quick director-only comparison:  ONLY="director director-2b" bash bench/run.sh
 # FastCGI only:                    ONLY="director-fcgi nginx-fcgi" bash bench/run.sh
 # X-Sendfile only:                 ONLY="director-sendfile nginx-sendfile" bash bench/run.sh
+# Cache hits only:                 ONLY="director-cache nginx-cache varnish-cache" bash bench/run.sh
+# Cache miss path only:            ONLY="director-misscache director-missoff" bash bench/run.sh
 #
 # Everything it starts runs from a temp dir, is bounded in time and is killed on exit.
 set -euo pipefail
@@ -30,6 +36,7 @@ WRK_THREADS=${WRK_THREADS:-1}     # wrk threads (same for every proxy)
 IDLE_CONNS=${IDLE_CONNS:-10000}   # idle keep-alive connections for the memory test
 IDLE_HOLD=${IDLE_HOLD:-3}         # seconds to hold them open
 ALL_LEGS="director director-base director-2b haproxy nginx director-fcgi nginx-fcgi director-sendfile nginx-sendfile"
+ALL_LEGS+=" director-cache nginx-cache varnish-cache director-misscache director-missoff"
 ONLY=${ONLY:-}                    # legs to run (space/comma separated); empty = all
 # The idle-connection test runs by default only in a full run; with ONLY it is skipped
 # unless IDLE_TARGET is given explicitly.
@@ -37,13 +44,17 @@ if [[ -z "$ONLY" ]]; then IDLE_TARGET=${IDLE_TARGET:-director}; else IDLE_TARGET
                                   # director | director-2b | haproxy | nginx | none
 BASE_PORT=${BASE_PORT:-18080}     # backend=BASE, director=+1, haproxy=+2, nginx=+3, director-2b=+4,
                                   # php-fpm=+5, director-fcgi=+6, nginx-fcgi=+7,
-                                  # director-sendfile=+8, nginx-sendfile=+9
+                                  # director-sendfile=+8, nginx-sendfile=+9, director-base=+10,
+                                  # director-cache=+11, nginx-cache=+12, varnish-cache=+13,
+                                  # director-misscache=+14, director-missoff=+15
 PIN=${PIN:-0}                     # 1: pin proxies to CPU 0, wrk + backend to CPU 1
 SKIP_DIRECTOR=${SKIP_DIRECTOR:-0} # 1: leave both director legs out (only for testing this script)
 DIRECTOR_CAPACITY=${DIRECTOR_CAPACITY:-512}  # backend capacity in the HTTP director legs (> CONNS)
 FCGI_CHILDREN=${FCGI_CHILDREN:-8} # php-fpm workers (pm = static) of the FastCGI legs
 FCGI_CONNS=${FCGI_CONNS:-$FCGI_CHILDREN}  # wrk connections in the FastCGI legs (<= FCGI_CHILDREN)
 SENDFILE_BYTES=${SENDFILE_BYTES:-1048576}  # size of the file the X-Sendfile legs serve
+CACHE_BYTES=${CACHE_BYTES:-1024}  # size of the cacheable object the cache legs request
+CACHE_MEMORY_MIB=${CACHE_MEMORY_MIB:-64}  # cache size: director max_memory, nginx max_size, varnish -s malloc
 DIRECTOR_BIN=${DIRECTOR_BIN:-$REPO_ROOT/target/release/director}
 # director-base: the same config as `director` on another binary (an earlier build), for
 # before/after ratios in one run: BASE_BIN=/tmp/director-old ONLY="director director-base haproxy"
@@ -62,6 +73,11 @@ NGINX_FCGI_PORT=$((BASE_PORT + 7))
 DIRECTOR_SF_PORT=$((BASE_PORT + 8))
 NGINX_SF_PORT=$((BASE_PORT + 9))
 DIRECTOR_BASE_PORT=$((BASE_PORT + 10))
+DIRECTOR_CACHE_PORT=$((BASE_PORT + 11))
+NGINX_CACHE_PORT=$((BASE_PORT + 12))
+VARNISH_CACHE_PORT=$((BASE_PORT + 13))
+DIRECTOR_MISSCACHE_PORT=$((BASE_PORT + 14))
+DIRECTOR_MISSOFF_PORT=$((BASE_PORT + 15))
 
 PIDS=()        # process-group leaders of the long-running services we started
 CHILD=""       # the current bounded client (wrk / python), if any
@@ -140,15 +156,59 @@ check_hello() {
     [[ "$body" == "hello world" ]] || die "$name: unexpected body from GET $path: '$body'"
 }
 
-# check_file NAME PORT PATH: GET PATH must answer 200 with the SENDFILE_BYTES-byte file
-# (byte for byte), not the backend's own body.
+# check_file NAME PORT PATH [FILE]: GET PATH must answer 200 with FILE (default: the
+# X-Sendfile legs' SENDFILE_BYTES-byte file), byte for byte, not the backend's own body.
 check_file() {
-    local name=$1 port=$2 path=$3 got
+    local name=$1 port=$2 path=$3 file=${4:-$TMP/files/blob.bin} got size
+    size=$(stat -c %s "$file")
     got=$(curl -sS --noproxy "*" --max-time 10 -o "$TMP/$name.check" -w '%{http_code} %{size_download}' \
         "http://127.0.0.1:$port$path") || die "$name: GET $path failed"
-    [[ "$got" == "200 $SENDFILE_BYTES" ]] || die "$name: GET $path gave '$got' (wanted '200 $SENDFILE_BYTES')"
-    cmp -s "$TMP/$name.check" "$TMP/files/blob.bin" || die "$name: GET $path: not the file's bytes"
+    [[ "$got" == "200 $size" ]] || die "$name: GET $path gave '$got' (wanted '200 $size')"
+    cmp -s "$TMP/$name.check" "$file" || die "$name: GET $path: not the file's bytes"
     rm -f "$TMP/$name.check"
+}
+
+# backend_requests: the nginx backend's request counter (its stub_status, which counts
+# the status request itself too), or nothing if it can't be read.
+backend_requests() {
+    curl -sS --noproxy "*" --max-time 5 "http://127.0.0.1:$BACKEND_PORT/backend-status" 2>/dev/null |
+        awk 'NR == 3 && $3 ~ /^[0-9]+$/ {print $3}' || true
+}
+
+# check_cache NAME PORT PATH EXPECT: after one GET of PATH (which fills the cache if it
+# can), a second GET is a cache hit if the backend's request counter did not move for it.
+# Also looks for a header saying "hit": RFC 9211 `Cache-Status: ...; hit` (director),
+# `X-Cache-Status: HIT` (the nginx-cache leg adds it), `X-Varnish: XID XID` (two ids:
+# Varnish's hit), else `Age:`. EXPECT is hit or miss; the verdict goes to the log and to
+# $RAW/NAME.cachecheck (kept with the results). A cache leg that misses, or a miss leg that
+# hits, ends the run, except director-cache, which only warns (until director's cache
+# serves hits, that leg measures pass-through; the summary says so).
+check_cache() {
+    local name=$1 port=$2 path=$3 expect=$4 hdrs line b0 b1 asked verdict
+    curl -sS --noproxy "*" --max-time 5 -o /dev/null "http://127.0.0.1:$port$path" ||
+        die "$name: GET $path failed"
+    b0=$(backend_requests)
+    hdrs=$(curl -sS --noproxy "*" --max-time 5 -D - -o /dev/null "http://127.0.0.1:$port$path" |
+        tr -d '\r') || die "$name: GET $path failed"
+    b1=$(backend_requests)
+    [[ -n "$b0" && -n "$b1" ]] || die "$name: can't read the backend's request counter (stub_status)"
+    asked=$((b1 - b0 - 1))   # minus the second status request
+    line=$(grep -i -m 1 -E '^(cache-status:.*; *hit( *;|$)|x-cache-status: *hit|x-varnish: *[0-9]+ +[0-9]+ *$)' \
+        <<<"$hdrs" || true)
+    [[ -n "$line" ]] || line=$(grep -i -m 1 -E '^age:' <<<"$hdrs" || true)
+    if ((asked == 0)); then verdict=hit; else verdict=miss; fi
+    printf '%s backend_requests=%s header=%s\n' "$verdict" "$asked" "${line:-none}" >"$RAW/$name.cachecheck"
+    log "  $name: 2nd GET $path: $verdict (the backend saw $asked request(s)); hit header: ${line:-none}"
+    if [[ "$expect" == miss ]]; then
+        [[ "$verdict" == miss ]] || die "$name: GET $path was served without the backend; this leg must miss"
+    elif [[ "$verdict" == hit ]]; then
+        [[ -n "$line" ]] || log "  WARNING: $name served a hit without an Age or Cache-Status header"
+    elif [[ "$name" == director-cache ]]; then
+        log "  WARNING: $name did not serve GET $path from its cache (the backend saw $asked" \
+            "request(s); hit header: ${line:-none}): this leg measures director's pass-through, not cache hits"
+    else
+        die "$name: GET $path was not a cache hit (backend saw $asked request(s), header: ${line:-none})"
+    fi
 }
 
 # serving_pids PID: the processes that do the work: the children if there are any
@@ -210,6 +270,8 @@ select_legs() {
     LEGS=()
     for k in $ALL_LEGS; do
         if [[ "$SKIP_DIRECTOR" == 1 && "$k" == director* ]]; then continue; fi
+        # a full run (no ONLY) has the before/after leg only when there is a BASE_BIN
+        if [[ -z "$ONLY" && -z "$BASE_BIN" && "$k" == director-base ]]; then continue; fi
         for l in "${req[@]}"; do
             if [[ "$l" == "$k" ]]; then LEGS+=("$k"); break; fi
         done
@@ -232,6 +294,9 @@ ensure_tools() {
         command -v haproxy >/dev/null || missing+=(haproxy)
     fi
     command -v nginx >/dev/null || missing+=(nginx-light)
+    if want varnish-cache; then
+        [[ -n "$(varnish_bin)" ]] || missing+=(varnish)
+    fi
     if want director-fcgi || want nginx-fcgi; then
         [[ -n "$(fpm_bin)" ]] || missing+=(php8.2-fpm)
     fi
@@ -248,6 +313,16 @@ ensure_tools() {
     if want director-fcgi || want nginx-fcgi; then
         [[ -n "$(fpm_bin)" ]] || die "php-fpm is required for the FastCGI legs (apt-get install php8.2-fpm)"
     fi
+    if want varnish-cache; then
+        [[ -n "$(varnish_bin)" ]] || die "varnishd is required for the varnish-cache leg (apt-get install varnish)"
+    fi
+}
+
+# varnish_bin: varnishd on PATH or in /usr/sbin, or nothing.
+varnish_bin() {
+    command -v varnishd 2>/dev/null && return 0
+    [[ -x /usr/sbin/varnishd ]] && echo /usr/sbin/varnishd
+    return 0
 }
 
 # fpm_bin: the php-fpm binary (php-fpm8.2 on PATH or in /usr/sbin, else php-fpm), or nothing.
@@ -324,6 +399,20 @@ http {
             add_header X-Accel-Redirect /protected/blob.bin;
             return 200 "backend body, not the file\n";
         }
+        # Cache legs: one small static file, fresh for an hour.
+        location = /cacheable.txt {
+            root $TMP/files;
+            open_file_cache max=16 inactive=300s;
+            add_header Cache-Control "max-age=3600";
+        }
+        # Miss-path legs: never storable.
+        location = /nocache {
+            add_header Cache-Control "no-store";
+            return 200 "hello world\n";
+        }
+        # The request counter (the 3rd number of the 3rd line): how many requests reached
+        # the backend during a measured run, which shows whether a cache leg served hits.
+        location = /backend-status { stub_status; }
     }
 }
 EOF
@@ -400,12 +489,33 @@ clusters:
       - { name: b1, url: "http://127.0.0.1:$BACKEND_PORT", capacity: $DIRECTOR_CAPACITY }
 EOF
             ;;
+        director-cache|director-misscache|director-missoff)
+            # Like `director`, plus the cluster's cache: on for director-cache (which
+            # requests the cacheable file) and director-misscache, off (the same section
+            # with enabled: false) for director-missoff; both miss legs request /nocache.
+            local enabled=true
+            [[ "$leg" == director-missoff ]] && enabled=false
+            cat >"$file" <<EOF
+proxy:
+  listen: ["127.0.0.1:$(port_of "$leg")"]
+  workers: 1
+routes:
+  - { path_prefix: "/", cluster: bench }
+clusters:
+  bench:
+    scheduler: rr
+    cache: { enabled: $enabled, max_memory: ${CACHE_MEMORY_MIB}MiB }
+    backends:
+      - { name: b1, url: "http://127.0.0.1:$BACKEND_PORT", capacity: $DIRECTOR_CAPACITY }
+EOF
+            ;;
         *) die "write_director_config: unknown leg $leg" ;;
     esac
 }
 
-# start_director [LEG]: LEG is director (default), director-2b, director-fcgi or
-# director-sendfile; same binary, own port.
+# start_director [LEG]: LEG is director (default), director-2b, director-fcgi,
+# director-sendfile, director-cache, director-misscache or director-missoff; same binary,
+# own port.
 start_director() {
     local leg=${1:-director} dir port
     dir=$TMP/$leg; port=$(port_of "$leg")
@@ -421,10 +531,21 @@ start_director() {
         director-2b) DIRECTOR2B_PID=$LAST_PID ;;
         director-fcgi) DIRECTOR_FCGI_PID=$LAST_PID ;;
         director-sendfile) DIRECTOR_SF_PID=$LAST_PID ;;
+        director-cache) DIRECTOR_CACHE_PID=$LAST_PID ;;
+        director-misscache) DIRECTOR_MISSCACHE_PID=$LAST_PID ;;
+        director-missoff) DIRECTOR_MISSOFF_PID=$LAST_PID ;;
     esac
     wait_for_port "$leg" "$port" "$LAST_PID"
     case $leg in
         director-sendfile) check_file "$leg" "$port" "$(path_of "$leg")" ;;
+        director-cache)
+            check_file "$leg" "$port" "$(path_of "$leg")" "$TMP/files/cacheable.txt"
+            check_cache "$leg" "$port" "$(path_of "$leg")" hit
+            ;;
+        director-misscache|director-missoff)
+            check_hello "$leg" "$port" "$(path_of "$leg")"
+            check_cache "$leg" "$port" "$(path_of "$leg")" miss
+            ;;
         *) check_hello "$leg" "$port" "$(path_of "$leg")" ;;
     esac
 }
@@ -649,6 +770,84 @@ EOF
     check_file nginx-sendfile "$NGINX_SF_PORT" "$(path_of nginx-sendfile)"
 }
 
+# The nginx cache leg: like the `nginx` leg (upstream keep-alive 64), plus proxy_cache
+# with its files under the leg's temp dir. No proxy_cache_valid: the backend's
+# Cache-Control: max-age=3600 sets the freshness, as for director and Varnish.
+# open_file_cache keeps the cached file open between hits (nginx's usual tuning for hits).
+start_nginx_cache() {
+    local dir=$TMP/nginx-cache
+    mkdir -p "$dir/logs" "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections $NGX_WORKER_CONNS; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    proxy_cache_path $dir/cache levels=1:2 keys_zone=bench:10m max_size=${CACHE_MEMORY_MIB}m
+                     inactive=1h use_temp_path=off;
+    open_file_cache max=1000 inactive=60s;
+    upstream bench {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 64;
+        keepalive_requests 100000000;
+        keepalive_timeout 300s;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_CACHE_PORT backlog=4096;
+        location / {
+            proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench;
+            proxy_cache_lock on;
+            add_header X-Cache-Status \$upstream_cache_status;
+        }
+    }
+}
+EOF
+    start_service nginx-cache 0 nginx -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf"
+    NGINX_CACHE_PID=$LAST_PID
+    wait_for_port nginx-cache "$NGINX_CACHE_PORT" "$NGINX_CACHE_PID"
+    check_file nginx-cache "$NGINX_CACHE_PORT" "$(path_of nginx-cache)" "$TMP/files/cacheable.txt"
+    check_cache nginx-cache "$NGINX_CACHE_PORT" "$(path_of nginx-cache)" hit
+}
+
+# The Varnish leg: varnishd in the foreground (-F) with its working directory under the
+# leg's temp dir (-n), no management port (-T none), a malloc store of CACHE_MEMORY_MIB,
+# and one thread pool (-p thread_pools=1): Varnish serves from a pool of threads in one
+# child process, not from worker processes, and one pool is the closest it has to "one
+# worker". -j none: no privilege separation, so the child (which would run as the
+# `varnish` user) can read the VCL and working directory in our 0700 temp dir.
+# The VCL only names the backend; the builtin VCL caches the GET (no cookie, no
+# authorization) for the backend's max-age.
+start_varnish_cache() {
+    local dir=$TMP/varnish-cache
+    mkdir -p "$dir"
+    cat >"$dir/bench.vcl" <<EOF
+vcl 4.1;
+backend bench {
+    .host = "127.0.0.1";
+    .port = "$BACKEND_PORT";
+}
+EOF
+    start_service varnish-cache 0 "$(varnish_bin)" -F -j none -n "$dir/work" -T none \
+        -a "127.0.0.1:$VARNISH_CACHE_PORT" -f "$dir/bench.vcl" -s "malloc,${CACHE_MEMORY_MIB}m" \
+        -p thread_pools=1
+    VARNISH_CACHE_PID=$LAST_PID
+    # The VCL is compiled to C first: give it longer than the others.
+    wait_for_port varnish-cache "$VARNISH_CACHE_PORT" "$VARNISH_CACHE_PID" 60
+    check_file varnish-cache "$VARNISH_CACHE_PORT" "$(path_of varnish-cache)" "$TMP/files/cacheable.txt"
+    check_cache varnish-cache "$VARNISH_CACHE_PORT" "$(path_of varnish-cache)" hit
+    VARNISH_V=$("$(varnish_bin)" -V 2>&1 | sed -n 's/.*(varnish-\([^ ]*\) .*/\1/p' | head -n 1)
+}
+
 port_of() {
     case $1 in
         director) echo "$DIRECTOR_PORT" ;; director-2b) echo "$DIRECTOR2B_PORT" ;;
@@ -656,6 +855,10 @@ port_of() {
         haproxy) echo "$HAPROXY_PORT" ;; nginx) echo "$NGINX_PORT" ;;
         director-fcgi) echo "$DIRECTOR_FCGI_PORT" ;; nginx-fcgi) echo "$NGINX_FCGI_PORT" ;;
         director-sendfile) echo "$DIRECTOR_SF_PORT" ;; nginx-sendfile) echo "$NGINX_SF_PORT" ;;
+        director-cache) echo "$DIRECTOR_CACHE_PORT" ;; nginx-cache) echo "$NGINX_CACHE_PORT" ;;
+        varnish-cache) echo "$VARNISH_CACHE_PORT" ;;
+        director-misscache) echo "$DIRECTOR_MISSCACHE_PORT" ;;
+        director-missoff) echo "$DIRECTOR_MISSOFF_PORT" ;;
     esac
 }
 pid_of() {
@@ -665,6 +868,10 @@ pid_of() {
         haproxy) echo "${HAPROXY_PID:-}" ;; nginx) echo "${NGINX_PID:-}" ;;
         director-fcgi) echo "${DIRECTOR_FCGI_PID:-}" ;; nginx-fcgi) echo "${NGINX_FCGI_PID:-}" ;;
         director-sendfile) echo "${DIRECTOR_SF_PID:-}" ;; nginx-sendfile) echo "${NGINX_SF_PID:-}" ;;
+        director-cache) echo "${DIRECTOR_CACHE_PID:-}" ;; nginx-cache) echo "${NGINX_CACHE_PID:-}" ;;
+        varnish-cache) echo "${VARNISH_CACHE_PID:-}" ;;
+        director-misscache) echo "${DIRECTOR_MISSCACHE_PID:-}" ;;
+        director-missoff) echo "${DIRECTOR_MISSOFF_PID:-}" ;;
     esac
 }
 # path_of LEG: the URL path wrk requests.
@@ -673,6 +880,8 @@ path_of() {
         director-fcgi|nginx-fcgi) echo /hello.php ;;
         director-sendfile) echo /xsendfile ;;
         nginx-sendfile) echo /xaccel ;;
+        director-cache|nginx-cache|varnish-cache) echo /cacheable.txt ;;
+        director-misscache|director-missoff) echo /nocache ;;
         *) echo / ;;
     esac
 }
@@ -713,22 +922,28 @@ measure() {
     if ((WARMUP > 0)); then
         run_wrk "$WARMUP" "$name" >/dev/null || die "$name: warm-up wrk failed"
     fi
-    local spids bpids c0 b0 t0 c1 b1 t1 out=$RAW/$name.r$round
+    local spids bpids c0 b0 t0 c1 b1 t1 r0="" r1="" reqs="" out=$RAW/$name.r$round
     spids=$(serving_pids "$pid"); bpids=$(serving_pids "$(backend_pid_of "$name")")
+    # requests that reached the nginx backend (not for the FastCGI legs, whose backend is
+    # php-fpm): about one per client request for a proxy, about none for a cache's hits
+    [[ "$(backend_pid_of "$name")" == "$BACKEND_PID" ]] && r0=$(backend_requests)
     # shellcheck disable=SC2086
     { c0=$(cpu_ticks $spids); b0=$(cpu_ticks $bpids); t0=$(now); }
     run_wrk "$DURATION" "$name" >"$out.wrk" || die "$name: wrk failed (exit status $?)"
     # shellcheck disable=SC2086
     { c1=$(cpu_ticks $spids); b1=$(cpu_ticks $bpids); t1=$(now); }
+    [[ -n "$r0" ]] && r1=$(backend_requests)
+    [[ -n "$r0" && -n "$r1" ]] && reqs=$((r1 - r0 - 1))   # minus the second status request
     # shellcheck disable=SC2086
-    printf 'proxy_ticks=%s backend_ticks=%s elapsed=%s clk_tck=%s threads=%s conns=%s\n' \
+    printf 'proxy_ticks=%s backend_ticks=%s elapsed=%s clk_tck=%s threads=%s conns=%s%s\n' \
         $((c1 - c0)) $((b1 - b0)) "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')" \
-        "$(getconf CLK_TCK)" "$(threads $spids)" "$(conns_of "$name")" >"$out.meta"
+        "$(getconf CLK_TCK)" "$(threads $spids)" "$(conns_of "$name")" \
+        "${reqs:+ backend_reqs=$reqs}" >"$out.meta"
     local rps p99 xfer
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out.wrk")
     p99=$(awk '$1 == "99%" {print $2}' "$out.wrk")
     xfer=$(awk '/^Transfer\/sec:/ {print $2}' "$out.wrk")
-    log "  $name round $round: ${rps:-?} req/s, ${xfer:-?}/s, p99 ${p99:-?}"
+    log "  $name round $round: ${rps:-?} req/s, ${xfer:-?}/s, p99 ${p99:-?}${reqs:+, $reqs backend requests}"
 }
 
 # ---------------------------------------------------------------- idle ------
@@ -771,7 +986,8 @@ write_config() {
     PIN=$PIN SKIP_DIRECTOR=$SKIP_DIRECTOR NOFILE=$NOFILE BUSY_BEFORE=$BUSY_BEFORE \
     LEGS="${LEGS[*]}" ONLY="$ONLY" DIRECTOR_CAPACITY=$DIRECTOR_CAPACITY \
     FCGI_CHILDREN=$FCGI_CHILDREN FCGI_CONNS=$FCGI_CONNS SENDFILE_BYTES=$SENDFILE_BYTES \
-    PHP_FPM_V="${PHP_FPM_V:-}" \
+    CACHE_BYTES=$CACHE_BYTES CACHE_MEMORY_MIB=$CACHE_MEMORY_MIB \
+    PHP_FPM_V="${PHP_FPM_V:-}" VARNISH_V="${VARNISH_V:-}" \
     DIRECTOR_BIN=$DIRECTOR_BIN DIRECTOR_REV=$rev \
     HAPROXY_V="$(haproxy -v 2>/dev/null | awk 'NR==1 {print $3}')" \
     NGINX_V="$(nginx -v 2>&1 | sed 's|.*nginx/||')" \
@@ -788,6 +1004,8 @@ doc = {
     "director_backend_capacity": int(e["DIRECTOR_CAPACITY"]),
     "fcgi_children": int(e["FCGI_CHILDREN"]), "fcgi_connections": int(e["FCGI_CONNS"]),
     "sendfile_bytes": int(e["SENDFILE_BYTES"]), "php_fpm_version": e["PHP_FPM_V"] or None,
+    "cache_bytes": int(e["CACHE_BYTES"]), "cache_memory_mib": int(e["CACHE_MEMORY_MIB"]),
+    "varnish_version": e["VARNISH_V"] or None,
     "nproc": os.cpu_count(), "busy_pct_before": int(e["BUSY_BEFORE"]),
     "loadavg_at_end": open("/proc/loadavg").read().split()[:3],
     "director_bin": e["DIRECTOR_BIN"], "director_rev": e["DIRECTOR_REV"],
@@ -819,7 +1037,9 @@ main() {
 
     local p
     for p in "$BACKEND_PORT" "$DIRECTOR_PORT" "$HAPROXY_PORT" "$NGINX_PORT" "$DIRECTOR2B_PORT" \
-        "$DIRECTOR_BASE_PORT" "$FPM_PORT" "$DIRECTOR_FCGI_PORT" "$NGINX_FCGI_PORT" "$DIRECTOR_SF_PORT" "$NGINX_SF_PORT"; do
+        "$DIRECTOR_BASE_PORT" "$FPM_PORT" "$DIRECTOR_FCGI_PORT" "$NGINX_FCGI_PORT" "$DIRECTOR_SF_PORT" "$NGINX_SF_PORT" \
+        "$DIRECTOR_CACHE_PORT" "$NGINX_CACHE_PORT" "$VARNISH_CACHE_PORT" "$DIRECTOR_MISSCACHE_PORT" \
+        "$DIRECTOR_MISSOFF_PORT"; do
         port_in_use "$p" && die "port 127.0.0.1:$p is already in use (set BASE_PORT)"
     done
 
@@ -829,12 +1049,16 @@ main() {
     fi
     log "legs: ${proxies[*]}"
 
+    # The files the backend serves: the X-Sendfile legs' blob.bin and the cache legs'
+    # cacheable.txt (CACHE_BYTES of text); also a+x on $TMP for nginx-cache's cache files.
+    mkdir -p "$TMP/files"
     if want director-sendfile || want nginx-sendfile; then
-        mkdir -p "$TMP/files"
         head -c "$SENDFILE_BYTES" /dev/urandom >"$TMP/files/blob.bin"
-        # nginx's worker may run as another user (nobody when started as root).
-        chmod a+x "$TMP" && chmod a+rx "$TMP/files" && chmod a+r "$TMP/files/blob.bin"
     fi
+    head -c $(((CACHE_BYTES * 3 + 3) / 4)) /dev/urandom | base64 -w 64 >"$TMP/files/cacheable.txt"
+    truncate -s "$CACHE_BYTES" "$TMP/files/cacheable.txt"
+    # nginx's worker may run as another user (nobody when started as root).
+    chmod a+x "$TMP" && chmod -R a+rX "$TMP/files"
     log "backend nginx on :$BACKEND_PORT"
     start_backend
     if want director; then
@@ -877,6 +1101,26 @@ main() {
     if want nginx-sendfile; then
         log "nginx-sendfile (X-Accel-Redirect, $SENDFILE_BYTES-byte file) on :$NGINX_SF_PORT"
         start_nginx_sendfile
+    fi
+    if want director-cache; then
+        log "director-cache (cache on, ${CACHE_MEMORY_MIB}MiB; $CACHE_BYTES-byte cacheable file) on :$DIRECTOR_CACHE_PORT"
+        start_director director-cache
+    fi
+    if want nginx-cache; then
+        log "nginx-cache (proxy_cache, proxy_cache_lock on; $CACHE_BYTES-byte cacheable file) on :$NGINX_CACHE_PORT"
+        start_nginx_cache
+    fi
+    if want varnish-cache; then
+        log "varnish-cache (varnishd, thread_pools=1, malloc ${CACHE_MEMORY_MIB}m; $CACHE_BYTES-byte cacheable file) on :$VARNISH_CACHE_PORT"
+        start_varnish_cache
+    fi
+    if want director-misscache; then
+        log "director-misscache (cache on, Cache-Control: no-store URL) on :$DIRECTOR_MISSCACHE_PORT"
+        start_director director-misscache
+    fi
+    if want director-missoff; then
+        log "director-missoff (cache off, same URL) on :$DIRECTOR_MISSOFF_PORT"
+        start_director director-missoff
     fi
 
     log "load: wrk -t$WRK_THREADS -c$CONNS (FastCGI legs -c$FCGI_CONNS), ${WARMUP}s warm-up + ${DURATION}s measured, $ROUNDS rounds, fd limit $NOFILE, PIN=$PIN"

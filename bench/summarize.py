@@ -4,12 +4,15 @@
 Legs: director (root bucket only), director-2b (two HTB buckets), haproxy, nginx (HTTP,
 same nginx backend); director-fcgi, nginx-fcgi (FastCGI, same php-fpm pool);
 director-sendfile, nginx-sendfile (X-Sendfile / X-Accel-Redirect of one file named by the
-same nginx backend). Any subset may be present (run.sh ONLY=...).
+same nginx backend); director-cache, nginx-cache, varnish-cache (cache hits on one small
+cacheable file of the same backend); director-misscache, director-missoff (the miss path on
+an uncacheable URL, director's cache on vs off). Any subset may be present (run.sh ONLY=...).
 
     python3 bench/summarize.py RAW_DIR [--json OUT]
 
 RAW_DIR holds NAME.rROUND.wrk (wrk --latency output), NAME.rROUND.meta (CPU
-accounting written by run.sh), optionally config.json and idle.json.
+accounting written by run.sh), optionally NAME.cachecheck (the hit check of a cache leg),
+config.json and idle.json.
 """
 
 from __future__ import annotations
@@ -22,12 +25,23 @@ import sys
 from pathlib import Path
 
 # director: root bucket only; director-2b: same binary, two HTB buckets (see run.sh)
-PROXIES = ("director", "director-2b", "haproxy", "nginx",
-           "director-fcgi", "nginx-fcgi", "director-sendfile", "nginx-sendfile")
+HTTP = ("director", "director-2b", "haproxy", "nginx")
+FCGI = ("director-fcgi", "nginx-fcgi")
+SENDFILE = ("director-sendfile", "nginx-sendfile")
+# cache hits on one cacheable object, and the miss path with director's cache on vs off
+CACHE = ("director-cache", "nginx-cache", "varnish-cache")
+MISS = ("director-misscache", "director-missoff")
+PROXIES = HTTP + FCGI + SENDFILE + CACHE + MISS
 # director-base: the `director` leg's config on an earlier binary (BASE_BIN in run.sh)
 BASE = "director-base"
 # director-2b must not be more than 3% worse than director (rps and p99)
 HTB_TOLERANCE = 0.03
+# director-cache must serve at least 1.2x nginx-cache's rps
+CACHE_TARGET = 1.2
+# director-misscache must not be more than 3% worse than director-missoff (rps and p99)
+MISS_TOLERANCE = 0.03
+# a cache leg whose backend saw more than this share of its requests was not serving hits
+HIT_BACKEND_SHARE = 0.01
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
 # wrk prints Transfer/sec with binary prefixes
 UNIT_BYTES = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
@@ -70,6 +84,8 @@ def parse_meta(text: str) -> dict:
                             if elapsed > 0 else None),
         "threads": int(kv["threads"]),
         "connections": int(kv["conns"]) if "conns" in kv else None,
+        # requests that reached the nginx backend during the run (absent: FastCGI legs)
+        "backend_reqs": int(kv["backend_reqs"]) if "backend_reqs" in kv else None,
     }
 
 
@@ -84,6 +100,22 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
+
+
+def per_round(a: dict | None, b: dict | None) -> list:
+    """a / b within each round both ran in (back to back there): rps, p99, rps_per_core."""
+    if not a or not b:
+        return []
+    by_round = {r["round"]: r for r in b["runs"]}
+    return [{"round": ra["round"],
+             "rps": ratio(ra["rps"], by_round[ra["round"]]["rps"]),
+             "p99": ratio(ra["p99_ms"], by_round[ra["round"]]["p99_ms"]),
+             "rps_per_core": ratio(ra.get("rps_per_core"), by_round[ra["round"]].get("rps_per_core"))}
+            for ra in a["runs"] if ra["round"] in by_round]
+
+
+def fmt_rounds(rounds: list) -> str:
+    return ", ".join(f"r{x['round']} {fmt(x['rps'], '.3f')}/{fmt(x['p99'], '.3f')}" for x in rounds)
 
 
 def main() -> int:
@@ -111,9 +143,21 @@ def main() -> int:
                 # requests per second of proxy CPU time: less sensitive than rps to CPU
                 # taken by other processes, since it divides out how much CPU the proxy got
                 run["rps_per_core"] = round(run["rps"] / (cpu / 100.0)) if cpu else None
+                # backend requests per client request: ~1 through a proxy, ~0 for cache hits
+                br, n_req = run.get("backend_reqs"), run.get("requests")
+                run["backend_share"] = round(br / n_req, 4) if br is not None and n_req else None
             runs.append(run)
         if not runs:
             continue
+        check = raw / f"{name}.cachecheck"
+        hit_check = None
+        if check.exists():
+            # "hit|miss backend_requests=N header=LINE": the 2nd GET before the load
+            verdict, _, rest = check.read_text().strip().partition(" ")
+            m = re.match(r"backend_requests=(-?\d+) header=(.*)", rest)
+            hit_check = {"verdict": verdict,
+                         "backend_requests": int(m.group(1)) if m else None,
+                         "header": (m.group(2) if m and m.group(2) != "none" else None)}
         results[name] = {
             "rps": round(median([r["rps"] for r in runs]), 2),
             # (max - min) / median of rps over the rounds: how noisy this proxy's runs were
@@ -128,10 +172,16 @@ def main() -> int:
             "backend_cpu_pct": median([r.get("backend_cpu_pct") for r in runs]),
             "threads": max((r.get("threads") or 0) for r in runs) or None,
             "errors": sum(r["socket_errors"] + r["non_2xx"] for r in runs),
+            "backend_share": median([r.get("backend_share") for r in runs]),
+            "hit_check": hit_check,
             "runs": runs,
         }
 
-    d, d2, h, n, df, nf, ds, ns = (results.get(k) for k in PROXIES)
+    d, d2, h, n = (results.get(k) for k in HTTP)
+    df, nf = (results.get(k) for k in FCGI)
+    ds, ns = (results.get(k) for k in SENDFILE)
+    dc, nc, vc = (results.get(k) for k in CACHE)
+    dmc, dmo = (results.get(k) for k in MISS)
     base = results.get(BASE)
     ratios = {
         # HTB cost: two buckets vs the root bucket alone (same binary, same capacity)
@@ -159,23 +209,37 @@ def main() -> int:
         "director_sendfile_over_nginx_sendfile_rps": ratio(ds and ds["rps"], ns and ns["rps"]),
         "director_sendfile_over_nginx_sendfile_rps_per_core": ratio(ds and ds["rps_per_core"],
                                                                     ns and ns["rps_per_core"]),
+        # cache hits on one object: director's cache vs nginx proxy_cache and Varnish
+        "director_cache_over_nginx_cache_rps": ratio(dc and dc["rps"], nc and nc["rps"]),
+        "director_cache_over_nginx_cache_p99": ratio(dc and dc["p99_ms"], nc and nc["p99_ms"]),
+        "director_cache_over_nginx_cache_rps_per_core": ratio(dc and dc["rps_per_core"],
+                                                              nc and nc["rps_per_core"]),
+        "director_cache_over_varnish_cache_rps": ratio(dc and dc["rps"], vc and vc["rps"]),
+        "director_cache_over_varnish_cache_p99": ratio(dc and dc["p99_ms"], vc and vc["p99_ms"]),
+        "director_cache_over_varnish_cache_rps_per_core": ratio(dc and dc["rps_per_core"],
+                                                                vc and vc["rps_per_core"]),
+        # the miss path: the same uncacheable URL through director with the cache on vs off
+        "director_misscache_over_director_missoff_rps": ratio(dmc and dmc["rps"], dmo and dmo["rps"]),
+        "director_misscache_over_director_missoff_p50": ratio(dmc and dmc["p50_ms"],
+                                                              dmo and dmo["p50_ms"]),
+        "director_misscache_over_director_missoff_p99": ratio(dmc and dmc["p99_ms"],
+                                                              dmo and dmo["p99_ms"]),
+        "director_misscache_over_director_missoff_rps_per_core": ratio(
+            dmc and dmc["rps_per_core"], dmo and dmo["rps_per_core"]),
+        # whether director-cache served hits (from its hit check and backend request counts)
+        "director_cache_served_hits": (None if not dc else
+                                       bool(dc.get("hit_check")
+                                            and dc["hit_check"]["verdict"] == "hit"
+                                            and dc.get("backend_share") is not None
+                                            and dc["backend_share"] <= HIT_BACKEND_SHARE)),
     }
 
     # The same ratios within each round (the two legs ran back to back there): shows how
     # much of the median ratio is round-to-round noise.
-    per_round = []
-    if d and d2:
-        by_round = {r["round"]: r for r in d["runs"]}
-        for r2 in d2["runs"]:
-            r1 = by_round.get(r2["round"])
-            if r1:
-                per_round.append({
-                    "round": r2["round"],
-                    "rps": ratio(r2["rps"], r1["rps"]),
-                    "p99": ratio(r2["p99_ms"], r1["p99_ms"]),
-                    "rps_per_core": ratio(r2.get("rps_per_core"), r1.get("rps_per_core")),
-                })
-    ratios["director_2b_over_director_per_round"] = per_round
+    ratios["director_2b_over_director_per_round"] = htb_rounds = per_round(d2, d)
+    ratios["director_cache_over_nginx_cache_per_round"] = per_round_cache_n = per_round(dc, nc)
+    ratios["director_cache_over_varnish_cache_per_round"] = per_round_cache_v = per_round(dc, vc)
+    ratios["director_misscache_over_director_missoff_per_round"] = per_round_miss = per_round(dmc, dmo)
     # This build against an earlier one, and each against HAProxy, round by round.
     if d and base:
         ratios["director_over_base_rps"] = ratio(d["rps"], base["rps"])
@@ -204,14 +268,14 @@ def main() -> int:
     hdr = f"{'proxy':<18} {'rps':>11} {'MiB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'proxy cpu':>10} {'req/core-s':>11} {'backend cpu':>12} {'threads':>8} {'errors':>7} {'spread':>7}"
     print(hdr)
     print("-" * len(hdr))
-    ran = {"http": any(results.get(k) for k in PROXIES[:4]),
-           "fcgi": any(results.get(k) for k in PROXIES[4:6]),
-           "sendfile": any(results.get(k) for k in PROXIES[6:])}
+    groups = {"http": HTTP + (BASE,), "fcgi": FCGI, "sendfile": SENDFILE, "cache": CACHE,
+              "miss": MISS}
+    ran = {g: any(results.get(k) for k in legs) for g, legs in groups.items()}
     for name in PROXIES + ((BASE,) if results.get(BASE) else ()):
-        group = "http" if name in PROXIES[:4] + (BASE,) else "fcgi" if name in PROXIES[4:6] else "sendfile"
+        group = next(g for g, legs in groups.items() if name in legs)
         r = results.get(name)
         if r is None:
-            if ran[group] or name in PROXIES[:4]:
+            if ran[group] or name in HTTP:
                 print(f"{name:<18} {'(not run)':>11}")
             continue
         mib = None if r.get("bytes_per_s") is None else r["bytes_per_s"] / 1024 ** 2
@@ -223,7 +287,9 @@ def main() -> int:
     print("(cpu: % of one core used by the proxy's worker / the backend's worker(s) during the"
           " measured run;\n req/core-s: rps per core-second of proxy CPU;"
           " spread: (max-min)/median rps over the rounds;\n backend: the nginx backend, or"
-          " php-fpm's workers for the -fcgi legs)")
+          " php-fpm's workers for the -fcgi legs"
+          + (";\n threads: varnish-cache counts its child's thread pool, nginx-cache its cache"
+             " manager and loader processes" if ran["cache"] else "") + ")")
     if d or d2:
         cap = c.get("director_backend_capacity")
         print("(director: root bucket only; director-2b: same binary, two buckets, every"
@@ -245,8 +311,7 @@ def main() -> int:
         print(f"(p50 {fmt(ratios['director_2b_over_director_p50'], '.3f')}, per core-second of"
               f" proxy CPU {fmt(ratios['director_2b_over_director_rps_per_core'], '.3f')};"
               "\n same ratios within each round, rps/p99: "
-              + ", ".join(f"r{x['round']} {fmt(x['rps'], '.3f')}/{fmt(x['p99'], '.3f')}"
-                          for x in per_round) + ")")
+              + fmt_rounds(htb_rounds) + ")")
     if d and (h or n):
         print()
         print(f"director / HAProxy rps : {fmt(ratios['director_over_haproxy_rps'], '.3f')}")
@@ -286,6 +351,66 @@ def main() -> int:
         print(f"(rps {fmt(ratios['director_sendfile_over_nginx_sendfile_rps'], '.3f')};"
               f" per core-second of proxy CPU "
               f"{fmt(ratios['director_sendfile_over_nginx_sendfile_rps_per_core'], '.3f')})")
+    if ran["cache"]:
+        size = c.get("cache_bytes")
+        print()
+        print("Cache hits (" + (f"one {size}-byte object" if size is not None else "one object")
+              + " with Cache-Control: max-age=3600 from the same backend;\n director's cache vs"
+              " nginx proxy_cache vs Varnish):")
+        print(f"  {'leg':<16} {'hit check before the load':<44} {'backend req / client req':>24}")
+        for name in CACHE:
+            r = results.get(name)
+            if r is None:
+                continue
+            hc = r.get("hit_check") or {}
+            check = ("-" if not hc else
+                     f"{hc.get('verdict')} (backend saw {hc.get('backend_requests')}), "
+                     + (hc.get("header") or "no hit header"))
+            print(f"  {name:<16} {check:<44} {fmt(r.get('backend_share'), '.4f'):>24}")
+        if dc and (nc or vc):
+            served = ratios["director_cache_served_hits"]
+            rn = ratios["director_cache_over_nginx_cache_rps"]
+            print(f"director-cache / nginx-cache rps   : {fmt(rn, '.3f')}"
+                  f"   (target >= {CACHE_TARGET:.2f})"
+                  + ("" if rn is None else "  ok" if rn >= CACHE_TARGET else "  BELOW target"))
+            print(f"director-cache / varnish-cache rps : "
+                  f"{fmt(ratios['director_cache_over_varnish_cache_rps'], '.3f')}")
+            print(f"(p99, lower is better: / nginx-cache "
+                  f"{fmt(ratios['director_cache_over_nginx_cache_p99'], '.3f')}, / varnish-cache "
+                  f"{fmt(ratios['director_cache_over_varnish_cache_p99'], '.3f')};"
+                  f"\n per core-second of proxy CPU: / nginx-cache "
+                  f"{fmt(ratios['director_cache_over_nginx_cache_rps_per_core'], '.3f')},"
+                  f" / varnish-cache "
+                  f"{fmt(ratios['director_cache_over_varnish_cache_rps_per_core'], '.3f')};"
+                  "\n same rps/p99 ratios within each round: / nginx-cache "
+                  + (fmt_rounds(per_round_cache_n) or "-") + "; / varnish-cache "
+                  + (fmt_rounds(per_round_cache_v) or "-") + ")")
+            if not served:
+                print("NOTE: director-cache served no cache hits (its backend saw its requests):"
+                      " these ratios compare\n director's PASS-THROUGH with the others' cache hits.")
+        if vc:
+            print("(varnish-cache: one thread pool (-p thread_pools=1), but its threads can use"
+                  " more than one core;\n compare req/core-s as well)")
+    if dmc or dmo:
+        print()
+        print("Cache miss path (one URL the backend answers with Cache-Control: no-store;\n"
+              " director with its cache on vs off, same backend):")
+    if dmc and dmo:
+        rr = ratios["director_misscache_over_director_missoff_rps"]
+        rp = ratios["director_misscache_over_director_missoff_p99"]
+        print(f"director-misscache / director-missoff rps : {fmt(rr, '.3f')}"
+              f"   (target >= {1 - MISS_TOLERANCE:.2f})"
+              + ("" if rr is None else "  ok" if rr >= 1 - MISS_TOLERANCE
+                 else "  OUTSIDE the 3% budget"))
+        print(f"director-misscache / director-missoff p99 : {fmt(rp, '.3f')}"
+              f"   (target <= {1 + MISS_TOLERANCE:.2f}; lower is better)"
+              + ("" if rp is None else "  ok" if rp <= 1 + MISS_TOLERANCE
+                 else "  OUTSIDE the 3% budget"))
+        print(f"(p50 {fmt(ratios['director_misscache_over_director_missoff_p50'], '.3f')},"
+              f" per core-second of proxy CPU "
+              f"{fmt(ratios['director_misscache_over_director_missoff_rps_per_core'], '.3f')};"
+              "\n same ratios within each round, rps/p99: " + (fmt_rounds(per_round_miss) or "-")
+              + ")")
     for name, r in results.items():
         if name.endswith(("-fcgi", "-sendfile")):
             # php-fpm's workers, or moving a MiB per request through loopback to wrk, rather
@@ -301,6 +426,15 @@ def main() -> int:
         if r["errors"]:
             print(f"WARNING: {name} had {r['errors']} socket errors / non-2xx responses",
                   file=sys.stderr)
+        if name in CACHE:
+            missed = [run["round"] for run in r["runs"]
+                      if run.get("backend_share") is not None
+                      and run["backend_share"] > HIT_BACKEND_SHARE]
+            if missed:
+                print(f"WARNING: {name}'s backend saw more than {HIT_BACKEND_SHARE:.0%} of its"
+                      f" requests in round(s) {missed}: it did not serve them from its cache"
+                      + (" (director's cache is not serving hits yet? the leg measured"
+                         " pass-through)" if name == "director-cache" else ""), file=sys.stderr)
 
     if idle:
         def mib(k):
