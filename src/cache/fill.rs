@@ -27,6 +27,8 @@ pub struct Fill {
     request: HeaderMap,
     freshness: Freshness,
     body: Vec<u8>,
+    /// The announced length, when there was one.
+    expected: Option<usize>,
     limit: usize,
     _lock: Option<FillGuard>,
     done: bool,
@@ -60,6 +62,7 @@ impl Fill {
             request,
             freshness,
             body: Vec::with_capacity(capacity),
+            expected: length.map(|n| n as usize),
             limit,
             _lock: lock,
             done: false,
@@ -73,6 +76,12 @@ impl Fill {
         }
         self.body.extend_from_slice(data);
         true
+    }
+
+    /// Whether the announced length has arrived: the object can be stored before the client
+    /// has the last piece, so a request right after it finds the object.
+    pub fn is_whole(&self) -> bool {
+        self.expected == Some(self.body.len())
     }
 
     /// The body ended cleanly: store the object.

@@ -231,6 +231,10 @@ impl MessageBody for RelayBody {
             if let (Some(Ok(data)), Some(fill)) = (&next, this.fill.as_mut()) {
                 if !fill.push(data) {
                     this.fill = None; // too large: streams on, unstored
+                } else if fill.is_whole() {
+                    if let Some(whole) = this.fill.take() {
+                        whole.complete();
+                    }
                 }
             }
             match next {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod origin;
 pub mod php;
 pub mod scripted;
 pub mod webdriver;
