@@ -1,5 +1,6 @@
 //! The demo's HTTP sample backend: a small hyper server that answers every request with a line
-//! naming itself, after a varied delay. `/health` answers at once, for health checks.
+//! naming itself, after a varied delay. `/health` answers at once, for health checks. Paths
+//! under `/static/` may be cached for 30 s (with an `ETag`); everything else says `no-store`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,11 +55,20 @@ impl HttpSample {
                 req.uri()
             )
         };
-        let response = hyper::Response::builder()
+        let cacheable = req.uri().path().contains("/static/");
+        let cache_control = if cacheable {
+            "public, max-age=30"
+        } else {
+            "no-store"
+        };
+        let mut response = hyper::Response::builder()
             .header("content-type", "text/plain; charset=utf-8")
-            .header("cache-control", "no-store")
-            .header("x-demo-backend", &*self.name)
-            .body(Full::new(Bytes::from(body)));
+            .header("cache-control", cache_control)
+            .header("x-demo-backend", &*self.name);
+        if cacheable {
+            response = response.header("etag", "\"demo-static-1\"");
+        }
+        let response = response.body(Full::new(Bytes::from(body)));
         Ok(response.unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new()))))
     }
 }

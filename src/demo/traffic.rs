@@ -37,7 +37,8 @@ pub(super) struct Visit {
 }
 
 /// The visits for `config`: each route's prefix; for a cluster route also the path prefixes of
-/// its buckets, a few pages of a FastCGI application (including a 404), and, when
+/// its buckets, a few pages of a FastCGI application (including a 404), a few `/static/`
+/// files when the cluster caches, and, when
 /// the cluster has client-side routing, requests pinned to its standby and backup backends.
 pub(super) fn visits(config: &Config) -> Vec<Visit> {
     let mut visits = Vec::new();
@@ -71,6 +72,13 @@ pub(super) fn visits(config: &Config) -> Vec<Visit> {
             visits.push(visit(page("missing"), 1, None));
         } else {
             visits.push(visit(prefix.to_owned(), 16, None));
+        }
+        if cluster.cache.enabled && !fastcgi {
+            // The HTTP samples let `/static/` be cached: the dashboard shows hits at once.
+            let base = prefix.trim_end_matches('/');
+            for asset in ["static/app.css", "static/app.js", "static/logo.svg"] {
+                visits.push(visit(format!("{base}/{asset}"), 4, None));
+            }
         }
         for bucket_prefix in bucket_prefixes(&cluster.buckets) {
             if bucket_prefix.starts_with(prefix) {

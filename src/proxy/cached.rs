@@ -260,10 +260,13 @@ impl CachePlan {
             key,
             lock,
             fwd,
+            rewrite,
             ..
         } = self;
         let status = response.status().as_u16();
-        let freshness = if response.body().is_backend_body() {
+        // A HEAD sent as HEAD (the method is part of the key) has no body to store.
+        let has_body = *req.method() != Method::HEAD || rewrite.get_for_head;
+        let freshness = if has_body && response.body().is_backend_body() {
             let config = &cache.config;
             policy::storable(
                 status,
@@ -290,7 +293,7 @@ impl CachePlan {
         let mut response = match fill {
             Some(fill) => response.map_body(|_, body| body.with_fill(fill)),
             None => {
-                if freshness.is_none() && is_final(status) {
+                if has_body && freshness.is_none() && is_final(status) {
                     cache
                         .store
                         .insert(key, Arc::new(Object::pass_marker(UNCACHEABLE_FOR)));
@@ -330,18 +333,48 @@ pub fn serve(
     req: &HttpRequest,
     cache_status: &str,
     cluster: &Arc<ClusterHandle>,
-    mut log: Option<Box<AccessRecord>>,
+    log: Option<Box<AccessRecord>>,
 ) -> HttpResponse<RelayBody> {
+    let full = || {
+        (
+            StatusCode::from_u16(object.status).unwrap_or(StatusCode::OK),
+            object.body.clone(),
+            None,
+        )
+    };
+    let ok = (200..300).contains(&object.status);
+    if !ok || !asks_conditionally(req.headers()) {
+        // The common hit: nothing to evaluate.
+        let (status, body, range) = full();
+        return respond(object, cache_status, cluster, log, status, body, range);
+    }
     let validators = Validators::of_response(
         object.header("etag").map(HeaderValue::as_bytes),
         object.header("last-modified").map(HeaderValue::as_bytes),
     );
-    let ok = (200..300).contains(&object.status);
     let (status, body, content_range) = match ok.then(|| conditional::evaluate(req.headers(), &validators)) {
         Some(Precondition::NotModified) => (StatusCode::NOT_MODIFIED, bytes::Bytes::new(), None),
         Some(Precondition::Failed) => (StatusCode::PRECONDITION_FAILED, bytes::Bytes::new(), None),
         _ => ranged(object, req, &validators),
     };
+    respond(object, cache_status, cluster, log, status, body, content_range)
+}
+
+/// Whether a request carries conditionals or a range the object must be checked against.
+fn asks_conditionally(headers: &HeaderMap) -> bool {
+    Rewrite::REPLACED.iter().any(|name| headers.contains_key(*name))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    object: &Object,
+    cache_status: &str,
+    cluster: &Arc<ClusterHandle>,
+    mut log: Option<Box<AccessRecord>>,
+    status: StatusCode,
+    body: bytes::Bytes,
+    content_range: Option<String>,
+) -> HttpResponse<RelayBody> {
     let mut res = HttpResponse::build(status);
     for (name, value) in &object.headers {
         let skip = match status {

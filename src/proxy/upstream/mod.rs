@@ -71,11 +71,17 @@ pub struct Rewrite {
 
 impl Rewrite {
     /// Request fields the rewrite replaces: the client's conditionals and ranges.
+    pub const REPLACED: [&'static str; 6] = [
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "if-range",
+        "range",
+    ];
+
     pub fn replaces(name: &str) -> bool {
-        matches!(
-            name,
-            "if-none-match" | "if-modified-since" | "if-match" | "if-unmodified-since" | "if-range" | "range"
-        )
+        Rewrite::REPLACED.contains(&name)
     }
 
     /// The method to send for the client's `method`.
