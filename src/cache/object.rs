@@ -69,7 +69,7 @@ impl Object {
         let headers: Vec<(HeaderName, HeaderValue)> = response
             .iter()
             .filter(|(n, _)| !NOT_STORED.contains(&n.as_str()))
-            .map(|(n, v)| (n.clone(), v.clone()))
+            .map(|(n, v)| (n.clone(), owned(v)))
             .collect();
         let vary = vary_of(response, request);
         let tags = tags_of(response);
@@ -197,7 +197,7 @@ impl Object {
             .collect();
         for (n, v) in not_modified {
             if !NOT_STORED.contains(&n.as_str()) && n.as_str() != "content-length" {
-                headers.push((n.clone(), v.clone()));
+                headers.push((n.clone(), owned(v)));
             }
         }
         let mut object = Object {
@@ -213,6 +213,14 @@ impl Object {
         object.size = object.measure();
         object
     }
+}
+
+/// A copy of `value` in memory of its own: a relayed response's values are slices of the
+/// connection's read buffer, which a stored object must not keep alive.
+fn owned(value: &HeaderValue) -> HeaderValue {
+    let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+    copy.set_sensitive(value.is_sensitive());
+    copy
 }
 
 /// The `Vary` names of `response` with `request`'s values, sorted by name.
@@ -316,6 +324,28 @@ mod tests {
             ("accept-language", "de")
         ])));
         assert!(o.size() > OBJECT_OVERHEAD + 2);
+    }
+
+    #[test]
+    fn stored_values_never_point_into_the_connection_buffer() {
+        let buffer = Bytes::from(vec![b'a'; 16 * 1024]);
+        let mut response = HeaderMap::new();
+        let value = HeaderValue::from_maybe_shared(buffer.slice(0..10)).unwrap();
+        response.insert(HeaderName::from_static("x-a"), value);
+        let o = Object::new(
+            200,
+            &response,
+            Bytes::new(),
+            &HeaderMap::new(),
+            fresh_for(1),
+            Instant::now(),
+        );
+        let stored = o.header("x-a").unwrap().as_bytes().as_ptr() as usize;
+        let range = buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len();
+        assert!(
+            !range.contains(&stored),
+            "a stored header would pin the whole read buffer"
+        );
     }
 
     #[test]
