@@ -435,7 +435,7 @@ pub(crate) mod test_fixtures {
     use crate::admin::metrics::{Extras, LatencyHistogram, Rate, Scope};
     use crate::cluster::admission::BucketState;
     use crate::cluster::backend_actor::{BackendStatus, Health};
-    use crate::cluster::cluster_actor::{BackendState, ClusterState, SettingsView};
+    use crate::cluster::cluster_actor::{BackendState, CacheSettingsView, ClusterState, SettingsView};
     use crate::cluster::health::ProbeResult;
     use crate::config::Role;
     use crate::stats::{GaugeSnapshot, TrafficSnapshot};
@@ -522,6 +522,7 @@ pub(crate) mod test_fixtures {
                 fail_timeout_ms: 10_000,
                 forwarded_for: "append",
                 client_body_timeout_ms: 60_000,
+                cache: CacheSettingsView::new(&crate::config::CacheConfig::default()),
             },
             capacity: None,
             in_use: 0,

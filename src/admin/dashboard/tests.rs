@@ -18,7 +18,7 @@ use crate::admin::auth;
 use crate::cluster::admission::BucketState;
 use crate::cluster::arbiters::Arbiters;
 use crate::cluster::backend_actor::BackendStatus;
-use crate::cluster::cluster_actor::{BackendState, ClusterState, SettingsView};
+use crate::cluster::cluster_actor::{BackendState, CacheSettingsView, ClusterState, SettingsView};
 use crate::cluster::director_actor::{ConfigStatus, DirectorActor};
 use crate::cluster::health::{Health, ProbeResult};
 use crate::config::{
@@ -283,6 +283,7 @@ fn hostile_state() -> ClusterState {
         fail_timeout_ms: 10_000,
         forwarded_for: "append",
         client_body_timeout_ms: 60_000,
+        cache: CacheSettingsView::new(&crate::config::CacheConfig::default()),
     };
     let bucket = BucketState {
         name: EVIL.to_owned(),
