@@ -147,6 +147,8 @@ async fn pages_render_the_clusters_and_backends() {
         r#"id="live-status""#,
         "/static/uplot/uPlot.iife.min.js?v=",
         "/static/live.js?v=",
+        r#"data-chart="cache_hit_ratio""#,
+        r#"data-chart="cache_bytes""#,
     ] {
         assert!(page.contains(needle), "{needle} missing from the live page");
     }
