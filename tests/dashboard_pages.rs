@@ -259,5 +259,32 @@ async fn cache_numbers_reach_the_overview_metrics_csv_and_history() {
     let cache = &last["clusters"][0]["cache"];
     assert!(cache["bytes"].as_f64().is_some_and(|b| b > 0.0), "{cache}");
     assert_eq!(cache["max_memory"], 268_435_456);
+
+    // A settings change shows in the cluster's state and on the card.
+    let patch = serde_json::json!({ "cache": { "update": "shadowed", "default_ttl": "90s" } });
+    let (status, body) = admin(&d, "PATCH", "/api/v1/clusters/shop", Some(patch), None).await;
+    assert_eq!(status, 200, "{body}");
+    let state = wait_for_json(&d, "/api/v1/clusters/shop", |c| {
+        c["settings"]["cache"]["update"] == "shadowed"
+    })
+    .await;
+    assert_eq!(state["settings"]["cache"]["default_ttl_ms"], 90_000, "{state:#}");
+    let page = call(&d, "GET", "/", None, &[]).await.text();
+    assert!(page.contains("<dt>update</dt><dd>shadowed</dd>"), "{page}");
+    assert!(page.contains("<dt>default ttl</dt><dd>90 s</dd>"), "{page}");
+
+    // Turned off: no card, no cache families.
+    let patch = serde_json::json!({ "cache": { "enabled": false } });
+    let (status, body) = admin(&d, "PATCH", "/api/v1/clusters/shop", Some(patch), None).await;
+    assert_eq!(status, 200, "{body}");
+    wait_for_json(&d, "/api/v1/clusters/shop", |c| c["cache"]["enabled"] == false).await;
+    assert!(!call(&d, "GET", "/", None, &[])
+        .await
+        .text()
+        .contains("cache-card"));
+    assert!(!call(&d, "GET", "/metrics", None, &[])
+        .await
+        .text()
+        .contains("director_cache_"));
     d.stop().await;
 }
