@@ -55,6 +55,9 @@ window.director = (() => {
 
   const nowSeconds = () => Date.now() / 1000;
 
+  /** Rounded half up to one decimal, printed without a trailing `.0` (like the server). */
+  const oneDecimal = (v) => Math.round(v * 10) / 10;
+
   const fmt = {
     rate: (v) => (v == null ? NONE : v.toFixed(1)),
     millis(v) {
@@ -65,6 +68,20 @@ window.director = (() => {
     },
     load: (inUse, capacity) => `${inUse} / ${capacity ? capacity : '∞'}`,
     percent: (share) => `${Math.round(share * 100)} %`,
+    /** A ratio in percent with at most one decimal (`80 %`, `66.7 %`), or `–`. */
+    ratio: (r) => (r == null ? NONE : `${oneDecimal(r * 100)} %`),
+    /** A size: `512 B`, `1.5 KiB`, `256 MiB`. */
+    bytes(n) {
+      if (n < 1024) return `${n} B`;
+      const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+      let value = n / 1024;
+      let unit = 0;
+      while (value >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit += 1;
+      }
+      return `${oneDecimal(value)} ${units[unit]}`;
+    },
     tokens: (n) => (n == null ? '∞' : String(n)),
     ago(at) {
       const s = Math.max(0, Math.floor(nowSeconds() - at));

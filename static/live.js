@@ -1,10 +1,12 @@
 // The live page: uPlot charts of the stats samples. The chosen window (5 min, 15 min, 1 h) is
 // loaded from /api/v1/history, then every sample of the event stream (/api/v1/events, one a
-// second) is appended. `window.directorCharts` holds the uPlot instances by chart name.
+// second) is appended. `window.directorCharts` holds the uPlot instances by chart name. The
+// two cache charts (hit ratio, bytes stored) are hidden until a cluster with the cache on
+// gives them a series.
 'use strict';
 
 (() => {
-  const { api, describe, showError } = window.director;
+  const { api, describe, fmt, showError } = window.director;
   const WINDOWS = { '5m': 300, '15m': 900, '1h': 3600 };
   const HEIGHT = 220;
   const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2', '#db2777', '#65a30d', '#475569', '#ea580c', '#4f46e5', '#0d9488'];
@@ -43,6 +45,24 @@
       series: (s) => s.clusters.flatMap((c) => [[`${c.name} 5xx`, c.responses[4]], [`${c.name} 503/504`, c.dropped]]),
       colourKey: (label) => label.replace(/ (5xx|503\/504)$/, ''),
       dash: (label) => (label.endsWith(' 503/504') ? [6, 4] : undefined),
+    },
+    // The object caches: only clusters with the cache on have series; the charts stay hidden
+    // until one does.
+    cache_hit_ratio: {
+      unit: '%',
+      min: 100,
+      optional: true,
+      series: (s) =>
+        s.clusters.flatMap((c) =>
+          c.cache ? [[c.name, c.cache.hit_ratio == null ? null : Math.round(c.cache.hit_ratio * 1000) / 10]] : [],
+        ),
+    },
+    cache_bytes: {
+      unit: 'B',
+      min: 1024,
+      optional: true,
+      format: (v) => fmt.bytes(Math.round(v)),
+      series: (s) => s.clusters.flatMap((c) => (c.cache ? [[c.name, c.cache.bytes]] : [])),
     },
   };
 
@@ -112,14 +132,17 @@
   /** (Re)creates the chart `name` with its current series. */
   function build(name) {
     const chart = CHARTS[name];
-    const plot = document.querySelector(`[data-chart="${name}"] .plot`);
+    const figure = document.querySelector(`[data-chart="${name}"]`);
+    if (chart.optional) figure.hidden = columns[name].size === 0;
+    const plot = figure.querySelector('.plot');
     if (charts[name]) charts[name].destroy();
+    const text = chart.format ? (v) => (v == null ? '–' : chart.format(v)) : (v) => format(v, chart.unit);
     const series = [...columns[name].keys()].map((label) => ({
       label,
       stroke: colourOf(chart.colourKey ? chart.colourKey(label) : label),
       width: 1.5,
       dash: chart.dash && chart.dash(label),
-      value: (u, v) => format(v, chart.unit),
+      value: (u, v) => text(v),
     }));
     const options = {
       width: plot.clientWidth || 600,
@@ -130,7 +153,10 @@
         x: { time: true, range: (u, min, max) => [(max ?? Date.now() / 1000) - windowSeconds, max ?? Date.now() / 1000] },
         y: { range: (u, min, max) => [0, Math.max(chart.min || 1, (max || 0) * 1.1)] },
       },
-      axes: [{ space: 70, values: (u, ticks, axis, space, step) => ticks.map((t) => clock(t, step < 60)) }, { size: 60 }],
+      axes: [
+        { space: 70, values: (u, ticks, axis, space, step) => ticks.map((t) => clock(t, step < 60)) },
+        chart.format ? { size: 70, values: (u, ticks) => ticks.map(chart.format) } : { size: 60 },
+      ],
     };
     charts[name] = new uPlot(options, dataOf(name), plot);
   }

@@ -1,7 +1,8 @@
 // The overview page: buttons and forms call the JSON API; every second the page refreshes its
-// values from /api/v1/clusters and /api/v1/status, and the rates from the event stream. When
-// clusters, buckets or backends come or go, the affected part is re-rendered by the server
-// (the page is fetched again), so the markup lives in one place: templates/overview.html.
+// values from /api/v1/clusters and /api/v1/status, and the rates (and the caches' hit ratio
+// of the last second) from the event stream. When clusters, buckets or backends come or go (or
+// a cache is turned on or off), the affected part is re-rendered by the server (the page is
+// fetched again), so the markup lives in one place: templates/overview.html.
 'use strict';
 
 (() => {
@@ -71,6 +72,18 @@
     }
   });
 
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest('.cache-card button[data-action="purge-cache"]');
+    if (!button) return;
+    const cluster = button.closest('section.cluster').dataset.cluster;
+    const output = field(button.closest('.cache-card'), 'cache-purged');
+    setText(output, '');
+    run(`purge the cache of ${cluster}`, button, async () => {
+      const answer = await api('POST', `/api/v1/clusters/${enc(cluster)}/cache/purge`, { all: true });
+      setText(output, `purged ${answer.purged} object${answer.purged === 1 ? '' : 's'}`);
+    });
+  });
+
   document.addEventListener('input', (event) => {
     if (event.target.matches('input[data-field="capacity"]')) event.target.dataset.edited = 'yes';
   });
@@ -107,6 +120,7 @@
   function structure(c) {
     return JSON.stringify([
       c.settings,
+      c.cache.enabled,
       c.buckets.map((b) => [b.name, b.parent]),
       c.backends.map((b) => [b.name, b.url, b.role, b.draining]),
     ]);
@@ -124,7 +138,8 @@
     return (
       live.join('\n') !== rows.join('\n') ||
       c.buckets.length !== buckets.length ||
-      c.backends.length - live.length !== section.querySelectorAll('tr.draining-backend').length
+      c.backends.length - live.length !== section.querySelectorAll('tr.draining-backend').length ||
+      Boolean(section.querySelector('.cache-card')) !== c.cache.enabled
     );
   }
 
@@ -243,6 +258,22 @@
     for (const [name, row] of byData(section, 'tr.backend', 'backend')) {
       if (backends.has(name)) updateBackendRow(row, backends.get(name));
     }
+    const card = section.querySelector('.cache-card');
+    if (card && c.cache.enabled) updateCache(card, c.cache);
+  }
+
+  /** The cache card from the cluster's cache counters. */
+  function updateCache(card, cache) {
+    setText(field(card, 'cache-hit-ratio'), fmt.ratio(cache.lookups > 0 ? cache.hit_ratio : null));
+    setText(field(card, 'cache-hits'), `${cache.hits} / ${cache.lookups}`);
+    setText(field(card, 'cache-objects'), cache.objects);
+    setText(field(card, 'cache-memory'), `${fmt.bytes(cache.bytes)} / ${fmt.bytes(cache.max_memory)}`);
+    setText(field(card, 'cache-stale'), cache.stale);
+    const meter = field(card, 'cache-meter');
+    if (meter) {
+      meter.max = cache.max_memory || 1;
+      meter.value = cache.bytes;
+    }
   }
 
   async function updateClusters(clusters) {
@@ -307,6 +338,8 @@
       const section = sections.get(c.name);
       if (section) {
         setText(field(section, 'cluster-rps'), fmt.rate(c.rps));
+        const card = section.querySelector('.cache-card');
+        if (card && c.cache) setText(field(card, 'cache-recent-hit-ratio'), fmt.ratio(c.cache.hit_ratio));
         const buckets = byData(section, 'tr.bucket', 'bucket');
         for (const b of c.buckets) if (buckets.has(b.name)) setText(field(buckets.get(b.name), 'rps'), fmt.rate(b.rps));
         const backendRows = byData(section, 'tr.backend', 'backend');

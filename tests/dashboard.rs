@@ -1,6 +1,8 @@
 //! The dashboard in a real browser (headless Chromium over WebDriver): the overview lists the
 //! configured clusters and backends, its disable button really takes a backend out of
-//! rotation, the live page's charts grow while traffic flows, and the token login works.
+//! rotation, its cache card shows a cluster cache's hits and its purge button empties it, the
+//! live page's charts (the cache's among them) grow while traffic flows, and the token login
+//! works.
 //!
 //! Each test keeps a screenshot of the page it checked in `target/test-artifacts/`. The tests
 //! skip when Chromium or chromedriver is missing, unless `DIRECTOR_REQUIRE_ALL` is set.
@@ -22,6 +24,7 @@ const ENTER: &str = "\u{E007}";
 
 /// The test setup: two clusters (`web` with two backends, `api` with one) behind routes
 /// `/api` → `api` and everything else → `web`, and an admin listener (with `token`, if any).
+/// [`Setup::with_cache`] turns `web`'s object cache on.
 struct Setup {
     director: Director,
     web_1: TestBackend,
@@ -31,6 +34,15 @@ struct Setup {
 
 impl Setup {
     async fn start(token: Option<&str>) -> Setup {
+        Setup::build(token, false).await
+    }
+
+    /// No token; `web` with `cache: { enabled: true }`.
+    async fn with_cache() -> Setup {
+        Setup::build(None, true).await
+    }
+
+    async fn build(token: Option<&str>, web_cache: bool) -> Setup {
         let web_1 = TestBackend::start("web-1").await;
         let web_2 = TestBackend::start("web-2").await;
         let api_1 = TestBackend::start("api-1").await;
@@ -43,11 +55,16 @@ impl Setup {
              admin: {admin}\n\
              routes:\n  - {{ path_prefix: \"/api\", cluster: api }}\n  - {{ cluster: web }}\n\
              clusters:\n\
-             \x20 web:\n    backends:\n\
+             \x20 web:\n{}    backends:\n\
              \x20     - {{ name: web-1, url: \"{}\", capacity: 4 }}\n\
              \x20     - {{ name: web-2, url: \"{}\", capacity: 4 }}\n\
              \x20 api:\n    backends:\n\
              \x20     - {{ name: api-1, url: \"{}\", capacity: 2 }}\n",
+            if web_cache {
+                "    cache: { enabled: true }\n"
+            } else {
+                ""
+            },
             web_1.url(),
             web_2.url(),
             api_1.url()
@@ -209,6 +226,164 @@ async fn disable_button_takes_a_backend_out_of_rotation() {
     browser
         .screenshot_full_page(&artifact("overview-disabled.png"))
         .await;
+    drop(browser);
+    setup.director.stop().await;
+}
+
+/// The CSS selector of `web`'s cache card.
+const WEB_CACHE: &str = "section.cluster[data-cluster=\"web\"] .cache-card";
+
+/// The requests both web backends received.
+fn web_hits(setup: &Setup) -> u64 {
+    setup.web_1.hits() + setup.web_2.hits()
+}
+
+/// `GET /api/v1/clusters/web/cache`.
+async fn web_cache(d: &Director) -> serde_json::Value {
+    let (status, body) = admin(d, "GET", "/api/v1/clusters/web/cache", None, None).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_card_shows_hits_and_its_purge_button_empties_the_cache() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let setup = Setup::with_cache().await;
+    let d = &setup.director;
+
+    // A miss that stores `/cacheable` (max-age=60), then four hits no backend sees.
+    assert_eq!(get(&d.target(), "/cacheable").await.status, 200);
+    poll_until("the object stored", || async {
+        (web_cache(d).await["objects"] == 1).then_some(())
+    })
+    .await;
+    let before = web_hits(&setup);
+    for _ in 0..4 {
+        assert_eq!(get(&d.target(), "/cacheable").await.status, 200);
+    }
+    assert_eq!(web_hits(&setup), before, "four answers from the cache");
+
+    browser.goto(&setup.page("/")).await;
+    browser.find(WEB_CACHE).await;
+    let cache_field = |name: &str| format!("{WEB_CACHE} [data-field=\"{name}\"]");
+    wait_for_text(&browser, &cache_field("cache-hit-ratio"), "80 %").await;
+    wait_for_text(&browser, &cache_field("cache-hits"), "4 / 5").await;
+    wait_for_text(&browser, &cache_field("cache-objects"), "1").await;
+    let memory = text_of(&browser, &cache_field("cache-memory"))
+        .await
+        .expect("memory");
+    assert!(
+        memory.ends_with(" / 256 MiB") && !memory.starts_with("0 B"),
+        "bytes stored / max_memory: {memory}"
+    );
+    let settings = text_of(&browser, &format!("{WEB_CACHE} .cache-settings"))
+        .await
+        .expect("settings");
+    assert!(
+        settings.contains("locked") && settings.contains("max object size"),
+        "{settings}"
+    );
+    assert!(
+        browser
+            .try_find("section.cluster[data-cluster=\"api\"] .cache-card")
+            .await
+            .is_none(),
+        "api has no cache, so no card"
+    );
+    browser
+        .screenshot_full_page(&artifact("overview-cache.png"))
+        .await;
+
+    let purge = browser
+        .find(&format!("{WEB_CACHE} button[data-action=\"purge-cache\"]"))
+        .await;
+    browser.click(&purge).await;
+    wait_for_text(&browser, &cache_field("cache-purged"), "purged 1 object").await;
+    let cache = web_cache(d).await;
+    assert_eq!(
+        (&cache["objects"], &cache["purges"]),
+        (&0.into(), &1.into()),
+        "{cache}"
+    );
+    // The card follows (refreshed from the API, not re-rendered).
+    wait_for_text(&browser, &cache_field("cache-objects"), "0").await;
+    wait_for_text(&browser, &cache_field("cache-memory"), "0 B / 256 MiB").await;
+    assert_eq!(
+        text_of(&browser, &cache_field("cache-purged")).await.as_deref(),
+        Some("purged 1 object"),
+        "the count stays shown"
+    );
+    browser.find("#error[hidden]").await;
+
+    // Purged for real: the next request goes to a backend again.
+    let before = web_hits(&setup);
+    assert_eq!(get(&d.target(), "/cacheable").await.status, 200);
+    assert_eq!(web_hits(&setup), before + 1, "a miss after the purge");
+    wait_for_text(&browser, &cache_field("cache-hits"), "4 / 6").await;
+    browser
+        .screenshot_full_page(&artifact("overview-cache-purged.png"))
+        .await;
+    drop(browser);
+    setup.director.stop().await;
+}
+
+/// Whether the cache chart `name` has a series `label` with a value above 0, and is shown.
+const CACHE_SERIES_ABOVE_ZERO: &str = "const [name, label] = arguments; \
+     const c = window.directorCharts && window.directorCharts[name]; \
+     if (!c || !c.data || document.querySelector(`[data-chart=\"${name}\"]`).hidden) return null; \
+     const i = c.series.findIndex(s => s.label === label); \
+     return i > 0 && Array.from(c.data[i]).some(v => v > 0);";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_page_charts_the_cache_hit_ratio_and_bytes() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let setup = Setup::with_cache().await;
+    let target = setup.director.target();
+    let traffic = tokio::spawn(async move {
+        loop {
+            get(&target, "/cacheable").await;
+            get(&target, "/api/x").await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let traffic = AbortOnDrop(traffic);
+
+    browser.goto(&setup.page("/live")).await;
+    wait_for_text(&browser, "#live-status", "connected").await;
+    for chart in ["cache_hit_ratio", "cache_bytes"] {
+        poll_until(&format!("a `web` series above 0 on {chart}"), || async {
+            let value = browser
+                .execute(CACHE_SERIES_ABOVE_ZERO, vec![json!(chart), json!("web")])
+                .await;
+            (value == json!(true)).then_some(())
+        })
+        .await;
+        let labels = browser
+            .execute(
+                "return window.directorCharts[arguments[0]].series.slice(1).map(s => s.label);",
+                vec![json!(chart)],
+            )
+            .await;
+        assert_eq!(labels, json!(["web"]), "{chart}: only the cluster with a cache");
+    }
+    // Every request after the first is a hit: the last second's ratio reaches 100 %.
+    browser
+        .wait_for(
+            "a hit ratio of 100 %",
+            "const c = window.directorCharts.cache_hit_ratio; \
+             return Array.from(c.data[1]).some(v => v === 100);",
+        )
+        .await;
+    let legend = text_of(&browser, "[data-chart=\"cache_bytes\"] .u-legend")
+        .await
+        .unwrap_or_default();
+    assert!(legend.contains("web"), "{legend}");
+    browser.screenshot_full_page(&artifact("live-cache.png")).await;
+    drop(traffic);
     drop(browser);
     setup.director.stop().await;
 }

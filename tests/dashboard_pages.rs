@@ -1,12 +1,13 @@
 //! The dashboard's pages over a real admin listener, without a browser: the token login and
-//! its cookie, the redirect of unauthenticated page visits, the embedded static files, and
-//! the escaping of what a failed reload reports.
+//! its cookie, the redirect of unauthenticated page visits, the embedded static files, the
+//! escaping of what a failed reload reports, and a cluster cache's numbers on the overview, in
+//! `/metrics`, the HAProxy CSV and the stats history.
 
 mod support;
 
 use director::app::StartOptions;
 use support::backend::TestBackend;
-use support::{admin_raw, start, start_file, Director, Reply};
+use support::{admin, admin_raw, get, start, start_file, Director, Reply};
 
 const TOKEN: &str = "dashboard-pages-token-0123456789";
 
@@ -135,4 +136,155 @@ async fn a_failed_reload_is_shown_escaped() {
     assert!(!page.contains("<script>alert"), "unescaped markup in the page");
     d.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits (up to 10 s) until `GET path` on the admin API answers JSON that `done` accepts.
+async fn wait_for_json(
+    d: &Director,
+    path: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = admin(d, "GET", path, None, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} never got there: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn cache_numbers_reach_the_overview_metrics_csv_and_history() {
+    let backend = TestBackend::start("app01").await;
+    let yaml = config(&backend.url(), None, "app01").replace(
+        "clusters:\n  shop:\n",
+        "clusters:\n  shop:\n    cache: { enabled: true }\n",
+    );
+    let d = start(&yaml).await;
+
+    // One miss that stores the object, then four hits that never reach the backend.
+    assert_eq!(get(&d.target(), "/cacheable").await.status, 200);
+    wait_for_json(&d, "/api/v1/clusters/shop/cache", |c| c["objects"] == 1).await;
+    for _ in 0..4 {
+        let reply = get(&d.target(), "/cacheable").await;
+        assert_eq!((reply.status, reply.text()), (200, "app01".to_owned()));
+    }
+    assert_eq!(backend.hits(), 1, "four answers from the cache");
+    let (_, cache) = admin(&d, "GET", "/api/v1/clusters/shop/cache", None, None).await;
+    assert_eq!(
+        (&cache["lookups"], &cache["hits"], &cache["misses"]),
+        (&5.into(), &4.into(), &1.into()),
+        "{cache}"
+    );
+
+    let metrics = call(&d, "GET", "/metrics", None, &[]).await.text();
+    for line in [
+        "# TYPE director_cache_lookups_total counter",
+        "director_cache_lookups_total{cluster=\"shop\"} 5\n",
+        "director_cache_hits_total{cluster=\"shop\"} 4\n",
+        "director_cache_misses_total{cluster=\"shop\"} 1\n",
+        "director_cache_stores_total{cluster=\"shop\"} 1\n",
+        "director_cache_stale_total{cluster=\"shop\",reason=\"if_error\"} 0\n",
+        "director_cache_objects{cluster=\"shop\"} 1\n",
+        "# TYPE director_cache_bytes gauge",
+        "director_cache_max_bytes{cluster=\"shop\"} 268435456\n",
+    ] {
+        assert!(
+            metrics.contains(line),
+            "{line:?} missing from /metrics:\n{metrics}"
+        );
+    }
+
+    let csv = call(&d, "GET", "/haproxy?stats;csv", None, &[]).await.text();
+    let mut lines = csv.lines();
+    let names: Vec<&str> = lines
+        .next()
+        .expect("header")
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let column =
+        |row: &[&str], name: &str| row[names.iter().position(|n| *n == name).expect(name)].to_owned();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let row = |px: &str, sv: &str| {
+        rows.iter()
+            .find(|r| r[0] == px && r[1] == sv)
+            .unwrap_or_else(|| panic!("no {px}/{sv} in\n{csv}"))
+            .clone()
+    };
+    let shop = row("shop", "BACKEND");
+    assert_eq!(
+        (column(&shop, "cache_lookups"), column(&shop, "cache_hits")),
+        ("5".into(), "4".into())
+    );
+    let front = row("director", "FRONTEND");
+    assert_eq!(
+        (column(&front, "cache_lookups"), column(&front, "cache_hits")),
+        ("5".into(), "4".into())
+    );
+
+    let page = call(&d, "GET", "/", None, &[]).await.text();
+    for needle in [
+        r#"<section class="cache-card" data-cache="shop""#,
+        r#"<b data-field="cache-hit-ratio">80 %</b>"#,
+        r#"<dd data-field="cache-hits">4 / 5</dd>"#,
+        r#"<dd data-field="cache-objects">1</dd>"#,
+        r#"data-action="purge-cache""#,
+    ] {
+        assert!(
+            page.contains(needle),
+            "{needle} missing from the overview:\n{page}"
+        );
+    }
+
+    // The stats history records the store's size once a second.
+    let history = wait_for_json(&d, "/api/v1/history?window=1m", |h| {
+        h["samples"].as_array().is_some_and(|samples| {
+            samples
+                .iter()
+                .any(|s| s["clusters"][0]["cache"]["objects"].as_f64() == Some(1.0))
+        })
+    })
+    .await;
+    let last = history["samples"]
+        .as_array()
+        .and_then(|s| s.last())
+        .expect("a sample");
+    let cache = &last["clusters"][0]["cache"];
+    assert!(cache["bytes"].as_f64().is_some_and(|b| b > 0.0), "{cache}");
+    assert_eq!(cache["max_memory"], 268_435_456);
+
+    // A settings change shows in the cluster's state and on the card.
+    let patch = serde_json::json!({ "cache": { "update": "shadowed", "default_ttl": "90s" } });
+    let (status, body) = admin(&d, "PATCH", "/api/v1/clusters/shop", Some(patch), None).await;
+    assert_eq!(status, 200, "{body}");
+    let state = wait_for_json(&d, "/api/v1/clusters/shop", |c| {
+        c["settings"]["cache"]["update"] == "shadowed"
+    })
+    .await;
+    assert_eq!(state["settings"]["cache"]["default_ttl_ms"], 90_000, "{state:#}");
+    let page = call(&d, "GET", "/", None, &[]).await.text();
+    assert!(page.contains("<dt>update</dt><dd>shadowed</dd>"), "{page}");
+    assert!(page.contains("<dt>default ttl</dt><dd>90 s</dd>"), "{page}");
+
+    // Turned off: no card, no cache families.
+    let patch = serde_json::json!({ "cache": { "enabled": false } });
+    let (status, body) = admin(&d, "PATCH", "/api/v1/clusters/shop", Some(patch), None).await;
+    assert_eq!(status, 200, "{body}");
+    wait_for_json(&d, "/api/v1/clusters/shop", |c| c["cache"]["enabled"] == false).await;
+    assert!(!call(&d, "GET", "/", None, &[])
+        .await
+        .text()
+        .contains("cache-card"));
+    assert!(!call(&d, "GET", "/metrics", None, &[])
+        .await
+        .text()
+        .contains("director_cache_"));
+    d.stop().await;
 }

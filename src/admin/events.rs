@@ -299,6 +299,104 @@ mod tests {
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
+    /// Reads the body's events until `wanted` accepts one; that sample.
+    async fn sample_where<B: MessageBody>(
+        body: &mut std::pin::Pin<&mut B>,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value
+    where
+        B::Error: std::fmt::Debug,
+    {
+        let mut received = String::new();
+        let read = async {
+            loop {
+                while let Some(end) = received.find("\n\n") {
+                    let event: String = received.drain(..end + 2).collect();
+                    if let Some(json) = event.strip_prefix("data: ") {
+                        let sample: serde_json::Value =
+                            serde_json::from_str(json.trim_end()).expect("JSON sample");
+                        if wanted(&sample) {
+                            return sample;
+                        }
+                    }
+                }
+                let chunk = std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await;
+                let chunk = chunk.expect("the stream goes on").expect("no body error");
+                received.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("the sample in time")
+    }
+
+    #[actix_web::test]
+    async fn samples_carry_the_cache_numbers() {
+        let yaml =
+            "proxy: { listen: \"127.0.0.1:0\" }\nclusters:\n  shop:\n    cache: { enabled: true }\n    \
+            backends: [{ name: a, url: \"http://127.0.0.1:1\" }]\n  plain:\n    \
+            backends: [{ name: b, url: \"http://127.0.0.1:1\" }]\n";
+        let config = crate::config::load_str(yaml).expect("valid config");
+        let handle = |name: &str| {
+            let cluster = crate::cluster::ClusterHandle::new(name, &config.clusters[name]);
+            cluster.configure_cache(&config.clusters[name].cache);
+            cluster
+        };
+        let (shop, plain) = (handle("shop"), handle("plain"));
+        let topology = Arc::new(ArcSwapOption::from_pointee(crate::cluster::Topology {
+            routes: Vec::new(),
+            clusters: vec![shop.clone(), plain],
+        }));
+        let live = LiveStats::start_in(topology, &actix::Arbiter::current(), Duration::from_millis(20));
+        let app = app!(live);
+        let res = call_service(&app, TestRequest::get().uri("/api/v1/events").to_request()).await;
+        let mut body = std::pin::pin!(res.into_body());
+        let cluster = |sample: &serde_json::Value, name: &str| {
+            let clusters = sample["clusters"].as_array().expect("clusters").clone();
+            clusters
+                .into_iter()
+                .find(|c| c["name"] == name)
+                .expect("the cluster")
+        };
+        // Seen once, then one hit in four lookups.
+        sample_where(&mut body, |s| cluster(s, "shop")["cache"].is_object()).await;
+        let stats = &shop.cache.load_full().expect("enabled").stats;
+        for counter in [
+            &stats.lookups,
+            &stats.lookups,
+            &stats.lookups,
+            &stats.lookups,
+            &stats.hits,
+        ] {
+            crate::cache::CacheStats::count(counter);
+        }
+        let sample = sample_where(&mut body, |s| !cluster(s, "shop")["cache"]["hit_ratio"].is_null()).await;
+        let cache = &cluster(&sample, "shop")["cache"];
+        assert_eq!(cache["hit_ratio"], 0.25, "{cache}");
+        for field in ["lookups", "hits", "misses", "stale", "objects", "bytes"] {
+            assert!(cache[field].is_number(), "{field}: {cache}");
+        }
+        assert_eq!(cache["max_memory"], 256 << 20);
+        assert!(
+            cluster(&sample, "plain").get("cache").is_none(),
+            "no cache: no numbers"
+        );
+
+        let history: serde_json::Value = call_and_read_body_json(
+            &app,
+            TestRequest::get().uri("/api/v1/history?window=1m").to_request(),
+        )
+        .await;
+        let samples = history["samples"].as_array().expect("samples");
+        assert!(
+            samples
+                .iter()
+                .any(|s| cluster(s, "shop")["cache"]["hit_ratio"] == 0.25),
+            "the history keeps the ratio"
+        );
+        live.stop();
+    }
+
     #[actix_web::test]
     async fn history_returns_the_window_or_400() {
         let live = live();

@@ -47,12 +47,16 @@
 //! - `rate`/`rate_max` (and `req_rate`/`req_rate_max` on `FRONTEND`) from [`Extras::rates`];
 //!   `ttime` is the mean request duration in ms from [`Extras::latency`] (a mean over all
 //!   requests, not HAProxy's last 1024). `hrsp_other` is 0: other statuses are not relayed.
+//! - `cache_lookups`/`cache_hits` (`FRONTEND` and `BACKEND`, as HAProxy fills them for HTTP
+//!   proxies): the cluster's object cache lookups and fresh hits, 0 while its cache is off;
+//!   `FRONTEND` sums the clusters. Server rows leave them empty.
 //! - `mode` is `http`; `algo` maps the scheduler: `rr` roundrobin, `least-load` leastconn,
 //!   `chance` random.
 
 use std::borrow::Cow;
 
 use super::metrics::{Extras, Rate, Scope};
+use crate::cache::CacheSnapshot;
 use crate::cluster::backend_actor::{BackendStatus, Health};
 use crate::cluster::cluster_actor::{BackendState, ClusterState};
 use crate::cluster::health::ProbeResult;
@@ -159,6 +163,12 @@ impl Row {
         self.set_some("rate", rate.map(|r| per_second(r.current)));
         self.set_some("rate_max", rate.map(|r| per_second(r.max)));
     }
+
+    /// The object cache's lookups and hits (all zero while it is off).
+    fn cache(&mut self, cache: &CacheSnapshot) {
+        self.set("cache_lookups", cache.lookups);
+        self.set("cache_hits", cache.hits);
+    }
 }
 
 fn column_index(column: &str) -> Option<usize> {
@@ -195,6 +205,8 @@ fn frontend_row(states: &[ClusterState], extras: &Extras) -> Row {
     let capacity: Option<u64> = states.iter().map(|c| c.capacity.map(u64::from)).sum();
     row.set_some("slim", capacity);
     row.set("status", "OPEN");
+    let cache = CacheSnapshot::sum(states.iter().map(|c| &c.cache));
+    row.cache(&cache);
     row
 }
 
@@ -268,6 +280,7 @@ fn backend_row(cluster: &ClusterState, iid: usize, extras: &Extras) -> Row {
     row.set("bck", backups.len());
     row.set("algo", algorithm(cluster.settings.scheduler));
     row.set_some("ttime", mean_ms(extras, &scope));
+    row.cache(&cluster.cache);
     row
 }
 
@@ -422,7 +435,7 @@ pub(crate) mod test_fixtures {
     use crate::admin::metrics::{Extras, LatencyHistogram, Rate, Scope};
     use crate::cluster::admission::BucketState;
     use crate::cluster::backend_actor::{BackendStatus, Health};
-    use crate::cluster::cluster_actor::{BackendState, ClusterState, SettingsView};
+    use crate::cluster::cluster_actor::{BackendState, CacheSettingsView, ClusterState, SettingsView};
     use crate::cluster::health::ProbeResult;
     use crate::config::Role;
     use crate::stats::{GaugeSnapshot, TrafficSnapshot};
@@ -509,6 +522,7 @@ pub(crate) mod test_fixtures {
                 fail_timeout_ms: 10_000,
                 forwarded_for: "append",
                 client_body_timeout_ms: 60_000,
+                cache: CacheSettingsView::new(&crate::config::CacheConfig::default()),
             },
             capacity: None,
             in_use: 0,
@@ -709,6 +723,43 @@ mod tests {
         let front = "type=0;status=OPEN;scur=4;smax=10;stot=140;hrsp_2xx=109;hrsp_5xx=10;req_tot=124;\
             slim=;qcur=;rate=5;req_rate=5;req_rate_max=12;iid=1;sid=0;mode=http;bin=1000;eresp=";
         assert_cells(&rows, FRONTEND_PROXY, "FRONTEND", front);
+    }
+
+    #[test]
+    fn cache_columns_show_lookups_and_hits_on_frontend_and_backend_rows() {
+        let mut states = clusters();
+        states[0].cache = CacheSnapshot {
+            enabled: true,
+            lookups: 40,
+            hits: 30,
+            misses: 10,
+            ..CacheSnapshot::default()
+        };
+        let (_, rows) = parse(&csv(&states, &extras()));
+        assert_cells(&rows, "shop", "BACKEND", "cache_lookups=40;cache_hits=30");
+        assert_cells(&rows, "api", "BACKEND", "cache_lookups=0;cache_hits=0");
+        assert_cells(
+            &rows,
+            FRONTEND_PROXY,
+            "FRONTEND",
+            "cache_lookups=40;cache_hits=30",
+        );
+        assert_cells(&rows, "shop", "app01", "cache_lookups=;cache_hits=");
+
+        states[1].cache = CacheSnapshot {
+            enabled: true,
+            lookups: 2,
+            hits: 1,
+            ..CacheSnapshot::default()
+        };
+        let (_, rows) = parse(&csv(&states, &extras()));
+        assert_cells(
+            &rows,
+            FRONTEND_PROXY,
+            "FRONTEND",
+            "cache_lookups=42;cache_hits=31",
+        );
+        assert_cells(&rows, "api", "BACKEND", "cache_lookups=2;cache_hits=1");
     }
 
     #[test]

@@ -7,11 +7,14 @@
 //! every sample), so no family is repeated. Names carry the `director_` prefix; counters end in
 //! `_total` (byte counters in `_bytes_total`), gauges carry no suffix. A limit that is unlimited
 //! (cluster or backend capacity, bucket shares) has no sample rather than a made-up number.
+//! The `director_cache_*` families have samples only for clusters whose cache is enabled, and
+//! are left out entirely when no cluster has one.
 
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::cache::CacheSnapshot;
 use crate::cluster::admission::BucketState;
 use crate::cluster::backend_actor::{role_name, Health};
 use crate::cluster::cluster_actor::{BackendState, ClusterState};
@@ -193,6 +196,36 @@ const BUCKET_FAMILIES: [Spec<BucketState>; 8] = [
         |b| count(b.dropped)),
 ];
 
+#[rustfmt::skip]
+const CACHE_LOOKUP_FAMILIES: [Spec<CacheSnapshot>; 3] = [
+    counter("director_cache_lookups_total", "Requests that consulted the object cache.", |c| count(c.lookups)),
+    counter("director_cache_hits_total", "Requests served fresh from the cache, without a backend.",
+        |c| count(c.hits)),
+    counter("director_cache_misses_total", "Lookups without a usable object: forwarded.", |c| count(c.misses)),
+];
+
+/// The family of stale answers, by `reason`.
+const CACHE_STALE: &str = "director_cache_stale_total";
+
+#[rustfmt::skip]
+const CACHE_FAMILIES: [Spec<CacheSnapshot>; 10] = [
+    counter("director_cache_revalidations_total", "Stored objects refreshed by a backend's 304.",
+        |c| count(c.revalidations)),
+    counter("director_cache_coalesced_total", "Requests that waited for another request's fill of the same key.",
+        |c| count(c.coalesced)),
+    counter("director_cache_background_refreshes_total", "Background refreshes started (update: shadowed).",
+        |c| count(c.background_refreshes)),
+    counter("director_cache_stores_total", "Objects stored, new or replacing one.", |c| count(c.stores)),
+    counter("director_cache_abandoned_total", "Responses that could not be stored: too large, cut or aborted.",
+        |c| count(c.abandoned)),
+    counter("director_cache_evictions_total", "Objects pushed out to make room.", |c| count(c.evictions)),
+    counter("director_cache_purges_total", "Objects removed by purges (API, PURGE method, unsafe requests).",
+        |c| count(c.purges)),
+    gauge("director_cache_objects", "Keys stored.", |c| count(c.objects)),
+    gauge("director_cache_bytes", "Bytes stored, keys and headers included.", |c| count(c.bytes)),
+    gauge("director_cache_max_bytes", "Bytes the cache may hold at most (max_memory).", |c| count(c.max_memory)),
+];
+
 /// Renders every metric family for `states` in the Prometheus text format 0.0.4.
 pub fn render(states: &[ClusterState], extras: &Extras) -> String {
     let mut out = Exposition::default();
@@ -247,8 +280,41 @@ pub fn render(states: &[ClusterState], extras: &Extras) -> String {
         })
         .collect();
     out.families(&BUCKET_FAMILIES, &buckets);
+    cache_families(&mut out, states);
     latency_family(&mut out, &backends, extras);
     out.text
+}
+
+/// The object caches of the clusters that have one enabled; nothing when none has.
+fn cache_families(out: &mut Exposition, states: &[ClusterState]) {
+    let caches: Vec<Subject<CacheSnapshot>> = states
+        .iter()
+        .filter(|c| c.cache.enabled)
+        .map(|c| Subject {
+            labels: vec![("cluster", c.name.as_str())],
+            item: &c.cache,
+        })
+        .collect();
+    if caches.is_empty() {
+        return;
+    }
+    out.families(&CACHE_LOOKUP_FAMILIES, &caches);
+    out.header(
+        CACHE_STALE,
+        Kind::Counter,
+        "Stale objects served: the backend failed (if_error), or a background refresh runs \
+         (while_revalidate).",
+    );
+    for subject in &caches {
+        let cache = subject.item;
+        for (reason, n) in [
+            ("if_error", cache.stale_if_error),
+            ("while_revalidate", cache.stale_while_revalidate),
+        ] {
+            out.sample(CACHE_STALE, &subject.labels, &[("reason", reason)], n as f64);
+        }
+    }
+    out.families(&CACHE_FAMILIES, &caches);
 }
 
 fn backend_subjects(states: &[ClusterState]) -> Vec<Subject<'_, BackendState>> {
@@ -677,6 +743,88 @@ mod tests {
             ("url", "http://127.0.0.1:9000/app01"),
         ];
         assert_eq!(value("director_backend_info", &info), Some(1.0));
+    }
+
+    /// The fixtures with `shop`'s cache enabled (`api` has none).
+    fn cached_clusters() -> Vec<ClusterState> {
+        let mut states = clusters();
+        states[0].cache = CacheSnapshot {
+            enabled: true,
+            lookups: 40,
+            hits: 30,
+            misses: 8,
+            stale: 2,
+            stale_if_error: 2,
+            stale_while_revalidate: 0,
+            revalidations: 3,
+            coalesced: 4,
+            background_refreshes: 5,
+            stores: 9,
+            abandoned: 1,
+            evictions: 6,
+            purges: 7,
+            objects: 11,
+            bytes: 12_345,
+            max_memory: 1 << 20,
+            hit_ratio: 0.75,
+        };
+        states
+    }
+
+    #[test]
+    fn cache_families_cover_the_clusters_with_a_cache() {
+        let text = render(&cached_clusters(), &extras());
+        let parsed = parse(&text).expect("valid exposition");
+        let shop = [("cluster", "shop")];
+        let expected = [
+            ("director_cache_lookups_total", "counter", 40.0),
+            ("director_cache_hits_total", "counter", 30.0),
+            ("director_cache_misses_total", "counter", 8.0),
+            ("director_cache_revalidations_total", "counter", 3.0),
+            ("director_cache_coalesced_total", "counter", 4.0),
+            ("director_cache_background_refreshes_total", "counter", 5.0),
+            ("director_cache_stores_total", "counter", 9.0),
+            ("director_cache_abandoned_total", "counter", 1.0),
+            ("director_cache_evictions_total", "counter", 6.0),
+            ("director_cache_purges_total", "counter", 7.0),
+            ("director_cache_objects", "gauge", 11.0),
+            ("director_cache_bytes", "gauge", 12_345.0),
+            ("director_cache_max_bytes", "gauge", 1_048_576.0),
+        ];
+        for (name, kind, value) in expected {
+            assert_eq!(parsed.types.get(name).map(String::as_str), Some(kind), "{name}");
+            assert_eq!(parsed.value(name, &shop), Some(value), "{name}");
+            assert_eq!(
+                parsed.value(name, &[("cluster", "api")]),
+                None,
+                "{name}: api has no cache"
+            );
+        }
+        assert_eq!(parsed.types.get(CACHE_STALE).map(String::as_str), Some("counter"));
+        let stale = |reason: &str| parsed.value(CACHE_STALE, &[shop[0], ("reason", reason)]);
+        assert_eq!(
+            (stale("if_error"), stale("while_revalidate")),
+            (Some(2.0), Some(0.0))
+        );
+        assert!(
+            text.contains("# HELP director_cache_hits_total Requests served fresh from the cache"),
+            "{text}"
+        );
+        let cache_samples = parsed
+            .samples
+            .iter()
+            .filter(|s| s.0.starts_with("director_cache_"));
+        assert_eq!(
+            cache_samples.count(),
+            13 + 2,
+            "one cluster: a sample per family, two stale"
+        );
+
+        let plain = render(&clusters(), &extras());
+        assert!(
+            !plain.contains("director_cache_"),
+            "no cache enabled: no cache families"
+        );
     }
 
     #[test]

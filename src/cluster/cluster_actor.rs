@@ -18,7 +18,10 @@ use super::buckets::validate_tree;
 use super::classify::Classifier;
 use super::topology::{ClusterHandle, ClusterSettings};
 use crate::cache::CacheSnapshot;
-use crate::config::{BucketConfig, BucketRule, ClusterConfig, ForwardedFor, SchedulerKind};
+use crate::config::{
+    BucketConfig, BucketRule, CacheConfig, CacheQuery, CacheUpdate, ClusterConfig, ForwardedFor,
+    SchedulerKind,
+};
 use crate::stats::TrafficSnapshot;
 
 /// Errors of cluster commands.
@@ -121,6 +124,66 @@ pub struct SettingsView {
     pub fail_timeout_ms: u64,
     pub forwarded_for: &'static str,
     pub client_body_timeout_ms: u64,
+    /// The object cache's settings (`cache:`).
+    pub cache: CacheSettingsView,
+}
+
+/// A cluster's `cache:` settings as readers see them (the `purge_method` networks left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CacheSettingsView {
+    pub enabled: bool,
+    pub max_memory: u64,
+    pub max_object_size: u64,
+    pub default_ttl_ms: u64,
+    /// `locked` or `shadowed`.
+    pub update: &'static str,
+    pub lock_timeout_ms: u64,
+    pub stale_if_error_ms: u64,
+    pub stale_while_revalidate_ms: u64,
+    pub stale_on_status: Vec<u16>,
+    pub max_variants: usize,
+    /// Whether the method and the host are part of the key.
+    pub key_method: bool,
+    pub key_host: bool,
+    /// `full`, `sorted` or `ignore`.
+    pub key_query: &'static str,
+    pub ignore_client_no_cache: bool,
+    /// The `PURGE` method is accepted (from the allowed networks).
+    pub purge_method: bool,
+}
+
+impl CacheSettingsView {
+    pub fn new(c: &CacheConfig) -> CacheSettingsView {
+        CacheSettingsView {
+            enabled: c.enabled,
+            max_memory: c.max_memory,
+            max_object_size: c.max_object_size,
+            default_ttl_ms: millis(c.default_ttl),
+            update: match c.update {
+                CacheUpdate::Locked => "locked",
+                CacheUpdate::Shadowed => "shadowed",
+            },
+            lock_timeout_ms: millis(c.lock_timeout),
+            stale_if_error_ms: millis(c.stale_if_error),
+            stale_while_revalidate_ms: millis(c.stale_while_revalidate),
+            stale_on_status: c.stale_on_status.clone(),
+            max_variants: c.max_variants,
+            key_method: c.key.method,
+            key_host: c.key.host,
+            key_query: match c.key.query {
+                CacheQuery::Full => "full",
+                CacheQuery::Sorted => "sorted",
+                CacheQuery::Ignore => "ignore",
+            },
+            ignore_client_no_cache: c.ignore_client_no_cache,
+            purge_method: c.purge_method.enabled,
+        }
+    }
+}
+
+/// A duration in whole milliseconds (saturating).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A backend's status and counters.
@@ -269,7 +332,7 @@ impl ClusterActor {
 }
 
 fn settings_view(c: &ClusterConfig) -> SettingsView {
-    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let ms = millis;
     SettingsView {
         scheduler: match c.scheduler {
             SchedulerKind::RoundRobin => "rr",
@@ -294,6 +357,7 @@ fn settings_view(c: &ClusterConfig) -> SettingsView {
             ForwardedFor::Replace => "replace",
         },
         client_body_timeout_ms: ms(c.client_body_timeout),
+        cache: CacheSettingsView::new(&c.cache),
     }
 }
 

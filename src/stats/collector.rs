@@ -2,10 +2,10 @@
 //!
 //! Control plane. Once a second the collector reads the published topology and every cluster's
 //! and backend's counters, turns the differences since the last round into a [`Sample`] (rates,
-//! gauges, latency quantiles from histogram deltas), records it in the [`History`] and
-//! broadcasts it as JSON to the event-stream subscribers. It never touches a request: the data
-//! plane only bumps atomics. A slow subscriber cannot hold it up — the broadcast channel
-//! overwrites what a lagging receiver has not read yet.
+//! gauges, latency quantiles from histogram deltas, the object caches' hit ratios and sizes),
+//! records it in the [`History`] and broadcasts it as JSON to the event-stream subscribers. It
+//! never touches a request: the data plane only bumps atomics. A slow subscriber cannot hold
+//! it up — the broadcast channel overwrites what a lagging receiver has not read yet.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,9 +18,11 @@ use tokio::sync::broadcast;
 use super::histogram::HistogramSnapshot;
 pub use super::history::Sample;
 use super::history::{
-    compact, BackendSample, BucketSample, ClusterSample, History, Window, MS_STEP, RATE_STEP,
+    compact, BackendSample, BucketSample, CacheSample, ClusterSample, History, Window, MS_STEP, RATE_STEP,
+    RATIO_STEP,
 };
 use super::TrafficSnapshot;
+use crate::cache::CacheSnapshot;
 use crate::cluster::backend::BackendId;
 use crate::cluster::backend_actor::BackendStatus;
 use crate::cluster::{Backend, ClusterHandle, SharedTopology};
@@ -60,6 +62,8 @@ struct ClusterBefore {
     traffic: TrafficSnapshot,
     /// `(served, dropped)` per bucket name.
     buckets: HashMap<String, (u64, u64)>,
+    /// The cache's counters; `None` while it was disabled.
+    cache: Option<CacheSnapshot>,
 }
 
 /// A backend's counters at the previous round.
@@ -124,6 +128,10 @@ impl Sampler {
             })
             .collect();
         let (p50_ms, p99_ms) = percentiles(&latency);
+        let cache = cluster.cache_snapshot();
+        let cache_sample = cache
+            .as_ref()
+            .map(|now| cache_sample(now, before.and_then(|b| b.cache.as_ref()), elapsed));
 
         let bucket_samples = buckets
             .iter()
@@ -156,6 +164,7 @@ impl Sampler {
             p99_ms,
             buckets: bucket_samples,
             backends,
+            cache: cache_sample,
         };
         let buckets = buckets
             .into_iter()
@@ -167,6 +176,7 @@ impl Sampler {
                 _handle: cluster.clone(),
                 traffic,
                 buckets,
+                cache,
             },
         );
         sample
@@ -202,6 +212,24 @@ impl Sampler {
         seen.backends
             .insert(backend.id, BackendBefore { traffic, latency });
         (sample, delta)
+    }
+}
+
+/// A cache's sample from its counters now and at the last round (`None`: not enabled then,
+/// so no rates yet).
+fn cache_sample(now: &CacheSnapshot, before: Option<&CacheSnapshot>, elapsed: Elapsed) -> CacheSample {
+    let old = before.unwrap_or(now);
+    let lookups = now.lookups.saturating_sub(old.lookups);
+    let hits = now.hits.saturating_sub(old.hits);
+    CacheSample {
+        lookups: elapsed.rate(now.lookups, old.lookups),
+        hits: elapsed.rate(now.hits, old.hits),
+        misses: elapsed.rate(now.misses, old.misses),
+        stale: elapsed.rate(now.stale, old.stale),
+        hit_ratio: (lookups > 0).then(|| compact(hits as f64 / lookups as f64, RATIO_STEP)),
+        objects: now.objects as f64,
+        bytes: now.bytes as f64,
+        max_memory: now.max_memory,
     }
 }
 

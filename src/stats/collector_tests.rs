@@ -212,3 +212,64 @@ async fn collector_broadcasts_and_records_samples_until_stopped() {
         .expect("stream closed");
     assert!(live.subscribe().is_none());
 }
+
+#[test]
+fn cache_samples_carry_the_interval_hit_ratio_and_the_size() {
+    const CACHED: &str = "proxy: { listen: \"127.0.0.1:0\" }\nclusters:\n  shop:\n    \
+        cache: { enabled: true, max_memory: 2MiB, max_object_size: 1MiB }\n    backends: [{ name: a, url: \"http://127.0.0.1:1\" }]\n";
+    let config = load_str(CACHED).expect("valid config");
+    let settings = &config.clusters["shop"];
+    let cluster = ClusterHandle::new("shop", settings);
+    cluster.configure_cache(&settings.cache);
+    let cache = cluster.cache.load_full().expect("enabled");
+    let count = |counter: &std::sync::atomic::AtomicU64, n: u64| {
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    };
+    let start = Instant::now();
+    let mut sampler = Sampler::new(start);
+    let clusters = [cluster.clone()];
+
+    // Counted before the first sample: no rates, no ratio on first sight.
+    count(&cache.stats.lookups, 10);
+    count(&cache.stats.hits, 10);
+    let first = sampler.sample(&clusters, start + Duration::from_secs(1), 1);
+    let c = first.clusters[0].cache.clone().expect("a cache sample");
+    assert_eq!((c.lookups, c.hits, c.hit_ratio), (0.0, 0.0, None));
+    assert_eq!((c.objects, c.bytes, c.max_memory), (0.0, 0.0, 2 << 20));
+
+    // 4 lookups in 2 s: 3 hits and a miss; one stale answer; one object stored.
+    count(&cache.stats.lookups, 4);
+    count(&cache.stats.hits, 3);
+    count(&cache.stats.misses, 1);
+    count(&cache.stats.stale_if_error, 1);
+    let key = crate::cache::PrimaryKey::new(&settings.cache.key, "GET", Some("h"), "/a", "");
+    let object = crate::cache::Object::pass_marker(Duration::from_secs(60));
+    cache.store.insert(key, Arc::new(object));
+    let second = sampler.sample(&clusters, start + Duration::from_secs(3), 3);
+    let c = second.clusters[0].cache.clone().expect("a cache sample");
+    assert_eq!((c.lookups, c.hits, c.misses, c.stale), (2.0, 1.5, 0.5, 0.5));
+    assert_eq!(c.hit_ratio, Some(0.75), "3 of this interval's 4, not 13 of 14");
+    assert_eq!(c.objects, 1.0);
+    assert!(
+        c.bytes > 0.0 && c.bytes == cache.store.bytes() as f64,
+        "{}",
+        c.bytes
+    );
+
+    let quiet = sampler.sample(&clusters, start + Duration::from_secs(4), 4);
+    let c = quiet.clusters[0].cache.clone().expect("a cache sample");
+    assert_eq!((c.lookups, c.hit_ratio, c.objects), (0.0, None, 1.0));
+
+    // Disabled: no cache in the sample, nor in its JSON.
+    cluster.configure_cache(&crate::config::CacheConfig::default());
+    let off = sampler.sample(&clusters, start + Duration::from_secs(5), 5);
+    assert_eq!(off.clusters[0].cache, None);
+    let json = serde_json::to_value(&off).expect("JSON");
+    assert!(json["clusters"][0].get("cache").is_none(), "{json}");
+    // Enabled again: the counters went on meanwhile, but rates start afresh.
+    cluster.configure_cache(&settings.cache);
+    count(&cluster.cache.load_full().expect("enabled").stats.lookups, 5);
+    let again = sampler.sample(&clusters, start + Duration::from_secs(6), 6);
+    let c = again.clusters[0].cache.clone().expect("a cache sample");
+    assert_eq!((c.lookups, c.hit_ratio), (0.0, None));
+}

@@ -49,6 +49,31 @@ pub struct ClusterSample {
     pub buckets: Vec<BucketSample>,
     /// Current members.
     pub backends: Vec<BackendSample>,
+    /// The object cache; absent while it is disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSample>,
+}
+
+/// A cluster's object cache in a [`ClusterSample`]: rates per second over the interval, the
+/// hit ratio of the interval, and the store's size at sampling time (the minute's mean in an
+/// aggregate).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CacheSample {
+    /// Requests that consulted the cache.
+    pub lookups: f32,
+    /// Served fresh from the cache.
+    pub hits: f32,
+    pub misses: f32,
+    /// Stale objects served (stale-if-error and stale-while-revalidate).
+    pub stale: f32,
+    /// Hits / lookups of the interval (of the minute in an aggregate); `None` without lookups.
+    pub hit_ratio: Option<f32>,
+    /// Keys stored.
+    pub objects: f64,
+    /// Bytes stored, keys and headers included.
+    pub bytes: f64,
+    /// The bound of `bytes` (`max_memory`).
+    pub max_memory: u64,
 }
 
 /// One bucket in a [`ClusterSample`].
@@ -92,6 +117,8 @@ pub(crate) fn compact(value: f64, step: f64) -> f32 {
 pub(crate) const RATE_STEP: f64 = 0.01;
 /// Latencies are kept to the microsecond.
 pub(crate) const MS_STEP: f64 = 0.001;
+/// Ratios are kept to 1/10 000 (a hundredth of a percent).
+pub(crate) const RATIO_STEP: f64 = 0.0001;
 
 /// The samples of a time window and their spacing in seconds.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,7 +261,32 @@ fn aggregate_cluster(items: &[&ClusterSample]) -> ClusterSample {
                 enabled: last(b, |b| b.enabled),
             })
             .collect(),
+        cache: aggregate_cache(items),
     }
+}
+
+/// The cache of the seconds it was enabled in: rates and sizes averaged, the hit ratio of all
+/// their hits and lookups together (not a mean of ratios), the last `max_memory`; `None` when
+/// it was off the whole minute.
+fn aggregate_cache(items: &[&ClusterSample]) -> Option<CacheSample> {
+    let caches: Vec<&CacheSample> = items.iter().filter_map(|c| c.cache.as_ref()).collect();
+    if caches.is_empty() {
+        return None;
+    }
+    let total = |value: fn(&CacheSample) -> f32| caches.iter().map(|c| f64::from(value(c))).sum::<f64>();
+    let (hits, lookups) = (total(|c| c.hits), total(|c| c.lookups));
+    let mean64 =
+        |value: fn(&CacheSample) -> f64| caches.iter().map(|c| value(c)).sum::<f64>() / caches.len() as f64;
+    Some(CacheSample {
+        lookups: mean(&caches, |c| c.lookups),
+        hits: mean(&caches, |c| c.hits),
+        misses: mean(&caches, |c| c.misses),
+        stale: mean(&caches, |c| c.stale),
+        hit_ratio: (lookups > 0.0).then(|| compact(hits / lookups, RATIO_STEP)),
+        objects: mean64(|c| c.objects).round(),
+        bytes: mean64(|c| c.bytes).round(),
+        max_memory: last(&caches, |c| c.max_memory),
+    })
 }
 
 /// Items that carry a name to be grouped by.
@@ -411,6 +463,69 @@ mod tests {
             shop.backends[1].rps, 3.0,
             "averaged over the seconds it was there"
         );
+    }
+
+    #[test]
+    fn minute_aggregate_pools_cache_hits_and_lookups() {
+        let mut history = History::default();
+        for second in 0..60u64 {
+            let cache = match second {
+                0..30 => None,
+                // 4 lookups, 1 hit a second (ratio 0.25) ...
+                30..50 => Some((4.0, 1.0, 1000.0)),
+                // ... then 1 lookup, 1 hit (ratio 1).
+                _ => Some((1.0, 1.0, 4000.0)),
+            };
+            let cache = cache.map(|(lookups, hits, bytes)| CacheSample {
+                lookups,
+                hits,
+                hit_ratio: Some(hits / lookups),
+                objects: 2.0,
+                bytes,
+                max_memory: 1 << 20,
+                ..CacheSample::default()
+            });
+            let sample = Sample {
+                at: 600 + second,
+                clusters: vec![ClusterSample {
+                    cache,
+                    ..cluster("shop", 1.0, None, vec![])
+                }],
+            };
+            history.push(Arc::new(sample));
+        }
+        history.push(Arc::new(Sample {
+            at: 660,
+            clusters: vec![cluster("shop", 1.0, None, vec![])],
+        }));
+        let cache = history.minutes[0].clusters[0].cache.clone().expect("on for 30 s");
+        assert_eq!(
+            cache.hit_ratio,
+            Some(0.3333),
+            "30 hits in 90 lookups, not the mean of the ratios (0.5)"
+        );
+        assert_eq!(
+            (cache.lookups, cache.hits),
+            (3.0, 1.0),
+            "averaged over the 30 s it was on"
+        );
+        assert_eq!(
+            (cache.objects, cache.bytes, cache.max_memory),
+            (2.0, 2000.0, 1 << 20)
+        );
+
+        let json = serde_json::to_string(&*history.minutes[0]).unwrap();
+        assert!(json.contains(r#""hit_ratio":0.3333,"#), "{json}");
+        let mut off = History::default();
+        for at in [0, 1, 60] {
+            off.push(Arc::new(Sample {
+                at,
+                clusters: vec![cluster("shop", 1.0, None, vec![])],
+            }));
+        }
+        assert_eq!(off.minutes[0].clusters[0].cache, None);
+        let json = serde_json::to_value(&*off.minutes[0]).unwrap();
+        assert!(json["clusters"][0].get("cache").is_none(), "{json}");
     }
 
     #[test]

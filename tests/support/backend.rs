@@ -14,6 +14,8 @@
 //! - `/status?code=N`: that status (no body for 204/304)
 //! - `/headers`: body = `METHOD PATH?QUERY\n` then `name: value\n` per request header
 //! - `/upload`: consumes the body, replies `"{len} {sum}"` (sum = wrapping u64 sum of the bytes)
+//! - `/cacheable[?max_age=N]`: 200, body = backend name, `Cache-Control: max-age=N` (60 by
+//!   default): a response director's object cache stores
 //! - `/xsendfile?path=P[&accel=1]`: 200 with `X-Sendfile: P` (or `X-Accel-Redirect: P`; P is
 //!   percent-decoded), `content-type: text/x-backend-body` and the body [`XSENDFILE_BODY`]
 //!
@@ -555,6 +557,15 @@ async fn handle(state: Arc<State>, kill: Arc<AtomicBool>, req: Request<Incoming>
                 }
             }
             Response::new(full(format!("{len} {sum}")))
+        }
+        "/cacheable" => {
+            let max_age = query(&req, "max_age")
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(60);
+            let mut resp = Response::new(full(name));
+            let value = HeaderValue::from_str(&format!("max-age={max_age}")).expect("a header value");
+            resp.headers_mut().insert(header::CACHE_CONTROL, value);
+            resp
         }
         "/xsendfile" => {
             let target = percent_decode(query(&req, "path").unwrap_or(""));

@@ -18,7 +18,7 @@ use crate::admin::auth;
 use crate::cluster::admission::BucketState;
 use crate::cluster::arbiters::Arbiters;
 use crate::cluster::backend_actor::BackendStatus;
-use crate::cluster::cluster_actor::{BackendState, ClusterState, SettingsView};
+use crate::cluster::cluster_actor::{BackendState, CacheSettingsView, ClusterState, SettingsView};
 use crate::cluster::director_actor::{ConfigStatus, DirectorActor};
 use crate::cluster::health::{Health, ProbeResult};
 use crate::config::{
@@ -32,6 +32,7 @@ const CONFIG: &str = "
 proxy: { listen: \"127.0.0.1:0\" }
 clusters:
   shop:
+    cache: { enabled: true, update: shadowed, default_ttl: 90s }
     buckets:
       - { name: vip, rate: 0.2, ceil: 0.5 }
     backends:
@@ -122,6 +123,12 @@ async fn pages_render_the_clusters_and_backends() {
         r#"id="error""#,
         "no reload yet",
         "/static/overview.js?v=",
+        r#"<section class="cache-card" data-cache="shop""#,
+        r#"<button type="button" class="danger" data-action="purge-cache">Purge cache</button>"#,
+        r#"<b data-field="cache-hit-ratio">–</b>"#,
+        r#"<span data-field="cache-memory">0 B / 256 MiB</span>"#,
+        "<dt>update</dt><dd>shadowed</dd>",
+        "<dt>default ttl</dt><dd>90 s</dd>",
     ] {
         assert!(
             page.contains(needle),
@@ -140,6 +147,8 @@ async fn pages_render_the_clusters_and_backends() {
         r#"id="live-status""#,
         "/static/uplot/uPlot.iife.min.js?v=",
         "/static/live.js?v=",
+        r#"data-chart="cache_hit_ratio""#,
+        r#"data-chart="cache_bytes""#,
     ] {
         assert!(page.contains(needle), "{needle} missing from the live page");
     }
@@ -283,6 +292,7 @@ fn hostile_state() -> ClusterState {
         fail_timeout_ms: 10_000,
         forwarded_for: "append",
         client_body_timeout_ms: 60_000,
+        cache: CacheSettingsView::new(&crate::config::CacheConfig::default()),
     };
     let bucket = BucketState {
         name: EVIL.to_owned(),
@@ -320,7 +330,13 @@ fn hostile_state() -> ClusterState {
         downtime_before: 0.0,
     };
     ClusterState {
-        cache: Default::default(),
+        cache: crate::cache::CacheSnapshot {
+            enabled: true,
+            lookups: 3,
+            hits: 2,
+            hit_ratio: 2.0 / 3.0,
+            ..Default::default()
+        },
         name: format!("\"quoted\" {EVIL}"),
         settings,
         capacity: Some(3),
@@ -375,5 +391,9 @@ fn overview_escapes_names_from_configuration_and_state() {
     )));
     assert!(html.contains("invalid backend name `&#60;script&#62;alert(3)&#60;/script&#62;`"));
     assert!(html.contains(r#"<button type="button" data-action="enable">"#));
+    assert!(html.contains(&format!(
+        r#"<section class="cache-card" data-cache="&#34;quoted&#34; {escaped}" aria-label="object cache of &#34;quoted&#34; {escaped}">"#
+    )));
+    assert!(html.contains(r#"<b data-field="cache-hit-ratio">66.7 %</b>"#));
     assert!(html.contains("failed (api, 10 s ago)"));
 }

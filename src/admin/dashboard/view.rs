@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
+use crate::cache::CacheSnapshot;
 use crate::cluster::backend_actor::{role_name, BackendStatus, Health};
-use crate::cluster::cluster_actor::{BackendState, ClusterState, SettingsView};
+use crate::cluster::cluster_actor::{BackendState, CacheSettingsView, ClusterState, SettingsView};
 use crate::cluster::director_actor::ConfigStatus;
-use crate::stats::history::{BackendSample, BucketSample, ClusterSample};
+use crate::stats::history::{BackendSample, BucketSample, CacheSample, ClusterSample};
 use crate::stats::Sample;
 
 /// Shown for a value that does not exist (no requests, no probe yet).
@@ -52,6 +53,27 @@ pub struct ClusterView {
     pub backends: Vec<BackendView>,
     /// Removed backends still finishing their requests.
     pub draining: Vec<BackendView>,
+    /// The object cache; `None` while it is disabled.
+    pub cache: Option<CacheView>,
+}
+
+/// A cluster's object cache: its numbers since the cluster started, and its settings.
+pub struct CacheView {
+    /// Fresh hits / lookups: `80 %`, or `–` before the first lookup.
+    pub hit_ratio: String,
+    /// The hit ratio of the latest one-second sample, or `–`.
+    pub recent_hit_ratio: String,
+    pub hits: u64,
+    pub lookups: u64,
+    pub objects: u64,
+    pub bytes: u64,
+    pub max_memory: u64,
+    /// `1.2 KiB / 256 MiB`.
+    pub memory: String,
+    /// Stale objects served (for both reasons).
+    pub stale: u64,
+    /// `(label, value)` pairs, in display order.
+    pub settings: Vec<(&'static str, String)>,
 }
 
 /// One bucket of a cluster's tree.
@@ -161,8 +183,90 @@ impl ClusterView {
             buckets: buckets(state, sample),
             backends: backends.iter().map(view).collect(),
             draining: draining.iter().map(view).collect(),
+            cache: state.cache.enabled.then(|| {
+                CacheView::new(
+                    &state.cache,
+                    &state.settings.cache,
+                    sample.and_then(|s| s.cache.as_ref()),
+                )
+            }),
         }
     }
+}
+
+impl CacheView {
+    pub fn new(
+        stats: &CacheSnapshot,
+        settings: &CacheSettingsView,
+        sample: Option<&CacheSample>,
+    ) -> CacheView {
+        CacheView {
+            hit_ratio: ratio((stats.lookups > 0).then_some(stats.hit_ratio)),
+            recent_hit_ratio: ratio(sample.and_then(|s| s.hit_ratio).map(f64::from)),
+            hits: stats.hits,
+            lookups: stats.lookups,
+            objects: stats.objects,
+            bytes: stats.bytes,
+            max_memory: stats.max_memory,
+            memory: format!("{} / {}", bytes(stats.bytes), bytes(stats.max_memory)),
+            stale: stats.stale,
+            settings: cache_settings(settings),
+        }
+    }
+}
+
+fn cache_settings(s: &CacheSettingsView) -> Vec<(&'static str, String)> {
+    let on_off = |b: bool| if b { "on" } else { "off" }.to_owned();
+    let mut key = vec!["path"];
+    if s.key_method {
+        key.insert(0, "method");
+    }
+    if s.key_host {
+        key.insert(key.len() - 1, "host");
+    }
+    let query = match s.key_query {
+        "ignore" => None,
+        mode => Some(format!("query ({mode})")),
+    };
+    let stale_on_status = match s.stale_on_status.as_slice() {
+        [] => NONE.to_owned(),
+        codes => codes.iter().map(u16::to_string).collect::<Vec<_>>().join(", "),
+    };
+    let duration = |ms: u64| {
+        if ms == 0 {
+            "0 s".to_owned()
+        } else {
+            millis_text(ms)
+        }
+    };
+    vec![
+        ("update", s.update.to_owned()),
+        ("default ttl", duration(s.default_ttl_ms)),
+        ("max object size", bytes(s.max_object_size)),
+        ("lock timeout", duration(s.lock_timeout_ms)),
+        ("stale if error", duration(s.stale_if_error_ms)),
+        ("stale while revalidate", duration(s.stale_while_revalidate_ms)),
+        ("stale on status", stale_on_status),
+        ("max variants", s.max_variants.to_string()),
+        (
+            "key",
+            key.into_iter()
+                .map(str::to_owned)
+                .chain(query)
+                .collect::<Vec<_>>()
+                .join(" + "),
+        ),
+        (
+            "client no-cache",
+            if s.ignore_client_no_cache {
+                "ignored"
+            } else {
+                "honoured"
+            }
+            .to_owned(),
+        ),
+        ("PURGE method", on_off(s.purge_method)),
+    ]
 }
 
 fn settings(s: &SettingsView) -> Vec<(&'static str, String)> {
@@ -298,6 +402,32 @@ pub fn millis(value: Option<f32>) -> String {
     }
 }
 
+/// A ratio in percent with at most one decimal (`80 %`, `66.7 %`), or `–`.
+pub fn ratio(value: Option<f64>) -> String {
+    value.map_or(NONE.to_owned(), |r| format!("{} %", one_decimal(r * 100.0)))
+}
+
+/// A size in bytes: `512 B`, `1.5 KiB`, `256 MiB` (at most one decimal).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{} {}", one_decimal(value), UNITS[unit])
+}
+
+/// Rounded half up to one decimal and printed without a trailing `.0`, as the browser's
+/// `Math.round(v * 10) / 10` prints.
+fn one_decimal(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}
+
 fn percent(share: f64) -> String {
     format!("{} %", (share * 100.0).round())
 }
@@ -360,6 +490,65 @@ mod tests {
         assert_eq!(millis(None), NONE);
         assert_eq!(percent(0.2), "20 %");
         assert_eq!(tokens(None), "∞");
+        assert_eq!(ratio(None), NONE);
+        assert_eq!(ratio(Some(0.8)), "80 %");
+        assert_eq!(ratio(Some(2.0 / 3.0)), "66.7 %");
+        assert_eq!(ratio(Some(0.0)), "0 %");
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(256 << 20), "256 MiB");
+        assert_eq!(bytes((3 << 30) + (300 << 20)), "3.3 GiB");
+    }
+
+    #[test]
+    fn cache_view_reads_the_snapshot_and_settings() {
+        let mut config = crate::config::CacheConfig {
+            enabled: true,
+            stale_on_status: vec![500, 503],
+            ..Default::default()
+        };
+        config.key.query = crate::config::CacheQuery::Sorted;
+        let stats = CacheSnapshot {
+            enabled: true,
+            lookups: 5,
+            hits: 4,
+            stale: 1,
+            objects: 1,
+            bytes: 1536,
+            max_memory: 256 << 20,
+            hit_ratio: 0.8,
+            ..CacheSnapshot::default()
+        };
+        let sample = CacheSample {
+            hit_ratio: Some(0.5),
+            ..CacheSample::default()
+        };
+        let view = CacheView::new(&stats, &CacheSettingsView::new(&config), Some(&sample));
+        assert_eq!(
+            (view.hit_ratio.as_str(), view.recent_hit_ratio.as_str()),
+            ("80 %", "50 %")
+        );
+        assert_eq!(view.memory, "1.5 KiB / 256 MiB");
+        let setting = |label: &str| {
+            view.settings
+                .iter()
+                .find(|(l, _)| *l == label)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no {label}"))
+        };
+        assert_eq!(setting("update"), "locked");
+        assert_eq!(setting("default ttl"), "0 s");
+        assert_eq!(setting("stale if error"), "300 s");
+        assert_eq!(setting("stale on status"), "500, 503");
+        assert_eq!(setting("key"), "host + path + query (sorted)");
+        assert_eq!(setting("max object size"), "8 MiB");
+
+        let idle = CacheView::new(&CacheSnapshot::default(), &CacheSettingsView::new(&config), None);
+        assert_eq!(
+            (idle.hit_ratio.as_str(), idle.recent_hit_ratio.as_str()),
+            (NONE, NONE)
+        );
     }
 
     #[test]
