@@ -46,11 +46,23 @@ const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 trait Accepted: AsyncRead + AsyncWrite + Unpin + 'static {
     /// The client's address, for `HttpRequest::peer_addr`.
     fn peer(&self) -> Option<SocketAddr>;
+
+    /// Socket options for a client connection.
+    fn tune(&self) {}
 }
 
 impl Accepted for TcpStream {
     fn peer(&self) -> Option<SocketAddr> {
         self.peer_addr().ok()
+    }
+
+    /// `TCP_NODELAY`, as nginx's `tcp_nodelay on` and HAProxy do: a streamed response goes
+    /// out as a head and then body pieces, and with Nagle the second write waits for the
+    /// client's (delayed) ACK of the first, 20-40 ms on a kept-alive connection.
+    fn tune(&self) {
+        if let Err(e) = self.set_nodelay(true) {
+            log::debug!("TCP_NODELAY on a client connection: {e}");
+        }
     }
 }
 
@@ -177,7 +189,24 @@ where
     }
     fn_service(move |stream: T| {
         let peer = stream.peer();
+        stream.tune();
         std::future::ready(Ok::<_, DispatchError>((GuardedIo::new(stream, guard), peer)))
     })
     .and_then(http.h1(app))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn client_tcp_connections_get_nodelay() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(!accepted.nodelay().unwrap(), "Nagle is on by default");
+        accepted.tune();
+        assert!(accepted.nodelay().unwrap());
+    }
 }
