@@ -44,11 +44,7 @@ async fn fresh_objects_answer_gets_heads_conditionals_and_ranges_without_the_bac
     assert!(cache_status(&first).contains("fwd=miss") && cache_status(&first).contains("stored"));
     let hit = get(&d.target(), path).await;
     assert_eq!((hit.status, &hit.body), (200, &first.body), "the stored body");
-    assert!(
-        cache_status(&hit).starts_with("director; hit; ttl="),
-        "{}",
-        cache_status(&hit)
-    );
+    assert_eq!(cache_status(&hit), "director; hit");
     assert!(hit.header("age").is_some(), "Age on a hit");
     assert_eq!(hit.header("etag"), Some("\"v1\""));
 

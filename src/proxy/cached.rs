@@ -56,9 +56,11 @@ pub struct CachePlan {
 
 /// The `Cache-Status` entry of an answer.
 const NAME: &str = "director";
-/// How long a key whose response could not be stored is forwarded without coalescing
-/// (Varnish's hit-for-miss): concurrent requests for an uncacheable URL must not queue
-/// behind one another.
+/// `Cache-Status` of a fresh hit (its freshness shows in `Age` and `Cache-Control`).
+const HIT: &str = "director; hit";
+/// How long a key whose response could not be stored bypasses the cache (Varnish's
+/// hit-for-pass): concurrent requests for an uncacheable URL must not queue behind one
+/// another, and pay nothing for the cache meanwhile.
 const UNCACHEABLE_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Looks the request up in the cluster's cache.
@@ -87,15 +89,14 @@ pub async fn lookup(
     CacheStats::count(&cache.stats.lookups);
     let now = Instant::now();
     let found = cache.store.lookup(&key.text, req.headers());
-    let mut uncacheable = false;
     if let Some(object) = &found {
-        if object.is_pass_marker() {
-            // Known uncacheable (while the marker is fresh): no coalescing.
-            uncacheable = object.is_fresh(now);
+        if object.is_pass_marker() && object.is_fresh(now) {
+            // Known uncacheable: straight to the backend, as if the cache were off.
+            CacheStats::count(&cache.stats.misses);
+            return Step::Bypass;
         } else if request_use == RequestUse::Lookup && object.is_fresh(now) {
             CacheStats::count(&cache.stats.hits);
-            let status = format!("{NAME}; hit; ttl={}", object.ttl_secs(now));
-            let response = serve(object, req, &status, cluster, log.take());
+            let response = serve(object, req, HIT, cluster, log.take());
             return Step::Served {
                 response,
                 refresh: None,
@@ -123,7 +124,7 @@ pub async fn lookup(
         (Some(_), _) => "stale",
         (None, _) => "miss",
     };
-    let lock = if uncacheable || (*method == Method::HEAD && config.key.method) {
+    let lock = if *method == Method::HEAD && config.key.method {
         None
     } else {
         match cache.locks.acquire(&key.text) {
@@ -315,9 +316,11 @@ fn is_final(status: u16) -> bool {
     (200..500).contains(&status)
 }
 
+const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
 fn set_status(headers: &mut HeaderMap, text: &str) {
     if let Ok(v) = HeaderValue::from_str(text) {
-        headers.insert(HeaderName::from_static("cache-status"), v);
+        headers.insert(CACHE_STATUS, v);
     }
 }
 
@@ -375,7 +378,13 @@ fn respond(
     body: bytes::Bytes,
     content_range: Option<String>,
 ) -> HttpResponse<RelayBody> {
-    let mut res = HttpResponse::build(status);
+    record_status(cluster, None, status.as_u16());
+    if let Some(l) = log.as_mut() {
+        l.set_status(status.as_u16());
+    }
+    let mut response = HttpResponse::with_body(status, RelayBody::cached(body, cluster.clone(), log));
+    let headers = response.headers_mut();
+    headers.reserve(object.headers.len() + 4);
     for (name, value) in &object.headers {
         let skip = match status {
             StatusCode::NOT_MODIFIED => not_in_304(name.as_str()),
@@ -383,27 +392,19 @@ fn respond(
             _ => name.as_str() == "content-range",
         };
         if !skip {
-            res.append_header((name.clone(), value.clone()));
+            headers.append(name.clone(), value.clone());
         }
     }
-    if let Some(range) = content_range {
-        res.insert_header((ax::CONTENT_RANGE, range));
+    if let Some(range) = content_range.and_then(|r| HeaderValue::from_str(&r).ok()) {
+        headers.insert(ax::CONTENT_RANGE, range);
     }
-    res.insert_header((ax::AGE, object.age(Instant::now()).as_secs()));
-    res.insert_header((ax::VIA, rules::VIA));
-    record_status(cluster, None, status.as_u16());
-    if let Some(l) = log.as_mut() {
-        l.set_status(status.as_u16());
+    headers.insert(ax::AGE, HeaderValue::from(object.age(Instant::now()).as_secs()));
+    headers.insert(ax::VIA, HeaderValue::from_static(rules::VIA));
+    if cache_status == HIT {
+        headers.insert(CACHE_STATUS, HeaderValue::from_static(HIT));
+    } else {
+        set_status(headers, cache_status);
     }
-    let mut response = res
-        .message_body(RelayBody::cached(body, cluster.clone(), log))
-        .unwrap_or_else(|_| {
-            HttpResponse::with_body(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                RelayBody::fixed("bad cached head\n", None),
-            )
-        });
-    set_status(response.headers_mut(), cache_status);
     response
 }
 
