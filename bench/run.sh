@@ -429,12 +429,16 @@ EOF
 #   director-2b: two buckets under the root; wrk requests `/`, so every request is
 #                classified (the /checkout rule is evaluated and fails) and lands in `main`.
 write_director_config() {
-    local leg=$1 file=$2
+    local leg=$1 file=$2 limit=""
+    # The idle-connection test holds IDLE_CONNS connections: above the limit director derives
+    # from a 20000-file hard limit ((20000 - 256) / 2). director-base may predate the key.
+    [[ $leg == director ]] && limit="  max_connections: $((IDLE_CONNS + 1024))"
     case $leg in
         director|director-base) cat >"$file" <<EOF
 proxy:
   listen: ["127.0.0.1:$(port_of "$leg")"]
   workers: 1
+$limit
 routes:
   - { path_prefix: "/", cluster: bench }
 clusters:
