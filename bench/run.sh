@@ -369,11 +369,11 @@ raise_fd_limit() {
 
 # ---------------------------------------------------------------- services ---
 
-start_backend() {
-    local dir=$TMP/backend
-    mkdir -p "$dir/logs" "$dir/tmp"
-    cat >"$dir/nginx.conf" <<EOF
-# Fixed HTTP backend shared by all proxies.
+# nginx_head DIR: how every nginx config here starts: one worker, its files under DIR, the
+# http block opened with long keep-alive; the caller adds the rest and closes the block.
+nginx_head() {
+    local dir=$1
+    cat <<EOF
 worker_processes 1;
 daemon off;
 pid $dir/nginx.pid;
@@ -386,6 +386,15 @@ http {
     client_body_temp_path $dir/tmp/body;
     proxy_temp_path $dir/tmp/proxy;
     fastcgi_temp_path $dir/tmp/fastcgi;
+EOF
+}
+
+start_backend() {
+    local dir=$TMP/backend
+    mkdir -p "$dir/logs" "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+# Fixed HTTP backend shared by all proxies.
+$(nginx_head "$dir")
     default_type text/plain;
     server {
         listen 127.0.0.1:$BACKEND_PORT backlog=4096;
@@ -595,18 +604,7 @@ start_nginx_proxy() {
     mkdir -p "$dir/logs" "$dir/tmp"
     cat >"$dir/nginx.conf" <<EOF
 # nginx as a reverse proxy, one worker, upstream keep-alive.
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections $NGX_WORKER_CONNS; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
+$(nginx_head "$dir")
     upstream bench {
         server 127.0.0.1:$BACKEND_PORT;
         keepalive 64;
@@ -674,18 +672,7 @@ start_nginx_fcgi() {
     local dir=$TMP/nginx-fcgi
     mkdir -p "$dir/logs" "$dir/tmp"
     cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections $NGX_WORKER_CONNS; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
+$(nginx_head "$dir")
     upstream php {
         server 127.0.0.1:$FPM_PORT;
         keepalive $FCGI_CHILDREN;
@@ -782,18 +769,7 @@ start_nginx_cache() {
     local dir=$TMP/nginx-cache
     mkdir -p "$dir/logs" "$dir/tmp"
     cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections $NGX_WORKER_CONNS; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
+$(nginx_head "$dir")
     proxy_cache_path $dir/cache levels=1:2 keys_zone=bench:10m max_size=${CACHE_MEMORY_MIB}m
                      inactive=1h use_temp_path=off;
     open_file_cache max=1000 inactive=60s;

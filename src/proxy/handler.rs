@@ -457,31 +457,31 @@ fn dropped(
 fn generated_owned(
     status: StatusCode,
     text: String,
-    mut log: Option<Box<AccessRecord>>,
+    log: Option<Box<AccessRecord>>,
 ) -> HttpResponse<RelayBody> {
-    if let Some(l) = log.as_mut() {
-        l.set_status(status.as_u16());
-    }
-    let mut res = HttpResponse::with_body(status, RelayBody::text(text, log));
-    let headers = res.headers_mut();
-    headers.insert(
-        ax::CONTENT_TYPE,
-        ax::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(ax::VIA, ax::HeaderValue::from_static(rules::VIA));
-    res
+    plain_text(status, 0, log, |log| RelayBody::text(text, log))
 }
 
 fn generated(
     status: StatusCode,
     text: &'static str,
     retry_after: u32,
+    log: Option<Box<AccessRecord>>,
+) -> HttpResponse<RelayBody> {
+    plain_text(status, retry_after, log, |log| RelayBody::fixed(text, log))
+}
+
+/// A text/plain answer of director's own, with `Retry-After` when it is not 0.
+fn plain_text(
+    status: StatusCode,
+    retry_after: u32,
     mut log: Option<Box<AccessRecord>>,
+    body: impl FnOnce(Option<Box<AccessRecord>>) -> RelayBody,
 ) -> HttpResponse<RelayBody> {
     if let Some(l) = log.as_mut() {
         l.set_status(status.as_u16());
     }
-    let mut res = HttpResponse::with_body(status, RelayBody::fixed(text, log));
+    let mut res = HttpResponse::with_body(status, body(log));
     let headers = res.headers_mut();
     headers.insert(
         ax::CONTENT_TYPE,
