@@ -10,7 +10,7 @@ use actix_web::http::{header as ax, Version};
 use actix_web::HttpRequest;
 use bytes::BytesMut;
 
-use super::upstream::Rewrite;
+use super::upstream::rewrite::Rewrite;
 use crate::config::FastCgiConfig;
 use crate::proto::cgi;
 use crate::proto::fastcgi::{FcgiError, RecordType, StreamWriter};
