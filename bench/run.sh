@@ -389,6 +389,18 @@ http {
 EOF
 }
 
+# nginx_upstream: the backend as an nginx upstream with keep-alive (the nginx proxy legs).
+nginx_upstream() {
+    cat <<EOF
+    upstream bench {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 64;
+        keepalive_requests 100000000;
+        keepalive_timeout 300s;
+    }
+EOF
+}
+
 start_backend() {
     local dir=$TMP/backend
     mkdir -p "$dir/logs" "$dir/tmp"
@@ -605,12 +617,7 @@ start_nginx_proxy() {
     cat >"$dir/nginx.conf" <<EOF
 # nginx as a reverse proxy, one worker, upstream keep-alive.
 $(nginx_head "$dir")
-    upstream bench {
-        server 127.0.0.1:$BACKEND_PORT;
-        keepalive 64;
-        keepalive_requests 100000000;
-        keepalive_timeout 300s;
-    }
+$(nginx_upstream)
     server {
         listen 127.0.0.1:$NGINX_PORT backlog=4096;
         location / {
@@ -735,12 +742,7 @@ http {
     proxy_temp_path $dir/tmp/proxy;
     fastcgi_temp_path $dir/tmp/fastcgi;
     default_type application/octet-stream;
-    upstream bench {
-        server 127.0.0.1:$BACKEND_PORT;
-        keepalive 64;
-        keepalive_requests 100000000;
-        keepalive_timeout 300s;
-    }
+$(nginx_upstream)
     server {
         listen 127.0.0.1:$NGINX_SF_PORT backlog=4096;
         location / {
@@ -773,12 +775,7 @@ $(nginx_head "$dir")
     proxy_cache_path $dir/cache levels=1:2 keys_zone=bench:10m max_size=${CACHE_MEMORY_MIB}m
                      inactive=1h use_temp_path=off;
     open_file_cache max=1000 inactive=60s;
-    upstream bench {
-        server 127.0.0.1:$BACKEND_PORT;
-        keepalive 64;
-        keepalive_requests 100000000;
-        keepalive_timeout 300s;
-    }
+$(nginx_upstream)
     server {
         listen 127.0.0.1:$NGINX_CACHE_PORT backlog=4096;
         location / {

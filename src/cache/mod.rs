@@ -90,7 +90,7 @@ impl ClusterCache {
     ) -> Option<Arc<Object>> {
         CacheStats::count(&self.stats.revalidations);
         let now = Instant::now();
-        let merged = old.refreshed(not_modified, old.freshness, now);
+        let mut merged = old.refreshed(not_modified, old.freshness, now);
         let headers: HeaderMap = merged.headers.iter().cloned().collect();
         let freshness = policy::storable(
             merged.status,
@@ -103,7 +103,8 @@ impl ClusterCache {
             self.purge(&Purge::Key(key.text.clone()));
             return None;
         };
-        let object = Arc::new(old.refreshed(not_modified, freshness, now));
+        merged.freshness = freshness;
+        let object = Arc::new(merged);
         self.store.replace(key, old, object.clone());
         Some(object)
     }

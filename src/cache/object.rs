@@ -74,7 +74,7 @@ impl Object {
             .collect();
         let vary = vary_of(response, request);
         let tags = tags_of(response);
-        let mut object = Object {
+        Object {
             status,
             headers,
             body,
@@ -83,9 +83,8 @@ impl Object {
             vary,
             tags,
             size: 0,
-        };
-        object.size = object.measure();
-        object
+        }
+        .measured()
     }
 
     /// A marker for a key whose last answer could not be stored: for `lifetime`, requests for
@@ -97,7 +96,7 @@ impl Object {
             always_revalidate: false,
             no_stale: true,
         };
-        let mut object = Object {
+        Object {
             status: 0,
             headers: Vec::new(),
             body: Bytes::new(),
@@ -106,14 +105,19 @@ impl Object {
             vary: Box::new([]),
             tags: Box::new([]),
             size: 0,
-        };
-        object.size = object.measure();
-        object
+        }
+        .measured()
     }
 
     /// Whether this is a [`Object::pass_marker`].
     pub fn is_pass_marker(&self) -> bool {
         self.status == 0
+    }
+
+    /// The object with its size counted.
+    fn measured(mut self) -> Object {
+        self.size = self.measure();
+        self
     }
 
     fn measure(&self) -> usize {
@@ -201,7 +205,7 @@ impl Object {
                 headers.push((n.clone(), owned(v)));
             }
         }
-        let mut object = Object {
+        Object {
             status: self.status,
             headers,
             body: self.body.clone(),
@@ -210,9 +214,8 @@ impl Object {
             vary: self.vary.clone(),
             tags: self.tags.clone(),
             size: 0,
-        };
-        object.size = object.measure();
-        object
+        }
+        .measured()
     }
 }
 

@@ -91,7 +91,6 @@ pub async fn handle(
         }
         Step::Forward(plan) => Some(plan),
     };
-    drop(route_path);
     let mut request = Request::new(req, payload, &settings, log);
     request.cache = plan;
     let forward = Forward {

@@ -63,47 +63,32 @@ pub struct RelayBody {
 impl RelayBody {
     /// A generated response's body.
     pub fn fixed(text: &'static str, log: Option<Box<AccessRecord>>) -> RelayBody {
-        let size = BodySize::Sized(text.len() as u64);
-        RelayBody {
-            fixed: Some(Bytes::from_static(text.as_bytes())),
-            streaming: None,
-            file: None,
-            fill: None,
-            size,
-            cluster: None,
-            log,
-            sent: text.len() as u64,
-        }
+        RelayBody::once(Bytes::from_static(text.as_bytes()), None, log)
     }
 
     /// A generated response's computed body.
     pub fn text(text: String, log: Option<Box<AccessRecord>>) -> RelayBody {
-        let n = text.len() as u64;
-        RelayBody {
-            fixed: Some(Bytes::from(text)),
-            streaming: None,
-            file: None,
-            fill: None,
-            size: BodySize::Sized(n),
-            cluster: None,
-            log,
-            sent: n,
-        }
+        RelayBody::once(Bytes::from(text), None, log)
     }
 
     /// A stored object's body (or a range of it), counted as the cluster's traffic.
     pub fn cached(body: Bytes, cluster: Arc<ClusterHandle>, log: Option<Box<AccessRecord>>) -> RelayBody {
-        let n = body.len();
-        cluster.admission.stats.add_bytes_out(n);
+        cluster.admission.stats.add_bytes_out(body.len());
+        RelayBody::once(body, Some(cluster), log)
+    }
+
+    /// A body sent in one piece.
+    fn once(body: Bytes, cluster: Option<Arc<ClusterHandle>>, log: Option<Box<AccessRecord>>) -> RelayBody {
+        let n = body.len() as u64;
         RelayBody {
-            size: BodySize::Sized(n as u64),
             fixed: Some(body),
             streaming: None,
             file: None,
             fill: None,
-            cluster: Some(cluster),
+            size: BodySize::Sized(n),
+            cluster,
             log,
-            sent: n as u64,
+            sent: n,
         }
     }
 
@@ -146,7 +131,7 @@ impl RelayBody {
 
     /// Copies the backend's body into the cache as it streams.
     pub fn with_fill(mut self, fill: Fill) -> RelayBody {
-        if self.streaming.is_some() && self.file.is_none() {
+        if self.is_backend_body() {
             self.fill = Some(Box::new(fill));
         }
         self
