@@ -3,10 +3,21 @@
 //! root bucket alone and with trees of 8 and 64 buckets, flat and nested. Each request goes
 //! to the next leaf bucket in turn, so every bucket is exercised.
 //!
+//!
+//! Two more groups carry the figures behind the thread model (docs/architecture.md):
+//! - `contended`: the same take+return while a second thread does the same on the same
+//!   cluster without pause, so every operation fights for the one admission lock;
+//! - `actor round trip`: what the alternative would cost per request, an actix message to an
+//!   actor and its answer awaited, on the sender's own arbiter and on another one.
+//!
 //! `cargo bench --bench admission -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Arbiter, Context, Handler, Message, System};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use director::cluster::admission::{Admission, AdmissionSettings, SlotSpec};
@@ -101,10 +112,7 @@ fn take_and_return(c: &mut Criterion) {
             b.iter(|| {
                 let key = keys[next];
                 next = (next + 1) % keys.len();
-                match admission.acquire(black_box(key)) {
-                    Admit::Granted(grant) => drop(black_box(grant)),
-                    _ => panic!("a free token and slot were expected"),
-                }
+                take_and_return_one(&admission, key);
             })
         });
         assert_eq!(admission.capacity(), (Some(1000), 0), "every token came back");
@@ -112,5 +120,87 @@ fn take_and_return(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, take_and_return);
+/// Takes a token and a slot in bucket `key` and returns them at once.
+fn take_and_return_one(admission: &Arc<Admission>, key: u32) {
+    match admission.acquire(black_box(key)) {
+        Admit::Granted(grant) => drop(black_box(grant)),
+        _ => panic!("a free token and slot were expected"),
+    }
+}
+
+/// take+return on the measured thread while a rival thread does the same on the same cluster
+/// for the whole measurement; the rival's operation count shows it really ran alongside.
+fn contended(c: &mut Criterion) {
+    let (admission, keys) = cluster(&[]);
+    let key = keys[0];
+    let stop = Arc::new(AtomicBool::new(false));
+    let rival_ops = Arc::new(AtomicU64::new(0));
+    let rival = {
+        let (admission, stop, rival_ops) = (admission.clone(), stop.clone(), rival_ops.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                take_and_return_one(&admission, key);
+                rival_ops.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let mut group = c.benchmark_group("contended");
+    group.bench_function("take+return, 2 threads on 1 cluster", |b| {
+        b.iter(|| take_and_return_one(&admission, key))
+    });
+    group.finish();
+    stop.store(true, Ordering::Relaxed);
+    rival.join().expect("rival thread");
+    assert!(rival_ops.load(Ordering::Relaxed) > 0, "the rival thread ran");
+    assert_eq!(admission.capacity(), (Some(1000), 0), "every token came back");
+}
+
+/// An actor that answers at once: the cheapest possible per-request message.
+struct Echo;
+
+impl Actor for Echo {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "u64")]
+struct Ping(u64);
+
+impl Handler<Ping> for Echo {
+    type Result = u64;
+
+    fn handle(&mut self, msg: Ping, _: &mut Context<Self>) -> u64 {
+        msg.0
+    }
+}
+
+/// `iters` awaited round trips from the system arbiter to `echo`.
+fn round_trips(system: &mut actix::SystemRunner, echo: &actix::Addr<Echo>, iters: u64) -> Duration {
+    system.block_on(async {
+        let started = Instant::now();
+        for i in 0..iters {
+            let answer = echo.send(Ping(i)).await.expect("echo answers");
+            black_box(answer);
+        }
+        started.elapsed()
+    })
+}
+
+fn actor_round_trip(c: &mut Criterion) {
+    let mut system = System::new();
+    let same = system.block_on(async { Echo.start() });
+    let other_arbiter = Arbiter::new();
+    let other = Echo::start_in_arbiter(&other_arbiter.handle(), |_| Echo);
+    let mut group = c.benchmark_group("actor round trip");
+    group.bench_function("same arbiter", |b| {
+        b.iter_custom(|iters| round_trips(&mut system, &same, iters))
+    });
+    group.bench_function("other arbiter", |b| {
+        b.iter_custom(|iters| round_trips(&mut system, &other, iters))
+    });
+    group.finish();
+    other_arbiter.stop();
+}
+
+criterion_group!(benches, take_and_return, contended, actor_round_trip);
 criterion_main!(benches);
