@@ -131,7 +131,8 @@ pub async fn lookup(
             Lock::Leader(guard) => Some(guard),
             Lock::Follower(wait) => {
                 CacheStats::count(&cache.stats.coalesced);
-                wait.wait(config.lock_timeout).await;
+                // Boxed: only followers pay for the wait's state, not every lookup.
+                Box::pin(wait.wait(config.lock_timeout)).await;
                 let now = Instant::now();
                 if let Some(object) = cache
                     .store

@@ -66,7 +66,7 @@ pub async fn handle(
     if let Some(routing) = &settings.client_routing {
         if let Some(name) = pinned_backend(&req, routing) {
             let request = Request::new(req, payload, &settings, log);
-            return serve_pinned(request, &cluster, &settings, &name).await;
+            return Box::pin(serve_pinned(request, &cluster, &settings, &name)).await;
         }
     }
     if req.method().as_str() == "PURGE" {
@@ -99,7 +99,10 @@ pub async fn handle(
         bucket,
         debug_bucket,
     };
-    forward.run(request).await
+    // Boxed so that this function's own future stays small: actix-web moves it into a box of
+    // its own, and a cache hit, which never forwards, should not pay for copying the
+    // forwarding state machine (a few KiB) there.
+    Box::pin(forward.run(request)).await
 }
 
 /// Where a request goes once routed and classified.
@@ -512,5 +515,20 @@ impl RequestView for ActixRequest<'_> {
     }
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.req.headers().get(name).map(|v| v.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// actix-web moves the handler's future into a box of its own for every request, cache
+    /// hits included; the forwarding state machine (several KiB) is boxed separately so that
+    /// this copy stays small. A regression here costs every hit a large memcpy.
+    #[test]
+    fn the_handler_future_stays_small() {
+        fn future_size<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let size = future_size(super::handle);
+        assert!(size <= 1024, "the handler's future is {size} bytes");
     }
 }
