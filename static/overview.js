@@ -72,16 +72,35 @@
     }
   });
 
+  /** POSTs `what` to the cluster's purge endpoint and shows how many objects went. */
+  function purge(card, button, description, what) {
+    const cluster = card.closest('section.cluster').dataset.cluster;
+    const output = field(card, 'cache-purged');
+    setText(output, '');
+    run(`purge ${description} from the cache of ${cluster}`, button, async () => {
+      const answer = await api('POST', `/api/v1/clusters/${enc(cluster)}/cache/purge`, what);
+      setText(output, `purged ${answer.purged} object${answer.purged === 1 ? '' : 's'}`);
+    });
+  }
+
   document.addEventListener('click', (event) => {
     const button = event.target.closest('.cache-card button[data-action="purge-cache"]');
     if (!button) return;
-    const cluster = button.closest('section.cluster').dataset.cluster;
-    const output = field(button.closest('.cache-card'), 'cache-purged');
-    setText(output, '');
-    run(`purge the cache of ${cluster}`, button, async () => {
-      const answer = await api('POST', `/api/v1/clusters/${enc(cluster)}/cache/purge`, { all: true });
-      setText(output, `purged ${answer.purged} object${answer.purged === 1 ? '' : 's'}`);
-    });
+    purge(button.closest('.cache-card'), button, 'everything', { all: true });
+  });
+
+  // Purge by URL, path prefix or tag: the form's kind names the API field; a host narrows a
+  // URL or prefix (a tag has none, so none is sent then).
+  document.addEventListener('submit', (event) => {
+    const form = event.target.closest('form.cache-purge-some');
+    if (!form) return;
+    event.preventDefault();
+    const kind = form.elements.kind.value;
+    const value = form.elements.value.value.trim();
+    const host = form.elements.host.value.trim();
+    const what = { [kind]: value };
+    if (host && kind !== 'tag') what.host = host;
+    purge(form.closest('.cache-card'), form.querySelector('button'), `${kind} ${value}`, what);
   });
 
   document.addEventListener('input', (event) => {
