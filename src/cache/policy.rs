@@ -15,7 +15,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use actix_web::http::header::{HeaderMap, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
 
 /// The `Cache-Control` directives a shared cache acts on.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl CacheControl {
     }
 
     fn of(headers: &HeaderMap) -> CacheControl {
-        CacheControl::parse(headers.get_all("cache-control").map(HeaderValue::as_bytes))
+        CacheControl::parse(headers.get_all(header::CACHE_CONTROL).map(HeaderValue::as_bytes))
     }
 }
 
@@ -102,7 +102,7 @@ pub fn request_use(
     if *method != Method::GET && *method != Method::HEAD {
         return RequestUse::Bypass;
     }
-    if headers.contains_key("authorization") {
+    if headers.contains_key(header::AUTHORIZATION) {
         return RequestUse::Bypass;
     }
     let cc = CacheControl::of(headers);
@@ -110,7 +110,7 @@ pub fn request_use(
         return RequestUse::Bypass;
     }
     let pragma_no_cache = || {
-        headers.get_all("pragma").any(|v| {
+        headers.get_all(header::PRAGMA).any(|v| {
             v.as_bytes()
                 .split(|&b| b == b',')
                 .any(|d| d.trim_ascii().eq_ignore_ascii_case(b"no-cache"))
@@ -119,7 +119,7 @@ pub fn request_use(
     if !ignore_no_cache
         && (cc.no_cache
             || cc.max_age == Some(0)
-            || (!headers.contains_key("cache-control") && pragma_no_cache()))
+            || (!headers.contains_key(header::CACHE_CONTROL) && pragma_no_cache()))
     {
         return RequestUse::Revalidate;
     }

@@ -366,7 +366,7 @@ pub fn serve(
 
 /// Whether a request carries conditionals or a range the object must be checked against.
 fn asks_conditionally(headers: &HeaderMap) -> bool {
-    Rewrite::REPLACED.iter().any(|name| headers.contains_key(*name))
+    Rewrite::REPLACED.iter().any(|name| headers.contains_key(name))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -1,5 +1,7 @@
 //! How the cache changes a request it forwards (pure data, read by both request writers).
 
+use actix_web::http::header::{self, HeaderName};
+
 /// How the cache changes a request it forwards: a full GET (never a range or a conditional of
 /// the client's, which the cache answers itself from the object), carrying the stored
 /// object's validators when it revalidates one.
@@ -13,17 +15,17 @@ pub struct Rewrite {
 
 impl Rewrite {
     /// Request fields the rewrite replaces: the client's conditionals and ranges.
-    pub const REPLACED: [&'static str; 6] = [
-        "if-none-match",
-        "if-modified-since",
-        "if-match",
-        "if-unmodified-since",
-        "if-range",
-        "range",
+    pub const REPLACED: [HeaderName; 6] = [
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_MATCH,
+        header::IF_UNMODIFIED_SINCE,
+        header::IF_RANGE,
+        header::RANGE,
     ];
 
     pub fn replaces(name: &str) -> bool {
-        Rewrite::REPLACED.contains(&name)
+        Rewrite::REPLACED.iter().any(|r| r.as_str() == name)
     }
 
     /// The method to send for the client's `method`.
