@@ -25,8 +25,17 @@ impl PrimaryKey {
         path: &str,
         query: &str,
     ) -> PrimaryKey {
-        let mut text = String::with_capacity(path.len() + query.len() + 48);
-        text.push_str(if config.method { method } else { "-" });
+        // The exact length in the common case (no `:80`, the query kept as it is), so that
+        // boxing the text does not reallocate it.
+        let method = if config.method { method } else { "-" };
+        let host_len = host.filter(|_| config.host).map_or(1, str::len);
+        let query_len = if query.is_empty() || config.query == CacheQuery::Ignore {
+            0
+        } else {
+            query.len() + 1
+        };
+        let mut text = String::with_capacity(method.len() + host_len + path.len() + query_len + 2);
+        text.push_str(method);
         text.push(' ');
         match host.filter(|_| config.host) {
             Some(host) => push_host(&mut text, host),
@@ -72,7 +81,10 @@ impl PrimaryKey {
 /// Lower-cased, without the port when it is 80 (the listener's scheme is HTTP).
 fn push_host(out: &mut String, host: &str) {
     let host = host.strip_suffix(":80").unwrap_or(host);
-    out.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+    let start = out.len();
+    out.push_str(host);
+    // Bytes, not chars: ASCII lower-casing keeps UTF-8 intact and is one pass over the slice.
+    out[start..].make_ascii_lowercase();
 }
 
 /// Normalises a host for comparisons with key hosts.
