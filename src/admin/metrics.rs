@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::cache::CacheSnapshot;
 use crate::cluster::admission::BucketState;
 use crate::cluster::backend_actor::{role_name, Health};
-use crate::cluster::cluster_actor::{BackendState, ClusterState};
+use crate::cluster::cluster_state::{BackendState, ClusterState};
 
 /// Where a rate or a latency histogram was measured.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

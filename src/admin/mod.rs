@@ -23,7 +23,8 @@ use actix::Addr;
 use actix_web::{middleware, web, App};
 use events::EventStreams;
 
-use crate::cluster::cluster_actor::{ClusterState, GetClusterState};
+use crate::cluster::cluster_actor::GetClusterState;
+use crate::cluster::cluster_state::ClusterState;
 use crate::cluster::director_actor::{DirectorActor, SharedStatus};
 use crate::cluster::{ClusterHandle, SharedTopology};
 use crate::config::{AdminConfig, SharedAdmin};

@@ -107,12 +107,8 @@ pub struct HealthChanged {
 #[rtype(result = "()")]
 pub struct ProbeCompleted(pub ProbeResult);
 
-/// Command: enable or disable the backend (administrative, independent of health).
-#[derive(Message, Debug)]
-#[rtype(result = "BackendStatus")]
-pub struct SetEnabled(pub bool);
-
-/// Command: change the backend's role and capacity, and `enabled` when given.
+/// Command: change the backend's role and capacity, and `enabled` (administrative,
+/// independent of health) when given.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Reconfigure {
@@ -309,31 +305,19 @@ impl Handler<ProbeCompleted> for BackendActor {
     }
 }
 
-impl Handler<SetEnabled> for BackendActor {
-    type Result = MessageResult<SetEnabled>;
-
-    fn handle(&mut self, SetEnabled(enabled): SetEnabled, _: &mut Context<Self>) -> Self::Result {
-        if self.status.enabled != enabled {
-            log::info!(
-                "cluster '{}': backend '{}' {}",
-                self.backend.cluster,
-                self.backend.name,
-                if enabled { "enabled" } else { "disabled" }
-            );
-            self.status.enabled = enabled;
-            self.publish();
-        }
-        MessageResult(self.status.clone())
-    }
-}
-
 impl Handler<Reconfigure> for BackendActor {
     type Result = ();
 
     fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) {
         self.status.role = msg.role;
         self.status.capacity = msg.capacity;
-        if let Some(enabled) = msg.enabled {
+        if let Some(enabled) = msg.enabled.filter(|e| *e != self.status.enabled) {
+            log::info!(
+                "cluster '{}': backend '{}' {}",
+                self.backend.cluster,
+                self.backend.name,
+                if enabled { "enabled" } else { "disabled" }
+            );
             self.status.enabled = enabled;
         }
         self.publish();

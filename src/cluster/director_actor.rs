@@ -16,14 +16,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
-use futures_util::future::{FutureExt, LocalBoxFuture};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::arbiters::Arbiters;
-use super::cluster_actor::ClusterActor;
-use super::cluster_changes::ApplyConfig;
+use super::cluster_actor::{ApplyConfig, ClusterActor};
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
 use crate::config::edit::{self, ClusterEdit, EditError};
 use crate::config::overlay::Overlay;
@@ -104,15 +102,8 @@ pub struct DirectorActor {
     arbiters: Arbiters,
     /// Told once the first topology is published.
     published: Option<oneshot::Sender<()>>,
-    /// Changes sent to cluster actors by the last [`apply`](Self::apply), answered when done.
-    pending: Vec<LocalBoxFuture<'static, ()>>,
     /// The admin listener's settings, swapped on reload (see [`Self::with_admin`]).
     admin: SharedAdmin,
-}
-
-/// Resolves once every cluster actor has applied the changes sent to it.
-fn applied(pending: Vec<LocalBoxFuture<'static, ()>>) -> impl std::future::Future<Output = ()> {
-    futures_util::future::join_all(pending).map(|_| ())
 }
 
 impl DirectorActor {
@@ -138,7 +129,6 @@ impl DirectorActor {
             status,
             arbiters,
             published: Some(published),
-            pending: Vec::new(),
             admin: SharedAdmin::default(),
         };
         actor.load_state_file();
@@ -195,19 +185,23 @@ impl DirectorActor {
         self.status.store(Arc::new(status));
     }
 
-    /// Brings clusters and routes to `self.config` and publishes the topology.
-    fn apply(&mut self) {
+    /// Brings clusters and routes to `self.config` and publishes the topology. The cluster
+    /// actors are told by message, never awaited: a later message to one of them (an admin
+    /// query) finds the change applied, as its mailbox runs in order.
+    /// `operator_set_enabled` names the cluster and backend whose `enabled` an operator has
+    /// just set (see [`ApplyConfig::operator_set_enabled`]).
+    fn apply(&mut self, operator_set_enabled: Option<(&str, &str)>) {
         let mut clusters = BTreeMap::new();
         for (name, config) in &self.config.clusters {
             let handle = match self.clusters.remove(name) {
                 Some(handle) => {
                     if let Some(actor) = handle.actor() {
-                        let change = actor.send(ApplyConfig(config.clone()));
-                        self.pending.push(Box::pin(async move {
-                            if let Ok(Err(e)) = change.await {
-                                log::error!("{e}");
-                            }
-                        }));
+                        actor.do_send(ApplyConfig {
+                            config: config.clone(),
+                            operator_set_enabled: operator_set_enabled
+                                .filter(|(cluster, _)| cluster == name)
+                                .map(|(_, backend)| backend.to_owned()),
+                        });
                     }
                     handle
                 }
@@ -233,7 +227,7 @@ impl DirectorActor {
                             (None, Some((handle, cache))) if cache == route.cache => (handle, cache),
                             (None, Some((handle, _))) => {
                                 if let Some(actor) = handle.actor() {
-                                    actor.do_send(ApplyConfig(road_warrior(url, &route.cache)));
+                                    actor.do_send(ApplyConfig::from_config(road_warrior(url, &route.cache)));
                                 }
                                 (handle, route.cache.clone())
                             }
@@ -334,7 +328,7 @@ impl DirectorActor {
                 self.document = merged;
                 self.config = config;
                 config::publish_reloaded_admin(&self.admin, self.config.admin.as_ref());
-                self.apply();
+                self.apply(None);
                 self.save_state();
                 let mut status = ConfigStatus::clone(&self.status.load());
                 status.last_reload = Some(outcome(true, Vec::new()));
@@ -369,6 +363,7 @@ impl DirectorActor {
         if cluster.is_null() {
             *cluster = Value::Object(Default::default());
         }
+        let operator_set_enabled = msg.edit.sets_enabled().map(str::to_owned);
         edit::apply(cluster, msg.edit)?;
         let config = config::load_value(document.clone()).map_err(ChangeError::Invalid)?;
         let runtime = document["clusters"][&msg.cluster].clone();
@@ -376,7 +371,11 @@ impl DirectorActor {
         self.overlay.record(&msg.cluster, base, runtime);
         self.document = document;
         self.config = config;
-        self.apply();
+        self.apply(
+            operator_set_enabled
+                .as_deref()
+                .map(|backend| (msg.cluster.as_str(), backend)),
+        );
         self.save_state();
         Ok(self.status.load().generation)
     }
@@ -388,7 +387,7 @@ fn retire(handle: &ClusterHandle) {
     if let Some(actor) = handle.actor() {
         let mut empty = road_warrior_settings();
         empty.backends.clear();
-        actor.do_send(ApplyConfig(empty));
+        actor.do_send(ApplyConfig::from_config(empty));
     }
 }
 
@@ -449,40 +448,28 @@ fn unix_now() -> f64 {
 impl Actor for DirectorActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        self.apply();
-        // At start-up every cluster is new: nothing is pending, but keep the rule.
-        ctx.spawn(applied(std::mem::take(&mut self.pending)).into_actor(self));
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.apply(None);
         if let Some(tx) = self.published.take() {
             let _ = tx.send(());
         }
     }
 }
 
-/// Answers once the change is in force: every cluster actor has applied its part (the
-/// Director's own state changed before the handler returned, so later messages see it).
+/// Answers once the Director's state has changed and every affected cluster actor has been
+/// told; a later query to a cluster actor finds the change applied.
 impl Handler<Reload> for DirectorActor {
-    type Result = ResponseFuture<Result<u64, ConfigErrors>>;
+    type Result = Result<u64, ConfigErrors>;
 
     fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
-        let result = self.reload(msg.trigger);
-        let pending = applied(std::mem::take(&mut self.pending));
-        Box::pin(async move {
-            pending.await;
-            result
-        })
+        self.reload(msg.trigger)
     }
 }
 
 impl Handler<ChangeCluster> for DirectorActor {
-    type Result = ResponseFuture<Result<u64, ChangeError>>;
+    type Result = Result<u64, ChangeError>;
 
     fn handle(&mut self, msg: ChangeCluster, _: &mut Context<Self>) -> Self::Result {
-        let result = self.change(msg);
-        let pending = applied(std::mem::take(&mut self.pending));
-        Box::pin(async move {
-            pending.await;
-            result
-        })
+        self.change(msg)
     }
 }

@@ -8,7 +8,7 @@ pub mod backend_actor;
 pub mod buckets;
 pub mod classify;
 pub mod cluster_actor;
-pub mod cluster_changes;
+pub mod cluster_state;
 pub mod director_actor;
 pub mod health;
 pub mod health_monitor;

@@ -18,7 +18,7 @@ use crate::admin::auth;
 use crate::cluster::admission::BucketState;
 use crate::cluster::arbiters::Arbiters;
 use crate::cluster::backend_actor::BackendStatus;
-use crate::cluster::cluster_actor::{BackendState, CacheSettingsView, ClusterState, SettingsView};
+use crate::cluster::cluster_state::{BackendState, CacheSettingsView, ClusterState, SettingsView};
 use crate::cluster::director_actor::{ConfigStatus, DirectorActor};
 use crate::cluster::health::{Health, ProbeResult};
 use crate::config::{

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::cache::CacheSnapshot;
 use crate::cluster::backend_actor::{role_name, BackendStatus, Health};
-use crate::cluster::cluster_actor::{BackendState, CacheSettingsView, ClusterState, SettingsView};
+use crate::cluster::cluster_state::{BackendState, CacheSettingsView, ClusterState, SettingsView};
 use crate::cluster::director_actor::ConfigStatus;
 use crate::stats::history::{BackendSample, BucketSample, CacheSample, ClusterSample};
 use crate::stats::Sample;
