@@ -189,6 +189,7 @@ async fn change(data: &AdminState, cluster: &str, edit: ClusterEdit) -> Result<u
             Err(ApiError::bad_request("invalid_value", detail))
         }
         Ok(Err(ChangeError::Invalid(errors))) => Err(invalid_config(StatusCode::BAD_REQUEST, errors)),
+        Ok(Err(ChangeError::Interrupted(detail))) => Err(ApiError::internal(detail)),
         Err(_) => Err(ApiError::internal("the director actor is not running")),
     }
 }

@@ -2,15 +2,19 @@
 //! changes laid over it and the state file), the set of clusters and routes, and publishes the
 //! topology.
 //!
-//! Control plane; runs on a worker arbiter. Every change — a reload of `config.yaml`
-//! ([`Reload`]) or a runtime change from the admin API ([`ChangeCluster`]) — is validated as a
-//! whole document by the config loader first; an invalid one changes nothing. A valid one is
-//! applied as a diff: clusters get [`ApplyConfig`] (unchanged backends keep their health,
-//! counters and connections; removed ones drain), new clusters start, removed ones drain, and
-//! a new topology with the new routes is published.
+//! Control plane; runs on a worker arbiter, which it shares with proxied requests: so the
+//! file I/O (reading `config.yaml`, writing the state file with its fsyncs) and the
+//! validation run on the blocking pool, and the actor answers when they are done. Every
+//! change — a reload of `config.yaml` ([`Reload`]) or a runtime change from the admin API
+//! ([`ChangeCluster`]) — is validated as a whole document by the config loader first; an
+//! invalid one changes nothing. Changes are serialised (an atomic response each), so each one
+//! starts from the document the previous one left. A valid one is written to the state file,
+//! then applied as a diff: clusters get [`ApplyConfig`] by message, never awaited (unchanged
+//! backends keep their health, counters and connections; removed ones drain), new clusters
+//! start, removed ones drain, and a new topology with the new routes is published.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,7 +29,8 @@ use super::cluster_actor::{ApplyConfig, ClusterActor};
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
 use crate::config::edit::{self, ClusterEdit, EditError};
 use crate::config::overlay::Overlay;
-use crate::config::{self, state_file, ConfigError, ConfigErrors, Document, SharedAdmin};
+use crate::config::state_file::{self, StateFileError};
+use crate::config::{self, ConfigError, ConfigErrors, Document, SharedAdmin};
 use crate::config::{
     BackendConfig, BackendUrl, CacheConfig, ClusterConfig, Config, ForwardedFor, PassiveHealthConfig, Role,
     RouteTarget, SchedulerKind,
@@ -82,6 +87,9 @@ pub enum ChangeError {
     Edit(#[from] EditError),
     #[error("the change makes the configuration invalid:\n{0}")]
     Invalid(ConfigErrors),
+    /// The blocking task validating and persisting it could not finish.
+    #[error("the change was interrupted: {0}")]
+    Interrupted(String),
 }
 
 /// The actor owning the configuration and the topology.
@@ -278,107 +286,118 @@ impl DirectorActor {
         handle
     }
 
-    /// Writes the overlay to the state file, if there is one.
-    fn save_state(&self) {
-        let Some(path) = &self.config.state_file else {
-            return;
-        };
-        match state_file::save(path, &self.overlay) {
-            Ok(()) => self.set_state_file_error(None),
-            Err(e) => {
+    /// Takes over a configuration worked out off the worker, records how writing the state
+    /// file went, and brings clusters and routes to it.
+    fn adopt(
+        &mut self,
+        next: NextConfig,
+        saved: Option<Result<(), StateFileError>>,
+        operator_set_enabled: Option<(&str, &str)>,
+    ) {
+        if let Some(yaml) = next.yaml {
+            self.yaml = yaml;
+        }
+        self.document = next.document;
+        self.config = next.config;
+        self.overlay = next.overlay;
+        match saved {
+            None => {}
+            Some(Ok(())) => self.set_state_file_error(None),
+            Some(Err(e)) => {
                 log::error!("{e}");
                 self.set_state_file_error(Some(e.to_string()));
             }
         }
+        self.apply(operator_set_enabled);
     }
 
-    fn reload(&mut self, trigger: &str) -> Result<u64, ConfigErrors> {
-        let Some(path) = self.config_path.clone() else {
-            return Err(ConfigErrors(vec![ConfigError {
-                path: String::new(),
-                message: "director was started without a configuration file".to_owned(),
-            }]));
-        };
-        let result = config::read_file(&path).and_then(|yaml| {
-            let merged = self.overlay.apply(&yaml);
-            match config::load_value(merged.clone()) {
-                Ok(config) => Ok((yaml, merged, config)),
-                // The file itself may be fine and only the runtime changes no longer fit it:
-                // then the file wins and the changes are dropped.
-                Err(errors) => match config::load_value(yaml.clone()) {
-                    Ok(config) => {
-                        log::warn!("reload: runtime changes dropped, they no longer fit:\n{errors}");
-                        self.overlay = Overlay::default();
-                        Ok((yaml.clone(), yaml, config))
-                    }
-                    Err(file_errors) => Err(file_errors),
-                },
-            }
-        });
-        let outcome = |ok: bool, errors: Vec<ConfigError>| ReloadOutcome {
+    /// Records the outcome of a reload in the status.
+    fn record_reload(&self, trigger: &str, errors: Vec<ConfigError>) -> u64 {
+        let mut status = ConfigStatus::clone(&self.status.load());
+        status.last_reload = Some(ReloadOutcome {
             at: unix_now(),
             trigger: trigger.to_owned(),
-            ok,
+            ok: errors.is_empty(),
             errors,
-        };
-        match result {
-            Ok((yaml, merged, config)) => {
-                self.overlay.rebase(&yaml, &merged);
-                self.yaml = yaml;
-                self.document = merged;
-                self.config = config;
-                config::publish_reloaded_admin(&self.admin, self.config.admin.as_ref());
-                self.apply(None);
-                self.save_state();
-                let mut status = ConfigStatus::clone(&self.status.load());
-                status.last_reload = Some(outcome(true, Vec::new()));
-                let generation = status.generation;
-                self.status.store(Arc::new(status));
-                log::info!("configuration reloaded from {} ({trigger})", path.display());
-                Ok(generation)
-            }
-            Err(errors) => {
-                log::error!(
-                    "reload of {} failed ({trigger}); the last good configuration stays in force:\n{errors}",
-                    path.display()
-                );
-                let mut status = ConfigStatus::clone(&self.status.load());
-                status.last_reload = Some(outcome(false, errors.0.clone()));
-                self.status.store(Arc::new(status));
-                Err(errors)
-            }
-        }
+        });
+        let generation = status.generation;
+        self.status.store(Arc::new(status));
+        generation
     }
+}
 
-    fn change(&mut self, msg: ChangeCluster) -> Result<u64, ChangeError> {
-        let unknown = || ChangeError::UnknownCluster(msg.cluster.clone());
-        if !self.clusters.contains_key(&msg.cluster) {
-            return Err(unknown());
+/// A new state of the configuration, worked out (read, validated, persisted) on the blocking
+/// pool and then adopted by the actor.
+struct NextConfig {
+    /// A newly read `config.yaml` (a reload); `None` when it is unchanged (a runtime change).
+    yaml: Option<Value>,
+    document: Value,
+    config: Config,
+    overlay: Overlay,
+}
+
+/// Runs `work` on the blocking pool, off the worker thread the Director actor shares with
+/// proxied requests; `Err` only when the task could not finish (the runtime is going down).
+async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| e.to_string())
+}
+
+/// Writes `overlay` to the state file, if there is one (file I/O: call it off the worker).
+fn save_state(state_file: Option<&Path>, overlay: &Overlay) -> Option<Result<(), StateFileError>> {
+    state_file.map(|path| state_file::save(path, overlay))
+}
+
+/// Reads `config.yaml` at `path` and lays `overlay` over it (file I/O: call it off the
+/// worker). When only the runtime changes no longer fit the file, the file wins and they
+/// are dropped.
+fn reread(path: &Path, mut overlay: Overlay) -> Result<NextConfig, ConfigErrors> {
+    let yaml = config::read_file(path)?;
+    let merged = overlay.apply(&yaml);
+    let (document, config) = match config::load_value(merged.clone()) {
+        Ok(config) => (merged, config),
+        Err(errors) => {
+            let config = config::load_value(yaml.clone())?;
+            log::warn!("reload: runtime changes dropped, they no longer fit:\n{errors}");
+            overlay = Overlay::default();
+            (yaml.clone(), config)
         }
-        let mut document = self.document.clone();
-        let cluster = document
-            .get_mut("clusters")
-            .and_then(|c| c.get_mut(&msg.cluster))
-            .ok_or_else(unknown)?;
-        if cluster.is_null() {
-            *cluster = Value::Object(Default::default());
-        }
-        let operator_set_enabled = msg.edit.sets_enabled().map(str::to_owned);
-        edit::apply(cluster, msg.edit)?;
-        let config = config::load_value(document.clone()).map_err(ChangeError::Invalid)?;
-        let runtime = document["clusters"][&msg.cluster].clone();
-        let base = self.yaml["clusters"][&msg.cluster].clone();
-        self.overlay.record(&msg.cluster, base, runtime);
-        self.document = document;
-        self.config = config;
-        self.apply(
-            operator_set_enabled
-                .as_deref()
-                .map(|backend| (msg.cluster.as_str(), backend)),
-        );
-        self.save_state();
-        Ok(self.status.load().generation)
+    };
+    overlay.rebase(&yaml, &document);
+    Ok(NextConfig {
+        yaml: Some(yaml),
+        document,
+        config,
+        overlay,
+    })
+}
+
+/// Applies `edit` to cluster `cluster` of `document` and validates the whole result; records
+/// the cluster's runtime state (against `base`, its definition in `config.yaml`) in `overlay`.
+fn edited(
+    mut document: Value,
+    cluster: &str,
+    edit: ClusterEdit,
+    base: Value,
+    mut overlay: Overlay,
+) -> Result<NextConfig, ChangeError> {
+    let unknown = || ChangeError::UnknownCluster(cluster.to_owned());
+    let section = document
+        .get_mut("clusters")
+        .and_then(|c| c.get_mut(cluster))
+        .ok_or_else(unknown)?;
+    if section.is_null() {
+        *section = Value::Object(Default::default());
     }
+    edit::apply(section, edit)?;
+    let runtime = section.clone();
+    let config = config::load_value(document.clone()).map_err(ChangeError::Invalid)?;
+    overlay.record(cluster, base, runtime);
+    Ok(NextConfig {
+        yaml: None,
+        document,
+        config,
+        overlay,
+    })
 }
 
 /// Drains a cluster that left the configuration: its backends finish what they have in
@@ -456,20 +475,85 @@ impl Actor for DirectorActor {
     }
 }
 
-/// Answers once the Director's state has changed and every affected cluster actor has been
-/// told; a later query to a cluster actor finds the change applied.
+/// The configuration file is read, validated and the state file written on the blocking
+/// pool; the answer comes once the new configuration is in force in the Director and every
+/// affected cluster actor has been told (a later query to one finds it applied). Atomic: the
+/// next reload or change waits, so each one starts from the latest document.
 impl Handler<Reload> for DirectorActor {
-    type Result = Result<u64, ConfigErrors>;
+    type Result = AtomicResponse<Self, Result<u64, ConfigErrors>>;
 
-    fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
-        self.reload(msg.trigger)
+    fn handle(&mut self, Reload { trigger }: Reload, _: &mut Context<Self>) -> Self::Result {
+        let Some(path) = self.config_path.clone() else {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                message: "director was started without a configuration file".to_owned(),
+            }])))));
+        };
+        let overlay = self.overlay.clone();
+        let shown = path.display().to_string();
+        let work = off_worker(move || {
+            reread(&path, overlay).map(|next| {
+                let saved = save_state(next.config.state_file.as_deref(), &next.overlay);
+                (next, saved)
+            })
+        });
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |done, act, _| {
+            let done = done.unwrap_or_else(|e| {
+                Err(ConfigErrors(vec![ConfigError {
+                    path: String::new(),
+                    message: format!("the reload was interrupted: {e}"),
+                }]))
+            });
+            match done {
+                Ok((next, saved)) => {
+                    config::publish_reloaded_admin(&act.admin, next.config.admin.as_ref());
+                    act.adopt(next, saved, None);
+                    log::info!("configuration reloaded from {shown} ({trigger})");
+                    Ok(act.record_reload(trigger, Vec::new()))
+                }
+                Err(errors) => {
+                    log::error!(
+                        "reload of {shown} failed ({trigger}); the last good configuration stays in force:\n{errors}"
+                    );
+                    act.record_reload(trigger, errors.0.clone());
+                    Err(errors)
+                }
+            }
+        })))
     }
 }
 
+/// The edit is validated against the whole document and the state file written on the
+/// blocking pool; answered like [`Reload`], and as atomically.
 impl Handler<ChangeCluster> for DirectorActor {
-    type Result = Result<u64, ChangeError>;
+    type Result = AtomicResponse<Self, Result<u64, ChangeError>>;
 
-    fn handle(&mut self, msg: ChangeCluster, _: &mut Context<Self>) -> Self::Result {
-        self.change(msg)
+    fn handle(
+        &mut self,
+        ChangeCluster { cluster, edit }: ChangeCluster,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        if !self.clusters.contains_key(&cluster) {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(ChangeError::UnknownCluster(cluster)))));
+        }
+        let operator_set_enabled = edit.sets_enabled().map(str::to_owned);
+        let (document, overlay) = (self.document.clone(), self.overlay.clone());
+        let base = self.yaml["clusters"][&cluster].clone();
+        let state_file = self.config.state_file.clone();
+        let name = cluster.clone();
+        let work = off_worker(move || {
+            edited(document, &name, edit, base, overlay).map(|next| {
+                let saved = save_state(state_file.as_deref(), &next.overlay);
+                (next, saved)
+            })
+        });
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |done, act, _| {
+            let (next, saved) = done.map_err(ChangeError::Interrupted)??;
+            let operator = operator_set_enabled
+                .as_deref()
+                .map(|backend| (cluster.as_str(), backend));
+            act.adopt(next, saved, operator);
+            Ok(act.status.load().generation)
+        })))
     }
 }
