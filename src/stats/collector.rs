@@ -394,5 +394,4 @@ impl LiveStats {
 }
 
 #[cfg(test)]
-#[path = "collector_tests.rs"]
 mod tests;
