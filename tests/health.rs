@@ -4,8 +4,8 @@
 mod support;
 
 use bytes::Bytes;
-use director::cluster::backend_actor::{BackendStatus, Health};
-use director::cluster::cluster_actor::GetClusterState;
+use director::cluster::backend_status::BackendStatus;
+use director::cluster::health::Health;
 use futures_util::future::join_all;
 use serde_json::json;
 use support::backend::{silent_backend, TestBackend};
@@ -14,22 +14,17 @@ use support::{admin, cluster_config, eventually, get, request, start, Director};
 /// A loopback admin listener without a token, added to a [`cluster_config`].
 const ADMIN: &str = "admin: { listen: \"127.0.0.1:0\" }\n";
 
-async fn status(d: &Director, cluster: &str, backend: &str) -> Option<BackendStatus> {
-    let state = d
-        .cluster(cluster)
-        .actor()
-        .expect("actor")
-        .send(GetClusterState)
-        .await
-        .expect("state");
-    state
-        .backends
-        .into_iter()
-        .find(|b| b.status.name == backend)
-        .map(|b| b.status)
+/// The backend's status as the cluster last published it.
+fn status(d: &Director, cluster: &str, backend: &str) -> Option<BackendStatus> {
+    d.cluster(cluster)
+        .statuses
+        .load()
+        .iter()
+        .find(|s| s.name == backend)
+        .cloned()
 }
 
-/// Polls the cluster actor until `pred` holds for the backend's status.
+/// Polls the published statuses until `pred` holds for the backend's status.
 async fn wait_status(
     d: &Director,
     backend: &str,
@@ -38,7 +33,7 @@ async fn wait_status(
 ) -> BackendStatus {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        if let Some(s) = status(d, "c", backend).await.filter(|s| pred(s)) {
+        if let Some(s) = status(d, "c", backend).filter(|s| pred(s)) {
             return s;
         }
         assert!(
@@ -66,7 +61,7 @@ async fn rise_and_fall_follow_probes_and_the_expected_codes() {
     let s = wait_status(&d, "a", "online", |s| s.health == Health::Online).await;
     assert_eq!(s.health_reason.as_deref(), Some("status 200"));
     assert!(s.enabled);
-    // The same state is in the published snapshot, readable without asking the actor.
+    // The good probe that brought it back is published too.
     eventually("snapshot shows the flip", || {
         let statuses = d.cluster("c").statuses.load();
         statuses.iter().any(|x| {
@@ -324,7 +319,7 @@ async fn removing_a_backend_drains_it() {
     a.wait_current(2).await;
     let (code, body) = admin(&d, "DELETE", "/api/v1/clusters/c/backends/a", None, None).await;
     assert_eq!((code, &body["draining"]), (200, &json!(true)), "{body}");
-    let listed = status(&d, "c", "a").await.expect("still listed while draining");
+    let listed = status(&d, "c", "a").expect("still listed while draining");
     assert!(listed.draining);
     for _ in 0..4 {
         assert_eq!(
@@ -343,7 +338,7 @@ async fn removing_a_backend_drains_it() {
         );
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while status(&d, "c", "a").await.is_some() {
+    while status(&d, "c", "a").is_some() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "drained backend never went away"

@@ -228,10 +228,10 @@ fn json_kind(v: &Value) -> &'static str {
 }
 
 async fn state_of(data: &AdminState, name: &str) -> Result<ClusterState, ApiError> {
-    let handle = data
-        .cluster(name)
+    let cluster = data
+        .running(name)
         .ok_or_else(|| ApiError::not_found(format!("no cluster `{name}`")))?;
-    cluster_state(&handle)
+    cluster_state(&cluster)
         .await
         .ok_or_else(|| ApiError::internal("the cluster actor is not running"))
 }

@@ -14,17 +14,18 @@
 //!
 //! It never waits for another actor: everything it tells them goes by `do_send`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use arc_swap::ArcSwap;
 
 use super::admission::SlotSpec;
 use super::arbiters::Arbiters;
 use super::backend::Backend;
-use super::backend_actor::{
-    BackendActor, BackendChanged, BackendStatus, Reconfigure, SetWatch, StopBackend, Watch,
-};
+use super::backend_actor::{BackendActor, BackendChanged, Reconfigure, SetWatch, StopBackend, Watch};
+use super::backend_status::BackendStatus;
 use super::buckets::validate_tree;
 use super::classify::Classifier;
 use super::cluster_state::{BackendState, ClusterState, SettingsView};
@@ -63,6 +64,18 @@ impl ApplyConfig {
     }
 }
 
+/// A running cluster: the data plane's handle and the address of the actor owning it.
+#[derive(Clone)]
+pub struct RunningCluster {
+    pub handle: Arc<ClusterHandle>,
+    pub actor: Addr<ClusterActor>,
+}
+
+/// The running clusters by name (road-warrior clusters by address), published by the Director
+/// with each topology: where the admin surface sends its queries. Control plane only; the data
+/// plane reads the [`Topology`](super::topology::Topology), which holds no actor addresses.
+pub type SharedClusters = Arc<ArcSwap<BTreeMap<String, RunningCluster>>>;
+
 /// Query: the cluster's full state.
 #[derive(Message, Debug)]
 #[rtype(result = "ClusterState")]
@@ -84,11 +97,12 @@ impl Member {
         cluster: &Addr<ClusterActor>,
         watch: &Watch,
     ) -> Member {
-        let (b, cluster, w, s) = (backend.clone(), cluster.clone(), watch.clone(), status.clone());
-        let addr = BackendActor::start_in_arbiter(&watch.arbiters.next(), move |_| {
-            BackendActor::new(b, cluster, s, w)
-        });
-        backend.attach(addr.clone());
+        let addr = BackendActor::start(
+            backend.clone(),
+            cluster.clone().recipient(),
+            status.clone(),
+            watch.clone(),
+        );
         Member {
             backend,
             addr,
@@ -148,7 +162,7 @@ impl ClusterActor {
         config: &ClusterConfig,
         prepared: Vec<Prepared>,
         arbiters: &Arbiters,
-    ) {
+    ) -> RunningCluster {
         let watch = Watch {
             health: config.health.clone(),
             sticky_offline: config.sticky_offline,
@@ -156,16 +170,19 @@ impl ClusterActor {
             admission: handle.admission.clone(),
             arbiters: arbiters.clone(),
         };
-        // The mailbox exists before the actor runs, so every address is attached (and usable)
-        // before the topology is published; messages wait in the mailbox meanwhile.
+        // The mailbox exists before the actor runs, so its address is usable before the
+        // topology is published; messages wait in the mailbox meanwhile.
         let (tx, rx) = actix::dev::channel::channel(16);
         let cluster = Addr::new(tx);
-        handle.attach(cluster.clone());
         let members: Vec<Member> = prepared
             .into_iter()
             .map(|p| Member::spawn(p.backend, p.status, &cluster, &watch))
             .collect();
         let config = config.clone();
+        let running = RunningCluster {
+            handle: handle.clone(),
+            actor: cluster,
+        };
         arbiters.next().spawn_fn(move || {
             let actor = ClusterActor {
                 handle,
@@ -176,6 +193,7 @@ impl ClusterActor {
             };
             Context::with_receiver(rx).run(actor);
         });
+        running
     }
 
     /// Brings the cluster to `new`; an invalid bucket tree changes nothing.

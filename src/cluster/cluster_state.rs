@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::admission::BucketState;
-use super::backend_actor::BackendStatus;
+use super::backend_status::BackendStatus;
 use crate::cache::CacheSnapshot;
 use crate::config::{CacheConfig, CacheQuery, CacheUpdate, ClusterConfig, ForwardedFor, SchedulerKind};
 use crate::stats::TrafficSnapshot;

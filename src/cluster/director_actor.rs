@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::arbiters::Arbiters;
-use super::cluster_actor::{ApplyConfig, ClusterActor};
+use super::cluster_actor::{ApplyConfig, ClusterActor, RunningCluster, SharedClusters};
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
 use crate::config::edit::{self, ClusterEdit, EditError};
 use crate::config::overlay::Overlay;
@@ -101,11 +101,13 @@ pub struct DirectorActor {
     config: Config,
     overlay: Overlay,
     config_path: Option<PathBuf>,
-    clusters: BTreeMap<String, Arc<ClusterHandle>>,
+    clusters: BTreeMap<String, RunningCluster>,
     /// Clusters of "road warrior" routes, by URL.
     /// Road-warrior clusters by URL, with the cache settings they were given.
-    road_warriors: BTreeMap<String, (Arc<ClusterHandle>, CacheConfig)>,
+    road_warriors: BTreeMap<String, (RunningCluster, CacheConfig)>,
     topology: SharedTopology,
+    /// Every running cluster with its actor, published with the topology for the admin surface.
+    running: SharedClusters,
     status: SharedStatus,
     arbiters: Arbiters,
     /// Told once the first topology is published.
@@ -120,6 +122,7 @@ impl DirectorActor {
     pub fn new(
         document: Document,
         topology: SharedTopology,
+        running: SharedClusters,
         status: SharedStatus,
         arbiters: Arbiters,
         published: oneshot::Sender<()>,
@@ -134,6 +137,7 @@ impl DirectorActor {
             clusters: BTreeMap::new(),
             road_warriors: BTreeMap::new(),
             topology,
+            running,
             status,
             arbiters,
             published: Some(published),
@@ -201,50 +205,49 @@ impl DirectorActor {
     fn apply(&mut self, operator_set_enabled: Option<(&str, &str)>) {
         let mut clusters = BTreeMap::new();
         for (name, config) in &self.config.clusters {
-            let handle = match self.clusters.remove(name) {
-                Some(handle) => {
-                    if let Some(actor) = handle.actor() {
-                        actor.do_send(ApplyConfig {
-                            config: config.clone(),
-                            operator_set_enabled: operator_set_enabled
-                                .filter(|(cluster, _)| cluster == name)
-                                .map(|(_, backend)| backend.to_owned()),
-                        });
-                    }
-                    handle
+            let cluster = match self.clusters.remove(name) {
+                Some(cluster) => {
+                    cluster.actor.do_send(ApplyConfig {
+                        config: config.clone(),
+                        operator_set_enabled: operator_set_enabled
+                            .filter(|(cluster, _)| cluster == name)
+                            .map(|(_, backend)| backend.to_owned()),
+                    });
+                    cluster
                 }
                 None => self.start_cluster(name, config),
             };
-            clusters.insert(name.clone(), handle);
+            clusters.insert(name.clone(), cluster);
         }
         for (name, gone) in std::mem::take(&mut self.clusters) {
             log::info!("cluster '{name}' removed; its backends drain");
             retire(&gone);
         }
         self.clusters = clusters;
-        let mut road_warriors: BTreeMap<String, (Arc<ClusterHandle>, CacheConfig)> = BTreeMap::new();
+        let mut road_warriors: BTreeMap<String, (RunningCluster, CacheConfig)> = BTreeMap::new();
         let mut routes = Vec::new();
         for route in &self.config.routes {
             let cluster = match &route.target {
-                RouteTarget::Cluster(name) => self.clusters.get(name).cloned(),
+                RouteTarget::Cluster(name) => self.clusters.get(name).map(|c| c.handle.clone()),
                 RouteTarget::Backend(url) => {
                     // Several routes to one address share its cluster (the first one's cache).
-                    let (handle, cache) =
+                    let (cluster, cache) =
                         match (road_warriors.get(&url.text), self.road_warriors.remove(&url.text)) {
                             (Some(kept), _) => kept.clone(),
-                            (None, Some((handle, cache))) if cache == route.cache => (handle, cache),
-                            (None, Some((handle, _))) => {
-                                if let Some(actor) = handle.actor() {
-                                    actor.do_send(ApplyConfig::from_config(road_warrior(url, &route.cache)));
-                                }
-                                (handle, route.cache.clone())
+                            (None, Some((cluster, cache))) if cache == route.cache => (cluster, cache),
+                            (None, Some((cluster, _))) => {
+                                cluster
+                                    .actor
+                                    .do_send(ApplyConfig::from_config(road_warrior(url, &route.cache)));
+                                (cluster, route.cache.clone())
                             }
                             (None, None) => {
-                                let handle = self.start_cluster(&url.text, &road_warrior(url, &route.cache));
-                                (handle, route.cache.clone())
+                                let cluster = self.start_cluster(&url.text, &road_warrior(url, &route.cache));
+                                (cluster, route.cache.clone())
                             }
                         };
-                    road_warriors.insert(url.text.clone(), (handle.clone(), cache));
+                    let handle = cluster.handle.clone();
+                    road_warriors.insert(url.text.clone(), (cluster, cache));
                     Some(handle)
                 }
             };
@@ -261,12 +264,17 @@ impl DirectorActor {
             retire(&gone);
         }
         self.road_warriors = road_warriors;
-        let clusters = self
+        let running: BTreeMap<String, RunningCluster> = self
             .clusters
-            .values()
-            .chain(self.road_warriors.values().map(|(handle, _)| handle))
-            .cloned()
+            .iter()
+            .chain(
+                self.road_warriors
+                    .iter()
+                    .map(|(url, (cluster, _))| (url, cluster)),
+            )
+            .map(|(name, cluster)| (name.clone(), cluster.clone()))
             .collect();
+        let clusters = running.values().map(|c| c.handle.clone()).collect();
         let topology = Topology { routes, clusters };
         log::info!(
             "topology: {} routes, {} clusters",
@@ -274,16 +282,16 @@ impl DirectorActor {
             topology.clusters.len()
         );
         self.topology.store(Some(Arc::new(topology)));
+        self.running.store(Arc::new(running));
         let mut status = ConfigStatus::clone(&self.status.load());
         status.generation += 1;
         self.status.store(Arc::new(status));
     }
 
-    fn start_cluster(&self, name: &str, config: &ClusterConfig) -> Arc<ClusterHandle> {
+    fn start_cluster(&self, name: &str, config: &ClusterConfig) -> RunningCluster {
         let handle = ClusterHandle::new(name, config);
         let prepared = ClusterActor::prepare(&handle, config);
-        ClusterActor::start(handle.clone(), config, prepared, &self.arbiters);
-        handle
+        ClusterActor::start(handle, config, prepared, &self.arbiters)
     }
 
     /// Takes over a configuration worked out off the worker, records how writing the state
@@ -402,12 +410,10 @@ fn edited(
 
 /// Drains a cluster that left the configuration: its backends finish what they have in
 /// flight; the handle goes with the last request holding it.
-fn retire(handle: &ClusterHandle) {
-    if let Some(actor) = handle.actor() {
-        let mut empty = road_warrior_settings();
-        empty.backends.clear();
-        actor.do_send(ApplyConfig::from_config(empty));
-    }
+fn retire(cluster: &RunningCluster) {
+    let mut empty = road_warrior_settings();
+    empty.backends.clear();
+    cluster.actor.do_send(ApplyConfig::from_config(empty));
 }
 
 /// A one-backend cluster for a "road warrior" route: unlimited, no queue, no retries; the
@@ -453,7 +459,7 @@ fn road_warrior_settings() -> ClusterConfig {
         },
         forwarded_for: ForwardedFor::Append,
         client_body_timeout: Duration::from_secs(60),
-        backend_keep_alive: crate::transport::pool::IDLE_TIMEOUT,
+        backend_keep_alive: config::DEFAULT_BACKEND_KEEP_ALIVE,
         cache: CacheConfig::default(),
     }
 }

@@ -5,6 +5,7 @@ pub mod admission;
 pub mod arbiters;
 pub mod backend;
 pub mod backend_actor;
+pub mod backend_status;
 pub mod buckets;
 pub mod classify;
 pub mod cluster_actor;
