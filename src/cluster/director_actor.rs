@@ -3,8 +3,9 @@
 //! topology.
 //!
 //! Control plane; runs on a worker arbiter, which it shares with proxied requests: so the
-//! file I/O (reading `config.yaml`, writing the state file with its fsyncs) and the
-//! validation run on the blocking pool, and the actor answers when they are done. Every
+//! file I/O (reading `config.yaml`, reading the state file at start, writing it with its
+//! fsyncs) and the validation run on the blocking pool, and the actor answers when they are
+//! done. Every
 //! change — a reload of `config.yaml` ([`Reload`]) or a runtime change from the admin API
 //! ([`ChangeCluster`]) — is validated as a whole document by the config loader first; an
 //! invalid one changes nothing. Changes are serialised (an atomic response each), so each one
@@ -117,8 +118,8 @@ pub struct DirectorActor {
 }
 
 impl DirectorActor {
-    /// Takes `document` as the base and lays the state file (if configured) over it; a state
-    /// file that can't be read or no longer fits is reported and ignored.
+    /// Takes `document` as the base; once started, the actor lays the state file (if
+    /// configured) over it before anything else, and then publishes the first topology.
     pub fn new(
         document: Document,
         topology: SharedTopology,
@@ -128,7 +129,7 @@ impl DirectorActor {
         published: oneshot::Sender<()>,
     ) -> Self {
         let Document { raw, config, path } = document;
-        let mut actor = DirectorActor {
+        DirectorActor {
             yaml: raw.clone(),
             document: raw,
             config,
@@ -142,9 +143,7 @@ impl DirectorActor {
             arbiters,
             published: Some(published),
             admin: SharedAdmin::default(),
-        };
-        actor.load_state_file();
-        actor
+        }
     }
 
     /// Publishes the admin section of every reloaded configuration to `admin` (the admin
@@ -152,43 +151,6 @@ impl DirectorActor {
     pub fn with_admin(mut self, admin: SharedAdmin) -> Self {
         self.admin = admin;
         self
-    }
-
-    fn load_state_file(&mut self) {
-        let Some(path) = self.config.state_file.clone() else {
-            return;
-        };
-        let overlay = match state_file::load(&path) {
-            Ok(overlay) => overlay,
-            Err(e) => {
-                log::error!("{e}");
-                self.set_state_file_error(Some(e.to_string()));
-                return;
-            }
-        };
-        let merged = overlay.apply(&self.yaml);
-        match config::load_value(merged.clone()) {
-            Ok(config) => {
-                if !overlay.clusters.is_empty() {
-                    log::info!(
-                        "state file {}: runtime changes of {} cluster(s) restored",
-                        path.display(),
-                        overlay.clusters.len()
-                    );
-                }
-                self.overlay = overlay;
-                self.document = merged;
-                self.config = config;
-            }
-            Err(errors) => {
-                let message = format!(
-                    "the runtime changes in {} no longer fit config.yaml and are ignored:\n{errors}",
-                    path.display()
-                );
-                log::error!("{message}");
-                self.set_state_file_error(Some(message));
-            }
-        }
     }
 
     fn set_state_file_error(&self, error: Option<String>) {
@@ -319,6 +281,13 @@ impl DirectorActor {
         self.apply(operator_set_enabled);
     }
 
+    /// Tells whoever started the actor that the first topology is published.
+    fn tell_published(&mut self) {
+        if let Some(tx) = self.published.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Records the outcome of a reload in the status.
     fn record_reload(&self, trigger: &str, errors: Vec<ConfigError>) -> u64 {
         let mut status = ConfigStatus::clone(&self.status.load());
@@ -353,6 +322,38 @@ async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static
 /// Writes `overlay` to the state file, if there is one (file I/O: call it off the worker).
 fn save_state(state_file: Option<&Path>, overlay: &Overlay) -> Option<Result<(), StateFileError>> {
     state_file.map(|path| state_file::save(path, overlay))
+}
+
+/// Lays the runtime changes kept in the state file at `path` over `yaml` (file I/O: call it
+/// off the worker). A state file that can't be read or no longer fits is logged and ignored;
+/// the problem is the `Err`, for the status.
+fn restore(path: &Path, yaml: Value) -> Result<NextConfig, String> {
+    let overlay = state_file::load(path).map_err(|e| {
+        log::error!("{e}");
+        e.to_string()
+    })?;
+    let merged = overlay.apply(&yaml);
+    let config = config::load_value(merged.clone()).map_err(|errors| {
+        let problem = format!(
+            "the runtime changes in {} no longer fit config.yaml and are ignored:\n{errors}",
+            path.display()
+        );
+        log::error!("{problem}");
+        problem
+    })?;
+    if !overlay.clusters.is_empty() {
+        log::info!(
+            "state file {}: runtime changes of {} cluster(s) restored",
+            path.display(),
+            overlay.clusters.len()
+        );
+    }
+    Ok(NextConfig {
+        yaml: None,
+        document: merged,
+        config,
+        overlay,
+    })
 }
 
 /// Reads `config.yaml` at `path` and lays `overlay` over it (file I/O: call it off the
@@ -473,11 +474,26 @@ fn unix_now() -> f64 {
 impl Actor for DirectorActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, _: &mut Context<Self>) {
-        self.apply(None);
-        if let Some(tx) = self.published.take() {
-            let _ = tx.send(());
-        }
+    /// Restores the runtime changes from the state file on the blocking pool (no message is
+    /// handled meanwhile), then publishes the first topology with them.
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(path) = self.config.state_file.clone() else {
+            self.apply(None);
+            self.tell_published();
+            return;
+        };
+        let yaml = self.yaml.clone();
+        let restoring = off_worker(move || restore(&path, yaml));
+        ctx.wait(restoring.into_actor(self).map(|restored, act, _| {
+            match restored.and_then(|restored| restored) {
+                Ok(next) => act.adopt(next, None, None),
+                Err(problem) => {
+                    act.set_state_file_error(Some(problem));
+                    act.apply(None);
+                }
+            }
+            act.tell_published();
+        }));
     }
 }
 
