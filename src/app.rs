@@ -3,6 +3,7 @@
 //! arbiters, starts the admin listener, and waits until the first topology is published. Also
 //! the reload triggers: SIGHUP and the config file watcher.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,8 +16,10 @@ use actix_web::{web, App, HttpRequest};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::admin::live::{collector, LiveStats};
 use crate::admin::{self, AdminState};
 use crate::cluster::arbiters::Arbiters;
+use crate::cluster::cluster_actor::SharedClusters;
 use crate::cluster::director_actor::{ConfigStatus, DirectorActor, Reload, SharedStatus};
 use crate::cluster::SharedTopology;
 use crate::config::watcher::ConfigWatcher;
@@ -24,7 +27,6 @@ use crate::config::{is_local, Config, Document, ListenAddr, SharedAdmin};
 use crate::listener::{self, limits, GuardSettings, Listener, ServerOptions};
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::{handler, ProxyState};
-use crate::stats::{collector, LiveStats};
 
 /// Errors that stop director from starting.
 #[derive(Debug, thiserror::Error)]
@@ -265,10 +267,19 @@ async fn serve(
     let admin_settings: SharedAdmin = Arc::new(ArcSwapOption::from(config.admin.clone().map(Arc::new)));
     let admin_options = admin_options(config);
     let (topology, status) = (shared.topology.clone(), shared.status.clone());
+    let clusters: SharedClusters = Arc::new(ArcSwap::from_pointee(BTreeMap::new()));
+    let director_clusters = clusters.clone();
     let director_admin = admin_settings.clone();
     let director = DirectorActor::start_in_arbiter(&arbiters.next(), move |_| {
-        DirectorActor::new(document, topology, status, director_arbiters, published_tx)
-            .with_admin(director_admin)
+        DirectorActor::new(
+            document,
+            topology,
+            director_clusters,
+            status,
+            director_arbiters,
+            published_tx,
+        )
+        .with_admin(director_admin)
     });
     if published_rx.await.is_err() {
         let _ = ready.send(Err("the director actor did not publish a topology".to_owned()));
@@ -277,13 +288,7 @@ async fn serve(
     let admin_server = match listeners.admin {
         Some(listener) => {
             let live = LiveStats::start_in(shared.topology.clone(), &arbiters.next(), collector::INTERVAL);
-            let admin = AdminState::new(
-                shared.topology,
-                shared.status,
-                director.clone(),
-                admin_settings,
-                live,
-            );
+            let admin = AdminState::new(clusters, shared.status, director.clone(), admin_settings, live);
             let server = admin::server(admin, listener, admin_options)?;
             let handle = server.handle();
             actix_rt::spawn(server);

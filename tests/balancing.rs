@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use director::cluster::backend_actor::Health;
+use director::cluster::health::Health;
 use futures_util::future::join_all;
 use support::backend::{refusing_url, TestBackend};
 use support::{cluster_config, eventually, get, request, start, Target};

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use director::cluster::backend_actor::Health;
+use director::cluster::health::Health;
 use futures_util::future::join_all;
 use support::backend::TestBackend;
 use support::scripted::{ok, RawClient, Scripted, Step};

@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use director::cluster::admission::BucketState;
-use director::cluster::cluster_actor::{RemoveBucket, UpdateBucket};
 use futures_util::future::join_all;
+use serde_json::json;
 use support::backend::TestBackend;
-use support::{cluster_config, eventually, request, start, Target};
+use support::{admin, cluster_config, eventually, request, start, Target};
 
 const SHOP: &str = "queue_limit: 100
 queue_timeout: 20s
@@ -131,22 +131,22 @@ async fn vip_gets_its_assured_share_ahead_of_mains_queue_and_main_borrows_it_bac
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buckets_change_at_runtime_and_a_deleted_buckets_queue_goes_to_its_parent() {
     let app = TestBackend::start("app").await;
-    let d = start(&cluster_config(SHOP, &[("app", app.url(), 1, "active")])).await;
+    let mut yaml = cluster_config(SHOP, &[("app", app.url(), 1, "active")]);
+    yaml.push_str("admin: { listen: \"127.0.0.1:0\" }\n");
+    let d = start(&yaml).await;
     let t = d.target();
-    let actor = d.cluster("c").actor().expect("actor").clone();
 
     // An invalid change is refused and changes nothing.
-    let err = actor
-        .send(UpdateBucket {
-            name: "vip".into(),
-            rate: Some(0.5),
-            ceil: None,
-            rule: None,
-        })
-        .await
-        .expect("mailbox")
-        .expect_err("rate above ceil");
-    assert!(err.to_string().contains("bucket `vip`"), "{err}");
+    let (code, body) = admin(
+        &d,
+        "PATCH",
+        "/api/v1/clusters/c/buckets/vip",
+        Some(json!({ "rate": 0.5 })),
+        None,
+    )
+    .await;
+    assert_eq!(code, 400, "rate above ceil: {body}");
+    assert!(body.to_string().contains("bucket `vip`"), "{body}");
     assert_eq!(bucket(&d, "vip").rate, 0.2);
 
     // One main request holds the only token; a vip request waits.
@@ -155,16 +155,17 @@ async fn buckets_change_at_runtime_and_a_deleted_buckets_queue_goes_to_its_paren
     let waiting = spawn(&t, "/", "v".into(), "vip");
     eventually("vip queued", || bucket(&d, "vip").queued == 1).await;
 
-    let buckets = actor
-        .send(RemoveBucket { name: "vip".into() })
-        .await
-        .expect("mailbox")
-        .expect("removed");
-    assert!(buckets.iter().all(|b| b.name != "vip"));
-    let root = buckets.iter().find(|b| b.name == "root").expect("root");
+    let (code, body) = admin(&d, "DELETE", "/api/v1/clusters/c/buckets/vip", None, None).await;
+    assert_eq!(code, 200, "{body}");
+    // The cluster's mailbox runs the change before this query.
+    let (code, buckets) = admin(&d, "GET", "/api/v1/clusters/c/buckets", None, None).await;
+    assert_eq!(code, 200, "{buckets}");
+    let buckets = buckets.as_array().expect("a list");
+    assert!(buckets.iter().all(|b| b["name"] != "vip"), "{buckets:?}");
+    let root = buckets.iter().find(|b| b["name"] == "root").expect("root");
     assert_eq!(
-        (root.queued, root.in_use),
-        (1, 1),
+        (&root["queued"], &root["in_use"]),
+        (&json!(1), &json!(1)),
         "the queued request moved to the parent"
     );
 

@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use director::cluster::backend_actor::Health;
+use director::cluster::health::Health;
 use futures_util::future::join_all;
 use serde_json::json;
 use support::origin::Origin;

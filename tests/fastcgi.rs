@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use director::cluster::backend_actor::Health;
+use director::cluster::health::Health;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use support::backend::{pattern, pattern_checksum};

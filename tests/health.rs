@@ -4,28 +4,27 @@
 mod support;
 
 use bytes::Bytes;
-use director::cluster::backend_actor::{BackendStatus, Health};
-use director::cluster::cluster_actor::{GetClusterState, RemoveBackend, SetBackendEnabled};
+use director::cluster::backend_status::BackendStatus;
+use director::cluster::health::Health;
 use futures_util::future::join_all;
+use serde_json::json;
 use support::backend::{silent_backend, TestBackend};
-use support::{cluster_config, eventually, get, request, start, Director};
+use support::{admin, cluster_config, eventually, get, request, start, Director};
 
-async fn status(d: &Director, cluster: &str, backend: &str) -> Option<BackendStatus> {
-    let state = d
-        .cluster(cluster)
-        .actor()
-        .expect("actor")
-        .send(GetClusterState)
-        .await
-        .expect("state");
-    state
-        .backends
-        .into_iter()
-        .find(|b| b.status.name == backend)
-        .map(|b| b.status)
+/// A loopback admin listener without a token, added to a [`cluster_config`].
+const ADMIN: &str = "admin: { listen: \"127.0.0.1:0\" }\n";
+
+/// The backend's status as the cluster last published it.
+fn status(d: &Director, cluster: &str, backend: &str) -> Option<BackendStatus> {
+    d.cluster(cluster)
+        .statuses
+        .load()
+        .iter()
+        .find(|s| s.name == backend)
+        .cloned()
 }
 
-/// Polls the cluster actor until `pred` holds for the backend's status.
+/// Polls the published statuses until `pred` holds for the backend's status.
 async fn wait_status(
     d: &Director,
     backend: &str,
@@ -34,7 +33,7 @@ async fn wait_status(
 ) -> BackendStatus {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        if let Some(s) = status(d, "c", backend).await.filter(|s| pred(s)) {
+        if let Some(s) = status(d, "c", backend).filter(|s| pred(s)) {
             return s;
         }
         assert!(
@@ -62,7 +61,7 @@ async fn rise_and_fall_follow_probes_and_the_expected_codes() {
     let s = wait_status(&d, "a", "online", |s| s.health == Health::Online).await;
     assert_eq!(s.health_reason.as_deref(), Some("status 200"));
     assert!(s.enabled);
-    // The same state is in the published snapshot, readable without asking the actor.
+    // The good probe that brought it back is published too.
     eventually("snapshot shows the flip", || {
         let statuses = d.cluster("c").statuses.load();
         statuses.iter().any(|x| {
@@ -155,11 +154,12 @@ async fn sticky_offline_keeps_a_returning_backend_disabled_until_enabled() {
     let (a, b) = (TestBackend::start("a").await, TestBackend::start("b").await);
     let settings =
         "scheduler: rr\nsticky_offline: true\nhealth: { interval: 30ms, rise: 1, fall: 1, path: /health }";
-    let d = start(&cluster_config(
+    let mut yaml = cluster_config(
         settings,
         &[("a", a.url(), 0, "active"), ("b", b.url(), 0, "active")],
-    ))
-    .await;
+    );
+    yaml.push_str(ADMIN);
+    let d = start(&yaml).await;
     a.set_health(500);
     wait_status(&d, "a", "offline", |s| s.health == Health::Offline).await;
     a.set_health(200);
@@ -170,15 +170,16 @@ async fn sticky_offline_keeps_a_returning_backend_disabled_until_enabled() {
         assert_eq!(get(&d.target(), "/").await.text(), "b");
     }
     assert_eq!(a.hits(), hits);
-    let actor = d.cluster("c").actor().expect("actor").clone();
-    let s = actor
-        .send(SetBackendEnabled {
-            backend: "a".into(),
-            enabled: true,
-        })
-        .await
-        .expect("mailbox");
-    assert!(s.expect("known backend").enabled);
+    // The operator enables it through the API, although the configuration says so already.
+    let (code, body) = admin(
+        &d,
+        "PATCH",
+        "/api/v1/clusters/c/backends/a",
+        Some(json!({ "enabled": true })),
+        None,
+    )
+    .await;
+    assert_eq!((code, &body["enabled"]), (200, &json!(true)), "{body}");
     // Once the change has reached the admission state, round-robin sends a's share again.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while a.hits() == hits {
@@ -301,11 +302,13 @@ async fn a_backend_coming_online_takes_as_many_queued_requests_as_its_capacity()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_backend_drains_it() {
     let (a, b) = (TestBackend::start("a").await, TestBackend::start("b").await);
-    let d = start(&cluster_config(
+    let mut yaml = cluster_config(
         "scheduler: chance",
         &[("a", a.url(), 2, "active"), ("b", b.url(), 0, "active")],
-    ))
-    .await;
+    );
+    yaml.push_str(ADMIN);
+    let d = start(&yaml).await;
+    let id = d.backend("c", "a").id;
     let t = d.target();
     let held: Vec<_> = (0..2)
         .map(|_| {
@@ -314,14 +317,9 @@ async fn removing_a_backend_drains_it() {
         })
         .collect();
     a.wait_current(2).await;
-    let actor = d.cluster("c").actor().expect("actor").clone();
-    let s = actor
-        .send(RemoveBackend { name: "a".into() })
-        .await
-        .expect("mailbox")
-        .expect("known");
-    assert!(s.draining);
-    let listed = status(&d, "c", "a").await.expect("still listed while draining");
+    let (code, body) = admin(&d, "DELETE", "/api/v1/clusters/c/backends/a", None, None).await;
+    assert_eq!((code, &body["draining"]), (200, &json!(true)), "{body}");
+    let listed = status(&d, "c", "a").expect("still listed while draining");
     assert!(listed.draining);
     for _ in 0..4 {
         assert_eq!(
@@ -340,14 +338,14 @@ async fn removing_a_backend_drains_it() {
         );
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while status(&d, "c", "a").await.is_some() {
+    while status(&d, "c", "a").is_some() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "drained backend never went away"
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert!(!d.cluster("c").admission.has_slot(s.id));
+    assert!(!d.cluster("c").admission.has_slot(id));
     d.settled("c").await;
 }
 

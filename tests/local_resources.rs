@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use director::cluster::backend_actor::Health;
+use director::cluster::health::Health;
 use support::scripted::{RawClient, Scripted, Step};
 use support::{cluster_config, start};
 

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
 use super::{cluster_state, AdminState};
-use crate::cluster::cluster_actor::{ClusterState, SetBackendEnabled};
+use crate::cluster::cluster_state::ClusterState;
 use crate::cluster::director_actor::{ChangeCluster, ChangeError, Reload};
 use crate::config::edit::{ClusterEdit, EditError};
 use crate::config::ConfigErrors;
@@ -106,21 +106,9 @@ async fn add_backend(data: Data, path: web::Path<String>, body: web::Bytes) -> A
 async fn patch_backend(data: Data, path: web::Path<(String, String)>, body: web::Bytes) -> ApiResult {
     let (c, b) = path.into_inner();
     let patch = object(&body)?;
-    let enabled = patch.get("enabled").and_then(Value::as_bool);
+    // Setting `enabled` applies also when the configuration already said so: an operator
+    // re-enabling a backend that sticky offline mode disabled.
     change(&data, &c, ClusterEdit::PatchBackend(b.clone(), patch)).await?;
-    if let Some(enabled) = enabled {
-        // Also when the configuration already said so: an operator re-enabling a backend that
-        // sticky offline mode disabled.
-        let actor = data.cluster(&c).and_then(|h| h.actor().cloned());
-        if let Some(actor) = actor {
-            let _ = actor
-                .send(SetBackendEnabled {
-                    backend: b.clone(),
-                    enabled,
-                })
-                .await;
-        }
-    }
     Ok(HttpResponse::Ok().json(backend_of(&state_of(&data, &c).await?, &b)?))
 }
 
@@ -201,6 +189,7 @@ async fn change(data: &AdminState, cluster: &str, edit: ClusterEdit) -> Result<u
             Err(ApiError::bad_request("invalid_value", detail))
         }
         Ok(Err(ChangeError::Invalid(errors))) => Err(invalid_config(StatusCode::BAD_REQUEST, errors)),
+        Ok(Err(ChangeError::Interrupted(detail))) => Err(ApiError::internal(detail)),
         Err(_) => Err(ApiError::internal("the director actor is not running")),
     }
 }
@@ -239,10 +228,10 @@ fn json_kind(v: &Value) -> &'static str {
 }
 
 async fn state_of(data: &AdminState, name: &str) -> Result<ClusterState, ApiError> {
-    let handle = data
-        .cluster(name)
+    let cluster = data
+        .running(name)
         .ok_or_else(|| ApiError::not_found(format!("no cluster `{name}`")))?;
-    cluster_state(&handle)
+    cluster_state(&cluster)
         .await
         .ok_or_else(|| ApiError::internal("the cluster actor is not running"))
 }

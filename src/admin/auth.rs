@@ -197,5 +197,4 @@ pub async fn guard(
 }
 
 #[cfg(test)]
-#[path = "auth_tests.rs"]
 mod tests;

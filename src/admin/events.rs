@@ -22,8 +22,8 @@ use serde::Deserialize;
 use tokio::sync::broadcast::{error::RecvError, Receiver};
 
 use super::error::ApiError;
+use super::live::LiveStats;
 use crate::config::{parse_duration, SharedAdmin, DEFAULT_MAX_EVENT_STREAMS};
-use crate::stats::LiveStats;
 
 /// How long a browser waits before reconnecting a dropped stream (the `retry:` field).
 const RETRY_MS: u32 = 2000;

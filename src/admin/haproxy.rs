@@ -57,8 +57,9 @@ use std::borrow::Cow;
 
 use super::metrics::{Extras, Rate, Scope};
 use crate::cache::CacheSnapshot;
-use crate::cluster::backend_actor::{BackendStatus, Health};
-use crate::cluster::cluster_actor::{BackendState, ClusterState};
+use crate::cluster::backend_status::BackendStatus;
+use crate::cluster::cluster_state::{BackendState, ClusterState};
+use crate::cluster::health::Health;
 use crate::cluster::health::ProbeResult;
 use crate::config::Role;
 use crate::stats::{GaugeSnapshot, TrafficSnapshot};
@@ -434,8 +435,9 @@ pub(crate) mod test_fixtures {
 
     use crate::admin::metrics::{Extras, LatencyHistogram, Rate, Scope};
     use crate::cluster::admission::BucketState;
-    use crate::cluster::backend_actor::{BackendStatus, Health};
-    use crate::cluster::cluster_actor::{BackendState, CacheSettingsView, ClusterState, SettingsView};
+    use crate::cluster::backend_status::BackendStatus;
+    use crate::cluster::cluster_state::{BackendState, CacheSettingsView, ClusterState, SettingsView};
+    use crate::cluster::health::Health;
     use crate::cluster::health::ProbeResult;
     use crate::config::Role;
     use crate::stats::{GaugeSnapshot, TrafficSnapshot};

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use super::haproxy::{rows, Row};
 use super::metrics::Extras;
-use crate::cluster::cluster_actor::ClusterState;
+use crate::cluster::cluster_state::ClusterState;
 
 /// How a cell of the page is made from a row.
 #[derive(Clone, Copy)]

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use crate::cache::CacheSnapshot;
 use crate::cluster::admission::BucketState;
-use crate::cluster::backend_actor::{role_name, Health};
-use crate::cluster::cluster_actor::{BackendState, ClusterState};
+use crate::cluster::backend_status::role_name;
+use crate::cluster::cluster_state::{BackendState, ClusterState};
+use crate::cluster::health::Health;
 
 /// Where a rate or a latency histogram was measured.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

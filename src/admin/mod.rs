@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod haproxy;
 pub mod haproxy_html;
+pub mod live;
 pub mod metrics;
 pub mod session;
 pub mod stats_routes;
@@ -23,19 +24,21 @@ use actix::Addr;
 use actix_web::{middleware, web, App};
 use events::EventStreams;
 
-use crate::cluster::cluster_actor::{ClusterState, GetClusterState};
+use crate::cluster::cluster_actor::{GetClusterState, RunningCluster, SharedClusters};
+use crate::cluster::cluster_state::ClusterState;
 use crate::cluster::director_actor::{DirectorActor, SharedStatus};
-use crate::cluster::{ClusterHandle, SharedTopology};
+use crate::cluster::ClusterHandle;
 use crate::config::{AdminConfig, SharedAdmin};
 use crate::listener::{self, Listener, ServerOptions};
-use crate::stats::LiveStats;
+use live::LiveStats;
 
 /// Largest request body the admin API accepts.
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// What every admin handler shares.
 pub struct AdminState {
-    pub topology: SharedTopology,
+    /// The running clusters and their actors, as the Director last published them.
+    pub clusters: SharedClusters,
     pub status: SharedStatus,
     pub director: Addr<DirectorActor>,
     /// When the process started (for uptime).
@@ -51,7 +54,7 @@ pub struct AdminState {
 
 impl AdminState {
     pub fn new(
-        topology: SharedTopology,
+        clusters: SharedClusters,
         status: SharedStatus,
         director: Addr<DirectorActor>,
         settings: SharedAdmin,
@@ -59,7 +62,7 @@ impl AdminState {
     ) -> AdminState {
         let streams = web::Data::new(EventStreams::new(settings.clone()));
         AdminState {
-            topology,
+            clusters,
             status,
             director,
             started: Instant::now(),
@@ -79,24 +82,27 @@ impl AdminState {
         self.settings.load().as_ref()?.token.clone()
     }
 
-    /// The clusters of the current topology, in name order.
+    /// The running clusters, in name order.
     pub fn clusters(&self) -> Vec<Arc<ClusterHandle>> {
-        let topology = self.topology.load_full();
-        let mut clusters: Vec<Arc<ClusterHandle>> = topology.map(|t| t.clusters.clone()).unwrap_or_default();
-        clusters.sort_by(|a, b| a.name.cmp(&b.name));
-        clusters
+        self.clusters.load().values().map(|c| c.handle.clone()).collect()
     }
 
-    /// A cluster of the current topology by name.
+    /// A running cluster by name.
     pub fn cluster(&self, name: &str) -> Option<Arc<ClusterHandle>> {
-        self.topology.load().as_ref()?.cluster(name).cloned()
+        self.running(name).map(|c| c.handle)
+    }
+
+    /// A running cluster and its actor by name.
+    pub fn running(&self, name: &str) -> Option<RunningCluster> {
+        self.clusters.load().get(name).cloned()
     }
 
     /// The full state of every cluster, asked of each cluster actor.
     pub async fn cluster_states(&self) -> Vec<ClusterState> {
+        let running: Vec<RunningCluster> = self.clusters.load().values().cloned().collect();
         let mut states = Vec::new();
-        for cluster in self.clusters() {
-            if let Some(state) = cluster_state(&cluster).await {
+        for cluster in &running {
+            if let Some(state) = cluster_state(cluster).await {
                 states.push(state);
             }
         }
@@ -105,8 +111,8 @@ impl AdminState {
 }
 
 /// The full state of one cluster, asked of its actor.
-pub async fn cluster_state(cluster: &ClusterHandle) -> Option<ClusterState> {
-    cluster.actor()?.send(GetClusterState).await.ok()
+pub async fn cluster_state(cluster: &RunningCluster) -> Option<ClusterState> {
+    cluster.actor.send(GetClusterState).await.ok()
 }
 
 /// The admin HTTP server (one worker: the admin surface is light), under the connection

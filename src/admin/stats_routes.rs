@@ -13,7 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::error::ApiError;
 use super::metrics::{Extras, LatencyHistogram, Rate, Scope};
 use super::{events, haproxy, metrics, AdminState};
-use crate::cluster::cluster_actor::ClusterState;
+use crate::cluster::cluster_state::ClusterState;
 
 /// Registers the stats routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {

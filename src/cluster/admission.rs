@@ -555,5 +555,4 @@ impl Drop for Ticket {
 }
 
 #[cfg(test)]
-#[path = "admission_tests.rs"]
 mod tests;

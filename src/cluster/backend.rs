@@ -1,16 +1,17 @@
 //! The data plane's view of one backend: identity, address and counters.
 //!
 //! Shared (`Arc`) between the admission state, in-flight requests and the control plane.
-//! Its mutable state (enabled, health, capacity) is owned by its [`BackendActor`].
+//! Its mutable state (enabled, health, capacity) is owned by its Backend actor, which the data
+//! plane never addresses: a passive ejection goes to it as a [`PassiveFailure`] event on a
+//! channel. No actor types here.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use actix::Addr;
+use tokio::sync::mpsc::UnboundedSender;
 
-use super::backend_actor::{BackendActor, PassiveFailure};
 use crate::config::{BackendUrl, FastCgiConfig, PassiveHealthConfig};
 use crate::stats::TrafficStats;
 use crate::transport::pool::BackendConns;
@@ -35,7 +36,16 @@ pub struct Backend {
     pub conns: Arc<BackendConns>,
     /// When its recent counted failures happened (passive health); locked only on failure.
     recent_failures: parking_lot::Mutex<VecDeque<Instant>>,
-    actor: OnceLock<Addr<BackendActor>>,
+    /// Where passive ejections go: the backend's actor, once it is started.
+    ejections: OnceLock<UnboundedSender<PassiveFailure>>,
+}
+
+/// Event from the data plane: the backend reached its passive-health failure limit.
+#[derive(Debug)]
+pub struct PassiveFailure {
+    pub reason: String,
+    /// Without active health checks: how long it stays offline.
+    pub recovery: Duration,
 }
 
 impl Backend {
@@ -51,18 +61,13 @@ impl Backend {
             stats: TrafficStats::default(),
             conns,
             recent_failures: parking_lot::Mutex::new(VecDeque::new()),
-            actor: OnceLock::new(),
+            ejections: OnceLock::new(),
         })
     }
 
-    /// Connects the backend to its actor (once, when the actor starts).
-    pub(crate) fn attach(&self, addr: Addr<BackendActor>) {
-        let _ = self.actor.set(addr);
-    }
-
-    /// Its actor, once started.
-    pub fn actor(&self) -> Option<&Addr<BackendActor>> {
-        self.actor.get()
+    /// Sends the backend's passive ejections to `owner` (once, when its actor starts).
+    pub(crate) fn send_ejections_to(&self, owner: UnboundedSender<PassiveFailure>) {
+        let _ = self.ejections.set(owner);
     }
 
     /// A request failed because of this backend. With `policy` (the request has not counted
@@ -98,8 +103,9 @@ impl Backend {
                 policy.max_fails,
                 policy.fail_timeout
             );
-            if let Some(addr) = self.actor.get() {
-                addr.do_send(PassiveFailure {
+            if let Some(owner) = self.ejections.get() {
+                // The owner is gone only once the backend has been removed and drained.
+                let _ = owner.send(PassiveFailure {
                     reason,
                     recovery: policy.fail_timeout,
                 });

@@ -9,70 +9,17 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use actix::prelude::*;
-use serde::Serialize;
-
 use super::admission::Admission;
 use super::arbiters::Arbiters;
-use super::backend::{Backend, BackendId};
-use super::cluster_actor::ClusterActor;
-pub use super::health::Health;
-use super::health::ProbeResult;
-use super::health_monitor::{HealthMonitor, PassiveFailureObserved, StopMonitor};
+use super::backend::{Backend, PassiveFailure};
+use super::backend_status::BackendStatus;
+use super::health::Health;
+use super::health_monitor::{
+    HealthChanged, HealthMonitor, MonitorOwner, PassiveFailureObserved, ProbeCompleted, StopMonitor,
+};
 use crate::config::{BackendConfig, HealthConfig, InitialHealth, Role};
-
-/// Everything the control plane knows about one backend, as published to readers.
-#[derive(Debug, Clone, Serialize)]
-pub struct BackendStatus {
-    #[serde(skip)]
-    pub id: BackendId,
-    pub name: String,
-    pub url: String,
-    #[serde(serialize_with = "serialize_role")]
-    pub role: Role,
-    pub capacity: u32,
-    pub enabled: bool,
-    pub health: Health,
-    /// Seconds since the Unix epoch of the last health change.
-    pub health_changed_at: f64,
-    /// Why the health last changed.
-    pub health_reason: Option<String>,
-    /// The most recent active probe.
-    pub last_probe: Option<ProbeResult>,
-    /// Removed; finishing the requests it has in flight.
-    pub draining: bool,
-    /// Failed active probes so far (HAProxy's `chkfail`).
-    pub checks_failed: u64,
-    /// Transitions from online to offline (HAProxy's `chkdown`).
-    pub times_down: u64,
-    /// Seconds spent offline before the current state began (HAProxy's `downtime` adds the
-    /// current offline period to it).
-    pub downtime_before: f64,
-}
-
-impl BackendStatus {
-    /// Enabled and online.
-    pub fn usable(&self) -> bool {
-        self.enabled && self.healthy()
-    }
-
-    pub fn healthy(&self) -> bool {
-        self.health == Health::Online
-    }
-}
-
-fn serialize_role<S: serde::Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(role_name(*role))
-}
-
-/// The configuration word for a role.
-pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Active => "active",
-        Role::Standby => "standby",
-        Role::Backup => "backup",
-    }
-}
+use actix::prelude::*;
+use tokio::sync::mpsc;
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -85,34 +32,8 @@ fn unix_now() -> f64 {
 #[rtype(result = "()")]
 pub struct BackendChanged(pub BackendStatus);
 
-/// Event from the data plane: the backend reached its passive-health failure limit.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct PassiveFailure {
-    pub reason: String,
-    /// Without active health checks: how long it stays offline.
-    pub recovery: Duration,
-}
-
-/// Event from the health monitor: the backend's health flipped.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct HealthChanged {
-    pub health: Health,
-    pub reason: String,
-}
-
-/// Event from the health monitor: a probe finished.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct ProbeCompleted(pub ProbeResult);
-
-/// Command: enable or disable the backend (administrative, independent of health).
-#[derive(Message, Debug)]
-#[rtype(result = "BackendStatus")]
-pub struct SetEnabled(pub bool);
-
-/// Command: change the backend's role and capacity, and `enabled` when given.
+/// Command: change the backend's role and capacity, and `enabled` (administrative,
+/// independent of health) when given.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Reconfigure {
@@ -146,7 +67,8 @@ pub struct Watch {
 /// The actor owning one backend.
 pub struct BackendActor {
     backend: Arc<Backend>,
-    cluster: Addr<ClusterActor>,
+    /// The Cluster actor, told of every change.
+    cluster: Recipient<BackendChanged>,
     status: BackendStatus,
     watch: Watch,
     monitor: Option<Addr<HealthMonitor>>,
@@ -185,21 +107,31 @@ impl BackendActor {
         }
     }
 
-    pub fn new(
+    /// Starts the actor owning `backend` on the next arbiter of `watch`; it reports to
+    /// `cluster` and receives the backend's passive ejections from the data plane.
+    pub fn start(
         backend: Arc<Backend>,
-        cluster: Addr<ClusterActor>,
+        cluster: Recipient<BackendChanged>,
         status: BackendStatus,
         watch: Watch,
-    ) -> Self {
-        BackendActor {
-            backend,
-            cluster,
-            status,
-            watch,
-            monitor: None,
-            recovery: None,
-            fell_offline: false,
-        }
+    ) -> Addr<BackendActor> {
+        let (ejections, ejected) = mpsc::unbounded_channel();
+        backend.send_ejections_to(ejections);
+        let arbiter = watch.arbiters.next();
+        BackendActor::start_in_arbiter(&arbiter, move |ctx| {
+            ctx.add_stream(futures_util::stream::unfold(ejected, |mut rx| async move {
+                rx.recv().await.map(|failure| (failure, rx))
+            }));
+            BackendActor {
+                backend,
+                cluster,
+                status,
+                watch,
+                monitor: None,
+                recovery: None,
+                fell_offline: false,
+            }
+        })
     }
 
     fn publish(&self) {
@@ -261,7 +193,11 @@ impl BackendActor {
     /// Starts a health monitor when the cluster has active checks.
     fn start_monitor(&mut self, ctx: &mut Context<Self>) {
         if let Some(config) = self.watch.health.clone() {
-            let (backend, owner) = (self.backend.clone(), ctx.address());
+            let owner = MonitorOwner {
+                health: ctx.address().recipient(),
+                probes: ctx.address().recipient(),
+            };
+            let backend = self.backend.clone();
             let (admission, initial) = (self.watch.admission.clone(), self.status.health);
             self.monitor = Some(HealthMonitor::start_in_arbiter(
                 &self.watch.arbiters.next(),
@@ -271,9 +207,8 @@ impl BackendActor {
     }
 }
 
-impl Handler<PassiveFailure> for BackendActor {
-    type Result = ();
-
+/// Passive ejections from the data plane.
+impl StreamHandler<PassiveFailure> for BackendActor {
     fn handle(&mut self, msg: PassiveFailure, ctx: &mut Context<Self>) {
         if let Some(monitor) = &self.monitor {
             monitor.do_send(PassiveFailureObserved { reason: msg.reason });
@@ -309,31 +244,19 @@ impl Handler<ProbeCompleted> for BackendActor {
     }
 }
 
-impl Handler<SetEnabled> for BackendActor {
-    type Result = MessageResult<SetEnabled>;
-
-    fn handle(&mut self, SetEnabled(enabled): SetEnabled, _: &mut Context<Self>) -> Self::Result {
-        if self.status.enabled != enabled {
-            log::info!(
-                "cluster '{}': backend '{}' {}",
-                self.backend.cluster,
-                self.backend.name,
-                if enabled { "enabled" } else { "disabled" }
-            );
-            self.status.enabled = enabled;
-            self.publish();
-        }
-        MessageResult(self.status.clone())
-    }
-}
-
 impl Handler<Reconfigure> for BackendActor {
     type Result = ();
 
     fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) {
         self.status.role = msg.role;
         self.status.capacity = msg.capacity;
-        if let Some(enabled) = msg.enabled {
+        if let Some(enabled) = msg.enabled.filter(|e| *e != self.status.enabled) {
+            log::info!(
+                "cluster '{}': backend '{}' {}",
+                self.backend.cluster,
+                self.backend.name,
+                if enabled { "enabled" } else { "disabled" }
+            );
             self.status.enabled = enabled;
         }
         self.publish();

@@ -465,9 +465,7 @@ fn check_level<'a>(
 }
 
 #[cfg(test)]
-#[path = "buckets_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "buckets_props.rs"]
 mod props;

@@ -2,32 +2,36 @@
 //! changes laid over it and the state file), the set of clusters and routes, and publishes the
 //! topology.
 //!
-//! Control plane; runs on a worker arbiter. Every change — a reload of `config.yaml`
-//! ([`Reload`]) or a runtime change from the admin API ([`ChangeCluster`]) — is validated as a
-//! whole document by the config loader first; an invalid one changes nothing. A valid one is
-//! applied as a diff: clusters get [`ApplyConfig`] (unchanged backends keep their health,
-//! counters and connections; removed ones drain), new clusters start, removed ones drain, and
-//! a new topology with the new routes is published.
+//! Control plane; runs on a worker arbiter, which it shares with proxied requests: so the
+//! file I/O (reading `config.yaml`, reading the state file at start, writing it with its
+//! fsyncs) and the validation run on the blocking pool, and the actor answers when they are
+//! done. Every
+//! change — a reload of `config.yaml` ([`Reload`]) or a runtime change from the admin API
+//! ([`ChangeCluster`]) — is validated as a whole document by the config loader first; an
+//! invalid one changes nothing. Changes are serialised (an atomic response each), so each one
+//! starts from the document the previous one left. A valid one is written to the state file,
+//! then applied as a diff: clusters get [`ApplyConfig`] by message, never awaited (unchanged
+//! backends keep their health, counters and connections; removed ones drain), new clusters
+//! start, removed ones drain, and a new topology with the new routes is published.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
-use futures_util::future::{FutureExt, LocalBoxFuture};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::arbiters::Arbiters;
-use super::cluster_actor::ClusterActor;
-use super::cluster_changes::ApplyConfig;
+use super::cluster_actor::{ApplyConfig, ClusterActor, RunningCluster, SharedClusters};
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
 use crate::config::edit::{self, ClusterEdit, EditError};
 use crate::config::overlay::Overlay;
-use crate::config::{self, state_file, ConfigError, ConfigErrors, Document, SharedAdmin};
+use crate::config::state_file::{self, StateFileError};
+use crate::config::{self, ConfigError, ConfigErrors, Document, SharedAdmin};
 use crate::config::{
     BackendConfig, BackendUrl, CacheConfig, ClusterConfig, Config, ForwardedFor, PassiveHealthConfig, Role,
     RouteTarget, SchedulerKind,
@@ -84,6 +88,9 @@ pub enum ChangeError {
     Edit(#[from] EditError),
     #[error("the change makes the configuration invalid:\n{0}")]
     Invalid(ConfigErrors),
+    /// The blocking task validating and persisting it could not finish.
+    #[error("the change was interrupted: {0}")]
+    Interrupted(String),
 }
 
 /// The actor owning the configuration and the topology.
@@ -95,38 +102,34 @@ pub struct DirectorActor {
     config: Config,
     overlay: Overlay,
     config_path: Option<PathBuf>,
-    clusters: BTreeMap<String, Arc<ClusterHandle>>,
+    clusters: BTreeMap<String, RunningCluster>,
     /// Clusters of "road warrior" routes, by URL.
     /// Road-warrior clusters by URL, with the cache settings they were given.
-    road_warriors: BTreeMap<String, (Arc<ClusterHandle>, CacheConfig)>,
+    road_warriors: BTreeMap<String, (RunningCluster, CacheConfig)>,
     topology: SharedTopology,
+    /// Every running cluster with its actor, published with the topology for the admin surface.
+    running: SharedClusters,
     status: SharedStatus,
     arbiters: Arbiters,
     /// Told once the first topology is published.
     published: Option<oneshot::Sender<()>>,
-    /// Changes sent to cluster actors by the last [`apply`](Self::apply), answered when done.
-    pending: Vec<LocalBoxFuture<'static, ()>>,
     /// The admin listener's settings, swapped on reload (see [`Self::with_admin`]).
     admin: SharedAdmin,
 }
 
-/// Resolves once every cluster actor has applied the changes sent to it.
-fn applied(pending: Vec<LocalBoxFuture<'static, ()>>) -> impl std::future::Future<Output = ()> {
-    futures_util::future::join_all(pending).map(|_| ())
-}
-
 impl DirectorActor {
-    /// Takes `document` as the base and lays the state file (if configured) over it; a state
-    /// file that can't be read or no longer fits is reported and ignored.
+    /// Takes `document` as the base; once started, the actor lays the state file (if
+    /// configured) over it before anything else, and then publishes the first topology.
     pub fn new(
         document: Document,
         topology: SharedTopology,
+        running: SharedClusters,
         status: SharedStatus,
         arbiters: Arbiters,
         published: oneshot::Sender<()>,
     ) -> Self {
         let Document { raw, config, path } = document;
-        let mut actor = DirectorActor {
+        DirectorActor {
             yaml: raw.clone(),
             document: raw,
             config,
@@ -135,14 +138,12 @@ impl DirectorActor {
             clusters: BTreeMap::new(),
             road_warriors: BTreeMap::new(),
             topology,
+            running,
             status,
             arbiters,
             published: Some(published),
-            pending: Vec::new(),
             admin: SharedAdmin::default(),
-        };
-        actor.load_state_file();
-        actor
+        }
     }
 
     /// Publishes the admin section of every reloaded configuration to `admin` (the admin
@@ -152,97 +153,63 @@ impl DirectorActor {
         self
     }
 
-    fn load_state_file(&mut self) {
-        let Some(path) = self.config.state_file.clone() else {
-            return;
-        };
-        let overlay = match state_file::load(&path) {
-            Ok(overlay) => overlay,
-            Err(e) => {
-                log::error!("{e}");
-                self.set_state_file_error(Some(e.to_string()));
-                return;
-            }
-        };
-        let merged = overlay.apply(&self.yaml);
-        match config::load_value(merged.clone()) {
-            Ok(config) => {
-                if !overlay.clusters.is_empty() {
-                    log::info!(
-                        "state file {}: runtime changes of {} cluster(s) restored",
-                        path.display(),
-                        overlay.clusters.len()
-                    );
-                }
-                self.overlay = overlay;
-                self.document = merged;
-                self.config = config;
-            }
-            Err(errors) => {
-                let message = format!(
-                    "the runtime changes in {} no longer fit config.yaml and are ignored:\n{errors}",
-                    path.display()
-                );
-                log::error!("{message}");
-                self.set_state_file_error(Some(message));
-            }
-        }
-    }
-
     fn set_state_file_error(&self, error: Option<String>) {
         let mut status = ConfigStatus::clone(&self.status.load());
         status.state_file_error = error;
         self.status.store(Arc::new(status));
     }
 
-    /// Brings clusters and routes to `self.config` and publishes the topology.
-    fn apply(&mut self) {
+    /// Brings clusters and routes to `self.config` and publishes the topology. The cluster
+    /// actors are told by message, never awaited: a later message to one of them (an admin
+    /// query) finds the change applied, as its mailbox runs in order.
+    /// `operator_set_enabled` names the cluster and backend whose `enabled` an operator has
+    /// just set (see [`ApplyConfig::operator_set_enabled`]).
+    fn apply(&mut self, operator_set_enabled: Option<(&str, &str)>) {
         let mut clusters = BTreeMap::new();
         for (name, config) in &self.config.clusters {
-            let handle = match self.clusters.remove(name) {
-                Some(handle) => {
-                    if let Some(actor) = handle.actor() {
-                        let change = actor.send(ApplyConfig(config.clone()));
-                        self.pending.push(Box::pin(async move {
-                            if let Ok(Err(e)) = change.await {
-                                log::error!("{e}");
-                            }
-                        }));
-                    }
-                    handle
+            let cluster = match self.clusters.remove(name) {
+                Some(cluster) => {
+                    cluster.actor.do_send(ApplyConfig {
+                        config: config.clone(),
+                        operator_set_enabled: operator_set_enabled
+                            .filter(|(cluster, _)| cluster == name)
+                            .map(|(_, backend)| backend.to_owned()),
+                    });
+                    cluster
                 }
                 None => self.start_cluster(name, config),
             };
-            clusters.insert(name.clone(), handle);
+            clusters.insert(name.clone(), cluster);
         }
         for (name, gone) in std::mem::take(&mut self.clusters) {
             log::info!("cluster '{name}' removed; its backends drain");
             retire(&gone);
         }
         self.clusters = clusters;
-        let mut road_warriors: BTreeMap<String, (Arc<ClusterHandle>, CacheConfig)> = BTreeMap::new();
+        let mut road_warriors: BTreeMap<String, (RunningCluster, CacheConfig)> = BTreeMap::new();
         let mut routes = Vec::new();
         for route in &self.config.routes {
             let cluster = match &route.target {
-                RouteTarget::Cluster(name) => self.clusters.get(name).cloned(),
+                RouteTarget::Cluster(name) => self.clusters.get(name).map(|c| c.handle.clone()),
                 RouteTarget::Backend(url) => {
                     // Several routes to one address share its cluster (the first one's cache).
-                    let (handle, cache) =
+                    let (cluster, cache) =
                         match (road_warriors.get(&url.text), self.road_warriors.remove(&url.text)) {
                             (Some(kept), _) => kept.clone(),
-                            (None, Some((handle, cache))) if cache == route.cache => (handle, cache),
-                            (None, Some((handle, _))) => {
-                                if let Some(actor) = handle.actor() {
-                                    actor.do_send(ApplyConfig(road_warrior(url, &route.cache)));
-                                }
-                                (handle, route.cache.clone())
+                            (None, Some((cluster, cache))) if cache == route.cache => (cluster, cache),
+                            (None, Some((cluster, _))) => {
+                                cluster
+                                    .actor
+                                    .do_send(ApplyConfig::from_config(road_warrior(url, &route.cache)));
+                                (cluster, route.cache.clone())
                             }
                             (None, None) => {
-                                let handle = self.start_cluster(&url.text, &road_warrior(url, &route.cache));
-                                (handle, route.cache.clone())
+                                let cluster = self.start_cluster(&url.text, &road_warrior(url, &route.cache));
+                                (cluster, route.cache.clone())
                             }
                         };
-                    road_warriors.insert(url.text.clone(), (handle.clone(), cache));
+                    let handle = cluster.handle.clone();
+                    road_warriors.insert(url.text.clone(), (cluster, cache));
                     Some(handle)
                 }
             };
@@ -259,12 +226,17 @@ impl DirectorActor {
             retire(&gone);
         }
         self.road_warriors = road_warriors;
-        let clusters = self
+        let running: BTreeMap<String, RunningCluster> = self
             .clusters
-            .values()
-            .chain(self.road_warriors.values().map(|(handle, _)| handle))
-            .cloned()
+            .iter()
+            .chain(
+                self.road_warriors
+                    .iter()
+                    .map(|(url, (cluster, _))| (url, cluster)),
+            )
+            .map(|(name, cluster)| (name.clone(), cluster.clone()))
             .collect();
+        let clusters = running.values().map(|c| c.handle.clone()).collect();
         let topology = Topology { routes, clusters };
         log::info!(
             "topology: {} routes, {} clusters",
@@ -272,124 +244,177 @@ impl DirectorActor {
             topology.clusters.len()
         );
         self.topology.store(Some(Arc::new(topology)));
+        self.running.store(Arc::new(running));
         let mut status = ConfigStatus::clone(&self.status.load());
         status.generation += 1;
         self.status.store(Arc::new(status));
     }
 
-    fn start_cluster(&self, name: &str, config: &ClusterConfig) -> Arc<ClusterHandle> {
+    fn start_cluster(&self, name: &str, config: &ClusterConfig) -> RunningCluster {
         let handle = ClusterHandle::new(name, config);
         let prepared = ClusterActor::prepare(&handle, config);
-        ClusterActor::start(handle.clone(), config, prepared, &self.arbiters);
-        handle
+        ClusterActor::start(handle, config, prepared, &self.arbiters)
     }
 
-    /// Writes the overlay to the state file, if there is one.
-    fn save_state(&self) {
-        let Some(path) = &self.config.state_file else {
-            return;
-        };
-        match state_file::save(path, &self.overlay) {
-            Ok(()) => self.set_state_file_error(None),
-            Err(e) => {
+    /// Takes over a configuration worked out off the worker, records how writing the state
+    /// file went, and brings clusters and routes to it.
+    fn adopt(
+        &mut self,
+        next: NextConfig,
+        saved: Option<Result<(), StateFileError>>,
+        operator_set_enabled: Option<(&str, &str)>,
+    ) {
+        if let Some(yaml) = next.yaml {
+            self.yaml = yaml;
+        }
+        self.document = next.document;
+        self.config = next.config;
+        self.overlay = next.overlay;
+        match saved {
+            None => {}
+            Some(Ok(())) => self.set_state_file_error(None),
+            Some(Err(e)) => {
                 log::error!("{e}");
                 self.set_state_file_error(Some(e.to_string()));
             }
         }
+        self.apply(operator_set_enabled);
     }
 
-    fn reload(&mut self, trigger: &str) -> Result<u64, ConfigErrors> {
-        let Some(path) = self.config_path.clone() else {
-            return Err(ConfigErrors(vec![ConfigError {
-                path: String::new(),
-                message: "director was started without a configuration file".to_owned(),
-            }]));
-        };
-        let result = config::read_file(&path).and_then(|yaml| {
-            let merged = self.overlay.apply(&yaml);
-            match config::load_value(merged.clone()) {
-                Ok(config) => Ok((yaml, merged, config)),
-                // The file itself may be fine and only the runtime changes no longer fit it:
-                // then the file wins and the changes are dropped.
-                Err(errors) => match config::load_value(yaml.clone()) {
-                    Ok(config) => {
-                        log::warn!("reload: runtime changes dropped, they no longer fit:\n{errors}");
-                        self.overlay = Overlay::default();
-                        Ok((yaml.clone(), yaml, config))
-                    }
-                    Err(file_errors) => Err(file_errors),
-                },
-            }
-        });
-        let outcome = |ok: bool, errors: Vec<ConfigError>| ReloadOutcome {
+    /// Tells whoever started the actor that the first topology is published.
+    fn tell_published(&mut self) {
+        if let Some(tx) = self.published.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Records the outcome of a reload in the status.
+    fn record_reload(&self, trigger: &str, errors: Vec<ConfigError>) -> u64 {
+        let mut status = ConfigStatus::clone(&self.status.load());
+        status.last_reload = Some(ReloadOutcome {
             at: unix_now(),
             trigger: trigger.to_owned(),
-            ok,
+            ok: errors.is_empty(),
             errors,
-        };
-        match result {
-            Ok((yaml, merged, config)) => {
-                self.overlay.rebase(&yaml, &merged);
-                self.yaml = yaml;
-                self.document = merged;
-                self.config = config;
-                config::publish_reloaded_admin(&self.admin, self.config.admin.as_ref());
-                self.apply();
-                self.save_state();
-                let mut status = ConfigStatus::clone(&self.status.load());
-                status.last_reload = Some(outcome(true, Vec::new()));
-                let generation = status.generation;
-                self.status.store(Arc::new(status));
-                log::info!("configuration reloaded from {} ({trigger})", path.display());
-                Ok(generation)
-            }
-            Err(errors) => {
-                log::error!(
-                    "reload of {} failed ({trigger}); the last good configuration stays in force:\n{errors}",
-                    path.display()
-                );
-                let mut status = ConfigStatus::clone(&self.status.load());
-                status.last_reload = Some(outcome(false, errors.0.clone()));
-                self.status.store(Arc::new(status));
-                Err(errors)
-            }
-        }
+        });
+        let generation = status.generation;
+        self.status.store(Arc::new(status));
+        generation
     }
+}
 
-    fn change(&mut self, msg: ChangeCluster) -> Result<u64, ChangeError> {
-        let unknown = || ChangeError::UnknownCluster(msg.cluster.clone());
-        if !self.clusters.contains_key(&msg.cluster) {
-            return Err(unknown());
-        }
-        let mut document = self.document.clone();
-        let cluster = document
-            .get_mut("clusters")
-            .and_then(|c| c.get_mut(&msg.cluster))
-            .ok_or_else(unknown)?;
-        if cluster.is_null() {
-            *cluster = Value::Object(Default::default());
-        }
-        edit::apply(cluster, msg.edit)?;
-        let config = config::load_value(document.clone()).map_err(ChangeError::Invalid)?;
-        let runtime = document["clusters"][&msg.cluster].clone();
-        let base = self.yaml["clusters"][&msg.cluster].clone();
-        self.overlay.record(&msg.cluster, base, runtime);
-        self.document = document;
-        self.config = config;
-        self.apply();
-        self.save_state();
-        Ok(self.status.load().generation)
+/// A new state of the configuration, worked out (read, validated, persisted) on the blocking
+/// pool and then adopted by the actor.
+struct NextConfig {
+    /// A newly read `config.yaml` (a reload); `None` when it is unchanged (a runtime change).
+    yaml: Option<Value>,
+    document: Value,
+    config: Config,
+    overlay: Overlay,
+}
+
+/// Runs `work` on the blocking pool, off the worker thread the Director actor shares with
+/// proxied requests; `Err` only when the task could not finish (the runtime is going down).
+async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| e.to_string())
+}
+
+/// Writes `overlay` to the state file, if there is one (file I/O: call it off the worker).
+fn save_state(state_file: Option<&Path>, overlay: &Overlay) -> Option<Result<(), StateFileError>> {
+    state_file.map(|path| state_file::save(path, overlay))
+}
+
+/// Lays the runtime changes kept in the state file at `path` over `yaml` (file I/O: call it
+/// off the worker). A state file that can't be read or no longer fits is logged and ignored;
+/// the problem is the `Err`, for the status.
+fn restore(path: &Path, yaml: Value) -> Result<NextConfig, String> {
+    let overlay = state_file::load(path).map_err(|e| {
+        log::error!("{e}");
+        e.to_string()
+    })?;
+    let merged = overlay.apply(&yaml);
+    let config = config::load_value(merged.clone()).map_err(|errors| {
+        let problem = format!(
+            "the runtime changes in {} no longer fit config.yaml and are ignored:\n{errors}",
+            path.display()
+        );
+        log::error!("{problem}");
+        problem
+    })?;
+    if !overlay.clusters.is_empty() {
+        log::info!(
+            "state file {}: runtime changes of {} cluster(s) restored",
+            path.display(),
+            overlay.clusters.len()
+        );
     }
+    Ok(NextConfig {
+        yaml: None,
+        document: merged,
+        config,
+        overlay,
+    })
+}
+
+/// Reads `config.yaml` at `path` and lays `overlay` over it (file I/O: call it off the
+/// worker). When only the runtime changes no longer fit the file, the file wins and they
+/// are dropped.
+fn reread(path: &Path, mut overlay: Overlay) -> Result<NextConfig, ConfigErrors> {
+    let yaml = config::read_file(path)?;
+    let merged = overlay.apply(&yaml);
+    let (document, config) = match config::load_value(merged.clone()) {
+        Ok(config) => (merged, config),
+        Err(errors) => {
+            let config = config::load_value(yaml.clone())?;
+            log::warn!("reload: runtime changes dropped, they no longer fit:\n{errors}");
+            overlay = Overlay::default();
+            (yaml.clone(), config)
+        }
+    };
+    overlay.rebase(&yaml, &document);
+    Ok(NextConfig {
+        yaml: Some(yaml),
+        document,
+        config,
+        overlay,
+    })
+}
+
+/// Applies `edit` to cluster `cluster` of `document` and validates the whole result; records
+/// the cluster's runtime state (against `base`, its definition in `config.yaml`) in `overlay`.
+fn edited(
+    mut document: Value,
+    cluster: &str,
+    edit: ClusterEdit,
+    base: Value,
+    mut overlay: Overlay,
+) -> Result<NextConfig, ChangeError> {
+    let unknown = || ChangeError::UnknownCluster(cluster.to_owned());
+    let section = document
+        .get_mut("clusters")
+        .and_then(|c| c.get_mut(cluster))
+        .ok_or_else(unknown)?;
+    if section.is_null() {
+        *section = Value::Object(Default::default());
+    }
+    edit::apply(section, edit)?;
+    let runtime = section.clone();
+    let config = config::load_value(document.clone()).map_err(ChangeError::Invalid)?;
+    overlay.record(cluster, base, runtime);
+    Ok(NextConfig {
+        yaml: None,
+        document,
+        config,
+        overlay,
+    })
 }
 
 /// Drains a cluster that left the configuration: its backends finish what they have in
 /// flight; the handle goes with the last request holding it.
-fn retire(handle: &ClusterHandle) {
-    if let Some(actor) = handle.actor() {
-        let mut empty = road_warrior_settings();
-        empty.backends.clear();
-        actor.do_send(ApplyConfig(empty));
-    }
+fn retire(cluster: &RunningCluster) {
+    let mut empty = road_warrior_settings();
+    empty.backends.clear();
+    cluster.actor.do_send(ApplyConfig::from_config(empty));
 }
 
 /// A one-backend cluster for a "road warrior" route: unlimited, no queue, no retries; the
@@ -435,7 +460,7 @@ fn road_warrior_settings() -> ClusterConfig {
         },
         forwarded_for: ForwardedFor::Append,
         client_body_timeout: Duration::from_secs(60),
-        backend_keep_alive: crate::transport::pool::IDLE_TIMEOUT,
+        backend_keep_alive: config::DEFAULT_BACKEND_KEEP_ALIVE,
         cache: CacheConfig::default(),
     }
 }
@@ -449,40 +474,108 @@ fn unix_now() -> f64 {
 impl Actor for DirectorActor {
     type Context = Context<Self>;
 
+    /// Restores the runtime changes from the state file on the blocking pool (no message is
+    /// handled meanwhile), then publishes the first topology with them.
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.apply();
-        // At start-up every cluster is new: nothing is pending, but keep the rule.
-        ctx.spawn(applied(std::mem::take(&mut self.pending)).into_actor(self));
-        if let Some(tx) = self.published.take() {
-            let _ = tx.send(());
-        }
+        let Some(path) = self.config.state_file.clone() else {
+            self.apply(None);
+            self.tell_published();
+            return;
+        };
+        let yaml = self.yaml.clone();
+        let restoring = off_worker(move || restore(&path, yaml));
+        ctx.wait(restoring.into_actor(self).map(|restored, act, _| {
+            match restored.and_then(|restored| restored) {
+                Ok(next) => act.adopt(next, None, None),
+                Err(problem) => {
+                    act.set_state_file_error(Some(problem));
+                    act.apply(None);
+                }
+            }
+            act.tell_published();
+        }));
     }
 }
 
-/// Answers once the change is in force: every cluster actor has applied its part (the
-/// Director's own state changed before the handler returned, so later messages see it).
+/// The configuration file is read, validated and the state file written on the blocking
+/// pool; the answer comes once the new configuration is in force in the Director and every
+/// affected cluster actor has been told (a later query to one finds it applied). Atomic: the
+/// next reload or change waits, so each one starts from the latest document.
 impl Handler<Reload> for DirectorActor {
-    type Result = ResponseFuture<Result<u64, ConfigErrors>>;
+    type Result = AtomicResponse<Self, Result<u64, ConfigErrors>>;
 
-    fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
-        let result = self.reload(msg.trigger);
-        let pending = applied(std::mem::take(&mut self.pending));
-        Box::pin(async move {
-            pending.await;
-            result
-        })
+    fn handle(&mut self, Reload { trigger }: Reload, _: &mut Context<Self>) -> Self::Result {
+        let Some(path) = self.config_path.clone() else {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                message: "director was started without a configuration file".to_owned(),
+            }])))));
+        };
+        let overlay = self.overlay.clone();
+        let shown = path.display().to_string();
+        let work = off_worker(move || {
+            reread(&path, overlay).map(|next| {
+                let saved = save_state(next.config.state_file.as_deref(), &next.overlay);
+                (next, saved)
+            })
+        });
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |done, act, _| {
+            let done = done.unwrap_or_else(|e| {
+                Err(ConfigErrors(vec![ConfigError {
+                    path: String::new(),
+                    message: format!("the reload was interrupted: {e}"),
+                }]))
+            });
+            match done {
+                Ok((next, saved)) => {
+                    config::publish_reloaded_admin(&act.admin, next.config.admin.as_ref());
+                    act.adopt(next, saved, None);
+                    log::info!("configuration reloaded from {shown} ({trigger})");
+                    Ok(act.record_reload(trigger, Vec::new()))
+                }
+                Err(errors) => {
+                    log::error!(
+                        "reload of {shown} failed ({trigger}); the last good configuration stays in force:\n{errors}"
+                    );
+                    act.record_reload(trigger, errors.0.clone());
+                    Err(errors)
+                }
+            }
+        })))
     }
 }
 
+/// The edit is validated against the whole document and the state file written on the
+/// blocking pool; answered like [`Reload`], and as atomically.
 impl Handler<ChangeCluster> for DirectorActor {
-    type Result = ResponseFuture<Result<u64, ChangeError>>;
+    type Result = AtomicResponse<Self, Result<u64, ChangeError>>;
 
-    fn handle(&mut self, msg: ChangeCluster, _: &mut Context<Self>) -> Self::Result {
-        let result = self.change(msg);
-        let pending = applied(std::mem::take(&mut self.pending));
-        Box::pin(async move {
-            pending.await;
-            result
-        })
+    fn handle(
+        &mut self,
+        ChangeCluster { cluster, edit }: ChangeCluster,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        if !self.clusters.contains_key(&cluster) {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(ChangeError::UnknownCluster(cluster)))));
+        }
+        let operator_set_enabled = edit.sets_enabled().map(str::to_owned);
+        let (document, overlay) = (self.document.clone(), self.overlay.clone());
+        let base = self.yaml["clusters"][&cluster].clone();
+        let state_file = self.config.state_file.clone();
+        let name = cluster.clone();
+        let work = off_worker(move || {
+            edited(document, &name, edit, base, overlay).map(|next| {
+                let saved = save_state(state_file.as_deref(), &next.overlay);
+                (next, saved)
+            })
+        });
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |done, act, _| {
+            let (next, saved) = done.map_err(ChangeError::Interrupted)??;
+            let operator = operator_set_enabled
+                .as_deref()
+                .map(|backend| (cluster.as_str(), backend));
+            act.adopt(next, saved, operator);
+            Ok(act.status.load().generation)
+        })))
     }
 }

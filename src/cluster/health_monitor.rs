@@ -13,10 +13,28 @@ use actix::prelude::*;
 
 use super::admission::Admission;
 use super::backend::Backend;
-use super::backend_actor::{BackendActor, HealthChanged, ProbeCompleted};
 use super::health::{Health, HealthMachine, ProbeResult};
 use super::health_probe;
 use crate::config::{HealthConfig, HealthMode};
+
+/// Event from the health monitor: the backend's health flipped.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct HealthChanged {
+    pub health: Health,
+    pub reason: String,
+}
+
+/// Event from the health monitor: a probe finished.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ProbeCompleted(pub ProbeResult);
+
+/// Where a monitor reports: its backend's actor.
+pub struct MonitorOwner {
+    pub health: Recipient<HealthChanged>,
+    pub probes: Recipient<ProbeCompleted>,
+}
 
 /// Event from the data plane, via the backend actor: a request failed because of the backend.
 #[derive(Message, Debug)]
@@ -33,7 +51,7 @@ pub struct StopMonitor;
 /// The actor probing one backend.
 pub struct HealthMonitor {
     backend: Arc<Backend>,
-    owner: Addr<BackendActor>,
+    owner: MonitorOwner,
     admission: Arc<Admission>,
     config: HealthConfig,
     machine: HealthMachine,
@@ -45,7 +63,7 @@ pub struct HealthMonitor {
 impl HealthMonitor {
     pub fn new(
         backend: Arc<Backend>,
-        owner: Addr<BackendActor>,
+        owner: MonitorOwner,
         admission: Arc<Admission>,
         config: HealthConfig,
         initial: Health,
@@ -98,9 +116,9 @@ impl HealthMonitor {
                 at: unix_now(),
             };
             let flipped = act.machine.probe(result.ok);
-            act.owner.do_send(ProbeCompleted(result.clone()));
+            act.owner.probes.do_send(ProbeCompleted(result.clone()));
             if let Some(health) = flipped {
-                act.owner.do_send(HealthChanged {
+                act.owner.health.do_send(HealthChanged {
                     health,
                     reason: result.detail,
                 });
@@ -129,7 +147,7 @@ impl Handler<PassiveFailureObserved> for HealthMonitor {
 
     fn handle(&mut self, msg: PassiveFailureObserved, _: &mut Context<Self>) {
         if let Some(health) = self.machine.passive_failure() {
-            self.owner.do_send(HealthChanged {
+            self.owner.health.do_send(HealthChanged {
                 health,
                 reason: msg.reason,
             });

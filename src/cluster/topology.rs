@@ -1,21 +1,20 @@
 //! The immutable topology snapshot the data plane reads: routes and cluster handles.
 //!
-//! Published by the Director actor through an `ArcSwapOption`; a request loads it once.
+//! Published by the Director actor through an `ArcSwapOption`; a request loads it once. Holds
+//! no actor addresses (the control plane keeps those apart).
 //! A [`ClusterHandle`] is stable for the life of a cluster; its settings and backend list are
 //! swapped by the Cluster actor, its admission state is shared with every worker.
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::admission::{Admission, AdmissionSettings};
 use super::backend::Backend;
-use super::backend_actor::BackendStatus;
+use super::backend_status::BackendStatus;
 use super::classify::{host_matches, Classifier};
-use super::cluster_actor::ClusterActor;
 use crate::cache::{CacheSnapshot, CacheStats, ClusterCache};
 use crate::config::{CacheConfig, ClientRouting, ClusterConfig, ForwardedFor, PassiveHealthConfig};
 
@@ -122,7 +121,6 @@ pub struct ClusterHandle {
     pub cache: ArcSwapOption<ClusterCache>,
     /// The cache's counters, kept across settings changes and while disabled.
     cache_stats: Arc<CacheStats>,
-    actor: OnceLock<Addr<ClusterActor>>,
 }
 
 impl std::fmt::Debug for ClusterHandle {
@@ -145,7 +143,6 @@ impl ClusterHandle {
             classifier: ArcSwap::from_pointee(Classifier::default()),
             cache: ArcSwapOption::empty(),
             cache_stats: Arc::default(),
-            actor: OnceLock::new(),
         })
     }
 
@@ -168,15 +165,6 @@ impl ClusterHandle {
     /// The cache's counters and size; `None` while it is disabled.
     pub fn cache_snapshot(&self) -> Option<CacheSnapshot> {
         self.cache.load().as_ref().map(|c| c.snapshot())
-    }
-
-    pub(crate) fn attach(&self, addr: Addr<ClusterActor>) {
-        let _ = self.actor.set(addr);
-    }
-
-    /// The owning Cluster actor, once started.
-    pub fn actor(&self) -> Option<&Addr<ClusterActor>> {
-        self.actor.get()
     }
 
     /// A current member by name.

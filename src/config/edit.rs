@@ -20,6 +20,19 @@ pub enum ClusterEdit {
     RemoveBucket(String),
 }
 
+impl ClusterEdit {
+    /// The backend whose `enabled` this edit sets to `true` or `false`, if any: an operator's
+    /// decision, applied even when the configuration said so already.
+    pub fn sets_enabled(&self) -> Option<&str> {
+        match self {
+            ClusterEdit::PatchBackend(name, patch) if patch.get("enabled").is_some_and(Value::is_boolean) => {
+                Some(name)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Why an edit can't be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {
@@ -202,6 +215,22 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().expect("object")
+    }
+
+    #[test]
+    fn only_a_boolean_enabled_in_a_backend_patch_is_an_operators_decision() {
+        let patch = |v: Value| ClusterEdit::PatchBackend("a".into(), obj(v));
+        assert_eq!(patch(json!({ "enabled": true })).sets_enabled(), Some("a"));
+        assert_eq!(
+            patch(json!({ "enabled": false, "capacity": 2 })).sets_enabled(),
+            Some("a")
+        );
+        assert_eq!(patch(json!({ "enabled": null })).sets_enabled(), None);
+        assert_eq!(patch(json!({ "capacity": 2 })).sets_enabled(), None);
+        assert_eq!(
+            ClusterEdit::Patch(obj(json!({ "enabled": true }))).sets_enabled(),
+            None
+        );
     }
 
     #[test]

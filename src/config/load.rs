@@ -6,9 +6,9 @@
 //! with a bad field is re-checked with that field blanked, so *every* problem is reported at
 //! once, each with its path (`clusters.shop.backends[1].url`). A [`Config`] is returned only
 //! when nothing is wrong. What each section means (raw shapes, defaults, checks) is in the child
-//! module `sections` (`sections.rs`), except a cluster's bucket tree, which is in `buckets`
-//! (`buckets.rs`), and its health checks and client routing, which are in `health`
-//! (`health.rs`); the tests are in `load_tests.rs`, `bucket_tests.rs` and `health_tests.rs`.
+//! modules under `load/`: `sections`, except a cluster's bucket tree (`buckets`), its health
+//! checks and client routing (`health`), its `cache` and its `fastcgi` and `x_sendfile`
+//! (`fastcgi`), and the `admin` section; the tests are in `tests` and its children.
 //!
 //! Conventions: an explicit `null` (`key:` with no value) means "use the default"; keys are
 //! case-sensitive; a map key that is not a plain word is quoted in paths
@@ -26,20 +26,13 @@ use serde_path_to_error::Segment;
 use super::duration::DurationValue;
 use super::model::Config;
 
-#[path = "admin.rs"]
 pub(super) mod admin;
-#[path = "buckets.rs"]
 mod buckets;
-#[path = "cache.rs"]
 mod cache;
-#[path = "fastcgi.rs"]
 mod fastcgi;
-#[path = "health.rs"]
 mod health;
-#[path = "sections.rs"]
 mod sections;
 #[cfg(test)]
-#[path = "load_tests.rs"]
 mod tests;
 
 /// One problem in a configuration, located by its path.

@@ -127,6 +127,11 @@ pub enum SchedulerKind {
     LeastLoad,
 }
 
+/// How long an idle backend connection is kept for reuse when `backend_keep_alive` is not
+/// given: backends commonly close idle keep-alive connections after 5–75 s, and reusing one
+/// they are closing costs a retry.
+pub const DEFAULT_BACKEND_KEEP_ALIVE: Duration = Duration::from_secs(4);
+
 /// One entry of `clusters:`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
@@ -175,8 +180,9 @@ pub struct ClusterConfig {
     /// `client_body_timeout` (default 60s, nginx's): the longest a client may pause while
     /// sending a request body before it gets 408.
     pub client_body_timeout: Duration,
-    /// `backend_keep_alive` (default 4s): how long an idle connection to a backend is kept
-    /// for reuse (nginx's upstream `keepalive_timeout`); keep it below the backends' own.
+    /// `backend_keep_alive` (default [`DEFAULT_BACKEND_KEEP_ALIVE`]): how long an idle
+    /// connection to a backend is kept for reuse (nginx's upstream `keepalive_timeout`); keep
+    /// it below the backends' own.
     pub backend_keep_alive: Duration,
     /// `cache`: the cluster's object cache (disabled by default).
     pub cache: CacheConfig,

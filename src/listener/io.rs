@@ -410,5 +410,4 @@ const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: t
 Content-Length: 34\r\nConnection: close\r\n\r\nrequest head not received in time\n";
 
 #[cfg(test)]
-#[path = "io_tests.rs"]
 mod tests;

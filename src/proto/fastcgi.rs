@@ -864,5 +864,4 @@ impl<'a> Iterator for Pairs<'a> {
 }
 
 #[cfg(test)]
-#[path = "fastcgi_tests.rs"]
 mod tests;

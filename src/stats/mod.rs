@@ -3,20 +3,17 @@
 //! Hot path: every counter is a relaxed atomic, so recording an outcome never locks and reading
 //! stats never touches a request. Snapshots are plain serde structs for the API.
 //!
-//! Submodules: [`histogram`] (latency buckets, hot path), [`collector`] (the once-a-second
-//! StatsCollector actor and the [`LiveStats`] handle, control plane) and [`history`] (the
-//! ring buffers of samples it fills).
+//! Pure counters: nothing here reads the topology or is an actor, so the data plane's views
+//! (backends, admission) can hold them. [`histogram`] keeps latency buckets (hot path); the
+//! once-a-second sampling of these counters is the admin surface's (`admin::live`).
 
-pub mod collector;
 pub mod histogram;
-pub mod history;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use serde::Serialize;
 
-pub use collector::{LiveStats, Sample};
 pub use histogram::{Histogram, HistogramSnapshot};
 
 /// A gauge with its high-water mark and the number of increments ever: `{current, max, total}`.

@@ -5,7 +5,8 @@
 //! checkin are a `RefCell` borrow, never a lock or a cross-thread hop. The rules:
 //! - a connection is pooled only when its exchange ended cleanly (the caller decides: complete
 //!   response, no unread bytes, no framing doubt) and its backend is still in the topology;
-//! - a connection is handed out only when it is younger than [`IDLE_TIMEOUT`] and not readable
+//! - a connection is handed out only when it is younger than its cluster's `backend_keep_alive`
+//!   ([`DEFAULT_BACKEND_KEEP_ALIVE`] unless configured) and not readable
 //!   while idle: bytes or an EOF that arrived after the response ended mean the backend either
 //!   closed it or sent something nobody asked for, and the next request must not read them.
 //!   The check reads the reactor's cached readiness, so a clean reuse costs no syscall;
@@ -26,14 +27,10 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::{IdleState, TimedStream};
+use crate::config::DEFAULT_BACKEND_KEEP_ALIVE;
 
 /// Idle connections kept per backend and worker.
 pub const MAX_IDLE_PER_BACKEND: usize = 256;
-
-/// An idle connection is closed rather than reused after this long, unless its backend says
-/// otherwise (backends commonly close idle keep-alive connections after 5–75 s; reusing one
-/// they are closing costs a retry).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How long a backend caught sending bytes nobody asked for gets no connection reuse: a late
 /// response that lands after the next request was written on a reused connection can't be
@@ -82,7 +79,7 @@ impl BackendConns {
             id: NEXT_GROUP.fetch_add(1, SeqCst),
             name: name.to_owned(),
             retired: AtomicBool::new(false),
-            idle_timeout_ms: AtomicU64::new(IDLE_TIMEOUT.as_millis() as u64),
+            idle_timeout_ms: AtomicU64::new(DEFAULT_BACKEND_KEEP_ALIVE.as_millis() as u64),
             distrusted_until_ms: AtomicU64::new(0),
             share: limit_open.then(IdleShare::default),
         })

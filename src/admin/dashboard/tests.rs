@@ -1,6 +1,7 @@
 //! The dashboard's pages and login against a real Director actor (no listener: the admin app
 //! is called in-process), and the overview's escaping of names from configuration and state.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,16 +16,18 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::admin::auth;
+use crate::admin::live::LiveStats;
 use crate::cluster::admission::BucketState;
 use crate::cluster::arbiters::Arbiters;
-use crate::cluster::backend_actor::BackendStatus;
-use crate::cluster::cluster_actor::{BackendState, CacheSettingsView, ClusterState, SettingsView};
+use crate::cluster::backend_status::BackendStatus;
+use crate::cluster::cluster_actor::SharedClusters;
+use crate::cluster::cluster_state::{BackendState, CacheSettingsView, ClusterState, SettingsView};
 use crate::cluster::director_actor::{ConfigStatus, DirectorActor};
 use crate::cluster::health::{Health, ProbeResult};
 use crate::config::{
     AdminConfig, Document, ListenAddr, Role, DEFAULT_MAX_EVENT_STREAMS, DEFAULT_SESSION_TTL,
 };
-use crate::stats::{LiveStats, TrafficSnapshot};
+use crate::stats::TrafficSnapshot;
 
 const TOKEN: &str = "dashboard-test-token-0123";
 
@@ -53,8 +56,9 @@ async fn admin_state(token: Option<&str>) -> web::Data<AdminState> {
     }));
     let arbiters = Arbiters::new(vec![Arbiter::current()]);
     let (published, is_published) = oneshot::channel();
-    let (t, s) = (topology.clone(), status.clone());
-    let director = DirectorActor::new(document, t, s, arbiters, published).start();
+    let clusters: SharedClusters = Arc::new(ArcSwap::from_pointee(BTreeMap::new()));
+    let (t, c, s) = (topology.clone(), clusters.clone(), status.clone());
+    let director = DirectorActor::new(document, t, c, s, arbiters, published).start();
     is_published.await.expect("topology published");
     let live = LiveStats::start_in(topology.clone(), &Arbiter::current(), Duration::from_millis(50));
     let settings = Arc::new(ArcSwapOption::from_pointee(AdminConfig {
@@ -64,7 +68,7 @@ async fn admin_state(token: Option<&str>) -> web::Data<AdminState> {
         max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
         max_connections: 64,
     }));
-    web::Data::new(AdminState::new(topology, status, director, settings, live))
+    web::Data::new(AdminState::new(clusters, status, director, settings, live))
 }
 
 /// A request to the admin listener as a browser on the same machine sends it.

@@ -6,12 +6,13 @@
 
 use std::time::Duration;
 
+use crate::admin::live::history::{BackendSample, BucketSample, CacheSample, ClusterSample};
+use crate::admin::live::Sample;
 use crate::cache::CacheSnapshot;
-use crate::cluster::backend_actor::{role_name, BackendStatus, Health};
-use crate::cluster::cluster_actor::{BackendState, CacheSettingsView, ClusterState, SettingsView};
+use crate::cluster::backend_status::{role_name, BackendStatus};
+use crate::cluster::cluster_state::{BackendState, CacheSettingsView, ClusterState, SettingsView};
 use crate::cluster::director_actor::ConfigStatus;
-use crate::stats::history::{BackendSample, BucketSample, CacheSample, ClusterSample};
-use crate::stats::Sample;
+use crate::cluster::health::Health;
 
 /// Shown for a value that does not exist (no requests, no probe yet).
 pub const NONE: &str = "–";

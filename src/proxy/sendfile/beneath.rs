@@ -272,5 +272,4 @@ fn openat2_beneath(_dir: BorrowedFd<'_>, _path: &CStr, _flags: c_int) -> io::Res
 }
 
 #[cfg(test)]
-#[path = "beneath_tests.rs"]
 mod tests;

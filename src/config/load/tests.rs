@@ -1,8 +1,7 @@
 //! Tests of the loader: whole documents in, `Config` or `(path, message)` errors out. The bucket
-//! tree's tests are in the child module `buckets` (`bucket_tests.rs`), those of the `admin`
-//! section in `admin_section` (`admin_tests.rs`), those of health checks and
-//! client routing in `health` (`health_tests.rs`), those of `fastcgi` and `x_sendfile` in
-//! `fastcgi` (`fastcgi_tests.rs`).
+//! tree's tests are in the child module `buckets`, those of the `admin` section in
+//! `admin_section`, those of health checks and client routing in `health`, those of `fastcgi`
+//! and `x_sendfile` in `fastcgi` (each in `tests/`).
 
 use std::path::PathBuf;
 
@@ -10,13 +9,9 @@ use super::sections::MISSING;
 use super::*;
 use crate::config::model::*;
 
-#[path = "admin_tests.rs"]
 mod admin_section;
-#[path = "bucket_tests.rs"]
 mod buckets;
-#[path = "fastcgi_tests.rs"]
 mod fastcgi;
-#[path = "health_tests.rs"]
 mod health;
 
 /// The environment seen by the tests.

@@ -14,7 +14,7 @@ use super::super::address::{parse_backend_url, parse_listen};
 use super::super::duration::DurationValue;
 use super::super::model::{
     AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, ForwardedFor, ListenAddr, Protocol,
-    ProxyConfig, Role, RouteConfig, RouteTarget, SchedulerKind,
+    ProxyConfig, Role, RouteConfig, RouteTarget, SchedulerKind, DEFAULT_BACKEND_KEEP_ALIVE,
 };
 use super::{index_path, key_path, kind, Loader};
 
@@ -143,7 +143,6 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(8);
 const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
-const DEFAULT_BACKEND_KEEP_ALIVE: Duration = crate::transport::pool::IDLE_TIMEOUT;
 
 const SCHEDULERS: &[(&str, SchedulerKind)] = &[
     ("rr", SchedulerKind::RoundRobin),

@@ -15,17 +15,17 @@ use actix::prelude::*;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
-use super::histogram::HistogramSnapshot;
 pub use super::history::Sample;
 use super::history::{
     compact, BackendSample, BucketSample, CacheSample, ClusterSample, History, Window, MS_STEP, RATE_STEP,
     RATIO_STEP,
 };
-use super::TrafficSnapshot;
 use crate::cache::CacheSnapshot;
 use crate::cluster::backend::BackendId;
-use crate::cluster::backend_actor::BackendStatus;
+use crate::cluster::backend_status::BackendStatus;
 use crate::cluster::{Backend, ClusterHandle, SharedTopology};
+use crate::stats::histogram::HistogramSnapshot;
+use crate::stats::TrafficSnapshot;
 
 /// How often a sample is taken.
 pub const INTERVAL: Duration = Duration::from_secs(1);
@@ -394,5 +394,4 @@ impl LiveStats {
 }
 
 #[cfg(test)]
-#[path = "collector_tests.rs"]
 mod tests;
