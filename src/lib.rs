@@ -1,8 +1,9 @@
 //! director: a reverse-proxy load balancer for HTTP application clusters.
 //!
-//! See `DESIGN.md` in the project's shared docs and the README for the architecture: a data
-//! plane that stays on the worker that accepted a request, and a control plane of actix actors
-//! that own all state and publish immutable snapshots.
+//! `docs/architecture.md` is the map: a data plane that stays on the worker that accepted a
+//! request (and why it takes capacity under a short lock instead of asking an actor), a
+//! control plane of actix actors that own all state and publish immutable snapshots, and the
+//! layering rules `tests/layering.rs` enforces.
 
 pub mod admin;
 pub mod app;
