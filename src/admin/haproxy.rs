@@ -99,11 +99,6 @@ pub fn csv(states: &[ClusterState], extras: &Extras) -> String {
     out
 }
 
-/// The HAProxy-style HTML stats page of `states`.
-pub fn html(states: &[ClusterState], extras: &Extras) -> String {
-    super::haproxy_html::render(states, extras)
-}
-
 /// One line of the stats: every column's text, empty when unknown.
 #[derive(Debug, Clone)]
 pub(super) struct Row {

@@ -1,7 +1,7 @@
 //! The read-only stats endpoints of the admin listener: HAProxy's CSV and HTML stats and its
 //! monitor URI, Prometheus `/metrics`, and the live event stream and history (control plane).
 //!
-//! The renderers are pure (`haproxy`, `metrics`); this module gathers their input: the cluster
+//! The renderers are pure (`haproxy`, `haproxy_html`, `metrics`); this module gathers their input: the cluster
 //! states from the actors, the request rates of the latest live sample, and the backends'
 //! latency histograms.
 
@@ -12,7 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::error::ApiError;
 use super::metrics::{Extras, LatencyHistogram, Rate, Scope};
-use super::{events, haproxy, metrics, AdminState};
+use super::{events, haproxy, haproxy_html, metrics, AdminState};
 use crate::cluster::cluster_state::ClusterState;
 
 /// Registers the stats routes.
@@ -40,7 +40,7 @@ async fn haproxy_stats(data: web::Data<AdminState>, req: HttpRequest) -> Result<
     } else {
         HttpResponse::Ok()
             .content_type(ContentType::html())
-            .body(haproxy::html(&states, &extras))
+            .body(haproxy_html::render(&states, &extras))
     })
 }
 
