@@ -590,3 +590,60 @@ async fn the_cache_is_configured_at_runtime_through_the_api() {
     assert!(cache_status(&get(&d.target(), path).await).contains("hit"));
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_s_own_rfc5861_directives_replace_the_cluster_s_stale_windows() {
+    let origin = Origin::start().await;
+    let health = "health: { interval: 50ms, timeout: 500ms, rise: 1, fall: 1, path: /health, expect: [200] }";
+    let cache = "{ enabled: true, update: shadowed, stale_while_revalidate: 0s, stale_if_error: 0s }";
+    let d = director(&origin, cache, health).await;
+    let own = "/own?cc=max-age=1,stale-while-revalidate=30";
+    let if_error = "/if-error?cc=max-age=1,stale-if-error=30";
+    let plain = "/plain?cc=max-age=1";
+    let first = get(&d.target(), own).await;
+    let if_error_first = get(&d.target(), if_error).await;
+    assert_eq!(get(&d.target(), plain).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // Stale: the response's stale-while-revalidate=30 serves it at once; the cluster's 0s
+    // sends the other one to the backend.
+    let stale = get(&d.target(), own).await;
+    assert_eq!(stale.body, first.body, "the stale object, at once");
+    assert!(
+        cache_status(&stale).contains("detail=stale-while-revalidate"),
+        "{}",
+        cache_status(&stale)
+    );
+    let missed = get(&d.target(), plain).await;
+    assert!(
+        cache_status(&missed).contains("fwd=stale"),
+        "{}",
+        cache_status(&missed)
+    );
+    eventually("the background refresh of /own", || origin.hits(own) == 2).await;
+
+    // Every backend down: the response's stale-if-error=30 stands in, the cluster's 0s not.
+    origin.set_down(true);
+    let offline = || {
+        d.cluster("c")
+            .statuses
+            .load()
+            .iter()
+            .all(|s| s.health == Health::Offline)
+    };
+    eventually("the backend is offline", offline).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stood_in = get(&d.target(), if_error).await;
+    assert_eq!((stood_in.status, &stood_in.body), (200, &if_error_first.body));
+    assert!(
+        cache_status(&stood_in).contains("detail=stale-if-error"),
+        "{}",
+        cache_status(&stood_in)
+    );
+    assert_eq!(
+        get(&d.target(), plain).await.status,
+        503,
+        "no window for the plain object"
+    );
+    d.stop().await;
+}

@@ -24,7 +24,7 @@ use actix_web::http::header::HeaderMap;
 use crate::config::CacheConfig;
 pub use key::PrimaryKey;
 pub use lock::{FillGuard, FillLocks, Lock};
-pub use object::Object;
+pub use object::{Object, StaleUse};
 pub use stats::{CacheSnapshot, CacheStats};
 pub use store::{Purge, Store};
 

@@ -41,6 +41,15 @@ const FIELD_OVERHEAD: usize = 48;
 /// A field `Vary` names and the request's value of it (`None`: absent).
 type VaryField = (HeaderName, Option<Box<[u8]>>);
 
+/// What a stale object would be served for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleUse {
+    /// At once, while one request refreshes it (`update: shadowed`).
+    WhileRevalidate,
+    /// In place of a failure or an error status.
+    IfError,
+}
+
 /// One variant of a key.
 #[derive(Debug)]
 pub struct Object {
@@ -95,6 +104,8 @@ impl Object {
             initial_age: Duration::ZERO,
             always_revalidate: false,
             no_stale: true,
+            stale_while_revalidate: None,
+            stale_if_error: None,
         };
         Object {
             status: 0,
@@ -159,8 +170,15 @@ impl Object {
         lifetime.saturating_sub(age)
     }
 
-    /// Whether it may still be served stale, `window` past its freshness.
-    pub fn usable_stale(&self, now: Instant, window: Duration) -> bool {
+    /// Whether it may still be served stale for `purpose`: within the response's own RFC 5861
+    /// window where it gave one, else within `configured` (the cluster's setting), past its
+    /// freshness.
+    pub fn usable_stale(&self, now: Instant, purpose: StaleUse, configured: Duration) -> bool {
+        let own = match purpose {
+            StaleUse::WhileRevalidate => self.freshness.stale_while_revalidate,
+            StaleUse::IfError => self.freshness.stale_if_error,
+        };
+        let window = own.unwrap_or(configured);
         !self.freshness.no_stale && self.age(now) < self.freshness.lifetime.saturating_add(window)
     }
 
@@ -294,6 +312,8 @@ mod tests {
             initial_age: Duration::ZERO,
             always_revalidate: false,
             no_stale: false,
+            stale_while_revalidate: None,
+            stale_if_error: None,
         }
     }
 
@@ -363,8 +383,24 @@ mod tests {
         let later = now + Duration::from_secs(7);
         assert!(!o.is_fresh(later));
         assert_eq!(o.ttl_secs(later), -1);
-        assert!(o.usable_stale(later, Duration::from_secs(2)));
-        assert!(!o.usable_stale(later, Duration::from_secs(1)));
+        let (swr, sie) = (StaleUse::WhileRevalidate, StaleUse::IfError);
+        assert!(o.usable_stale(later, swr, Duration::from_secs(2)));
+        assert!(!o.usable_stale(later, sie, Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_response_s_own_stale_windows_replace_the_configured_ones() {
+        let now = Instant::now();
+        let mut f = fresh_for(10);
+        f.stale_while_revalidate = Some(Duration::from_secs(60));
+        f.stale_if_error = Some(Duration::ZERO);
+        let o = Object::new(200, &HeaderMap::new(), Bytes::new(), &HeaderMap::new(), f, now);
+        let later = now + Duration::from_secs(30);
+        assert!(o.usable_stale(later, StaleUse::WhileRevalidate, Duration::ZERO));
+        assert!(!o.usable_stale(later, StaleUse::IfError, Duration::from_secs(3600)));
+        f.no_stale = true;
+        let must_revalidate = Object::new(200, &HeaderMap::new(), Bytes::new(), &HeaderMap::new(), f, now);
+        assert!(!must_revalidate.usable_stale(later, StaleUse::WhileRevalidate, Duration::ZERO));
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub struct CacheControl {
     pub proxy_revalidate: bool,
     pub max_age: Option<u64>,
     pub s_maxage: Option<u64>,
+    /// RFC 5861: how long past its freshness the response may be served while it is
+    /// revalidated in the background, and in place of an error.
+    pub stale_while_revalidate: Option<u64>,
+    pub stale_if_error: Option<u64>,
 }
 
 impl CacheControl {
@@ -54,6 +58,8 @@ impl CacheControl {
                     b"proxy-revalidate" => cc.proxy_revalidate = true,
                     b"max-age" => cc.max_age = Some(seconds()),
                     b"s-maxage" => cc.s_maxage = Some(seconds()),
+                    b"stale-while-revalidate" => cc.stale_while_revalidate = Some(seconds()),
+                    b"stale-if-error" => cc.stale_if_error = Some(seconds()),
                     _ => {}
                 }
             }
@@ -137,6 +143,10 @@ pub struct Freshness {
     pub always_revalidate: bool,
     /// Never served stale (`must-revalidate`, `proxy-revalidate`, `s-maxage`).
     pub no_stale: bool,
+    /// The response's own `stale-while-revalidate` and `stale-if-error` (RFC 5861), which
+    /// take the place of the cluster's settings for this object, as in nginx.
+    pub stale_while_revalidate: Option<Duration>,
+    pub stale_if_error: Option<Duration>,
 }
 
 /// Statuses a cache may store without explicit freshness (RFC 9110 §15.1).
@@ -212,6 +222,8 @@ pub fn storable(
         initial_age: apparent_age.max(Duration::from_secs(age_value)),
         always_revalidate: cc.no_cache,
         no_stale: cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some(),
+        stale_while_revalidate: cc.stale_while_revalidate.map(Duration::from_secs),
+        stale_if_error: cc.stale_if_error.map(Duration::from_secs),
     })
 }
 
@@ -313,6 +325,13 @@ mod tests {
         assert!(s.no_stale, "s-maxage implies proxy-revalidate");
         let m = store(200, &[("cache-control", "max-age=60")]).unwrap();
         assert_eq!((m.lifetime, m.no_stale), (Duration::from_secs(60), false));
+        assert_eq!((m.stale_while_revalidate, m.stale_if_error), (None, None));
+        let rfc5861 = "max-age=60, stale-while-revalidate=30, Stale-If-Error=86400";
+        let w = store(200, &[("cache-control", rfc5861)]).unwrap();
+        assert_eq!(
+            (w.stale_while_revalidate, w.stale_if_error),
+            (Some(Duration::from_secs(30)), Some(Duration::from_secs(86400)))
+        );
         let date = httpdate::fmt_http_date(UNIX_EPOCH + NOW - Duration::from_secs(5));
         let expires = httpdate::fmt_http_date(UNIX_EPOCH + NOW + Duration::from_secs(95));
         let e = store(200, &[("date", &date), ("expires", &expires)]).unwrap();

@@ -21,7 +21,7 @@ use super::sendfile::ranges::{self, RangeRequest};
 use super::upstream::Rewrite;
 use crate::cache::fill::Fill;
 use crate::cache::policy::{self, RequestUse};
-use crate::cache::{CacheStats, ClusterCache, FillGuard, Lock, Object, PrimaryKey, Purge};
+use crate::cache::{CacheStats, ClusterCache, FillGuard, Lock, Object, PrimaryKey, Purge, StaleUse};
 use crate::cluster::ClusterHandle;
 use crate::config::CacheUpdate;
 use crate::proto::http_headers as rules;
@@ -103,7 +103,7 @@ pub async fn lookup(
             };
         } else if request_use == RequestUse::Lookup
             && config.update == CacheUpdate::Shadowed
-            && object.usable_stale(now, config.stale_while_revalidate)
+            && object.usable_stale(now, StaleUse::WhileRevalidate, config.stale_while_revalidate)
         {
             CacheStats::count(&cache.stats.stale_while_revalidate);
             let refresh = cache.locks.try_lead(&key.text).map(|lock| {
@@ -212,7 +212,9 @@ impl CachePlan {
             return Some(serve(object, req, &text, cluster, log.take()));
         }
         let config = &self.cache.config;
-        if config.stale_on_status.contains(&status) && stored.usable_stale(now, config.stale_if_error) {
+        if config.stale_on_status.contains(&status)
+            && stored.usable_stale(now, StaleUse::IfError, config.stale_if_error)
+        {
             CacheStats::count(&self.cache.stats.stale_if_error);
             let text = format!(
                 "{NAME}; fwd={}; fwd-status={status}; ttl={}; detail=stale-if-error",
@@ -233,8 +235,12 @@ impl CachePlan {
         log: Option<Box<AccessRecord>>,
     ) -> Result<HttpResponse<RelayBody>, Option<Box<AccessRecord>>> {
         let now = Instant::now();
-        let window = self.cache.config.stale_if_error;
-        match self.stored.as_ref().filter(|o| o.usable_stale(now, window)) {
+        let configured = self.cache.config.stale_if_error;
+        match self
+            .stored
+            .as_ref()
+            .filter(|o| o.usable_stale(now, StaleUse::IfError, configured))
+        {
             Some(stored) => {
                 CacheStats::count(&self.cache.stats.stale_if_error);
                 let text = format!(
