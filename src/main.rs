@@ -1,16 +1,15 @@
 //! The `director` binary: command line, logging, configuration, run — and, for container
-//! health checks, a tiny HTTP probe (`--health-check URL`).
+//! health checks, a one-request HTTP probe (`--health-check URL`, through awc).
 
-use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use director::app::{self, StartOptions};
-use director::config::{self, ListenAddr};
+use director::config::{self, Endpoint, ListenAddr};
 use director::demo;
 use director::listener::limits;
+use director::transport::http_client::EndpointClient;
 
 const USAGE: &str = "usage: director [--config PATH] [--check-config] [--demo] [--version]
        director --health-check URL
@@ -187,12 +186,16 @@ fn describe(addr: &ListenAddr) -> String {
 }
 
 /// `--health-check URL`: exit 0 when `GET URL` answers 2xx, else 1 with the reason on stderr.
-/// Needs no other tool in the container image (std only: a raw HTTP/1.1 request over TCP).
+/// Needs no other tool in the container image.
 fn health_check(url: &str) -> ExitCode {
     let token = std::env::var("DIRECTOR_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
-    match probe(url, token.as_deref()) {
+    let status = match actix_rt::Runtime::new() {
+        Ok(runtime) => runtime.block_on(probe(url, token.as_deref())),
+        Err(e) => Err(format!("cannot start a runtime: {e}")),
+    };
+    match status {
         Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
         Ok(status) => {
             eprintln!("director: {url} answered {status}");
@@ -205,34 +208,27 @@ fn health_check(url: &str) -> ExitCode {
     }
 }
 
-/// Sends `GET url` (`http://host[:port][/path]`) with an optional bearer token; the status.
-fn probe(url: &str, token: Option<&str>) -> io::Result<u16> {
+/// Sends `GET url` (`http://host[:port][/path]`) with an optional bearer token, within five
+/// seconds; the status.
+async fn probe(url: &str, token: Option<&str>) -> Result<u16, String> {
     const TIMEOUT: Duration = Duration::from_secs(5);
-    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_owned());
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| invalid("only http:// URLs are supported"))?;
-    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
-    let with_port = match authority.rsplit_once(':') {
-        Some((_, port)) if !port.contains(']') => authority.to_owned(),
-        _ => format!("{authority}:80"),
+    if !url.starts_with("http://") {
+        return Err("only http:// URLs are supported".to_owned());
+    }
+    let uri: awc::http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    let (Some(authority), Some(host)) = (uri.authority(), uri.host()) else {
+        return Err("the URL names no host".to_owned());
     };
-    let addr = with_port
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| invalid("the host name has no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: director-health-check\r\n{auth}Connection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head)?;
-    let status = head
-        .strip_prefix(b"HTTP/1.")
-        .and_then(|rest| std::str::from_utf8(rest.get(2..5)?).ok()?.parse().ok());
-    status.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an HTTP answer"))
+    let endpoint = Endpoint::Tcp {
+        host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        port: uri.port_u16().unwrap_or(80),
+    };
+    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut request =
+        EndpointClient::new(&endpoint, TIMEOUT).get(path, authority.as_str(), "director-health-check");
+    if let Some(token) = token {
+        request = request.header("authorization", &format!("Bearer {token}"));
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    Ok(response.status().as_u16())
 }

@@ -1,17 +1,23 @@
-//! One active health probe: an HTTP/1.1 request, or a FastCGI Responder request for FastCGI
-//! backends, over the backend's own transport (TCP or UNIX socket), judged by its status code.
-//! Control plane; runs on the monitor's arbiter.
+//! One active health probe: an HTTP/1.1 GET through awc (`transport::http_client`), or a
+//! FastCGI Responder request on the FastCGI codec for FastCGI backends, over the backend's own
+//! transport (TCP or UNIX socket), judged by its status code. Control plane; runs on the
+//! monitor's arbiter.
 
 use std::io;
 
+use awc::error::{ConnectError, SendRequestError};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::backend::Backend;
 use crate::config::{Endpoint, HealthConfig, Protocol};
+use crate::proto::cgi;
 use crate::proto::fastcgi::{self, RecordDecoder, RecordType};
-use crate::proto::{cgi, http1};
+use crate::transport::http_client::EndpointClient;
 use crate::transport::{self, Stream};
+
+/// The probe's `User-Agent`, for HTTP and FastCGI probes alike.
+const USER_AGENT: &str = "director-health-check";
 
 /// A probe's verdict and its reason (`status 200`, `timeout`, `connection refused`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +31,7 @@ pub async fn probe(backend: &Backend, config: &HealthConfig) -> Verdict {
     let exchange = async {
         match backend.url.protocol {
             Protocol::Http => http_exchange(&backend.url.endpoint, config).await,
-            Protocol::FastCgi => fastcgi_exchange(backend, config).await,
+            Protocol::FastCgi => fastcgi_exchange(backend, config).await.map_err(|e| describe(&e)),
         }
     };
     match tokio::time::timeout(config.timeout, exchange).await {
@@ -33,10 +39,7 @@ pub async fn probe(backend: &Backend, config: &HealthConfig) -> Verdict {
             ok: false,
             detail: "timeout".to_owned(),
         },
-        Ok(Err(e)) => Verdict {
-            ok: false,
-            detail: describe(&e),
-        },
+        Ok(Err(detail)) => Verdict { ok: false, detail },
         Ok(Ok(status)) => {
             let ok = if config.expect.is_empty() {
                 (200..400).contains(&status)
@@ -69,37 +72,30 @@ fn probe_host(endpoint: &Endpoint, config: &HealthConfig) -> String {
     }
 }
 
-async fn http_exchange(endpoint: &Endpoint, config: &HealthConfig) -> io::Result<u16> {
-    let host = probe_host(endpoint, config);
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: director-health-check\r\nConnection: close\r\n\r\n",
-        config.path
-    );
-    match transport::connect(endpoint, config.timeout).await? {
-        Stream::Tcp(mut s) => talk(&mut s, request.as_bytes()).await,
-        Stream::Unix(mut s) => talk(&mut s, request.as_bytes()).await,
+/// What an HTTP probe's failure is called: `timeout`, `protocol error: ...` (the backend
+/// answered, or hung up, without a valid response head), or the connection's own error.
+fn describe_http(e: &SendRequestError) -> String {
+    match e {
+        SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => "timeout".to_owned(),
+        SendRequestError::Connect(ConnectError::Io(e)) | SendRequestError::Send(e) => describe(e),
+        // No `Expect` is sent, so this is the backend closing before a response head.
+        SendRequestError::Connect(ConnectError::Disconnected) => {
+            "protocol error: connection closed before a response".to_owned()
+        }
+        SendRequestError::Response(e) => format!("protocol error: {e}"),
+        other => other.to_string(),
     }
 }
 
-async fn talk<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-    s: &mut S,
-    request: &[u8],
-) -> io::Result<u16> {
-    s.write_all(request).await?;
-    let mut buf = BytesMut::with_capacity(1024);
-    loop {
-        match http1::parse_response_head(&buf, false) {
-            Ok(Some(head)) if (100..200).contains(&head.status) => {
-                let _ = buf.split_to(head.len);
-            }
-            Ok(Some(head)) => return Ok(head.status),
-            Ok(None) => {}
-            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
-        }
-        if s.read_buf(&mut buf).await? == 0 {
-            let closed = "connection closed before a response";
-            return Err(io::Error::new(io::ErrorKind::InvalidData, closed));
-        }
+/// `GET path` on a fresh connection; the response's status. awc takes an interim 1xx answer
+/// (none is asked for: no `Expect` is sent) for the response, so it fails the probe unless `expect`
+/// lists it.
+async fn http_exchange(endpoint: &Endpoint, config: &HealthConfig) -> Result<u16, String> {
+    let host = probe_host(endpoint, config);
+    let client = EndpointClient::new(endpoint, config.timeout);
+    match client.get(&config.path, &host, USER_AGENT).send().await {
+        Ok(response) => Ok(response.status().as_u16()),
+        Err(e) => Err(describe_http(&e)),
     }
 }
 
@@ -135,7 +131,7 @@ async fn fastcgi_exchange(backend: &Backend, config: &HealthConfig) -> io::Resul
         ("SCRIPT_FILENAME", &script_filename),
         ("DOCUMENT_ROOT", root.as_deref().unwrap_or("")),
         ("HTTP_HOST", &host),
-        ("HTTP_USER_AGENT", "director-health-check"),
+        ("HTTP_USER_AGENT", USER_AGENT),
     ];
     let mut out = BytesMut::with_capacity(512);
     fastcgi::begin_request(&mut out, 1, false);

@@ -116,21 +116,25 @@ pub fn ensure_admin_token(config: &mut Config) -> AdminToken {
     AdminToken::Generated(token)
 }
 
-/// The running demo: its samples, and the runtime they (and the traffic generator) run on.
+/// The running demo: its samples, and the way to start the traffic generator on their thread.
 /// Dropping it removes the UNIX sockets it created; the thread ends with the process.
 pub struct Demo {
     samples: Vec<SampleSpec>,
     visits: Arc<Vec<traffic::Visit>>,
-    runtime: tokio::runtime::Handle,
+    /// Where [`Demo::drive_traffic`] sends the generator's target.
+    traffic: tokio::sync::mpsc::UnboundedSender<traffic::Target>,
     sockets: Vec<PathBuf>,
 }
 
 /// Starts the sample backends of `config` on a thread of their own; returns once every one
-/// listens, or with the first address that can't be bound.
+/// listens, or with the first address that can't be bound. The thread's runtime runs a
+/// `LocalSet`, for the traffic generator's awc client (not `Send`).
 pub fn start(config: &Config) -> io::Result<Demo> {
     let samples = samples(config);
+    let visits = Arc::new(traffic::visits(config));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let to_bind = samples.clone();
+    let (traffic_tx, mut traffic_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (to_bind, to_visit) = (samples.clone(), visits.clone());
     std::thread::Builder::new().name("demo".into()).spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
@@ -139,20 +143,22 @@ pub fn start(config: &Config) -> io::Result<Demo> {
                 return;
             }
         };
-        runtime.block_on(async move {
+        tokio::task::LocalSet::new().block_on(&runtime, async move {
             let rng = Arc::new(random::Rng::seeded());
-            match bind_all(&to_bind, &rng).await {
-                Ok(()) => {
-                    let _ = ready_tx.send(Ok(tokio::runtime::Handle::current()));
-                    std::future::pending::<()>().await;
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
+            if let Err(e) = bind_all(&to_bind, &rng).await {
+                let _ = ready_tx.send(Err(e));
+                return;
             }
+            let _ = ready_tx.send(Ok(()));
+            while let Some(target) = traffic_rx.recv().await {
+                let rng = Arc::new(random::Rng::seeded());
+                tokio::task::spawn_local(traffic::run(target, to_visit.clone(), rng));
+            }
+            // The samples serve on for as long as the process runs.
+            std::future::pending::<()>().await;
         });
     })?;
-    let runtime = ready_rx
+    ready_rx
         .recv()
         .map_err(|_| io::Error::other("the demo thread ended during start-up"))??;
     let sockets = samples
@@ -169,8 +175,8 @@ pub fn start(config: &Config) -> io::Result<Demo> {
     log::info!("demo: sample backends listening: {}", described.join(", "));
     Ok(Demo {
         samples,
-        visits: Arc::new(traffic::visits(config)),
-        runtime,
+        visits,
+        traffic: traffic_tx,
         sockets,
     })
 }
@@ -297,8 +303,8 @@ impl Demo {
             log::info!("demo: no routes to send traffic to");
             return;
         }
-        let (visits, rng) = (self.visits.clone(), Arc::new(random::Rng::seeded()));
-        self.runtime.spawn(traffic::run(target, visits, rng));
+        // The demo thread lives as long as the process: the send cannot fail.
+        let _ = self.traffic.send(target);
     }
 }
 

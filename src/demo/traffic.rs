@@ -4,20 +4,22 @@
 //!
 //! Bounded on purpose: at most [`MAX_IN_FLIGHT`] requests at a time (a steady-pace request that
 //! would exceed it is skipped, not queued; a burst waits for free slots), each with a deadline,
-//! one fresh connection per request (`Connection: close`).
+//! one fresh connection per request (`Connection: close`). Requests go through awc
+//! (`transport::http_client`), so the generator runs as local tasks of the demo's thread.
 
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::random::Rng;
-use crate::config::{BucketConfig, ClientRouting, Config, ListenAddr, Protocol, Role, RouteTarget};
+use crate::config::{BucketConfig, ClientRouting, Config, Endpoint, ListenAddr, Protocol, Role, RouteTarget};
+use crate::transport::http_client::EndpointClient;
 
 /// Most generated requests in flight at once: above the steady pace's needs, below what would
 /// swamp the sample backends (the shipped `shop` cluster holds 20).
@@ -138,11 +140,31 @@ impl Target {
             ListenAddr::Unix(path) => Target::Unix(path.clone()),
         }
     }
+
+    fn endpoint(&self) -> Endpoint {
+        match self {
+            Target::Tcp(addr) => Endpoint::Tcp {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            },
+            Target::Unix(path) => Endpoint::Unix(path.clone()),
+        }
+    }
+
+    /// The `Host` of a request that names none.
+    fn default_host(&self) -> String {
+        match self {
+            Target::Tcp(addr) => addr.to_string(),
+            Target::Unix(_) => "localhost".to_owned(),
+        }
+    }
 }
 
 /// Sends traffic to `target` for as long as the runtime runs: one request every 60–440 ms
-/// (about four a second), and every 20–45 s (the first after 5–10 s) a burst of 30–45.
+/// (about four a second), and every 20–45 s (the first after 5–10 s) a burst of 30–45. Runs,
+/// and spawns its requests, as local tasks (awc's client is not `Send`).
 pub(super) async fn run(target: Target, visits: Arc<Vec<Visit>>, rng: Arc<Rng>) {
+    let client = Rc::new(Client::reaching(&target));
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let total_weight: u64 = visits.iter().map(|v| v.weight).sum();
     if total_weight == 0 {
@@ -171,20 +193,35 @@ pub(super) async fn run(target: Target, visits: Arc<Vec<Visit>>, rng: Arc<Rng>) 
                     return;
                 };
                 if let Some(visit) = pick(&rng) {
-                    spawn_visit(target.clone(), visit, slot);
+                    spawn_visit(client.clone(), visit, slot);
                 }
             }
         } else if let Ok(slot) = slots.clone().try_acquire_owned() {
             if let Some(visit) = pick(&rng) {
-                spawn_visit(target.clone(), visit, slot);
+                spawn_visit(client.clone(), visit, slot);
             }
         }
     }
 }
 
-fn spawn_visit(target: Target, visit: Visit, slot: tokio::sync::OwnedSemaphorePermit) {
-    tokio::spawn(async move {
-        match tokio::time::timeout(DEADLINE, send(&target, &visit)).await {
+/// The generator's client and the `Host` of a visit that names none.
+struct Client {
+    http: EndpointClient,
+    default_host: String,
+}
+
+impl Client {
+    fn reaching(target: &Target) -> Client {
+        Client {
+            http: EndpointClient::new(&target.endpoint(), DEADLINE),
+            default_host: target.default_host(),
+        }
+    }
+}
+
+fn spawn_visit(client: Rc<Client>, visit: Visit, slot: tokio::sync::OwnedSemaphorePermit) {
+    tokio::task::spawn_local(async move {
+        match tokio::time::timeout(DEADLINE, send(&client, &visit)).await {
             Ok(Ok(status)) => log::trace!("demo traffic: {} -> {status}", visit.path),
             Ok(Err(e)) => log::debug!("demo traffic: {}: {e}", visit.path),
             Err(_) => log::debug!("demo traffic: {}: no answer within {DEADLINE:?}", visit.path),
@@ -194,44 +231,17 @@ fn spawn_visit(target: Target, visit: Visit, slot: tokio::sync::OwnedSemaphorePe
 }
 
 /// Sends one GET for `visit` and reads the answer to its end; returns its status code.
-async fn send(target: &Target, visit: &Visit) -> io::Result<u16> {
-    let host = match (&visit.host, target) {
-        (Some(host), _) => host.clone(),
-        (None, Target::Tcp(addr)) => addr.to_string(),
-        (None, Target::Unix(_)) => "localhost".to_owned(),
-    };
-    let extra = visit
-        .header
-        .as_ref()
-        .map_or(String::new(), |(name, value)| format!("{name}: {value}\r\n"));
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: director-demo-traffic\r\n{extra}Connection: close\r\n\r\n",
-        visit.path
-    );
-    match target {
-        Target::Tcp(addr) => exchange(tokio::net::TcpStream::connect(addr).await?, &request).await,
-        Target::Unix(path) => exchange(tokio::net::UnixStream::connect(path).await?, &request).await,
+async fn send(client: &Client, visit: &Visit) -> Result<u16, String> {
+    let host = visit.host.as_deref().unwrap_or(&client.default_host);
+    let mut request = client.http.get(&visit.path, host, "director-demo-traffic");
+    if let Some((name, value)) = &visit.header {
+        request = request.header(name, value);
     }
-}
-
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: &str) -> io::Result<u16> {
-    stream.write_all(request.as_bytes()).await?;
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        // Keep the status line only; the rest is read and dropped.
-        if head.len() < 64 {
-            head.extend_from_slice(&chunk[..n]);
-        }
+    let mut response = request.send().await.map_err(|e| e.to_string())?;
+    while let Some(piece) = response.next().await {
+        piece.map_err(|e| e.to_string())?;
     }
-    let status = head
-        .strip_prefix(b"HTTP/1.1 ")
-        .and_then(|rest| std::str::from_utf8(rest.get(..3)?).ok()?.parse().ok());
-    status.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))
+    Ok(response.status().as_u16())
 }
 
 #[cfg(test)]
@@ -260,20 +270,43 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn exchange_reads_the_status_and_the_whole_answer() {
-        let (mut server, client) = tokio::io::duplex(64);
-        let answer = tokio::spawn(async move {
-            let mut request = vec![0u8; 16];
-            let _ = server.read(&mut request).await;
-            server
+    #[actix_web::test]
+    async fn send_reads_the_status_and_the_whole_answer_with_the_visits_headers() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let target = Target::Tcp(listener.local_addr().expect("addr"));
+        let server = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                assert_eq!(stream.read(&mut byte).await.expect("read"), 1);
+                head.push(byte[0]);
+            }
+            stream
                 .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 300\r\n\r\n")
-                .await?;
-            server.write_all(&[b'x'; 300]).await?;
-            server.shutdown().await
+                .await
+                .expect("write head");
+            stream.write_all(&[b'x'; 300]).await.expect("write body");
+            String::from_utf8(head).expect("utf-8").to_ascii_lowercase()
         });
-        let status = exchange(client, "GET / HTTP/1.1\r\n\r\n").await.expect("status");
-        assert_eq!(status, 503);
-        answer.await.expect("join").expect("server");
+        let client = Client::reaching(&target);
+        let visit = Visit {
+            path: "/shop/".into(),
+            host: None,
+            header: Some(("cookie".into(), "backend=app03".into())),
+            weight: 1,
+        };
+        assert_eq!(send(&client, &visit).await, Ok(503));
+        let head = server.await.expect("join");
+        assert!(head.starts_with("get /shop/ http/1.1\r\n"), "{head}");
+        for line in [
+            format!("host: {}", target.default_host()),
+            "cookie: backend=app03".to_owned(),
+            "user-agent: director-demo-traffic".to_owned(),
+            "connection: close".to_owned(),
+        ] {
+            assert!(head.contains(&format!("{line}\r\n")), "no {line} in {head}");
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! Byte transports to backends: TCP (IPv4, IPv6, host names) and UNIX domain sockets, with
 //! connect and write timeouts, the idle-socket check, plus the per-worker keep-alive [`pool`].
 //!
-//! Hot path: connecting happens only when the pool has no idle connection.
+//! Hot path: connecting happens only when the pool has no idle connection. Off it,
+//! [`http_client`] lends the same connect to awc.
 
+pub mod http_client;
 pub mod pool;
 
 use std::future::Future;

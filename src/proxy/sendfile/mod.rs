@@ -125,12 +125,12 @@ fn respond(path: &Path, confined: ConfinedFile, is_head: bool, headers: &HeaderM
     if is_head {
         return FileResponse {
             head_content_length: Some(size),
-            ..representation.with_static_header(header::CONTENT_TYPE, content_type)
+            ..representation.with_header(header::CONTENT_TYPE, content_type)
         };
     }
     match requested_ranges(headers, &validators, size) {
         RangeRequest::Ignored => representation
-            .with_static_header(header::CONTENT_TYPE, content_type)
+            .with_header(header::CONTENT_TYPE, content_type)
             .with_body(FileBody::new(file, vec![Segment::whole_file(size)])),
         RangeRequest::Unsatisfiable => FileResponse::empty(StatusCode::RANGE_NOT_SATISFIABLE)
             .with_text_header(header::CONTENT_RANGE, ranges::unsatisfied_content_range(size)),
@@ -138,12 +138,13 @@ fn respond(path: &Path, confined: ConfinedFile, is_head: bool, headers: &HeaderM
             let partial = representation.with_status(StatusCode::PARTIAL_CONTENT);
             match ranges.as_slice() {
                 [range] => partial
-                    .with_static_header(header::CONTENT_TYPE, content_type)
+                    .with_header(header::CONTENT_TYPE, content_type)
                     .with_text_header(header::CONTENT_RANGE, range.content_range(size))
                     .with_body(FileBody::new(file, vec![Segment::file_range(*range)])),
                 _ => {
                     let boundary = multipart::new_boundary();
-                    let segments = multipart::segments(&ranges, size, content_type, &boundary);
+                    let part_type = content_type.to_str().unwrap_or(mime::DEFAULT_TYPE);
+                    let segments = multipart::segments(&ranges, size, part_type, &boundary);
                     partial
                         .with_text_header(header::CONTENT_TYPE, multipart::content_type(&boundary))
                         .with_body(FileBody::new(file, segments))
