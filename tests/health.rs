@@ -8,7 +8,7 @@ use director::cluster::backend_actor::{BackendStatus, Health};
 use director::cluster::cluster_actor::{GetClusterState, RemoveBackend, SetBackendEnabled};
 use futures_util::future::join_all;
 use support::backend::{silent_backend, TestBackend};
-use support::{cluster_config, eventually, get, request, start, Director};
+use support::{cluster_config, eventually, get, request, start, wait_until, Director};
 
 async fn status(d: &Director, cluster: &str, backend: &str) -> Option<BackendStatus> {
     let state = d
@@ -32,17 +32,10 @@ async fn wait_status(
     what: &str,
     pred: impl Fn(&BackendStatus) -> bool,
 ) -> BackendStatus {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(s) = status(d, "c", backend).await.filter(|s| pred(s)) {
-            return s;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {backend}: {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_until(format!("{backend}: {what}"), async || {
+        status(d, "c", backend).await.filter(|s| pred(s))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,14 +173,11 @@ async fn sticky_offline_keeps_a_returning_backend_disabled_until_enabled() {
         .expect("mailbox");
     assert!(s.expect("known backend").enabled);
     // Once the change has reached the admission state, round-robin sends a's share again.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while a.hits() == hits {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "traffic never reached a again"
-        );
+    wait_until("traffic reaches a again", async || {
         assert_eq!(get(&d.target(), "/").await.status, 200);
-    }
+        a.hits() > hits
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,14 +329,10 @@ async fn removing_a_backend_drains_it() {
             "in-flight requests finish"
         );
     }
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while status(&d, "c", "a").await.is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "drained backend never went away"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_until("the drained backend goes away", async || {
+        status(&d, "c", "a").await.is_none()
+    })
+    .await;
     assert!(!d.cluster("c").admission.has_slot(s.id));
     d.settled("c").await;
 }
