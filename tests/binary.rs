@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use support::backend::{pattern, pattern_checksum, TestBackend};
-use support::binary::{command, Binary};
+use support::binary::{command, Binary, Stream};
 
 const SIZE: u64 = 64 * 1024 * 1024;
 
@@ -171,6 +171,12 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
     app.wait_current(1).await;
     director.signal("-TERM");
     // Director is shutting down but waits for the request it is serving.
+    director
+        .line("the start of the graceful shutdown", Stream::Stderr, |l| {
+            l.contains("SIGTERM received; starting graceful shutdown")
+                .then_some(())
+        })
+        .await;
     let still_running = director.try_wait().is_none();
     assert!(still_running, "exited with a request in flight");
     app.release_holds();
