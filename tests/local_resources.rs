@@ -1,6 +1,7 @@
 //! A host that runs out of file descriptors answers 503 (with `Retry-After`) and blames no
 //! backend. Alone in its test binary: it lowers this process's open-file limit.
 
+#[path = "it/support/mod.rs"]
 mod support;
 
 use director::cluster::backend_actor::Health;

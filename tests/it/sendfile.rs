@@ -6,8 +6,8 @@
 //! Each case runs as two tests, `<case>::http` and `<case>::php_fpm`; the php-fpm ones are
 //! reported as ignored when php-fpm is not installed (build.rs looks for it).
 
-mod support;
-#[path = "../src/proxy/sendfile/swapper.rs"]
+use crate::support;
+#[path = "../../src/proxy/sendfile/swapper.rs"]
 mod swapper;
 
 use std::fs;

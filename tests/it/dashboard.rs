@@ -7,7 +7,7 @@
 //! Each test keeps a screenshot of the page it checked in `target/test-artifacts/`. Without
 //! Chromium or chromedriver the tests are reported as ignored (build.rs looks for them).
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::time::Duration;

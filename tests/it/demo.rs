@@ -3,7 +3,7 @@
 //! else already on 8080, 8081, 9101 or 9102 doesn't matter). The demo starts its sample
 //! backends at whatever addresses the config names, so the copy gets its own.
 
-mod support;
+use crate::support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitStatus;

@@ -1,6 +1,6 @@
 //! HTTP forwarding semantics, transports (UNIX, IPv6, road warrior) and bad input.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

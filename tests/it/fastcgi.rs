@@ -6,7 +6,7 @@
 //! Without php-fpm every test prints `skipping: php-fpm not installed` and passes, unless
 //! `DIRECTOR_REQUIRE_ALL` is set.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

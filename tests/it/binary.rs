@@ -1,7 +1,7 @@
 //! The real `director` binary: command line, and 64 MB bodies streamed both ways with the
 //! process's peak memory staying far below the body size.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};

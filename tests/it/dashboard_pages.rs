@@ -3,7 +3,7 @@
 //! escaping of what a failed reload reports, and a cluster cache's numbers on the overview, in
 //! `/metrics`, the HAProxy CSV and the stats history.
 
-mod support;
+use crate::support;
 
 use director::app::StartOptions;
 use support::backend::TestBackend;

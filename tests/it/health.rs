@@ -1,7 +1,7 @@
 //! Health monitoring and backend lifecycle: probes with rise/fall, modes, passive failures,
 //! sticky offline, client-side routing (canary), capacity hand-up, and drain.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use director::cluster::backend_actor::{BackendStatus, Health};

@@ -2,7 +2,7 @@
 //! listener without a token (DNS rebinding), signed dashboard sessions that end when the token
 //! changes on reload, the cross-site guard, and the cap on concurrent event streams.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 

@@ -1,6 +1,6 @@
 //! Schedulers, roles, capacity, queueing and retries against real HTTP backends.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! requests in flight, and runtime changes persisted in the state file (restart, the file's
 //! definition winning, a corrupt state file set aside).
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! (API and `PURGE`), the `max_memory` bound, and the rules that keep one client's private
 //! answer from another.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
