@@ -3,7 +3,7 @@
 //! `docs/architecture.md` is the map: a data plane that stays on the worker that accepted a
 //! request (and why it takes capacity under a short lock instead of asking an actor), a
 //! control plane of actix actors that own all state and publish immutable snapshots, and the
-//! layering rules `tests/layering.rs` enforces.
+//! layering rules `tests/it/layering.rs` enforces.
 
 pub mod admin;
 pub mod app;

@@ -1,13 +1,12 @@
 //! A host that runs out of file descriptors answers 503 (with `Retry-After`) and blames no
 //! backend. Alone in its test binary: it lowers this process's open-file limit.
 
+#[path = "it/support/mod.rs"]
 mod support;
 
-use std::time::Duration;
-
 use director::cluster::health::Health;
-use support::scripted::{RawClient, Scripted, Step};
-use support::{cluster_config, start};
+use support::scripted::{open_to, RawClient, Scripted, Step};
+use support::{cluster_config, eventually, start};
 
 /// The lowest descriptor number not in use: with the soft limit set to it, no new
 /// descriptor can be made (a new one always takes the lowest free number).
@@ -59,8 +58,8 @@ async fn running_out_of_descriptors_is_503_and_no_backends_fault() {
     let mut c = RawClient::connect(d.addr()).await;
     c.send(b"GET /warm HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(c.read(false).await.status, 200);
-    // Let the closed backend connection go, then allow no new descriptor at all.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Once the backend connection's descriptor is closed, allow no new descriptor at all.
+    eventually("the backend connection closed", || open_to(backend.port()) == 0).await;
     let old = set_soft_nofile(lowest_free_fd());
     c.send(b"GET /starved HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let reply = c.read(false).await;

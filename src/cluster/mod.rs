@@ -4,7 +4,7 @@
 //!
 //! Two layers. The data plane's views — `admission`, `backend`, `backend_status`, `buckets`,
 //! `classify`, `health`, `scheduler`, `topology` — are what a request reads and takes capacity
-//! from; they hold no actor addresses and name no actor module (`tests/layering.rs` checks).
+//! from; they hold no actor addresses and name no actor module (`tests/it/layering.rs` checks).
 //! The actors (`*_actor`, `health_monitor`) sit above them: a parent holds its children's
 //! addresses, a child reports to its parent through a `Recipient`, and the data plane reaches
 //! a Backend actor only through the channel of passive ejections in [`Backend`]. The root

@@ -1,6 +1,6 @@
 //! Tests of the connection guard's IO wrapper over in-memory streams, on tokio's paused clock
 //! (timers fire exactly when due; nothing sleeps for real). The integration tests in
-//! `tests/slow_clients.rs` run the same rules through actix-http and real sockets.
+//! `tests/it/slow_clients.rs` run the same rules through actix-http and real sockets.
 
 use std::time::Duration;
 

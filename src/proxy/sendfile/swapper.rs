@@ -1,4 +1,4 @@
-//! Test helper, shared by `beneath`'s unit tests and `tests/sendfile.rs` (which includes this
+//! Test helper, shared by `beneath`'s unit tests and `tests/it/sendfile.rs` (which includes this
 //! file by path): a thread that keeps swapping a directory for a symlink, to race opens with.
 
 use std::ffi::CString;

@@ -1,13 +1,14 @@
 //! Schedulers, roles, capacity, queueing and retries against real HTTP backends.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
+use director::cluster::backend_status::BackendStatus;
 use director::cluster::health::Health;
 use futures_util::future::join_all;
 use support::backend::{refusing_url, TestBackend};
-use support::{cluster_config, eventually, get, request, start, Target};
+use support::{cluster_config, eventually, get, request, start, wait_until, Target};
 
 fn spawn_get(target: &Target, path: &str) -> tokio::task::JoinHandle<support::Reply> {
     let (t, p) = (target.clone(), path.to_owned());
@@ -162,16 +163,18 @@ async fn backup_serves_when_no_active_backend_is_available() {
     d.settled("c").await;
 }
 
-/// Waits until the cluster publishes `health` for `backend`.
-async fn wait_health(d: &support::Director, backend: &str, health: Health) {
+/// Waits until the cluster publishes `health` for `backend`; that published status.
+async fn wait_health(d: &support::Director, backend: &str, health: Health) -> BackendStatus {
     let c = d.cluster("c");
-    eventually(&format!("{backend} {health:?}"), || {
-        c.statuses
-            .load()
-            .iter()
-            .any(|s| s.name == backend && s.health == health)
+    wait_until(format!("{backend} {health:?}"), async || {
+        let statuses = c.statuses.load();
+        let status = statuses.iter().find(|s| s.name == backend);
+        match status.filter(|s| s.health == health) {
+            Some(s) => Ok(s.clone()),
+            None => Err(format!("{status:?}")),
+        }
     })
-    .await;
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,10 +304,9 @@ async fn a_refusing_backend_is_skipped_and_marked_unavailable() {
         "tried until max_fails, then skipped"
     );
     assert_eq!(c.admission.stats.snapshot().retries, 2);
-    wait_health(&d, "dead", Health::Offline).await;
-    let status = c.statuses.load();
-    let dead = status.iter().find(|s| s.name == "dead").expect("dead");
-    assert!(dead.health_reason.as_deref().unwrap_or("").contains("connect"));
+    let dead = wait_health(&d, "dead", Health::Offline).await;
+    let reason = dead.health_reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("connect"), "{dead:?}");
     d.settled("c").await;
 }
 

@@ -5,7 +5,7 @@
 //! the changes; done inline, the burst's file writes would queue up in its mailbox and hold
 //! the worker for about the whole burst.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

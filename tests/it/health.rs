@@ -1,7 +1,7 @@
 //! Health monitoring and backend lifecycle: probes with rise/fall, modes, passive failures,
 //! sticky offline, client-side routing (canary), capacity hand-up, and drain.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use director::cluster::backend_status::BackendStatus;
@@ -9,7 +9,7 @@ use director::cluster::health::Health;
 use futures_util::future::join_all;
 use serde_json::json;
 use support::backend::{silent_backend, TestBackend};
-use support::{admin, cluster_config, eventually, get, request, start, Director};
+use support::{admin, cluster_config, eventually, get, request, start, wait_until, Director};
 
 /// A loopback admin listener without a token, added to a [`cluster_config`].
 const ADMIN: &str = "admin: { listen: \"127.0.0.1:0\" }\n";
@@ -31,17 +31,10 @@ async fn wait_status(
     what: &str,
     pred: impl Fn(&BackendStatus) -> bool,
 ) -> BackendStatus {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(s) = status(d, "c", backend).filter(|s| pred(s)) {
-            return s;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {backend}: {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_until(format!("{backend}: {what}"), async || {
+        status(d, "c", backend).filter(|s| pred(s))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,14 +174,11 @@ async fn sticky_offline_keeps_a_returning_backend_disabled_until_enabled() {
     .await;
     assert_eq!((code, &body["enabled"]), (200, &json!(true)), "{body}");
     // Once the change has reached the admission state, round-robin sends a's share again.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while a.hits() == hits {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "traffic never reached a again"
-        );
+    wait_until("traffic reaches a again", async || {
         assert_eq!(get(&d.target(), "/").await.status, 200);
-    }
+        a.hits() > hits
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,14 +327,10 @@ async fn removing_a_backend_drains_it() {
             "in-flight requests finish"
         );
     }
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while status(&d, "c", "a").is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "drained backend never went away"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_until("the drained backend goes away", async || {
+        status(&d, "c", "a").is_none().then_some(())
+    })
+    .await;
     assert!(!d.cluster("c").admission.has_slot(id));
     d.settled("c").await;
 }

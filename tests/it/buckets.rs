@@ -1,7 +1,7 @@
 //! HTB partitioning end to end: classification, assured shares under saturation, borrowing
 //! back, debug headers, and bucket changes at runtime.
 
-mod support;
+use crate::support;
 
 use std::time::Instant;
 

@@ -6,8 +6,9 @@
 //! accepts connections. Dropping the fixture kills the whole process group (master and
 //! children) and removes the temp dir; [`PhpFpm::kill`] does the same mid-test.
 //!
-//! When php-fpm is not installed, `start` prints `skipping: php-fpm not installed` and returns
-//! `None`, unless `DIRECTOR_REQUIRE_ALL` is set (as in CI), in which case it panics.
+//! build.rs finds php-fpm when the tests are built; a test that starts it carries
+//! `#[cfg_attr(not(has_php_fpm), ignore = ...)]` (see [`IGNORE`]), so without php-fpm it is
+//! reported as ignored, not passed.
 #![allow(dead_code)]
 
 use std::fs;
@@ -15,8 +16,14 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use md5::{Digest, Md5};
+
+use super::{free_port, temp_dir, wait_until};
+
+/// Why a php-fpm test is ignored when php-fpm is missing (the text of its `ignore`).
+pub const IGNORE: &str = "php-fpm not installed (apt-get install php8.2-fpm)";
 
 /// Where php-fpm listens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,36 +42,19 @@ impl Listen {
 /// A running php-fpm master with one pool.
 pub struct PhpFpm {
     child: Option<Child>,
-    dir: PathBuf,
+    dir: tempfile::TempDir,
     listen: Listen,
     /// `127.0.0.1:PORT` or the socket path.
     address: String,
 }
 
-static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
-
-/// The php-fpm binary: `php-fpm8.2` on PATH or in /usr/sbin, else `php-fpm` on PATH.
-pub fn binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    let on_path = |name: &str| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file());
-    on_path("php-fpm8.2")
-        .or_else(|| Some(PathBuf::from("/usr/sbin/php-fpm8.2")).filter(|p| p.is_file()))
-        .or_else(|| on_path("php-fpm"))
-}
-
-/// The php-fpm binary, or `None` after printing the skip line; panics instead when
-/// `DIRECTOR_REQUIRE_ALL` is set.
-pub fn require() -> Option<PathBuf> {
-    let found = binary();
-    if found.is_none() {
-        assert!(
-            std::env::var_os("DIRECTOR_REQUIRE_ALL").is_none(),
-            "php-fpm is not installed, and DIRECTOR_REQUIRE_ALL is set (install php8.2-fpm)"
-        );
-        eprintln!("skipping: php-fpm not installed");
+/// The php-fpm binary build.rs found: `php-fpm8.2` on PATH or in /usr/sbin, else `php-fpm`
+/// on PATH.
+pub fn binary() -> PathBuf {
+    match option_env!("DIRECTOR_TEST_PHP_FPM") {
+        Some(path) => PathBuf::from(path),
+        None => panic!("{IGNORE}: this test should have been ignored"),
     }
-    found
 }
 
 /// The directory of the test scripts (`tests/php`), absolute.
@@ -72,34 +62,19 @@ pub fn docroot() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("php")
 }
 
-/// A fresh, empty temp directory unique to this process and call.
-pub fn temp_dir(what: &str) -> PathBuf {
-    let n = NEXT_DIR.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("director-{what}-{}-{n}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
-
 fn running_as_root() -> bool {
     fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
-}
-
 impl PhpFpm {
-    /// Starts php-fpm with `children` static workers listening as `listen`; `None` (after a
-    /// skip line) when php-fpm is not installed and `DIRECTOR_REQUIRE_ALL` is unset.
-    pub async fn start(listen: Listen, children: u32) -> Option<PhpFpm> {
-        let bin = require()?;
+    /// Starts php-fpm with `children` static workers listening as `listen`.
+    pub async fn start(listen: Listen, children: u32) -> PhpFpm {
+        let bin = binary();
         // A free TCP port may be taken between probing and php-fpm's bind: try a few.
         let mut last_log = String::new();
         for _ in 0..5 {
             match Self::try_start(&bin, listen, children).await {
-                Ok(fpm) => return Some(fpm),
+                Ok(fpm) => return fpm,
                 Err(log) => last_log = log,
             }
         }
@@ -110,17 +85,17 @@ impl PhpFpm {
         let dir = temp_dir("php");
         let address = match listen {
             Listen::Tcp => format!("127.0.0.1:{}", free_port()),
-            Listen::Unix => dir.join("php.sock").display().to_string(),
+            Listen::Unix => dir.path().join("php.sock").display().to_string(),
         };
-        let conf = dir.join("php-fpm.conf");
-        fs::write(&conf, pool_config(&dir, &address, children)).expect("write php-fpm.conf");
-        let out = fs::File::create(dir.join("stdout.log")).expect("create stdout.log");
+        let conf = dir.path().join("php-fpm.conf");
+        fs::write(&conf, pool_config(dir.path(), &address, children)).expect("write php-fpm.conf");
+        let out = fs::File::create(dir.path().join("stdout.log")).expect("create stdout.log");
         let mut cmd = Command::new(bin);
         cmd.arg("--nodaemonize")
             .arg("-n")
             .arg("--fpm-config")
             .arg(&conf)
-            .current_dir(&dir)
+            .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup log"))
             .stderr(out)
@@ -136,18 +111,23 @@ impl PhpFpm {
             listen,
             address,
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        let started = wait_until("php-fpm to accept connections", async || {
             if fpm.accepts().await {
-                return Ok(fpm);
+                return Ok(Ok(()));
             }
-            let exited = fpm.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || tokio::time::Instant::now() > deadline {
-                let log = format!("exit: {exited:?}\n{}\n{}", fpm.log(), fpm.stdout_log());
+            match fpm.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                Some(exit) => Ok(Err(exit)),
+                None => Err(format!("{}\n{}", fpm.log(), fpm.stdout_log())),
+            }
+        })
+        .await;
+        match started {
+            Ok(()) => Ok(fpm),
+            Err(exit) => {
+                let log = format!("exit: {exit}\n{}\n{}", fpm.log(), fpm.stdout_log());
                 fpm.kill();
-                return Err(log);
+                Err(log)
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -188,13 +168,13 @@ impl PhpFpm {
 
     /// This instance's temp dir (config, socket, logs).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// This instance's name (its temp dir's), which the scripts see as env
     /// `DIRECTOR_TEST_FPM`: tells which php-fpm answered.
     pub fn id(&self) -> String {
-        instance_id(&self.dir)
+        instance_id(self.dir.path())
     }
 
     /// The master's pid, while it runs.
@@ -205,11 +185,11 @@ impl PhpFpm {
     /// The php-fpm error log (master messages and, with `catch_workers_output`, whatever the
     /// workers write to stdout/stderr).
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("php-fpm.log")).unwrap_or_default()
+        fs::read_to_string(self.dir.path().join("php-fpm.log")).unwrap_or_default()
     }
 
     fn stdout_log(&self) -> String {
-        fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
+        fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
     }
 
     /// Kills the master and every worker (SIGKILL to the process group), reaps the master and
@@ -245,7 +225,6 @@ impl PhpFpm {
 impl Drop for PhpFpm {
     fn drop(&mut self) {
         self.kill();
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -290,52 +269,7 @@ env[DIRECTOR_TEST_FPM] = {id}
     )
 }
 
-/// MD5 of `data` as 32 lowercase hex digits (RFC 1321), to compare with PHP's `md5()`.
+/// MD5 of `data` as 32 lowercase hex digits, to compare with PHP's `md5()`.
 pub fn md5_hex(data: &[u8]) -> String {
-    const S: [u32; 64] = [
-        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
-        5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15,
-        21, 6, 10, 15, 21, 6, 10, 15, 21,
-    ];
-    let k: Vec<u32> = (0..64)
-        .map(|i| ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32)
-        .collect();
-    let mut state: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
-    let mut process = |block: &[u8]| {
-        let m: Vec<u32> = block
-            .chunks_exact(4)
-            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-            .collect();
-        let [mut a, mut b, mut c, mut d] = state;
-        for i in 0..64 {
-            let (f, g) = match i / 16 {
-                0 => ((b & c) | (!b & d), i),
-                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
-                2 => (b ^ c ^ d, (3 * i + 5) % 16),
-                _ => (c ^ (b | !d), (7 * i) % 16),
-            };
-            let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(m[g]);
-            a = d;
-            d = c;
-            c = b;
-            b = b.wrapping_add(f.rotate_left(S[i]));
-        }
-        for (s, v) in state.iter_mut().zip([a, b, c, d]) {
-            *s = s.wrapping_add(v);
-        }
-    };
-    let full = data.len() / 64 * 64;
-    data[..full].chunks_exact(64).for_each(&mut process);
-    let mut tail = data[full..].to_vec();
-    tail.push(0x80);
-    while tail.len() % 64 != 56 {
-        tail.push(0);
-    }
-    tail.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_le_bytes());
-    tail.chunks_exact(64).for_each(&mut process);
-    state
-        .iter()
-        .flat_map(|s| s.to_le_bytes())
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Md5::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -3,34 +3,23 @@
 //! else already on 8080, 8081, 9101 or 9102 doesn't matter). The demo starts its sample
 //! backends at whatever addresses the config names, so the copy gets its own.
 
-mod support;
+use crate::support;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
 
 use bytes::Bytes;
-use support::{Reply, Target};
-
-const BIN: &str = env!("CARGO_BIN_EXE_director");
+use support::binary::{command, Binary, Stream};
+use support::{free_port, temp_dir, wait_until, Reply, Target};
 
 /// A `director --demo` process and where it listens.
 struct DemoProcess {
-    child: Child,
-    dir: PathBuf,
+    binary: Binary,
+    dir: tempfile::TempDir,
     proxy: SocketAddr,
     admin: SocketAddr,
     /// What it printed up to the end of its banner.
     banner: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 /// Replaces `from` by `to` in `text`, insisting that `from` is there: if the shipped config
@@ -45,10 +34,8 @@ fn moved(text: &str, from: &str, to: &str) -> String {
 
 /// Starts `director --demo` on the shipped config with free ports and a private socket
 /// directory; the admin listener on `admin_host`. Returns once the banner is printed.
-fn start_demo(tag: &str, admin_host: &str) -> DemoProcess {
-    let dir = std::env::temp_dir().join(format!("director-demo-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+async fn start_demo(tag: &str, admin_host: &str) -> DemoProcess {
+    let dir = temp_dir(&format!("demo-{tag}"));
     let shipped =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml")).expect("config");
     let (proxy_port, admin_port) = (free_port(), free_port());
@@ -59,56 +46,32 @@ fn start_demo(tag: &str, admin_host: &str) -> DemoProcess {
     yaml = moved(
         &yaml,
         "/tmp/director-demo/",
-        &format!("{}/", dir.join("sockets").display()),
+        &format!("{}/", dir.path().join("sockets").display()),
     );
-    let config = dir.join("config.yaml");
+    let config = dir.path().join("config.yaml");
     std::fs::write(&config, yaml).expect("write config");
 
-    let mut child = Command::new(BIN)
-        .arg("--demo")
-        .arg("--config")
-        .arg(&config)
-        .current_dir(&dir)
-        .env("DIRECTOR_ADMIN_LISTEN", format!("{admin_host}:{admin_port}"))
-        .env_remove("DIRECTOR_ADMIN_TOKEN")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn director --demo");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let errors = BufReader::new(child.stderr.take().expect("stderr"));
-    let sink = stderr.clone();
-    std::thread::spawn(move || {
-        for line in errors.lines().map_while(Result::ok) {
-            let mut all = sink.lock().expect("lock");
-            all.push_str(&line);
-            all.push('\n');
-        }
+    let binary = Binary::spawn(|c| {
+        c.arg("--demo")
+            .arg("--config")
+            .arg(&config)
+            .current_dir(dir.path())
+            .env("DIRECTOR_ADMIN_LISTEN", format!("{admin_host}:{admin_port}"))
+            .env_remove("DIRECTOR_ADMIN_TOKEN")
+            .env("RUST_LOG", "warn");
     });
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut banner = String::new();
-    while !banner.contains("traffic:") {
-        match lines.next() {
-            Some(Ok(line)) => {
-                banner.push_str(&line);
-                banner.push('\n');
-            }
-            _ => panic!(
-                "director --demo ended before its banner:\n{banner}\nstderr:\n{}",
-                stderr.lock().expect("lock")
-            ),
-        }
-    }
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    binary
+        .line("the end of the banner", Stream::Stdout, |l| {
+            l.contains("traffic:").then_some(())
+        })
+        .await;
+    let banner = binary.output(Stream::Stdout);
     DemoProcess {
-        child,
+        binary,
         dir,
         proxy: SocketAddr::from(([127, 0, 0, 1], proxy_port)),
         admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
         banner,
-        stderr,
     }
 }
 
@@ -125,33 +88,17 @@ impl DemoProcess {
         support::request(&Target::Tcp(self.admin), "GET", path, &headers, Bytes::new()).await
     }
 
-    /// SIGTERM, then the exit status (within 10 s).
-    fn terminate(mut self) -> (std::process::ExitStatus, PathBuf) {
-        let kill = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(kill.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return (status, self.dir.clone());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "director did not stop on SIGTERM:\n{}",
-                    self.stderr.lock().expect("lock")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// SIGTERM, then the exit status (within 10 s) and the directory it ran in.
+    async fn terminate(mut self) -> (ExitStatus, tempfile::TempDir) {
+        self.binary.signal("-TERM");
+        let status = self.binary.exited().await;
+        (status, self.dir)
     }
 }
 
 /// Runs `director --health-check url`, with `token` in DIRECTOR_ADMIN_TOKEN; its exit code.
 fn health_check(url: &str, token: Option<&str>) -> Option<i32> {
-    let mut command = Command::new(BIN);
+    let mut command = command();
     command
         .args(["--health-check", url])
         .env_remove("DIRECTOR_ADMIN_TOKEN");
@@ -186,7 +133,7 @@ fn served(reply: &Reply, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_http_over_tcp_and_unix_and_fastcgi_and_lists_them() {
-    let demo = start_demo("kinds", "127.0.0.1");
+    let demo = start_demo("kinds", "127.0.0.1").await;
     let banner = demo.banner.clone();
     assert!(
         banner.contains(&format!("proxy        http://{}/", demo.proxy)),
@@ -266,44 +213,41 @@ async fn demo_serves_http_over_tcp_and_unix_and_fastcgi_and_lists_them() {
     }
     // The traffic generator keeps both clusters busy without the test's help.
     let before = (served(&reply, "shop"), served(&reply, "php"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until("generated traffic on both clusters", async || {
         let reply = demo.admin("/api/v1/clusters", None).await;
         let now = (served(&reply, "shop"), served(&reply, "php"));
         if now.0 >= before.0 + 5 && now.1 >= before.1 + 2 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{before:?} -> {now:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "no generated traffic: {before:?} -> {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    // The dashboard is someone else's page: when it is there, it names the backends.
+    })
+    .await;
+    // The dashboard answers, and names every backend.
     let page = demo.admin("/", None).await;
-    if page.status == 200 && page.header("content-type").is_some_and(|t| t.contains("html")) {
-        let html = page.text();
-        for backend in ["app01", "app02", "app03", "php01"] {
-            assert!(html.contains(backend), "the dashboard does not name {backend}");
-        }
+    assert_eq!(page.status, 200, "the dashboard: {}", page.text());
+    let content_type = page.header("content-type").unwrap_or_default();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let html = page.text();
+    for backend in ["app01", "app02", "app03", "php01"] {
+        assert!(html.contains(backend), "the dashboard does not name {backend}");
     }
 
     let monitor = format!("http://{}/haproxy/monitor", demo.admin);
     assert_eq!(health_check(&monitor, None), Some(0));
-    let sockets = demo.dir.join("sockets");
+    let sockets = demo.dir.path().join("sockets");
     assert!(sockets.join("php.sock").exists() && sockets.join("app03.sock").exists());
-    let (status, dir) = demo.terminate();
+    let (status, dir) = demo.terminate().await;
     assert!(status.success(), "SIGTERM ends the demo with {status:?}");
     assert!(
-        !dir.join("sockets/php.sock").exists(),
+        !dir.path().join("sockets/php.sock").exists(),
         "the demo removes its sockets"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_makes_up_an_admin_token_when_the_admin_listener_is_reachable_from_other_hosts() {
-    let demo = start_demo("token", "0.0.0.0");
+    let demo = start_demo("token", "0.0.0.0").await;
     let token = demo
         .banner
         .lines()
@@ -325,9 +269,8 @@ async fn demo_makes_up_an_admin_token_when_the_admin_listener_is_reachable_from_
         "with the token"
     );
     assert_eq!(health_check(&monitor, None), Some(1), "401 without it");
-    let (status, dir) = demo.terminate();
+    let (status, _dir) = demo.terminate().await;
     assert!(status.success(), "{status:?}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -335,7 +278,7 @@ fn health_check_fails_on_refused_connections_and_bad_urls() {
     let closed = format!("http://127.0.0.1:{}/haproxy/monitor", free_port());
     assert_eq!(health_check(&closed, None), Some(1));
     assert_eq!(health_check("ftp://127.0.0.1/", None), Some(1));
-    let out = Command::new(BIN).arg("--health-check").output().expect("run");
+    let out = command().arg("--health-check").output().expect("run");
     assert_eq!(out.status.code(), Some(2), "a URL is required");
 }
 
@@ -343,14 +286,13 @@ fn health_check_fails_on_refused_connections_and_bad_urls() {
 fn demo_refuses_a_busy_sample_address() {
     let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = busy.local_addr().expect("addr").port();
-    let dir = std::env::temp_dir().join(format!("director-demo-busy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let config = dir.join("config.yaml");
+    let dir = temp_dir("demo-busy");
+    let config = dir.path().join("config.yaml");
     let yaml = format!(
         "proxy:\n  listen: [\"127.0.0.1:0\"]\nroutes:\n  - {{ cluster: c }}\nclusters:\n  c:\n    backends:\n      - {{ name: a, url: \"http://127.0.0.1:{port}\" }}\n"
     );
     std::fs::write(&config, yaml).expect("write");
-    let out = Command::new(BIN)
+    let out = command()
         .args(["--demo", "--config"])
         .arg(&config)
         .output()
@@ -358,6 +300,5 @@ fn demo_refuses_a_busy_sample_address() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("demo backend a at http://127.0.0.1:"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
     drop(busy);
 }

@@ -1,6 +1,6 @@
 //! HTTP forwarding semantics, transports (UNIX, IPv6, road warrior) and bad input.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -105,9 +105,9 @@ async fn head_204_304_chunked_and_100_continue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unix_socket_backend_and_listener() {
-    let dir = tempdir("unix");
-    let a = TestBackend::start_unix("ua", &dir.join("backend.sock")).await;
-    let listen = dir.join("director.sock");
+    let dir = support::temp_dir("unix");
+    let a = TestBackend::start_unix("ua", &dir.path().join("backend.sock")).await;
+    let listen = dir.path().join("director.sock");
     let yaml = format!(
         "proxy:\n  listen: [\"127.0.0.1:0\", \"unix:{}\"]\n  workers: 1\nroutes:\n  - {{ cluster: c }}\nclusters:\n  c:\n    backends:\n      - {{ name: ua, url: \"{}\" }}\n",
         listen.display(),
@@ -227,8 +227,8 @@ async fn client_aborts_leave_no_capacity_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_writes_combined_lines() {
     let a = TestBackend::start("a").await;
-    let dir = tempdir("log");
-    let path = dir.join("access.log");
+    let dir = support::temp_dir("log");
+    let path = dir.path().join("access.log");
     let mut yaml = cluster_config("", &[("a", a.url(), 0, "active")]);
     yaml.push_str(&format!(
         "access_log: {{ enabled: true, path: \"{}\" }}\n",
@@ -254,12 +254,6 @@ async fn access_log_writes_combined_lines() {
         line.contains("\"GET /download?bytes=123 HTTP/1.1\" 200 123 \"-\" \"probe/1\""),
         "{line}"
     );
-}
-
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("director-test-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

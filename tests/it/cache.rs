@@ -4,7 +4,7 @@
 //! (API and `PURGE`), the `max_memory` bound, and the rules that keep one client's private
 //! answer from another.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use director::cluster::health::Health;
 use futures_util::future::join_all;
 use serde_json::json;
 use support::origin::Origin;
-use support::{admin, cluster_config, eventually, get, request, start, Director};
+use support::{admin, cluster_config, eventually, get, request, start, wait_until, Director};
 
 /// Director with cluster `c` over `origin`, the cache settings `cache` (a YAML flow map) and
 /// extra cluster settings; an admin listener.
@@ -236,15 +236,10 @@ async fn shadowed_serves_stale_at_once_with_one_background_refresh() {
         origin.hits(path) == 2
     })
     .await;
-    let mut refreshed = get(&d.target(), path).await;
-    for _ in 0..50 {
-        if refreshed.body != first.body {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        refreshed = get(&d.target(), path).await;
-    }
-    assert_ne!(refreshed.body, first.body, "the refresh replaced the object");
+    wait_until("the refresh replaced the object", async || {
+        get(&d.target(), path).await.body != first.body
+    })
+    .await;
     assert_eq!(origin.hits(path), 2, "exactly one background refresh");
     let s = stats(&d).await;
     assert_eq!(s["background_refreshes"], 1);
@@ -526,12 +521,15 @@ async fn an_aborted_first_request_leaves_no_half_object() {
     assert_eq!(origin.hits(path), 2);
     // Without a length, the object is stored when the body's end is read, which may be just
     // after the client has it all.
-    for _ in 0..100 {
-        if stats(&d).await["stores"] == 1 {
-            break;
+    wait_until("the object stored", async || {
+        let stores = stats(&d).await["stores"].clone();
+        if stores == 1 {
+            Ok(())
+        } else {
+            Err(stores)
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     let stored = get(&d.target(), path).await;
     assert!(
         cache_status(&stored).contains("hit"),

@@ -2,7 +2,7 @@
 //! (Host, X-Forwarded-For, the routed authority) and what the client gets (no chunking for
 //! HTTP/1.0, no unasked 101, no bad status codes), and routing on the normalised path.
 
-mod support;
+use crate::support;
 
 use support::scripted::{ok, RawClient, Scripted, Seen, Step};
 use support::{cluster_config, start};

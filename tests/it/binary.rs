@@ -1,58 +1,54 @@
 //! The real `director` binary: command line, and 64 MB bodies streamed both ways with the
 //! process's peak memory staying far below the body size.
 
-mod support;
-
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use crate::support;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use support::backend::{pattern, pattern_checksum, TestBackend};
+use support::binary::{command, Binary, Stream};
 
-const BIN: &str = env!("CARGO_BIN_EXE_director");
 const SIZE: u64 = 64 * 1024 * 1024;
 
-/// A config with one cluster `c` of one backend, `workers` workers, on port 0.
-fn one_backend_config(tag: &str, workers: usize, backend: &TestBackend) -> std::path::PathBuf {
+/// A config with one cluster `c` of one backend, `workers` workers, on port 0, in `dir`.
+fn one_backend_config(dir: &tempfile::TempDir, workers: usize, backend: &TestBackend) -> std::path::PathBuf {
     let yaml = format!(
         "proxy:\n  listen: [\"127.0.0.1:0\"]\n  workers: {workers}\nroutes:\n  - {{ cluster: c }}\nclusters:\n  c:\n    backends:\n      - {{ name: {}, url: \"{}\" }}\n",
         backend.name(),
         backend.url()
     );
-    write_config(tag, &yaml)
+    write_config(dir, "config.yaml", &yaml)
 }
 
-fn write_config(tag: &str, yaml: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("director-bin-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("config.yaml");
+fn write_config(dir: &tempfile::TempDir, name: &str, yaml: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
     std::fs::write(&path, yaml).expect("write config");
     path
 }
 
 #[test]
 fn version_and_help() {
-    let out = Command::new(BIN).arg("--version").output().expect("run");
+    let out = command().arg("--version").output().expect("run");
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("director {}", env!("CARGO_PKG_VERSION"))
     );
-    let out = Command::new(BIN).arg("--bogus").output().expect("run");
+    let out = command().arg("--bogus").output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument '--bogus'"));
 }
 
 #[test]
 fn check_config_lists_every_error_with_its_path() {
+    let dir = support::temp_dir("bin");
     let bad = write_config(
-        "bad",
+        &dir,
+        "bad.yaml",
         "proxy:\n  listen: [\"127.0.0.1:0\"]\n  keep_alive: 15\nroutes:\n  - { cluster: nope }\nclusters:\n  c:\n    scheduler: fastest\n    backends:\n      - { name: a, url: \"ftp://x\" }\n",
     );
-    let out = Command::new(BIN)
+    let out = command()
         .args(["--check-config", "--config"])
         .arg(&bad)
         .output()
@@ -68,39 +64,13 @@ fn check_config_lists_every_error_with_its_path() {
         assert!(err.contains(path), "no error for {path} in:\n{err}");
     }
     assert!(err.contains("4 error(s)"), "{err}");
-    let good = write_config("good", "proxy:\n  listen: [\"127.0.0.1:0\"]\n");
-    let out = Command::new(BIN)
+    let good = write_config(&dir, "good.yaml", "proxy:\n  listen: [\"127.0.0.1:0\"]\n");
+    let out = command()
         .args(["--check-config", "--config"])
         .arg(&good)
         .output()
         .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Runs the binary and returns it with the address it logged.
-fn spawn_director(config: &std::path::Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn director");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("director exited before listening")
-            .expect("log line");
-        if let Some(rest) = line.split("proxy listening on http://").nth(1) {
-            break rest.trim_end_matches('/').parse().expect("address");
-        }
-    };
-    // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -115,8 +85,10 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_megabytes_stream_both_ways_in_bounded_memory() {
     let echo = TestBackend::start("echo").await;
-    let config = one_backend_config("big", 2, &echo);
-    let (mut child, addr) = spawn_director(&config);
+    let dir = support::temp_dir("bin");
+    let config = one_backend_config(&dir, 2, &echo);
+    let director = Binary::with_config(&config).await;
+    let addr = director.listening("proxy").await;
     let target = support::Target::Tcp(addr);
 
     // Upload 64 MB to a backend that streams it back while still reading.
@@ -164,9 +136,8 @@ async fn sixty_four_megabytes_stream_both_ways_in_bounded_memory() {
         "download byte-exact"
     );
 
-    let peak = peak_rss_kib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    let peak = peak_rss_kib(director.pid());
+    drop(director);
     eprintln!("director peak RSS after 2 x 64 MiB: {} KiB", peak);
     assert!(peak < 40 * 1024, "peak RSS {peak} KiB grows with the body size");
 }
@@ -191,18 +162,22 @@ async fn length_and_checksum(mut body: hyper::body::Incoming) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
     let app = TestBackend::start("app").await;
-    let config = one_backend_config("term", 1, &app);
-    let (mut child, addr) = spawn_director(&config);
+    let dir = support::temp_dir("bin");
+    let config = one_backend_config(&dir, 1, &app);
+    let mut director = Binary::with_config(&config).await;
+    let addr = director.listening("proxy").await;
     let target = support::Target::Tcp(addr);
     let held = tokio::spawn(async move { support::get(&target, "/hold").await });
     app.wait_current(1).await;
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
+    director.signal("-TERM");
     // Director is shutting down but waits for the request it is serving.
-    let still_running = child.try_wait().expect("try_wait").is_none();
+    director
+        .line("the start of the graceful shutdown", Stream::Stderr, |l| {
+            l.contains("SIGTERM received; starting graceful shutdown")
+                .then_some(())
+        })
+        .await;
+    let still_running = director.try_wait().is_none();
     assert!(still_running, "exited with a request in flight");
     app.release_holds();
     let r = held.await.expect("task");
@@ -211,9 +186,6 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
         (200, "app"),
         "the request in flight completed"
     );
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("join")
-        .expect("wait");
+    let exit = director.exited().await;
     assert!(exit.success(), "{exit:?}");
 }

@@ -3,7 +3,7 @@
 //! most one failure however many backends it visits, only idempotent requests are retried
 //! once sent, and a kept-alive connection the backend closed is retried once on a fresh one.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

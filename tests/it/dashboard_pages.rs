@@ -3,11 +3,11 @@
 //! escaping of what a failed reload reports, and a cluster cache's numbers on the overview, in
 //! `/metrics`, the HAProxy CSV and the stats history.
 
-mod support;
+use crate::support;
 
 use director::app::StartOptions;
 use support::backend::TestBackend;
-use support::{admin, admin_raw, get, start, start_file, Director, Reply};
+use support::{admin, admin_raw, get, start, start_file, wait_until, Director, Reply};
 
 const TOKEN: &str = "dashboard-pages-token-0123456789";
 
@@ -113,9 +113,8 @@ async fn static_files_are_embedded_with_their_types() {
 #[tokio::test]
 async fn a_failed_reload_is_shown_escaped() {
     let backend = TestBackend::start("app01").await;
-    let dir = std::env::temp_dir().join(format!("director-dashboard-pages-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("config.yaml");
+    let dir = support::temp_dir("dashboard-pages");
+    let path = dir.path().join("config.yaml");
     std::fs::write(&path, config(&backend.url(), None, "app01")).expect("config");
     let d = start_file(&path, StartOptions::default()).await;
 
@@ -144,19 +143,16 @@ async fn wait_for_json(
     path: &str,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    wait_until(format!("{path} to get there"), async || {
         let (status, body) = admin(d, "GET", path, None, None).await;
         assert_eq!(status, 200, "{path}: {body}");
         if done(&body) {
-            return body;
+            Ok(body)
+        } else {
+            Err(body)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path} never got there: {body}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]

@@ -2,16 +2,14 @@
 //! listener without a token (DNS rebinding), signed dashboard sessions that end when the token
 //! changes on reload, the cross-site guard, and the cap on concurrent event streams.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use director::app::StartOptions;
 use serde_json::{json, Value};
 use support::backend::TestBackend;
-use support::webdriver::poll_until;
-use support::{admin, admin_raw, start, start_file, Director, Reply};
+use support::{admin, admin_raw, start, start_file, wait_until, Director, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -199,29 +197,14 @@ async fn login(d: &Director, token: &str) -> (String, String) {
     (session.to_owned(), cookie.to_owned())
 }
 
-/// A configuration file of its own, removed when the test ends.
-struct ConfigFile(PathBuf);
-
-impl ConfigFile {
-    fn new(tag: &str, yaml: &str) -> ConfigFile {
-        let path = std::env::temp_dir().join(format!("director-admin-{tag}-{}.yaml", std::process::id()));
-        std::fs::write(&path, yaml).expect("write config");
-        ConfigFile(path)
-    }
-}
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 #[tokio::test]
 async fn a_new_token_on_reload_ends_every_session() {
     let a = TestBackend::start("a").await;
     let with_token = |token: &str| config(&a.url(), &format!("token: \"{token}\""));
-    let file = ConfigFile::new("sessions", &with_token(TOKEN));
-    let d = start_file(&file.0, StartOptions::default()).await;
+    let dir = support::temp_dir("admin-sessions");
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, with_token(TOKEN)).expect("write config");
+    let d = start_file(&file, StartOptions::default()).await;
 
     let (session, cookie) = login(&d, TOKEN).await;
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
@@ -243,7 +226,7 @@ async fn a_new_token_on_reload_ends_every_session() {
     let later: u64 = expiry.parse::<u64>().expect("unix seconds") + 600;
     assert_eq!(get_status(format!("{name}={later}.{rest}")).await, 401);
 
-    std::fs::write(&file.0, with_token(NEW_TOKEN)).expect("rewrite config");
+    std::fs::write(&file, with_token(NEW_TOKEN)).expect("rewrite config");
     let (status, body) = admin(&d, "POST", "/api/v1/reload", None, Some(TOKEN)).await;
     assert_eq!(status, 200, "{body}");
 
@@ -328,10 +311,7 @@ async fn event_streams_are_capped_and_a_closed_one_frees_its_place() {
 
     // The client goes away: its place is freed once the server notices.
     drop(open.remove(0));
-    let fourth = poll_until("a place for a new stream", || async {
-        open_event_stream(addr).await.ok()
-    })
-    .await;
+    let fourth = wait_until("a place for a new stream", async || open_event_stream(addr).await).await;
     open.push(fourth);
     assert!(open_event_stream(addr).await.is_err(), "still capped at 3");
     drop(open);

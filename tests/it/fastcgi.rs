@@ -6,7 +6,7 @@
 //! Without php-fpm every test prints `skipping: php-fpm not installed` and passes, unless
 //! `DIRECTOR_REQUIRE_ALL` is set.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use support::backend::{pattern, pattern_checksum};
 use support::php::{md5_hex, Listen, PhpFpm};
-use support::{eventually, get, request, start, Director, Reply};
+use support::{eventually, get, request, start, wait_until, Director, Reply};
 
 /// php-fpm workers per pool: enough for the concurrent requests of any test here.
 const CHILDREN: u32 = 4;
@@ -38,10 +38,10 @@ fn php_config(settings: &str, script: Option<&str>, backends: &[(&str, String)])
 }
 
 /// One php-fpm over `listen` and a director with one backend `php` on it.
-async fn one_backend(listen: Listen, settings: &str, script: Option<&str>) -> Option<(PhpFpm, Director)> {
-    let fpm = PhpFpm::start(listen, CHILDREN).await?;
+async fn one_backend(listen: Listen, settings: &str, script: Option<&str>) -> (PhpFpm, Director) {
+    let fpm = PhpFpm::start(listen, CHILDREN).await;
     let director = start(&php_config(settings, script, &[("php", fpm.url())])).await;
-    Some((fpm, director))
+    (fpm, director)
 }
 
 fn json(reply: &Reply) -> Value {
@@ -65,12 +65,14 @@ fn md5_matches_the_rfc_1321_test_suite() {
 }
 
 /// The fixture itself: php-fpm starts over both transports, accepts, and stops on kill.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn php_fpm_fixture_starts_accepts_and_dies() {
     for listen in Listen::BOTH {
-        let Some(mut fpm) = PhpFpm::start(listen, 2).await else {
-            return;
-        };
+        let mut fpm = PhpFpm::start(listen, 2).await;
         assert!(fpm.accepts().await, "{listen:?}");
         let prefix = match listen {
             Listen::Tcp => "fastcgi://127.0.0.1:",
@@ -80,24 +82,23 @@ async fn php_fpm_fixture_starts_accepts_and_dies() {
         assert!(fpm.script("echo.php").is_file());
         fpm.kill();
         // The pool's children hold the listening socket too and die a moment after the master.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        while fpm.accepts().await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{listen:?}: still accepting after kill"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        wait_until(
+            format!("{listen:?}: no longer accepting after kill"),
+            async || !fpm.accepts().await,
+        )
+        .await;
     }
 }
 
 /// GET with a query string: the CGI/1.1 parameters php-fpm receives.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn get_passes_the_cgi_parameters() {
     for listen in Listen::BOTH {
-        let Some((fpm, d)) = one_backend(listen, "", None).await else {
-            return;
-        };
+        let (fpm, d) = one_backend(listen, "", None).await;
         let reply = request(
             &d.target(),
             "GET",
@@ -174,11 +175,13 @@ async fn get_passes_the_cgi_parameters() {
 
 /// Header names outside `[A-Za-z0-9-]` never become `HTTP_*` (`X_Real_IP` would collide with
 /// `X-Real-IP`), and `SERVER_NAME` is the routing `Host`, never `X-Forwarded-Host`/`Forwarded`.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn spoofable_headers_do_not_reach_the_cgi_parameters() {
-    let Some((_fpm, d)) = one_backend(Listen::Tcp, "", None).await else {
-        return;
-    };
+    let (_fpm, d) = one_backend(Listen::Tcp, "", None).await;
     let spoofed = [
         ("host", "shop.example:8080"),
         ("x_real_ip", "evil"),
@@ -202,11 +205,13 @@ async fn spoofable_headers_do_not_reach_the_cgi_parameters() {
 }
 
 /// A missing script is php-fpm's 404, relayed as such.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn a_missing_script_is_404() {
-    let Some((_fpm, d)) = one_backend(Listen::Unix, "", None).await else {
-        return;
-    };
+    let (_fpm, d) = one_backend(Listen::Unix, "", None).await;
     let reply = get(&d.target(), "/no-such-script.php").await;
     assert_eq!(reply.status, 404, "{}", reply.text());
     d.settled("c").await;
@@ -214,12 +219,14 @@ async fn a_missing_script_is_404() {
 }
 
 /// A urlencoded form POST fills `$_POST`; CONTENT_TYPE and CONTENT_LENGTH are passed.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn a_form_post_fills_post() {
     for listen in Listen::BOTH {
-        let Some((_fpm, d)) = one_backend(listen, "", None).await else {
-            return;
-        };
+        let (_fpm, d) = one_backend(listen, "", None).await;
         let form = "name=director&list%5B%5D=a&list%5B%5D=b&spaced=a+b%21";
         let reply = request(
             &d.target(),
@@ -247,15 +254,17 @@ async fn a_form_post_fills_post() {
 }
 
 /// 20 MB through the FastCGI STDIN stream: PHP sees every byte.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn a_20_mb_upload_arrives_intact() {
     const SIZE: usize = 20 * 1024 * 1024;
     let data = Bytes::from(pattern(0, SIZE));
     let md5 = md5_hex(&data);
     for listen in Listen::BOTH {
-        let Some((_fpm, d)) = one_backend(listen, "", None).await else {
-            return;
-        };
+        let (_fpm, d) = one_backend(listen, "", None).await;
         let reply = request(
             &d.target(),
             "POST",
@@ -276,11 +285,13 @@ async fn a_20_mb_upload_arrives_intact() {
 
 /// A chunked request body (no Content-Length) must not be lost silently: either PHP gets all
 /// of it (CONTENT_LENGTH filled in, as nginx does by buffering) or the client is told (411).
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn a_chunked_upload_is_not_silently_dropped() {
-    let Some((_fpm, d)) = one_backend(Listen::Unix, "", None).await else {
-        return;
-    };
+    let (_fpm, d) = one_backend(Listen::Unix, "", None).await;
     let data = pattern(0, 300_000);
     let frames = data
         .chunks(64 * 1024)
@@ -314,12 +325,14 @@ async fn a_chunked_upload_is_not_silently_dropped() {
 }
 
 /// `Status:` with a custom code, custom and repeated headers, three distinct cookies.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn status_headers_and_cookies_from_the_script() {
     for listen in Listen::BOTH {
-        let Some((_fpm, d)) = one_backend(listen, "", None).await else {
-            return;
-        };
+        let (_fpm, d) = one_backend(listen, "", None).await;
         let reply = get(&d.target(), "/status.php").await;
         assert_eq!(reply.status, 418, "{listen:?}: {}", reply.text());
         assert_eq!(reply.text(), "short and stout\n");
@@ -351,12 +364,14 @@ async fn status_headers_and_cookies_from_the_script() {
 }
 
 /// `Location:` is a redirect: 302 by default, or the status the script sets.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn location_is_a_redirect() {
     for listen in Listen::BOTH {
-        let Some((_fpm, d)) = one_backend(listen, "", None).await else {
-            return;
-        };
+        let (_fpm, d) = one_backend(listen, "", None).await;
         let reply = get(&d.target(), "/redirect.php").await;
         assert_eq!(reply.status, 302, "{listen:?}: {}", reply.text());
         assert_eq!(reply.header("location"), Some("/elsewhere?from=redirect"));
@@ -369,11 +384,13 @@ async fn location_is_a_redirect() {
 }
 
 /// HEAD runs the script but no body reaches the client.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn head_has_no_body() {
-    let Some((_fpm, d)) = one_backend(Listen::Tcp, "", None).await else {
-        return;
-    };
+    let (_fpm, d) = one_backend(Listen::Tcp, "", None).await;
     let reply = request(&d.target(), "HEAD", "/echo.php", &[], Bytes::new()).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-type"), Some("application/json"));
@@ -386,13 +403,15 @@ async fn head_has_no_body() {
 
 /// 50 MB from PHP: the first bytes reach the client while the script is still running (it
 /// waits for a file the test creates only after it has them), and every byte is right.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn a_50_mb_response_is_streamed() {
     const SIZE: u64 = 50 * 1024 * 1024;
     for listen in Listen::BOTH {
-        let Some((fpm, d)) = one_backend(listen, "", None).await else {
-            return;
-        };
+        let (fpm, d) = one_backend(listen, "", None).await;
         let release = fpm.dir().join("release");
         // Over TCP the script also sends a Content-Length.
         let length = if listen == Listen::Tcp { "&length=1" } else { "" };
@@ -444,12 +463,14 @@ async fn a_50_mb_response_is_streamed() {
 }
 
 /// `script: index.php`: every path reaches the front controller, which sees the path.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn a_front_controller_gets_every_path() {
     for listen in Listen::BOTH {
-        let Some((fpm, d)) = one_backend(listen, "", Some("index.php")).await else {
-            return;
-        };
+        let (fpm, d) = one_backend(listen, "", Some("index.php")).await;
         let index = fpm.script("index.php").display().to_string();
         let cases = [
             ("/some/deep/path?x=1", "/some/deep/path", "x=1"),
@@ -474,11 +495,13 @@ async fn a_front_controller_gets_every_path() {
 }
 
 /// A backend's own `fastcgi:` mapping wins over the cluster's.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn a_backend_mapping_overrides_the_cluster_mapping() {
-    let Some(fpm) = PhpFpm::start(Listen::Unix, 2).await else {
-        return;
-    };
+    let fpm = PhpFpm::start(Listen::Unix, 2).await;
     let root = fpm.docroot();
     let yaml = format!(
         "proxy:\n  listen: [\"127.0.0.1:0\"]\n  workers: 1\nroutes:\n  - {{ path_prefix: \"/\", cluster: c }}\n\
@@ -571,12 +594,14 @@ async fn relay_to(fpm: &PhpFpm) -> Relay {
 }
 
 /// Many sequential requests through one director worker reuse one kept-alive connection.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn keep_alive_connections_to_php_fpm_are_reused() {
     for listen in Listen::BOTH {
-        let Some(fpm) = PhpFpm::start(listen, 2).await else {
-            return;
-        };
+        let fpm = PhpFpm::start(listen, 2).await;
         let relay = relay_to(&fpm).await;
         let yaml = php_config("", None, &[("php", relay.url.clone())]).replace("workers: 2", "workers: 1");
         let d = start(&yaml).await;
@@ -609,12 +634,14 @@ async fn keep_alive_connections_to_php_fpm_are_reused() {
 /// Concurrent requests through one director worker, never more than the backend's capacity
 /// in flight: the pool never needs more connections than that capacity, so it must not close
 /// and reopen them (each reopening costs a connect and a php-fpm accept).
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn concurrent_requests_reuse_kept_alive_connections() {
     for listen in Listen::BOTH {
-        let Some(fpm) = PhpFpm::start(listen, CHILDREN).await else {
-            return;
-        };
+        let fpm = PhpFpm::start(listen, CHILDREN).await;
         let relay = relay_to(&fpm).await;
         let yaml = php_config("", None, &[("php", relay.url.clone())]).replace("workers: 2", "workers: 1");
         let d = start(&yaml).await;
@@ -644,11 +671,13 @@ async fn concurrent_requests_reuse_kept_alive_connections() {
 /// and stays bound to a kept-alive connection while it is idle, so the idle connections
 /// pooled by all director workers together must never exceed what php-fpm can serve: else a
 /// new connection waits in php-fpm's backlog until the read timeout.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn concurrent_requests_all_succeed() {
-    let Some((_fpm, d)) = one_backend(Listen::Unix, "read_timeout: 5s", None).await else {
-        return;
-    };
+    let (_fpm, d) = one_backend(Listen::Unix, "read_timeout: 5s", None).await;
     assert!(php_config("", None, &[]).contains("workers: 2"));
     let target = d.target();
     // Later rounds start with the connections the earlier ones left idle in both workers.
@@ -669,14 +698,14 @@ async fn concurrent_requests_all_succeed() {
 
 /// php-fpm (UNIX socket) is killed mid-test: the next requests all go to the other php-fpm
 /// (TCP) and succeed, and the capacity counters settle.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn killing_one_php_fpm_moves_traffic_to_the_other() {
-    let Some(mut first) = PhpFpm::start(Listen::Unix, 2).await else {
-        return;
-    };
-    let Some(second) = PhpFpm::start(Listen::Tcp, 2).await else {
-        return;
-    };
+    let mut first = PhpFpm::start(Listen::Unix, 2).await;
+    let second = PhpFpm::start(Listen::Tcp, 2).await;
     let yaml = php_config(
         "scheduler: rr\nmax_retry_count: 3",
         None,
@@ -705,11 +734,13 @@ async fn killing_one_php_fpm_moves_traffic_to_the_other() {
 
 /// A response in flight when php-fpm dies is cut for the client (not ended cleanly), and the
 /// capacity comes back.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn a_response_in_flight_when_php_fpm_dies_is_cut() {
-    let Some((mut fpm, d)) = one_backend(Listen::Unix, "", None).await else {
-        return;
-    };
+    let (mut fpm, d) = one_backend(Listen::Unix, "", None).await;
     let hold = fpm.dir().join("never");
     let mut sender = support::connect(&d.target()).await;
     let req = http::Request::get(format!("/stream.php?mb=8&hold={}", hold.display()))
@@ -749,12 +780,14 @@ async fn a_response_in_flight_when_php_fpm_dies_is_cut() {
 }
 
 /// STDERR output is logged, never sent to the client.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn stderr_does_not_reach_the_client() {
     for listen in Listen::BOTH {
-        let Some((fpm, d)) = one_backend(listen, "", None).await else {
-            return;
-        };
+        let (fpm, d) = one_backend(listen, "", None).await;
         let reply = get(&d.target(), "/stderr.php").await;
         assert_eq!(reply.status, 200, "{listen:?}");
         assert_eq!(reply.text(), "body after stderr\n");
@@ -787,11 +820,13 @@ fn health_of(d: &Director, backend: &str) -> Option<(Health, Option<String>, Opt
 
 /// FastCGI probes run `fcgi_script_filename` on php-fpm: a backend that starts offline comes
 /// online once ping.php answers, and goes offline when php-fpm is killed.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn fastcgi_health_probes_follow_php_fpm() {
-    let Some(mut fpm) = PhpFpm::start(Listen::Unix, 2).await else {
-        return;
-    };
+    let mut fpm = PhpFpm::start(Listen::Unix, 2).await;
     let ping = fpm.script("ping.php");
     let health = format!(
         "health: {{ mode: paranoid, interval: 50ms, timeout: 500ms, rise: 1, fall: 1, initial: offline, \
@@ -817,11 +852,13 @@ async fn fastcgi_health_probes_follow_php_fpm() {
 }
 
 /// A probe script php-fpm can't find answers 404: the backend stays offline.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
 #[tokio::test]
 async fn a_fastcgi_probe_of_a_missing_script_fails() {
-    let Some(fpm) = PhpFpm::start(Listen::Tcp, 2).await else {
-        return;
-    };
+    let fpm = PhpFpm::start(Listen::Tcp, 2).await;
     let missing = fpm.script("no-such-ping.php");
     let health = format!(
         "health: {{ interval: 50ms, timeout: 500ms, rise: 1, fall: 1, fcgi_script_filename: \"{}\" }}",

@@ -3,7 +3,7 @@
 //! the same packet) never reach the next client; connections in doubt are closed; idle,
 //! closed-by-the-backend and removed backends' connections don't linger.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

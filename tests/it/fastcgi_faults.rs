@@ -4,7 +4,7 @@
 //! client), leave the process serving and the capacity counters exact. The peers are scripted
 //! with director's own FastCGI codec; php-fpm tests are in `fastcgi.rs`.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! that frees a backend from a client that never reads, director's own 414/431 answers, and
 //! the connection limit — on the proxy and the admin listener, with sub-second timeouts.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -362,6 +362,17 @@ impl RawClient {
 
 /// `Connection`-level view of sockets to `port` in CLOSE_WAIT, from `/proc/net/tcp{,6}`.
 pub fn close_wait_to(port: u16) -> usize {
+    sockets_to(port, &["08"])
+}
+
+/// Sockets to `port` whose descriptor this side has not closed yet: ESTABLISHED, or closed by
+/// the peer only (CLOSE_WAIT).
+pub fn open_to(port: u16) -> usize {
+    sockets_to(port, &["01", "08"])
+}
+
+/// Sockets to `port` in one of `states` (the hex codes of `/proc/net/tcp{,6}`).
+fn sockets_to(port: u16, states: &[&str]) -> usize {
     let mut n = 0;
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -375,8 +386,7 @@ pub fn close_wait_to(port: u16) -> usize {
             let remote_port = remote
                 .rsplit_once(':')
                 .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            // 08 = CLOSE_WAIT.
-            if remote_port == Some(port) && *state == "08" {
+            if remote_port == Some(port) && states.contains(state) {
                 n += 1;
             }
         }

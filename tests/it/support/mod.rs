@@ -1,8 +1,10 @@
 //! Shared fixtures for the integration tests: an in-process director on port 0, a small HTTP
-//! client over TCP or UNIX sockets, and `eventually` for waiting on a condition.
+//! client over TCP or UNIX sockets, [`wait_until`] (and [`eventually`]) for waiting on a
+//! condition, [`free_port`] and [`temp_dir`]; the real binary is in [`binary`].
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod binary;
 pub mod origin;
 pub mod php;
 pub mod scripted;
@@ -117,16 +119,81 @@ impl Director {
     }
 }
 
-/// Polls `condition` every few milliseconds for up to 10 s; panics naming `what` otherwise.
-pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition() {
+/// How long [`wait_until`] waits before it fails the test.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// What a [`wait_until`] probe answers: whether the condition holds yet and, if it does, the
+/// value the wait returns; if not, what was seen (for the failure message).
+pub trait Outcome {
+    type Value;
+    fn settled(self) -> Result<Self::Value, String>;
+}
+
+impl Outcome for bool {
+    type Value = ();
+    fn settled(self) -> Result<(), String> {
+        if self {
+            Ok(())
+        } else {
+            Err("false".to_owned())
+        }
+    }
+}
+
+impl<T> Outcome for Option<T> {
+    type Value = T;
+    fn settled(self) -> Result<T, String> {
+        self.ok_or_else(|| "None".to_owned())
+    }
+}
+
+/// `Err(seen)`: not yet, and `seen` goes into the failure message if it stays so.
+impl<T, E: std::fmt::Display> Outcome for Result<T, E> {
+    type Value = T;
+    fn settled(self) -> Result<T, String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// Runs `probe` every 10 ms until its [`Outcome`] settles, for up to [`WAIT`]; the settled
+/// value. Panics naming `what` and the last thing the probe saw otherwise. The one waiting
+/// loop of the tests: never a fixed sleep.
+pub async fn wait_until<O: Outcome>(
+    what: impl std::fmt::Display,
+    mut probe: impl AsyncFnMut() -> O,
+) -> O::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let seen = match probe().await.settled() {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
+            "timed out after {WAIT:?} waiting for: {what}; last seen: {seen}"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// [`wait_until`] for a condition that needs no `await`.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    wait_until(what, async || condition()).await
+}
+
+/// A loopback TCP port nobody listens on right now (for processes that must be told a port:
+/// php-fpm, chromedriver, the binary's config).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A fresh temp directory named after `tag`, removed with everything in it when dropped.
+pub fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("director-{tag}-"))
+        .tempdir()
+        .expect("create a temp dir")
 }
 
 /// Where to send a request.

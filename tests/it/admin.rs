@@ -1,7 +1,7 @@
 //! The admin listener end to end: the JSON API's round trips and refusals, HAProxy CSV,
 //! Prometheus `/metrics` and the event stream. Admin security is in `admin_security.rs`.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 

@@ -4,46 +4,17 @@
 //! requests in flight, and runtime changes persisted in the state file (restart, the file's
 //! definition winning, a corrupt state file set aside).
 
-mod support;
+use crate::support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use director::app::StartOptions;
 use serde_json::{json, Value};
 use support::backend::TestBackend;
-use support::{admin, eventually, get, start_file, Director, Target};
-
-const BIN: &str = env!("CARGO_BIN_EXE_director");
-
-/// A fresh directory under the system temp dir, removed when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let unique = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("director-reload-{tag}-{}-{unique}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::binary::Binary;
+use support::{admin, eventually, get, start_file, temp_dir, wait_until, Director, Target};
 
 /// A config on port 0 with a loopback admin listener, `top` as extra top-level lines, and one
 /// cluster `c` (round-robin) with `settings` (YAML lines) over `backends` (name, url, capacity).
@@ -92,18 +63,15 @@ async fn status(d: &Director) -> Value {
 
 /// Polls `GET path` on the admin listener until `done` holds (10 s at most); the last answer.
 async fn admin_until(d: &Director, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_until(format!("{what} (GET {path})"), async || {
         let body = admin_get(d, path).await;
         if done(&body) {
-            return body;
+            Ok(body)
+        } else {
+            Err(format!("{body:#}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}; last answer of {path}: {body:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// The live (not draining) backend `name` of cluster `c` as the API shows it.
@@ -133,8 +101,8 @@ async fn reaches(d: &Director, backend: &TestBackend) {
 #[tokio::test]
 async fn in_place_edit_adds_a_backend_and_keeps_the_unchanged_one() {
     let (a, b) = (TestBackend::start("a").await, TestBackend::start("b").await);
-    let dir = TempDir::new("in-place");
-    let path = dir.join("config.yaml");
+    let dir = temp_dir("reload-in-place");
+    let path = dir.path().join("config.yaml");
     write_in_place(&path, &config("", "", &[("a", a.url(), 0)]));
     let d = start_file(&path, options(true)).await;
 
@@ -177,8 +145,8 @@ async fn in_place_edit_adds_a_backend_and_keeps_the_unchanged_one() {
 #[tokio::test]
 async fn rename_over_the_file_changes_cluster_settings() {
     let a = TestBackend::start("a").await;
-    let dir = TempDir::new("rename");
-    let path = dir.join("config.yaml");
+    let dir = temp_dir("reload-rename");
+    let path = dir.path().join("config.yaml");
     let backends = [("a", a.url(), 0)];
     write_in_place(
         &path,
@@ -196,7 +164,7 @@ async fn rename_over_the_file_changes_cluster_settings() {
     );
     let a_before = d.backend("c", "a");
 
-    let tmp = dir.join("config.yaml.tmp");
+    let tmp = dir.path().join("config.yaml.tmp");
     std::fs::write(&tmp, config("", "max_retry_count: 1\nqueue_limit: 7", &backends)).expect("write");
     std::fs::rename(&tmp, &path).expect("rename");
 
@@ -217,24 +185,24 @@ async fn configmap_symlink_swap_is_applied() {
     use std::os::unix::fs::symlink;
 
     let (a, b) = (TestBackend::start("a").await, TestBackend::start("b").await);
-    let dir = TempDir::new("configmap");
+    let dir = temp_dir("reload-configmap");
     let generation = |name: &str, yaml: &str| {
-        std::fs::create_dir(dir.join(name)).expect("generation dir");
-        std::fs::write(dir.join(name).join("config.yaml"), yaml).expect("write");
+        std::fs::create_dir(dir.path().join(name)).expect("generation dir");
+        std::fs::write(dir.path().join(name).join("config.yaml"), yaml).expect("write");
     };
     generation("..2026_01_02_10_00_00.1", &config("", "", &[("a", a.url(), 0)]));
-    symlink("..2026_01_02_10_00_00.1", dir.join("..data")).expect("..data");
-    symlink("..data/config.yaml", dir.join("config.yaml")).expect("config.yaml");
-    let d = start_file(&dir.join("config.yaml"), options(true)).await;
+    symlink("..2026_01_02_10_00_00.1", dir.path().join("..data")).expect("..data");
+    symlink("..data/config.yaml", dir.path().join("config.yaml")).expect("config.yaml");
+    let d = start_file(&dir.path().join("config.yaml"), options(true)).await;
     assert_eq!(get(&d.target(), "/").await.text(), "a");
 
     generation(
         "..2026_01_02_10_05_00.2",
         &config("", "", &[("a", a.url(), 0), ("b", b.url(), 0)]),
     );
-    symlink("..2026_01_02_10_05_00.2", dir.join("..data_tmp")).expect("..data_tmp");
-    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap ..data");
-    std::fs::remove_dir_all(dir.join("..2026_01_02_10_00_00.1")).expect("old generation");
+    symlink("..2026_01_02_10_05_00.2", dir.path().join("..data_tmp")).expect("..data_tmp");
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).expect("swap ..data");
+    std::fs::remove_dir_all(dir.path().join("..2026_01_02_10_00_00.1")).expect("old generation");
 
     eventually("the watcher adds b", || d.cluster("c").backend("b").is_some()).await;
     reaches(&d, &b).await;
@@ -252,18 +220,24 @@ async fn configmap_symlink_swap_is_applied() {
 #[tokio::test]
 async fn api_reload_applies_an_edit_and_bumps_the_generation() {
     let (a, b) = (TestBackend::start("a").await, TestBackend::start("b").await);
-    let dir = TempDir::new("api");
-    let path = dir.join("config.yaml");
+    let dir = temp_dir("reload-api");
+    let path = dir.path().join("config.yaml");
     write_in_place(&path, &config("", "", &[("a", a.url(), 0)]));
     let d = start_file(&path, options(false)).await;
     let before = status(&d).await;
     let generation = before["generation"].as_u64().expect("generation");
     assert!(before["last_reload"].is_null(), "{before:#}");
 
+    // A second director on the same file, with the watcher: once it has applied the edit, the
+    // edit was there to be seen, and `d` (no watcher) must not have applied it.
+    let watching = start_file(&path, options(true)).await;
     write_in_place(&path, &config("", "", &[("a", a.url(), 0), ("b", b.url(), 0)]));
-    // Bounded negative check: nobody watches the file (the watcher's debounce is 150 ms).
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    eventually("the watching director applies the edit", || {
+        watching.cluster("c").backend("b").is_some()
+    })
+    .await;
     assert!(d.cluster("c").backend("b").is_none(), "applied without a reload");
+    watching.stop().await;
 
     let (code, body) = admin(&d, "POST", "/api/v1/reload", None, None).await;
     assert_eq!(code, 200, "{body}");
@@ -285,99 +259,13 @@ async fn api_reload_applies_an_edit_and_bumps_the_generation() {
     d.stop().await;
 }
 
-/// The real binary, killed when dropped, with its log collected.
-struct Binary {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    proxy: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Binary {
-    fn spawn(config: &Path) -> Binary {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn director");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            let (mut proxy, mut admin) = (None, None);
-            // Keeps draining so the child never blocks on a full pipe.
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let addr = |line: &str| -> Option<SocketAddr> {
-                    let rest = line.split("listening on http://").nth(1)?;
-                    rest.trim().trim_end_matches('/').parse().ok()
-                };
-                if line.contains("proxy listening on") {
-                    proxy = addr(&line);
-                } else if line.contains("admin") && line.contains("listening on") {
-                    admin = addr(&line);
-                }
-                lines.lock().unwrap().push(line);
-                if let (Some(p), Some(a)) = (proxy, admin) {
-                    let _ = tx.send((p, a));
-                    proxy = None;
-                }
-            }
-        });
-        let Ok((proxy, admin)) = rx.recv_timeout(Duration::from_secs(10)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "director did not log its listeners:\n{}",
-                log.lock().unwrap().join("\n")
-            );
-        };
-        Binary {
-            child,
-            log,
-            proxy,
-            admin,
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let kill = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(kill.success());
-    }
-
-    fn log_len(&self) -> usize {
-        self.log.lock().unwrap().len()
-    }
-
-    /// Whether a log line after the first `from` contains every one of `parts`.
-    fn logged_since(&self, from: usize, parts: &[&str]) -> bool {
-        let log = self.log.lock().unwrap();
-        log.iter()
-            .skip(from)
-            .any(|line| parts.iter().all(|p| line.contains(p)))
-    }
-
-    async fn admin_get(&self, path: &str) -> Value {
-        let host = self.admin.to_string();
-        let target = Target::Tcp(self.admin);
-        let r = support::request(&target, "GET", path, &[("host", &host)], bytes::Bytes::new()).await;
-        assert_eq!(r.status, 200, "GET {path}: {}", r.text());
-        serde_json::from_slice(&r.body).expect("JSON")
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `GET path` on the real binary's admin listener at `admin`; asserts 200.
+async fn binary_admin_get(admin: SocketAddr, path: &str) -> Value {
+    let host = admin.to_string();
+    let target = Target::Tcp(admin);
+    let r = support::request(&target, "GET", path, &[("host", &host)], bytes::Bytes::new()).await;
+    assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+    serde_json::from_slice(&r.body).expect("JSON")
 }
 
 /// 5. SIGHUP makes the real binary reload: the status shows the `signal` trigger, and an edit
@@ -385,28 +273,29 @@ impl Drop for Binary {
 #[tokio::test]
 async fn sighup_reloads_the_real_binary() {
     let (a, b) = (TestBackend::start("a").await, TestBackend::start("b").await);
-    let dir = TempDir::new("sighup");
-    let path = dir.join("config.yaml");
+    let dir = temp_dir("reload-sighup");
+    let path = dir.path().join("config.yaml");
     write_in_place(&path, &config("", "", &[("a", a.url(), 0)]));
-    let bin = Binary::spawn(&path);
-    let proxy = Target::Tcp(bin.proxy);
+    let bin = Binary::with_config(&path).await;
+    let proxy = Target::Tcp(bin.listening("proxy").await);
+    let admin = bin.listening("admin").await;
     assert_eq!(get(&proxy, "/").await.text(), "a");
-    let before = bin.admin_get("/api/v1/status").await;
+    let before = binary_admin_get(admin, "/api/v1/status").await;
     assert!(before["last_reload"].is_null(), "{before:#}");
     let generation = before["generation"].as_u64().expect("generation");
 
     // The file is unchanged, so only the signal can cause this reload.
     let from = bin.log_len();
     bin.signal("-HUP");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let after = loop {
-        let s = bin.admin_get("/api/v1/status").await;
+    let after = wait_until("a reload with the signal trigger", async || {
+        let s = binary_admin_get(admin, "/api/v1/status").await;
         if s["last_reload"]["trigger"] == "signal" {
-            break s;
+            Ok(s)
+        } else {
+            Err(format!("{s:#}"))
         }
-        assert!(tokio::time::Instant::now() < deadline, "no signal reload: {s:#}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     assert_eq!(after["last_reload"]["ok"], true, "{after:#}");
     assert!(after["generation"].as_u64() > Some(generation), "{after:#}");
     assert!(bin.logged_since(from, &["SIGHUP: reloading the configuration"]));
@@ -419,7 +308,7 @@ async fn sighup_reloads_the_real_binary() {
         bin.logged_since(from, &["configuration reloaded from", "(signal)"])
     })
     .await;
-    let cluster = bin.admin_get("/api/v1/clusters/c").await;
+    let cluster = binary_admin_get(admin, "/api/v1/clusters/c").await;
     assert!(api_backend(&cluster, "b").is_some(), "{cluster:#}");
     let hits = b.hits();
     for _ in 0..4 {
@@ -433,8 +322,8 @@ async fn sighup_reloads_the_real_binary() {
 #[tokio::test]
 async fn invalid_edit_keeps_the_last_good_config_and_reports_errors() {
     let (a, b) = (TestBackend::start("a").await, TestBackend::start("b").await);
-    let dir = TempDir::new("invalid");
-    let path = dir.join("config.yaml");
+    let dir = temp_dir("reload-invalid");
+    let path = dir.path().join("config.yaml");
     write_in_place(&path, &config("", "", &[("a", a.url(), 0)]));
     let d = start_file(&path, options(true)).await;
     let generation = status(&d).await["generation"].clone();
@@ -484,8 +373,8 @@ async fn invalid_edit_keeps_the_last_good_config_and_reports_errors() {
 #[tokio::test]
 async fn reload_removing_a_busy_backend_drains_it() {
     let (a, b) = (TestBackend::start("a").await, TestBackend::start("b").await);
-    let dir = TempDir::new("drain");
-    let path = dir.join("config.yaml");
+    let dir = temp_dir("reload-drain");
+    let path = dir.path().join("config.yaml");
     write_in_place(&path, &config("", "", &[("a", a.url(), 0)]));
     let d = start_file(&path, options(false)).await;
 
@@ -544,9 +433,9 @@ async fn runtime_changes_persist_and_the_file_wins_for_a_backend_it_declares() {
         TestBackend::start("b").await,
         TestBackend::start("b2").await,
     );
-    let dir = TempDir::new("persist");
-    let path = dir.join("config.yaml");
-    let state = dir.join("state.json");
+    let dir = temp_dir("reload-persist");
+    let path = dir.path().join("config.yaml");
+    let state = dir.path().join("state.json");
     let top = format!("state_file: \"{}\"\n", state.display());
     write_in_place(&path, &config(&top, "", &[("a", a.url(), 1)]));
 
@@ -629,9 +518,9 @@ async fn runtime_changes_persist_and_the_file_wins_for_a_backend_it_declares() {
 #[tokio::test]
 async fn corrupt_state_file_is_set_aside() {
     let a = TestBackend::start("a").await;
-    let dir = TempDir::new("corrupt");
-    let path = dir.join("config.yaml");
-    let state = dir.join("state.json");
+    let dir = temp_dir("reload-corrupt");
+    let path = dir.path().join("config.yaml");
+    let state = dir.path().join("state.json");
     let garbage = b"{ \"clusters\": not json \x00\xff";
     std::fs::write(&state, garbage).expect("write garbage");
     let top = format!("state_file: \"{}\"\n", state.display());
@@ -646,7 +535,7 @@ async fn corrupt_state_file_is_set_aside() {
         error.contains("corrupt") && error.contains(&state.display().to_string()),
         "{error}"
     );
-    let set_aside: Vec<PathBuf> = std::fs::read_dir(&dir.0)
+    let set_aside: Vec<PathBuf> = std::fs::read_dir(dir.path())
         .expect("read dir")
         .map(|e| e.expect("entry").path())
         .filter(|p| {

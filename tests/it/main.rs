@@ -1,0 +1,27 @@
+//! The integration tests, one test binary (one link, the fixtures compiled once): each module
+//! was a binary of its own under `tests/`. Run one with `cargo test --test it reload::`.
+//! `tests/local_resources.rs` stays alone in its binary: it lowers the process's open-file limit.
+
+mod support;
+
+mod admin;
+mod admin_security;
+mod balancing;
+mod binary;
+mod blame;
+mod buckets;
+mod cache;
+mod control_plane_latency;
+mod dashboard;
+mod dashboard_pages;
+mod demo;
+mod fastcgi;
+mod fastcgi_faults;
+mod forwarding;
+mod header_hygiene;
+mod health;
+mod layering;
+mod reload;
+mod sendfile;
+mod slow_clients;
+mod upstream_integrity;
