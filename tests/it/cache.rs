@@ -30,6 +30,19 @@ async fn stats(d: &Director) -> serde_json::Value {
     body
 }
 
+/// Makes `origin` answer 503 to everything and waits until its health checks took it offline.
+async fn take_the_origin_down(origin: &Origin, d: &Director) {
+    origin.set_down(true);
+    let offline = || {
+        d.cluster("c")
+            .statuses
+            .load()
+            .iter()
+            .all(|s| s.health == Health::Offline)
+    };
+    eventually("the backend is offline", offline).await;
+}
+
 fn cache_status(reply: &support::Reply) -> String {
     reply.header("cache-status").unwrap_or("").to_owned()
 }
@@ -255,15 +268,7 @@ async fn stale_objects_stand_in_while_every_backend_is_down_until_stale_if_error
     let path = "/menu?cc=max-age=1";
     let first = get(&d.target(), path).await;
     assert_eq!(first.status, 200);
-    origin.set_down(true);
-    let offline = || {
-        d.cluster("c")
-            .statuses
-            .load()
-            .iter()
-            .all(|s| s.health == Health::Offline)
-    };
-    eventually("the backend is offline", offline).await;
+    take_the_origin_down(&origin, &d).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let stale = get(&d.target(), path).await;
     assert_eq!(
@@ -621,15 +626,7 @@ async fn a_response_s_own_rfc5861_directives_replace_the_cluster_s_stale_windows
     eventually("the background refresh of /own", || origin.hits(own) == 2).await;
 
     // Every backend down: the response's stale-if-error=30 stands in, the cluster's 0s not.
-    origin.set_down(true);
-    let offline = || {
-        d.cluster("c")
-            .statuses
-            .load()
-            .iter()
-            .all(|s| s.health == Health::Offline)
-    };
-    eventually("the backend is offline", offline).await;
+    take_the_origin_down(&origin, &d).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let stood_in = get(&d.target(), if_error).await;
     assert_eq!((stood_in.status, &stood_in.body), (200, &if_error_first.body));

@@ -335,6 +335,67 @@ async fn cache_card_shows_hits_and_its_purge_button_empties_the_cache() {
     setup.director.stop().await;
 }
 
+#[cfg_attr(
+    not(has_chromium),
+    ignore = "chromium or chromedriver not installed (apt-get install chromium chromium-driver)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_card_purges_one_url_then_a_path_prefix() {
+    let browser = Browser::start().await;
+    let setup = Setup::with_cache().await;
+    let d = &setup.director;
+    // Three objects: the query is part of the key. The test client's Host is test.local.
+    let paths = [
+        "/cacheable?max_age=60",
+        "/cacheable?max_age=61",
+        "/cacheable?max_age=62",
+    ];
+    for path in paths {
+        assert_eq!(get(&d.target(), path).await.status, 200);
+    }
+    wait_until("three objects stored", async || {
+        (web_cache(d).await["objects"] == 3).then_some(())
+    })
+    .await;
+
+    browser.goto(&setup.page("/")).await;
+    let form = format!("{WEB_CACHE} form.cache-purge-some");
+    let purged = format!("{WEB_CACHE} [data-field=\"cache-purged\"]");
+    // `kind` is a select: set it by script, then type the rest as a user would.
+    let fill = |kind: &'static str, value: &'static str, host: &'static str| {
+        let (browser, form) = (&browser, form.clone());
+        async move {
+            let select = "document.querySelector(arguments[0]).elements.kind.value = arguments[1];";
+            browser.execute(select, vec![json!(form), json!(kind)]).await;
+            for (name, text) in [("value", value), ("host", host)] {
+                let input = browser.find(&format!("{form} input[name=\"{name}\"]")).await;
+                browser.clear(&input).await;
+                browser.send_keys(&input, text).await;
+            }
+            let submit = browser.find(&format!("{form} button[type=\"submit\"]")).await;
+            browser.click(&submit).await;
+        }
+    };
+
+    fill("url", "/cacheable?max_age=61", "test.local").await;
+    wait_for_text(&browser, &purged, "purged 1 object").await;
+    assert_eq!(web_cache(d).await["objects"], 2, "only that URL went");
+    let before = web_hits(&setup);
+    assert_eq!(get(&d.target(), paths[0]).await.status, 200);
+    assert_eq!(web_hits(&setup), before, "the other URLs are still hits");
+
+    fill("prefix", "/cacheable", "").await;
+    wait_for_text(&browser, &purged, "purged 2 objects").await;
+    assert_eq!(
+        web_cache(d).await["objects"],
+        0,
+        "every object under the prefix went"
+    );
+    browser.find("#error[hidden]").await;
+    drop(browser);
+    setup.director.stop().await;
+}
+
 /// Whether the cache chart `name` has a series `label` with a value above 0, and is shown.
 const CACHE_SERIES_ABOVE_ZERO: &str = "const [name, label] = arguments; \
      const c = window.directorCharts && window.directorCharts[name]; \
