@@ -94,18 +94,12 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("director-state-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
-    }
+    use crate::test_util::temp_dir;
 
     #[test]
     fn round_trip_and_missing_file() {
-        let dir = temp_dir("round");
-        let path = dir.join("state.json");
+        let dir = temp_dir("state-round");
+        let path = dir.path().join("state.json");
         assert_eq!(load(&path).expect("missing is empty"), Overlay::default());
         let mut overlay = Overlay::default();
         overlay.record(
@@ -115,14 +109,14 @@ mod tests {
         );
         save(&path, &overlay).expect("saved");
         assert_eq!(load(&path).expect("loads"), overlay);
-        let leftovers: Vec<_> = std::fs::read_dir(&dir).expect("dir").collect();
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left behind");
     }
 
     #[test]
     fn a_corrupt_file_is_set_aside() {
-        let dir = temp_dir("corrupt");
-        let path = dir.join("state.json");
+        let dir = temp_dir("state-corrupt");
+        let path = dir.path().join("state.json");
         std::fs::write(&path, b"{ not json").expect("write");
         match load(&path) {
             Err(StateFileError::Corrupt { moved_to, .. }) => {

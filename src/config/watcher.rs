@@ -296,7 +296,6 @@ fn names_affecting(path: &Path, dir: &Path) -> HashSet<OsString> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const DEBOUNCE: Duration = Duration::from_millis(50);
     const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -306,35 +305,25 @@ mod tests {
     const QUIET_PERIOD: Duration = Duration::from_millis(400);
 
     /// A fresh directory under the system temp dir, removed when the test ends.
-    struct TempDir(PathBuf);
+    struct TempDir(tempfile::TempDir);
 
     impl TempDir {
         fn new(test: &str) -> TempDir {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let unique = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!(
-                "director-config-watcher-{test}-{}-{unique}",
-                std::process::id()
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).expect("create temp dir");
-            TempDir(dir)
+            TempDir(crate::test_util::temp_dir(&format!("config-watcher-{test}")))
+        }
+
+        fn path(&self) -> &Path {
+            self.0.path()
         }
 
         fn join(&self, name: &str) -> PathBuf {
-            self.0.join(name)
+            self.path().join(name)
         }
 
         /// Writes a ConfigMap generation the way the kubelet does: `..<generation>/config.yaml`.
         fn add_configmap_generation(&self, generation: &str, content: &str) {
             fs::create_dir(self.join(generation)).unwrap();
             fs::write(self.join(generation).join("config.yaml"), content).unwrap();
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
         }
     }
 
@@ -448,7 +437,7 @@ mod tests {
         dir.add_configmap_generation("..2026_11_26_a", "a: 1\n");
         symlink("..2026_11_26_a", dir.join("..data")).unwrap();
         symlink("..data/config.yaml", dir.join("config.yaml")).unwrap();
-        let names = names_affecting(&dir.join("config.yaml"), &dir.0);
+        let names = names_affecting(&dir.join("config.yaml"), dir.path());
         let expected = ["config.yaml", "..data", "..2026_11_26_a"].map(OsString::from);
         assert_eq!(names, HashSet::from(expected));
     }

@@ -436,7 +436,8 @@ mod tests {
 
     #[test]
     fn stale_sockets_are_removed_but_live_ones_and_files_are_kept() {
-        let dir = std::env::temp_dir().join(format!("director-demo-unit-{}", std::process::id()));
+        let temp = crate::test_util::temp_dir("demo-unit");
+        let dir = temp.path();
         let socket = dir.join("sub/s.sock");
         assert!(prepare_socket_path(&socket).is_ok(), "creates the directory");
         let live = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
@@ -449,6 +450,5 @@ mod tests {
         std::fs::write(&file, "keep me").expect("write");
         assert!(prepare_socket_path(&file).is_err());
         assert!(file.exists());
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -136,10 +136,8 @@ mod tests {
 
     #[actix_web::test]
     async fn a_get_over_a_unix_socket_carries_only_its_own_headers() {
-        let dir = std::env::temp_dir().join(format!("director-http-client-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let path = dir.join("backend.sock");
-        let _ = std::fs::remove_file(&path);
+        let dir = crate::test_util::temp_dir("http-client");
+        let path = dir.path().join("backend.sock");
         let listener = tokio::net::UnixListener::bind(&path).expect("bind");
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.expect("accept");
@@ -166,7 +164,6 @@ mod tests {
                 "user-agent: director-test"
             ]
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[actix_web::test]

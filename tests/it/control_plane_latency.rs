@@ -14,30 +14,12 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::json;
 use support::backend::TestBackend;
-use support::{admin, get, start};
+use support::{admin, get, start, temp_dir};
 
 /// Runtime changes fired at once.
 const CHANGES: usize = 120;
 /// Backends of the cluster the changes edit: a sizeable document to validate and to write.
 const BULK_BACKENDS: usize = 200;
-
-/// A state file's directory, removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("director-latency-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// One proxied request: when it started, how long it took.
 struct Sample {
@@ -48,8 +30,8 @@ struct Sample {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxied_requests_keep_flowing_during_a_burst_of_api_changes() {
     let app = TestBackend::start("app").await;
-    let dir = TempDir::new();
-    let state = dir.0.join("state.json");
+    let dir = temp_dir("latency");
+    let state = dir.path().join("state.json");
     let mut yaml = format!(
         "proxy: {{ listen: \"127.0.0.1:0\", workers: 1 }}\n\
          admin: {{ listen: \"127.0.0.1:0\", max_connections: {} }}\n\

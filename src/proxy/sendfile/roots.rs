@@ -95,8 +95,8 @@ mod tests {
 
     #[test]
     fn a_root_is_opened_once_and_again_when_its_path_names_another_directory() {
-        let base = std::env::temp_dir().join(format!("director-roots-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
+        let temp = crate::test_util::temp_dir("roots");
+        let base = temp.path();
         for dir in ["v1", "v2"] {
             fs::create_dir_all(base.join(dir)).expect("mkdir");
         }
@@ -125,6 +125,5 @@ mod tests {
 
         assert!(handle(&base.join("missing")).is_none());
         assert!(handle(&base.join("v1/..").join("current/../missing")).is_none());
-        fs::remove_dir_all(&base).expect("cleanup");
     }
 }

@@ -7,7 +7,6 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,25 +19,19 @@ use super::*;
 
 /// A fresh directory with `root/` (the sendfile root) and `outside/`; removed on drop.
 struct Fixture {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl Fixture {
     fn new(name: &str) -> Self {
-        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-        let unique = format!(
-            "director-sendfile-{}-{}-{name}",
-            std::process::id(),
-            SEQUENCE.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = std::env::temp_dir().join(unique);
-        fs::create_dir_all(dir.join("root")).expect("create root");
-        fs::create_dir_all(dir.join("outside")).expect("create outside");
+        let dir = crate::test_util::temp_dir(&format!("sendfile-{name}"));
+        fs::create_dir_all(dir.path().join("root")).expect("create root");
+        fs::create_dir_all(dir.path().join("outside")).expect("create outside");
         Fixture { dir }
     }
 
     fn root(&self) -> PathBuf {
-        self.dir.join("root")
+        self.dir.path().join("root")
     }
 
     fn roots(&self) -> Vec<PathBuf> {
@@ -47,7 +40,7 @@ impl Fixture {
 
     /// Writes `contents` to `relative` (under the fixture dir) with a fixed mtime.
     fn write(&self, relative: &str, contents: &[u8]) -> PathBuf {
-        let path = self.dir.join(relative);
+        let path = self.dir.path().join(relative);
         fs::write(&path, contents).expect("write file");
         File::options()
             .write(true)
@@ -56,12 +49,6 @@ impl Fixture {
             .set_modified(mtime())
             .expect("set mtime");
         path
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -219,7 +206,7 @@ fn a_symlink_leading_out_of_the_root_is_403() {
     let fixture = Fixture::new("symlink-out");
     let secret = fixture.write("outside/secret.txt", b"secret");
     symlink(&secret, fixture.root().join("link.txt")).expect("symlink");
-    symlink(fixture.dir.join("outside"), fixture.root().join("linkdir")).expect("symlink");
+    symlink(fixture.dir.path().join("outside"), fixture.root().join("linkdir")).expect("symlink");
     for target in [
         fixture.root().join("link.txt"),
         fixture.root().join("linkdir/secret.txt"),
@@ -260,7 +247,7 @@ fn an_absolute_symlink_is_403_even_into_the_root() {
 fn a_root_reached_through_a_symlink_is_canonicalized_too() {
     let fixture = Fixture::new("symlink-root");
     let path = fixture.write("root/a.txt", b"a");
-    let root_alias = fixture.dir.join("root-alias");
+    let root_alias = fixture.dir.path().join("root-alias");
     symlink(fixture.root(), &root_alias).expect("symlink");
     let alias_roots = vec![root_alias.clone()];
     assert_eq!(get(&path, &alias_roots, &[]).status, StatusCode::OK);
@@ -280,7 +267,7 @@ fn no_roots_or_missing_roots_admit_nothing() {
     let path = fixture.write("root/a.txt", b"a");
     assert_eq!(get(&path, &[], &[]).status, StatusCode::FORBIDDEN);
     assert_eq!(
-        get(&path, &[fixture.dir.join("gone")], &[]).status,
+        get(&path, &[fixture.dir.path().join("gone")], &[]).status,
         StatusCode::FORBIDDEN
     );
 }

@@ -7,41 +7,34 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{symlink, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::super::swapper::Swapper;
 use super::*;
 
 /// `base/root` (the directory opened beneath) and `base/outside`; removed on drop.
 struct Tree {
-    base: PathBuf,
+    base: tempfile::TempDir,
 }
 
 impl Tree {
     fn new(name: &str) -> Tree {
-        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-        let base = std::env::temp_dir().join(format!(
-            "director-beneath-{}-{}-{name}",
-            std::process::id(),
-            SEQUENCE.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&base);
+        let base = crate::test_util::temp_dir(&format!("beneath-{name}"));
         for dir in ["root/sub/deeper", "outside"] {
-            fs::create_dir_all(base.join(dir)).expect("mkdir");
+            fs::create_dir_all(base.path().join(dir)).expect("mkdir");
         }
         Tree { base }
     }
 
     fn root(&self) -> PathBuf {
-        self.base.join("root")
+        self.base.path().join("root")
     }
 
     fn write(&self, rel: &str, contents: &str) {
-        fs::write(self.base.join(rel), contents).expect("write");
+        fs::write(self.base.path().join(rel), contents).expect("write");
     }
 
     fn link(&self, rel: &str, target: impl AsRef<Path>) {
-        symlink(target, self.base.join(rel)).expect("symlink");
+        symlink(target, self.base.path().join(rel)).expect("symlink");
     }
 
     /// The root's handle, opened as the roots are.
@@ -51,12 +44,6 @@ impl Tree {
             .custom_flags(DIR_FLAGS)
             .open(self.root())
             .expect("open root")
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.base);
     }
 }
 
@@ -107,7 +94,7 @@ fn both_resolvers_follow_inside_links_and_refuse_every_way_out() {
     tree.link("root/escape-link", "../outside/secret.txt");
     tree.link("root/escape-dir", "../outside");
     tree.link("root/sub/escape-deep", "../../outside/secret.txt");
-    tree.link("root/abs-out", tree.base.join("outside/secret.txt"));
+    tree.link("root/abs-out", tree.base.path().join("outside/secret.txt"));
     tree.link("root/abs-in", tree.root().join("file.txt"));
     tree.link("root/loop-a", "loop-b");
     tree.link("root/loop-b", "loop-a");
@@ -166,7 +153,7 @@ fn both_resolvers_follow_inside_links_and_refuse_every_way_out() {
 fn proc_magic_links_are_never_followed() {
     let tree = Tree::new("magic");
     tree.write("outside/secret.txt", "secret");
-    let secret = File::open(tree.base.join("outside/secret.txt")).expect("open");
+    let secret = File::open(tree.base.path().join("outside/secret.txt")).expect("open");
     let proc_self = File::options()
         .read(true)
         .custom_flags(DIR_FLAGS)
@@ -183,10 +170,10 @@ fn proc_magic_links_are_never_followed() {
 fn neither_resolver_escapes_while_a_directory_is_swapped_for_a_symlink() {
     const OPENS: usize = 20_000;
     let tree = Tree::new("swap");
-    fs::create_dir(tree.base.join("root/swap")).expect("mkdir");
+    fs::create_dir(tree.base.path().join("root/swap")).expect("mkdir");
     tree.write("root/swap/file.txt", "inside");
     tree.write("outside/file.txt", "OUTSIDE");
-    tree.link("root/swap-alt", tree.base.join("outside"));
+    tree.link("root/swap-alt", tree.base.path().join("outside"));
     let root = tree.root_dir();
     let swapper = Swapper::start(&tree.root());
     for resolver in resolvers(&root) {
