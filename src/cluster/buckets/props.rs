@@ -14,10 +14,10 @@ use std::collections::VecDeque;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::RngSeed;
 
 use super::*;
 use crate::config::BucketConfig;
+use crate::test_util::proptest_runs;
 
 /// The choices a tree is built from, read in order; a missing choice reads as 0, so that
 /// shrinking (fewer, smaller choices) gives smaller trees.
@@ -46,16 +46,6 @@ impl Choices {
 /// The choices of one tree.
 fn tree_choices() -> impl Strategy<Value = Vec<u64>> {
     prop::collection::vec(any::<u64>(), 0..48)
-}
-
-/// A fixed seed and `cases` cases: the same runs every time, as before proptest.
-fn runs(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        rng_seed: RngSeed::Fixed(0xB0C4E7),
-        max_shrink_iters: 4096,
-        ..ProptestConfig::default()
-    }
 }
 
 /// A valid tree below the root: depth ≤ 3, 1 to 8 buckets, rates and ceils in hundredths (so
@@ -473,7 +463,7 @@ fn random_run(tree: Vec<u64>, capacity: u32, ops: &[Op]) {
 proptest! {
     // Runs of 2 500 operations on average: 40 of them make the 100 000 steps of the 20 fixed
     // runs of 5 000 the tests had before proptest.
-    #![proptest_config(runs(40))]
+    #![proptest_config(proptest_runs(40))]
 
     #[test]
     fn random_operations_keep_tokens_ceilings_queues_and_the_dequeue_order(
@@ -536,7 +526,7 @@ fn demands() -> impl Strategy<Value = Vec<u32>> {
 }
 
 proptest! {
-    #![proptest_config(runs(20))]
+    #![proptest_config(proptest_runs(20))]
 
     #[test]
     fn under_constant_demand_every_bucket_gets_its_assured_share_and_no_leaf_starves(
