@@ -7,6 +7,8 @@ WORKDIR /src
 # Dependencies first, in a layer that is rebuilt only when Cargo.toml or Cargo.lock change: a
 # stand-in crate with the real manifest builds every dependency.
 COPY Cargo.toml Cargo.lock ./
+# The patched actix-http that [patch.crates-io] names (vendor/README.md).
+COPY vendor ./vendor
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
