@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::head_scan::HeadLimits;
 use crate::config::ProxyConfig;
+use crate::transport::file_sink::FileSink;
 
 /// The limits a listener's connection guard enforces (see the module docs of `listener`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +74,8 @@ pub(super) struct ConnState {
     waker: RefCell<Option<Waker>>,
     /// When the connection's timer fires next, once it was armed.
     armed: Cell<Option<Instant>>,
+    /// File spans its responses hand to the connection to send with `sendfile(2)`.
+    pub(super) files: FileSink,
 }
 
 impl ConnState {
@@ -84,6 +87,7 @@ impl ConnState {
             idle_since: Cell::new(Instant::now()),
             waker: RefCell::new(None),
             armed: Cell::new(None),
+            files: FileSink::default(),
         }
     }
 

@@ -13,18 +13,22 @@
 //! started but did not finish in time) are written here, straight to the socket, followed by a
 //! short lingering close so that the client reads them before the connection goes.
 
+use std::fs::File;
 use std::future::Future;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::conn::{ConnHandle, ConnState, GuardSettings};
 use super::head_scan::{HeadScan, Verdict};
+use crate::transport::file_sink::send_file;
 
 /// Where the connection is between requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,7 +354,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
+impl<T: AsyncRead + AsyncWrite + FileTarget + Unpin> AsyncWrite for GuardedIo<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.closing.is_some() {
@@ -378,12 +382,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         self.io.is_write_vectored()
     }
 
+    /// Flushes, then sends the file span a response handed over, if any: actix-http has
+    /// written every byte that precedes it by the time it flushes.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.closing.is_some() {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.io).poll_flush(cx)
+        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
+        let files = this.conn.files.clone();
+        files.drive(cx, |cx, file, offset, len| {
+            let sent = this.io.poll_send_file(cx, file, offset, len);
+            this.after_write(sent, cx)
+        })
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -395,6 +406,37 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
+
+/// A client stream `sendfile(2)` can write to.
+pub trait FileTarget {
+    /// Writes up to `len` bytes of `file` at `offset`; `Pending` (woken when writable) while
+    /// the socket is full.
+    fn poll_send_file(
+        &self,
+        cx: &mut Context<'_>,
+        file: &File,
+        offset: u64,
+        len: usize,
+    ) -> Poll<io::Result<usize>>;
+}
+
+macro_rules! socket_file_target {
+    ($($stream:ty),*) => {$(
+        impl FileTarget for $stream {
+            fn poll_send_file(&self, cx: &mut Context<'_>, file: &File, offset: u64, len: usize) -> Poll<io::Result<usize>> {
+                loop {
+                    ready!(self.poll_write_ready(cx))?;
+                    match self.try_io(Interest::WRITABLE, || send_file(self.as_raw_fd(), file, offset, len)) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        sent => return Poll::Ready(sent),
+                    }
+                }
+            }
+        }
+    )*};
+}
+
+socket_file_target!(TcpStream, UnixStream);
 
 fn timed_out(reason: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, reason)

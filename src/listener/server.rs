@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::conn::GuardSettings;
-use super::io::GuardedIo;
+use super::io::{FileTarget, GuardedIo};
 use super::Listener;
 
 /// How a server runs.
@@ -43,7 +43,7 @@ pub struct ServerOptions {
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A stream the server accepts.
-trait Accepted: AsyncRead + AsyncWrite + Unpin + 'static {
+trait Accepted: AsyncRead + AsyncWrite + FileTarget + Unpin + 'static {
     /// The client's address, for `HttpRequest::peer_addr`.
     fn peer(&self) -> Option<SocketAddr>;
 
@@ -182,7 +182,9 @@ where
             async move { signal.notified().await }
         })
         .on_connect_ext(|io: &GuardedIo<T>, data| {
-            data.insert(io.handle());
+            let handle = io.handle();
+            data.insert(handle.0.files.clone());
+            data.insert(handle);
         });
     if let Some(addr) = local {
         http = http.local_addr(addr);

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::access_log::AccessRecord;
 use super::blame;
 use super::error::ProxyError;
-use super::sendfile::FileBody;
+use super::sendfile::{FileBody, FilePiece};
 use super::upstream::Exchange;
 use crate::cache::fill::Fill;
 use crate::cluster::{ClusterHandle, Grant};
@@ -249,24 +249,31 @@ impl RelayBody {
         let Some(file) = self.file.as_mut() else {
             return Poll::Ready(None);
         };
-        match ready!(file.poll_next(cx)) {
-            Some(Ok(data)) => {
-                let n = data.len();
-                self.sent += n as u64;
-                if let Some(c) = &self.cluster {
-                    c.admission.stats.add_bytes_out(n);
+        loop {
+            let piece = ready!(file.poll_next(cx));
+            let n = match &piece {
+                Some(Ok(FilePiece::Bytes(data))) => data.len(),
+                Some(Ok(FilePiece::Sent(n))) => usize::try_from(*n).unwrap_or(usize::MAX),
+                _ => 0,
+            };
+            self.sent += n as u64;
+            if let Some(c) = &self.cluster {
+                c.admission.stats.add_bytes_out(n);
+            }
+            return match piece {
+                // Sent by the connection itself: nothing for actix-http to write.
+                Some(Ok(FilePiece::Sent(_))) => continue,
+                Some(Ok(FilePiece::Bytes(data))) => Poll::Ready(Some(Ok(data))),
+                Some(Err(e)) => {
+                    self.file = None;
+                    log::warn!("X-Sendfile: reading the file failed: {e}");
+                    Poll::Ready(Some(Err(e.into())))
                 }
-                Poll::Ready(Some(Ok(data)))
-            }
-            Some(Err(e)) => {
-                self.file = None;
-                log::warn!("X-Sendfile: reading the file failed: {e}");
-                Poll::Ready(Some(Err(e.into())))
-            }
-            None => {
-                self.file = None;
-                Poll::Ready(None)
-            }
+                None => {
+                    self.file = None;
+                    Poll::Ready(None)
+                }
+            };
         }
     }
 }

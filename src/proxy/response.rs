@@ -20,6 +20,7 @@ use super::sendfile::{self, FileResponse};
 use super::upstream::{Exchange, Response};
 use crate::cluster::{Backend, ClusterHandle, Grant};
 use crate::proto::http_headers as rules;
+use crate::transport::file_sink::FileSink;
 
 /// Builds the client's response around the backend's.
 pub async fn relay(
@@ -54,7 +55,8 @@ pub async fn relay(
         let file = sendfile::serve(&target, roots, req.method(), req.headers());
         drop(settings); // the future borrows nothing: no guard is held while the file opens
         let file = file.await;
-        return serve_file(builder, file, exchange, grant, timing, cluster, log);
+        let sink = req.conn_data::<FileSink>().cloned();
+        return serve_file(builder, file, sink, exchange, grant, timing, cluster, log);
     }
     let no_body = rules::response_has_no_body(is_head, status);
     let size = match content_length {
@@ -139,10 +141,15 @@ const REPLACED_BY_FILE: &[&str] = &[
 
 /// The response for an X-Sendfile target: the backend's other headers, the file's status,
 /// headers and body. The backend's body is read to its end and dropped first, so its
-/// connection is reused and the capacity held until the backend is done.
+/// connection is reused and the capacity held until the backend is done. With the client
+/// connection's `sink`, the file's cached spans go out zero-copy: actix-http then only
+/// writes the head and the bytes director generates, so the body's length is announced here
+/// instead of being counted by actix-http's encoder.
+#[allow(clippy::too_many_arguments)]
 fn serve_file(
     builder: HttpResponseBuilder,
-    file: FileResponse,
+    mut file: FileResponse,
+    sink: Option<FileSink>,
     exchange: Exchange,
     grant: Grant,
     timing: Timing,
@@ -156,9 +163,17 @@ fn serve_file(
         l.set_backend(&backend.name);
         l.set_status(status);
     }
-    let size = match file.head_content_length {
-        Some(n) => BodySize::Sized(n),
-        None => BodySize::Sized(file.body.len()),
+    let direct_length = match (sink, file.head_content_length) {
+        (Some(sink), None) if !file.body.is_empty() => {
+            file.body.send_through(sink);
+            Some(file.body.len())
+        }
+        _ => None,
+    };
+    let size = match (direct_length, file.head_content_length) {
+        (Some(_), _) => BodySize::Stream,
+        (None, Some(n)) => BodySize::Sized(n),
+        (None, None) => BodySize::Sized(file.body.len()),
     };
     let body =
         RelayBody::upstream(exchange, size, true, grant, timing, cluster.clone(), log).then_file(file.body);
@@ -170,6 +185,14 @@ fn serve_file(
     }
     for (name, value) in file.headers {
         headers.append(name, value);
+    }
+    if let Some(length) = direct_length {
+        headers.insert(
+            actix_web::http::header::CONTENT_LENGTH,
+            ax::HeaderValue::from(length),
+        );
+        // Written as it comes, neither chunked nor counted (see above).
+        response.head_mut().no_chunking(true);
     }
     response
 }

@@ -4,6 +4,7 @@
 //! Hot path: connecting happens only when the pool has no idle connection. Off it,
 //! [`http_client`] lends the same connect to awc.
 
+pub mod file_sink;
 pub mod http_client;
 pub mod pool;
 

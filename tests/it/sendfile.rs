@@ -743,3 +743,56 @@ async fn a_directory_swapped_for_an_outside_symlink_never_leaks() {
     );
     d.stop().await;
 }
+
+/// A file large enough to fill the socket buffers goes out zero-copy (the connection's own
+/// `sendfile(2)`); a client that stops reading is cut after `send_timeout` like any other
+/// response, and the request ends: nothing stays in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_a_large_file_is_cut_after_send_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const HUGE: usize = 64 * 1024 * 1024;
+    let files = Files::new();
+    fs::write(files.at("huge.bin"), pattern(0, HUGE)).expect("write");
+    let http = TestBackend::start("app").await;
+    let yaml = format!(
+        "proxy:\n  listen: [\"127.0.0.1:0\"]\n  workers: 1\n  send_timeout: 500ms\nroutes:\n  - {{ path_prefix: \"/\", cluster: c }}\nclusters:\n  c:\n    {}\n    backends:\n      - {{ name: app, url: \"{}\", capacity: 4 }}\n",
+        files.enabled(),
+        http.url()
+    );
+    let d = start(&yaml).await;
+    let path = encode(files.at("huge.bin").as_os_str().as_bytes());
+    let mut client = tokio::net::TcpStream::connect(d.addr()).await.expect("connect");
+    client
+        .write_all(format!("GET /xsendfile?path={path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    // Not reading: director's writes stall once the socket buffers are full, and after
+    // `send_timeout` it closes its end (its FIN waits behind the unread bytes).
+    support::eventually("director closed the connection", || {
+        support::scripted::closed_by_server_on(d.addr().port()) == 1
+    })
+    .await;
+    d.settled("c").await;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut received)).await;
+    assert!(matches!(read, Ok(Ok(_))), "the connection was closed: {read:?}");
+    assert!(
+        received.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&received[..64])
+    );
+    let head_end = received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    let head = String::from_utf8_lossy(&received[..head_end]).to_ascii_lowercase();
+    assert!(head.contains(&format!("content-length: {HUGE}")), "{head}");
+    let body = &received[head_end..];
+    assert!(body.len() < HUGE, "cut short: {} of {HUGE} bytes", body.len());
+    assert!(
+        body == &pattern(0, body.len())[..],
+        "what arrived is the file's beginning"
+    );
+    d.stop().await;
+}

@@ -18,6 +18,12 @@ const SETTINGS: GuardSettings = GuardSettings {
     max_header_size: 1024,
 };
 
+impl FileTarget for DuplexStream {
+    fn poll_send_file(&self, _: &mut Context<'_>, _: &File, _: u64, _: usize) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+    }
+}
+
 /// A guarded server side and the client side of one connection; `buffer` bytes fit in
 /// each direction.
 fn connection(buffer: usize) -> (GuardedIo<DuplexStream>, DuplexStream) {

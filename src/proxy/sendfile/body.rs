@@ -1,23 +1,28 @@
-//! The body of a served file: literal pieces (multipart part headers) and file segments read in
-//! large chunks with positioned reads from the already-open file.
+//! The body of a served file: literal pieces (multipart part headers) and file segments, sent
+//! by the client connection itself with `sendfile(2)` when it can, else read in large chunks
+//! with positioned reads from the already-open file.
 //!
-//! Hot path, but no read happens on the worker thread: each chunk is read on the runtime's
-//! blocking pool, so a cold disk stalls a pool thread instead of every connection of the worker.
-//! While a chunk is being sent the next one of its segment is already being read, so a response
-//! holds at most two chunks. The length is fixed up front, so a file that shrinks mid-response
-//! ends the body with an error instead of a short body that contradicts its `Content-Length`.
+//! Hot path, but no read waits on the disk on the worker thread. A span whose pages are in
+//! the page cache goes to the connection's [`FileSink`] (zero-copy, no read at all); any other
+//! chunk is read on the runtime's blocking pool, so a cold disk stalls a pool thread instead of
+//! every connection of the worker. Without a sink, while a chunk is being sent the next one of
+//! its segment is already being read, so a response holds at most two chunks. The length is
+//! fixed up front, so a file that shrinks mid-response ends the body with an error instead of a
+//! short body that contradicts its `Content-Length`.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use super::ranges::ByteRange;
+use crate::transport::file_sink::{is_resident, FileSink, SPAN};
 
 /// How much of the file one poll reads at most.
 pub const CHUNK_SIZE: usize = 128 * 1024;
@@ -64,13 +69,24 @@ pub struct FileBody {
     content: Option<Content>,
 }
 
+/// What a body produced: bytes to write, or bytes the connection already sent itself.
+#[derive(Debug)]
+pub enum FilePiece {
+    Bytes(Bytes),
+    /// A span of the file went out with `sendfile(2)` ([`FileBody::send_through`]).
+    Sent(u64),
+}
+
 #[derive(Debug)]
 struct Content {
     segments: VecDeque<Segment>,
-    /// The file between reads; `None` while a read has it.
-    file: Option<File>,
+    file: Arc<File>,
     /// The read in flight: the next bytes of the front file segment (already counted off it).
-    read: Option<JoinHandle<(File, io::Result<Bytes>)>>,
+    read: Option<JoinHandle<io::Result<Bytes>>>,
+    /// The client connection's zero-copy sender, when it has one.
+    sink: Option<FileSink>,
+    /// The span of the front file segment handed to `sink` (not yet counted off it).
+    sending: Option<u64>,
 }
 
 impl FileBody {
@@ -89,9 +105,19 @@ impl FileBody {
             len,
             content: Some(Content {
                 segments: segments.into(),
-                file: Some(file),
+                file: Arc::new(file),
                 read: None,
+                sink: None,
+                sending: None,
             }),
+        }
+    }
+
+    /// Lets the client connection send the file's cached spans itself, with `sendfile(2)`:
+    /// those come back as [`FilePiece::Sent`] instead of bytes.
+    pub fn send_through(&mut self, sink: FileSink) {
+        if let Some(content) = self.content.as_mut() {
+            content.sink = Some(sink);
         }
     }
 
@@ -107,8 +133,8 @@ impl FileBody {
     }
 
     /// Next piece of the body; `None` at the end. `Pending` while a chunk is read off the
-    /// worker thread (`cx` is woken when it is there).
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+    /// worker thread or a span is being sent by the connection (`cx` is woken when done).
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<FilePiece>>> {
         let Some(content) = self.content.as_mut() else {
             return Poll::Ready(None);
         };
@@ -120,24 +146,35 @@ impl FileBody {
     }
 }
 
+impl Drop for Content {
+    fn drop(&mut self) {
+        if let (Some(sink), Some(_)) = (&self.sink, self.sending) {
+            sink.cancel();
+        }
+    }
+}
+
 impl Content {
-    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<FilePiece>>> {
         loop {
             if let Some(read) = self.read.as_mut() {
                 let done = ready!(Pin::new(read).poll(cx));
                 self.read = None;
-                let (file, chunk) = match done {
-                    Ok(done) => done,
+                let chunk = match done {
+                    Ok(chunk) => chunk,
                     Err(lost) => return Poll::Ready(Some(Err(io::Error::other(lost)))),
                 };
-                self.file = Some(file);
-                if chunk.is_ok() {
-                    // Read ahead while this chunk is sent.
+                if chunk.is_ok() && self.sink.is_none() {
+                    // Read ahead while this chunk is sent (with a sink, the next span may be
+                    // cached by now and go out zero-copy instead).
                     if let Err(err) = self.start_read() {
                         return Poll::Ready(Some(Err(err)));
                     }
                 }
-                return Poll::Ready(Some(chunk));
+                return Poll::Ready(Some(chunk.map(FilePiece::Bytes)));
+            }
+            if let Some(sent) = ready!(self.poll_sending(cx)) {
+                return Poll::Ready(Some(sent.map(FilePiece::Sent)));
             }
             match self.segments.front_mut() {
                 None => return Poll::Ready(None),
@@ -145,19 +182,40 @@ impl Content {
                     let bytes = std::mem::take(bytes);
                     self.segments.pop_front();
                     if !bytes.is_empty() {
-                        return Poll::Ready(Some(Ok(bytes)));
+                        return Poll::Ready(Some(Ok(FilePiece::Bytes(bytes))));
                     }
                 }
                 Some(Segment::File { remaining: 0, .. }) => {
                     self.segments.pop_front();
                 }
-                Some(Segment::File { .. }) => {
-                    if let Err(err) = self.start_read() {
+                Some(&mut Segment::File { offset, remaining }) => {
+                    let span = remaining.min(SPAN);
+                    if self.sink.is_some() && is_resident(&self.file, offset, span) {
+                        self.sending = Some(span);
+                    } else if let Err(err) = self.start_read() {
                         return Poll::Ready(Some(Err(err)));
                     }
                 }
             }
         }
+    }
+
+    /// The span handed to the connection: `Ready(None)` if there is none, `Pending` until it
+    /// is sent, then how many bytes went out (counted off the front segment).
+    fn poll_sending(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<u64>>> {
+        let (Some(span), Some(sink)) = (self.sending, self.sink.as_ref()) else {
+            return Poll::Ready(None);
+        };
+        let Some(Segment::File { offset, remaining }) = self.segments.front_mut() else {
+            return Poll::Ready(None);
+        };
+        let sent = ready!(sink.poll_send(cx, &self.file, *offset, span));
+        self.sending = None;
+        if sent.is_ok() {
+            *offset += span;
+            *remaining -= span;
+        }
+        Poll::Ready(Some(sent.map(|()| span)))
     }
 
     /// Starts reading the next chunk of the front segment on the blocking pool, if that is a
@@ -166,22 +224,17 @@ impl Content {
         let Some(Segment::File { offset, remaining }) = self.segments.front_mut() else {
             return Ok(());
         };
-        if *remaining == 0 || self.read.is_some() {
+        if *remaining == 0 || self.read.is_some() || self.sending.is_some() {
             return Ok(());
         }
-        let Some(file) = self.file.take() else {
-            return Ok(());
-        };
         let (at, want) = (
             *offset,
             CHUNK_SIZE.min(usize::try_from(*remaining).unwrap_or(usize::MAX)),
         );
         *offset += want as u64;
         *remaining -= want as u64;
-        self.read = Some(blocking(move || {
-            let chunk = read_chunk(&file, at, want);
-            (file, chunk)
-        })?);
+        let file = self.file.clone();
+        self.read = Some(blocking(move || read_chunk(&file, at, want))?);
         Ok(())
     }
 }

@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 
-pub use body::FileBody;
+pub use body::{FileBody, FilePiece};
 pub use resolve::SendfileError;
 
 use body::Segment;

@@ -373,6 +373,25 @@ pub fn open_to(port: u16) -> usize {
 
 /// Sockets to `port` in one of `states` (the hex codes of `/proc/net/tcp{,6}`).
 fn sockets_to(port: u16, states: &[&str]) -> usize {
+    sockets_where(End::Remote, port, states)
+}
+
+/// Sockets of a server on `port` that closed its end while the client had not (FIN_WAIT1,
+/// FIN_WAIT2, CLOSING): e.g. a FIN still queued behind data the client has not read.
+pub fn closed_by_server_on(port: u16) -> usize {
+    sockets_where(End::Local, port, &["04", "05", "0B"])
+}
+
+enum End {
+    Local,
+    Remote,
+}
+
+fn sockets_where(end: End, port: u16, states: &[&str]) -> usize {
+    let column = match end {
+        End::Local => 1,
+        End::Remote => 2,
+    };
     let mut n = 0;
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -380,13 +399,13 @@ fn sockets_to(port: u16, states: &[&str]) -> usize {
         };
         for line in text.lines().skip(1) {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            let (Some(remote), Some(state)) = (cols.get(2), cols.get(3)) else {
+            let (Some(address), Some(state)) = (cols.get(column), cols.get(3)) else {
                 continue;
             };
-            let remote_port = remote
+            let address_port = address
                 .rsplit_once(':')
                 .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            if remote_port == Some(port) && states.contains(state) {
+            if address_port == Some(port) && states.contains(state) {
                 n += 1;
             }
         }
