@@ -230,6 +230,7 @@ async fn serve(
     let state = web::Data::new(ProxyState {
         topology: shared.topology.clone(),
         access_log,
+        tracing: crate::proxy::trace::Tracing::new(&config.proxy),
     });
     let (arbiter_tx, mut arbiter_rx) = mpsc::unbounded_channel();
     let server_options = ServerOptions {

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod access_log_fields;
 mod admin;
 mod admin_security;
 mod balancing;
@@ -22,6 +23,7 @@ mod header_hygiene;
 mod health;
 mod layering;
 mod reload;
+mod request_ids;
 mod sendfile;
 mod slow_clients;
 mod upstream_integrity;
