@@ -14,6 +14,7 @@ mod buckets;
 mod cache;
 mod control_plane_latency;
 mod dashboard;
+mod dashboard_live;
 mod dashboard_pages;
 mod demo;
 mod fastcgi;
