@@ -23,6 +23,7 @@ mod forwarding;
 mod header_hygiene;
 mod health;
 mod layering;
+mod live_history;
 mod reload;
 mod request_ids;
 mod sendfile;
