@@ -127,6 +127,7 @@ async fn lean(origin: SocketAddr, requests: usize) {
             write: Duration::from_secs(5),
         },
         rewrite: None,
+        trace: None,
     };
     for _ in 0..requests {
         let response = upstream::send(&out).await.expect("lean: response head");

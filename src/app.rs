@@ -16,7 +16,7 @@ use actix_web::{web, App, HttpRequest};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::admin::live::{collector, LiveStats};
+use crate::admin::live::{collector, persist, LiveStats};
 use crate::admin::{self, AdminState};
 use crate::cluster::arbiters::Arbiters;
 use crate::cluster::cluster_actor::SharedClusters;
@@ -230,6 +230,7 @@ async fn serve(
     let state = web::Data::new(ProxyState {
         topology: shared.topology.clone(),
         access_log,
+        tracing: crate::proxy::trace::Tracing::new(&config.proxy),
     });
     let (arbiter_tx, mut arbiter_rx) = mpsc::unbounded_channel();
     let server_options = ServerOptions {
@@ -266,6 +267,7 @@ async fn serve(
     let director_arbiters = arbiters.clone();
     let admin_settings: SharedAdmin = Arc::new(ArcSwapOption::from(config.admin.clone().map(Arc::new)));
     let admin_options = admin_options(config);
+    let history_file = config.state_file.as_deref().map(persist::path_beside);
     let (topology, status) = (shared.topology.clone(), shared.status.clone());
     let clusters: SharedClusters = Arc::new(ArcSwap::from_pointee(BTreeMap::new()));
     let director_clusters = clusters.clone();
@@ -285,9 +287,21 @@ async fn serve(
         let _ = ready.send(Err("the director actor did not publish a topology".to_owned()));
         return Ok(());
     }
+    // The live stats, whose history is written once more when the server has stopped.
+    let mut kept_live = None;
     let admin_server = match listeners.admin {
         Some(listener) => {
-            let live = LiveStats::start_in(shared.topology.clone(), &arbiters.next(), collector::INTERVAL);
+            let earlier = match history_file.clone() {
+                Some(path) => actix_rt::task::spawn_blocking(move || persist::load(&path))
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            let topology = shared.topology.clone();
+            let arbiter = arbiters.next();
+            let live = LiveStats::start_kept(topology, &arbiter, collector::INTERVAL, history_file, earlier);
+            kept_live = Some(live.clone());
             let admin = AdminState::new(clusters, shared.status, director.clone(), admin_settings, live);
             let server = admin::server(admin, listener, admin_options)?;
             let handle = server.handle();
@@ -304,7 +318,11 @@ async fn serve(
         admin_server,
         director,
     }));
-    running.await.map_err(io::Error::other)?
+    let stopped = running.await.map_err(io::Error::other);
+    if let Some(live) = kept_live {
+        live.save().await;
+    }
+    stopped?
 }
 
 /// How long a graceful stop waits for the proxy's requests in flight (actix-web's default).

@@ -1,13 +1,20 @@
-// The live page: uPlot charts of the stats samples. The chosen window (5 min, 15 min, 1 h) is
-// loaded from /api/v1/history, then every sample of the event stream (/api/v1/events, one a
-// second) is appended. `window.directorCharts` holds the uPlot instances by chart name. The
-// two cache charts (hit ratio, bytes stored) are hidden until a cluster with the cache on
-// gives them a series.
+// The live page: uPlot charts of the stats samples. The chosen window (5 min, 15 min, 1 h, or
+// 24 h of minute aggregates) is loaded from /api/v1/history, then every sample of the event
+// stream (/api/v1/events, one a second; in the 24 h view one a minute) is appended.
+// `window.directorCharts` holds the uPlot instances by chart name. The two cache charts (hit
+// ratio, bytes stored) are hidden until a cluster with the cache on gives them a series.
+//
+// Series are clusters (`shop`), buckets (`shop › vip`) and backends (`shop / app01`). The
+// kind switches above the charts show or hide every series of a kind; a click on a legend
+// entry shows or hides that one series. Both choices are kept in localStorage, so they
+// survive new series, a window change and a reload.
 'use strict';
 
 (() => {
   const { api, describe, fmt, showError } = window.director;
-  const WINDOWS = { '5m': 300, '15m': 900, '1h': 3600 };
+  const WINDOWS = { '5m': 300, '15m': 900, '1h': 3600, '24h': 86400 };
+  const KINDS = ['cluster', 'bucket', 'backend'];
+  const STORE_KEY = 'director.live.series';
   const HEIGHT = 220;
   const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2', '#db2777', '#65a30d', '#475569', '#ea580c', '#4f46e5', '#0d9488'];
 
@@ -19,7 +26,15 @@
    * series that share a colour (p50 and p99 of one cluster).
    */
   const CHARTS = {
-    rps: { unit: 'req/s', series: (s) => s.clusters.map((c) => [c.name, c.rps]) },
+    rps: {
+      unit: 'req/s',
+      series: (s) =>
+        s.clusters.flatMap((c) => [
+          [c.name, c.rps],
+          ...c.buckets.map((b) => [`${c.name} › ${b.name}`, b.rps]),
+          ...c.backends.map((b) => [`${c.name} / ${b.name}`, b.rps]),
+        ]),
+    },
     utilisation: {
       unit: '%',
       min: 100,
@@ -69,8 +84,79 @@
   const charts = {};
   window.directorCharts = charts;
 
+  // ---- which series are shown ---------------------------------------------------------------
+
+  /** A series label's kind: buckets are `cluster › bucket`, backends `cluster / backend`. */
+  const kindOf = (label) => (label.includes(' › ') ? 'bucket' : label.includes(' / ') ? 'backend' : 'cluster');
+
+  /** `{kinds: {cluster: true, ...}, hidden: ['chart\nlabel', ...]}`, from localStorage. */
+  const shown = (() => {
+    let saved = {};
+    try {
+      saved = JSON.parse(localStorage.getItem(STORE_KEY) || '{}') || {};
+    } catch (_) {
+      saved = {};
+    }
+    const kinds = Object.fromEntries(KINDS.map((k) => [k, !saved.kinds || saved.kinds[k] !== false]));
+    return { kinds, hidden: new Set(Array.isArray(saved.hidden) ? saved.hidden : []) };
+  })();
+  window.directorSeries = shown;
+
+  function saveShown() {
+    try {
+      localStorage.setItem(STORE_KEY, JSON.stringify({ kinds: shown.kinds, hidden: [...shown.hidden] }));
+    } catch (_) {
+      // Storage off (private mode): the choice lasts until the page is left.
+    }
+  }
+
+  const isShown = (name, label) => shown.kinds[kindOf(label)] && !shown.hidden.has(`${name}\n${label}`);
+
+  /** Set while the page itself shows or hides series, so that only a user's clicks count. */
+  let applying = false;
+
+  /** A legend click on chart `name`: remember the series' new state. */
+  function seriesToggled(name, u, index, opts) {
+    if (applying || index == null || index < 1 || !opts || opts.show === undefined) return;
+    const label = u.series[index].label;
+    const key = `${name}\n${label}`;
+    if (opts.show) {
+      shown.hidden.delete(key);
+      // Showing one series of a hidden kind shows the kind again.
+      if (!shown.kinds[kindOf(label)]) setKind(kindOf(label), true);
+    } else {
+      shown.hidden.add(key);
+    }
+    saveShown();
+  }
+
+  /** Shows or hides every series of `kind` on every chart. */
+  function setKind(kind, on) {
+    shown.kinds[kind] = on;
+    saveShown();
+    const box = document.querySelector(`input[data-kind="${kind}"]`);
+    if (box) box.checked = on;
+    applying = true;
+    try {
+      for (const [name, u] of Object.entries(charts)) {
+        u.series.forEach((series, i) => {
+          if (i > 0 && kindOf(series.label) === kind) u.setSeries(i, { show: isShown(name, series.label) });
+        });
+      }
+    } finally {
+      applying = false;
+    }
+  }
+
+  for (const box of document.querySelectorAll('input[data-kind]')) {
+    box.checked = shown.kinds[box.dataset.kind];
+    box.addEventListener('change', () => setKind(box.dataset.kind, box.checked));
+  }
+
   // The recorded points: x values (Unix seconds), and per chart one column per series label.
   let windowSeconds = WINDOWS['5m'];
+  /** Seconds between points: 1, or 60 for the 24 h view of minute aggregates. */
+  let step = 1;
   let times = [];
   let columns = {};
   /** Samples that arrived while a window was loading; null when none is loading. */
@@ -83,7 +169,7 @@
 
   /** Adds one sample; returns the charts that got a new series (they must be rebuilt). */
   function append(sample) {
-    if (times.length > 0 && sample.at <= times[times.length - 1]) return [];
+    if (times.length > 0 && sample.at < times[times.length - 1] + step) return [];
     times.push(sample.at);
     const grown = [];
     for (const [name, chart] of Object.entries(CHARTS)) {
@@ -99,8 +185,9 @@
     }
     // Keep up to twice the window, so that the x series grows by one point per sample and
     // is cut back only now and then.
-    if (times.length > 2 * windowSeconds) {
-      const cut = times.length - windowSeconds;
+    const points = windowSeconds / step;
+    if (times.length > 2 * points) {
+      const cut = times.length - points;
       times.splice(0, cut);
       for (const cols of Object.values(columns)) for (const col of cols.values()) col.splice(0, cut);
     }
@@ -142,6 +229,7 @@
       stroke: colourOf(chart.colourKey ? chart.colourKey(label) : label),
       width: 1.5,
       dash: chart.dash && chart.dash(label),
+      show: isShown(name, label),
       value: (u, v) => text(v),
     }));
     const options = {
@@ -157,8 +245,14 @@
         { space: 70, values: (u, ticks, axis, space, step) => ticks.map((t) => clock(t, step < 60)) },
         chart.format ? { size: 70, values: (u, ticks) => ticks.map(chart.format) } : { size: 60 },
       ],
+      hooks: { setSeries: [(u, index, opts) => seriesToggled(name, u, index, opts)] },
     };
-    charts[name] = new uPlot(options, dataOf(name), plot);
+    applying = true;
+    try {
+      charts[name] = new uPlot(options, dataOf(name), plot);
+    } finally {
+      applying = false;
+    }
   }
 
   function redraw(grown) {
@@ -175,9 +269,11 @@
       button.setAttribute('aria-pressed', String(button.dataset.window === windowName));
     }
     pending = [];
+    step = 1;
     reset();
     try {
       const history = await api('GET', `/api/v1/history?window=${windowName}`);
+      step = history.step || 1;
       history.samples.forEach(append);
       showError(null);
     } catch (err) {

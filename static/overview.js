@@ -349,7 +349,66 @@
 
   // ---- rates from the event stream ----------------------------------------------------------
 
+  // ---- sparklines: each backend's requests per second over the last 5 minutes -------------
+
+  const SPARK_POINTS = 300;
+  /** `cluster\nbackend` → its recent rates, oldest first. */
+  const sparks = new Map();
+  let sparkSeen = 0;
+
+  function recordSpark(sample) {
+    if (sample.at <= sparkSeen) return;
+    sparkSeen = sample.at;
+    for (const c of sample.clusters) {
+      for (const b of c.backends) {
+        const key = `${c.name}\n${b.name}`;
+        const values = sparks.get(key) || [];
+        values.push(b.rps);
+        if (values.length > SPARK_POINTS) values.splice(0, values.length - SPARK_POINTS);
+        sparks.set(key, values);
+      }
+    }
+  }
+
+  /** Draws `values` into the sparkline `svg` (60 × 16, newest at the right), scaled to their maximum. */
+  function drawSpark(svg, values) {
+    if (!svg) return;
+    const max = Math.max(1, ...values);
+    const x = (i) => 60 - (60 * (values.length - 1 - i)) / (SPARK_POINTS - 1);
+    const points = values.map((v, i) => `${x(i).toFixed(1)},${(15 - (14 * v) / max).toFixed(1)}`).join(' ');
+    svg.querySelector('polyline').setAttribute('points', points);
+    svg.dataset.points = values.length;
+    svg.dataset.max = Math.max(0, ...values);
+  }
+
+  function drawSparks() {
+    for (const [name, section] of byData(document, 'section.cluster', 'cluster')) {
+      for (const [backend, row] of byData(section, 'tr.backend', 'backend')) {
+        drawSpark(part(row, 'spark'), sparks.get(`${name}\n${backend}`) || []);
+      }
+    }
+  }
+
+  // The last 5 minutes from the recorded history first, so the lines start full; samples of
+  // the event stream that arrive meanwhile wait for it.
+  let sparkQueue = [];
+  api('GET', '/api/v1/history?window=5m')
+    .then((history) => history.samples.forEach(recordSpark))
+    .catch(() => {
+      // No history: the lines fill from the event stream.
+    })
+    .finally(() => {
+      sparkQueue.forEach(recordSpark);
+      sparkQueue = null;
+      drawSparks();
+    });
+
   function applySample(sample) {
+    if (sparkQueue) sparkQueue.push(sample);
+    else {
+      recordSpark(sample);
+      drawSparks();
+    }
     const sections = byData(document, 'section.cluster', 'cluster');
     const routeRows = byData(document, 'tr.route-backend', 'route');
     for (const c of sample.clusters) {

@@ -34,6 +34,7 @@ mod health;
 mod sections;
 #[cfg(test)]
 mod tests;
+mod tracing;
 
 /// One problem in a configuration, located by its path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]

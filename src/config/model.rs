@@ -45,6 +45,30 @@ pub struct ProxyConfig {
     /// Client connections served at once over all workers (`max_connections`); `None`
     /// derives it from the file-descriptor limit at start-up.
     pub max_connections: Option<usize>,
+    /// `request_id`: the header that carries a request's ID, accepted from the client or
+    /// generated, passed to the backend and returned; `None` when off (the default).
+    pub request_id: Option<RequestIdConfig>,
+    /// `traceparent`: W3C trace context handling; `None` when off (the default: the header
+    /// passes through like any other).
+    pub traceparent: Option<TraceparentConfig>,
+}
+
+/// `proxy.request_id:` — `{ enabled, header }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestIdConfig {
+    /// `header` (default `X-Request-Id`), lower-cased; only `[A-Za-z0-9-]`, so that FastCGI
+    /// gets it as `HTTP_*`.
+    pub header: String,
+}
+
+/// `proxy.traceparent:` — `{ enabled, start, new_span }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceparentConfig {
+    /// `start` (default true): start a trace for a request that brings none (or a malformed one).
+    pub start: bool,
+    /// `new_span` (default false): director is a hop with a span of its own: a passed
+    /// trace's parent-id is replaced by a new one.
+    pub new_span: bool,
 }
 
 /// `admin:` — the listener of the dashboard, `/api/v1`, HAProxy stats and `/metrics`.

@@ -66,7 +66,14 @@ pub fn save(path: &Path, overlay: &Overlay) -> Result<(), StateFileError> {
         path: path.to_owned(),
         source,
     };
-    let json = serde_json::to_vec_pretty(overlay).map_err(|e| err(io::Error::other(e)))?;
+    let mut json = serde_json::to_vec_pretty(overlay).map_err(|e| err(io::Error::other(e)))?;
+    json.push(b'\n');
+    write_atomically(path, &json).map_err(err)
+}
+
+/// Replaces `path` with `bytes` atomically: a temporary file in the same directory, synced,
+/// then renamed over it (and the rename synced). Blocking; off the worker threads.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -76,16 +83,14 @@ pub fn save(path: &Path, overlay: &Overlay) -> Result<(), StateFileError> {
     let tmp = dir.join(tmp_name);
     let write = || -> io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&json)?;
-        file.write_all(b"\n")?;
+        file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
         // Make the rename itself durable.
         std::fs::File::open(&dir)?.sync_all()
     };
-    write().map_err(|e| {
+    write().inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-        err(e)
     })
 }
 

@@ -10,6 +10,7 @@ use actix_web::http::{header as ax, Version};
 use actix_web::HttpRequest;
 use bytes::BytesMut;
 
+use super::trace::TraceHeaders;
 use super::upstream::rewrite::Rewrite;
 use crate::config::FastCgiConfig;
 use crate::proto::cgi;
@@ -53,6 +54,7 @@ pub fn write_params(
     mapping: &FastCgiConfig,
     content_length: Option<u64>,
     rewrite: Option<&Rewrite>,
+    trace: Option<&TraceHeaders>,
 ) -> Result<(), ParamsError> {
     let document_uri = cgi::normalize_path(req.path()).ok_or(ParamsError::BadPath)?;
     let root = mapping.document_root.as_os_str().as_bytes();
@@ -119,7 +121,10 @@ pub fn write_params(
     let mut name = Vec::with_capacity(64);
     let mut joined_values = Vec::new();
     for key in headers.keys() {
-        if is_withheld(key.as_str()) || (rewrite.is_some() && Rewrite::replaces(key.as_str())) {
+        if is_withheld(key.as_str())
+            || (rewrite.is_some() && Rewrite::replaces(key.as_str()))
+            || trace.is_some_and(|t| t.replaces(key.as_str()))
+        {
             continue;
         }
         if !cgi::http_param_name(key.as_str(), &mut name) {
@@ -142,6 +147,11 @@ pub fn write_params(
         put(&name, &joined_values)?;
     }
     for (key, value) in rewrite.iter().flat_map(|r| r.validators()) {
+        if cgi::http_param_name(key, &mut name) {
+            put(&name, value)?;
+        }
+    }
+    for (key, value) in trace.iter().flat_map(|t| t.fields()) {
         if cgi::http_param_name(key, &mut name) {
             put(&name, value)?;
         }

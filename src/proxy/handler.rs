@@ -5,7 +5,7 @@
 //! cross-thread event is a queued request being woken by whoever freed capacity.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::http::{header as ax, Method, StatusCode};
@@ -18,6 +18,7 @@ use super::error::ProxyError;
 use super::relay_body::{record_dropped, record_status, RelayBody, Timing};
 use super::request_body::ClientBody;
 use super::response;
+use super::trace::TraceHeaders;
 use super::upstream::{self, Outgoing, Timeouts};
 use super::ProxyState;
 use crate::cluster::backend::BackendId;
@@ -30,25 +31,48 @@ use crate::proto::http_headers as rules;
 use crate::proto::path;
 use crate::stats::TrafficStats;
 
-/// Serves one client request.
+/// Serves one client request; its answer carries the request ID when there is one.
 pub async fn handle(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<ProxyState>,
 ) -> HttpResponse<RelayBody> {
+    let trace = state.tracing.as_ref().map(|t| t.headers(&req));
+    let Some(request_id) = trace.as_ref().and_then(|t| t.request_id()).cloned() else {
+        return serve(req, payload, state, trace).await;
+    };
+    let mut response = serve(req, payload, state, trace).await;
+    response.headers_mut().insert(request_id.0, request_id.1);
+    response
+}
+
+/// Routes, classifies and serves a request.
+async fn serve(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ProxyState>,
+    trace: Option<TraceHeaders>,
+) -> HttpResponse<RelayBody> {
     let host = routed_host(&req);
+    let new_record = |cluster: &str| {
+        let mut record = state.access_log.as_ref()?.record(&req, cluster);
+        if let Some(trace) = &trace {
+            record.set_trace(trace);
+        }
+        Some(record)
+    };
     let route_path = match path::normalize(req.path()) {
         Ok(p) => p,
         Err(e) => {
-            let log = state.access_log.as_ref().map(|l| l.record(&req, "-"));
+            let log = refused(new_record("-"));
             log::info!("refused {} {}: {e}", req.method(), req.path());
             return generated(StatusCode::BAD_REQUEST, "bad request path\n", 0, log);
         }
     };
-    let (cluster, bucket, debug_bucket) = {
+    let (cluster, bucket, debug_bucket, bucket_name) = {
         let topology = state.topology.load();
         let Some(cluster) = topology.as_ref().and_then(|t| t.route(host, &route_path)) else {
-            let log = state.access_log.as_ref().map(|l| l.record(&req, "-"));
+            let log = refused(new_record("-"));
             return generated(StatusCode::NOT_FOUND, "no route for this request\n", 0, log);
         };
         let classifier = cluster.classifier.load();
@@ -59,13 +83,18 @@ pub async fn handle(
         };
         let (bucket, name) = classifier.classify(&view);
         let debug = cluster.settings.load().debug_headers.then(|| name.to_owned());
-        (cluster.clone(), bucket, debug)
+        let logged = state.access_log.is_some().then(|| name.to_owned());
+        (cluster.clone(), bucket, debug, logged)
     };
-    let mut log = state.access_log.as_ref().map(|l| l.record(&req, &cluster.name));
+    let mut log = new_record(&cluster.name);
+    if let (Some(l), Some(name)) = (log.as_mut(), bucket_name) {
+        l.set_bucket(&name);
+    }
     let settings = cluster.settings.load_full();
     if let Some(routing) = &settings.client_routing {
         if let Some(name) = pinned_backend(&req, routing) {
-            let request = Request::new(req, payload, &settings, log);
+            let mut request = Request::new(req, payload, &settings, log);
+            request.trace = trace;
             return Box::pin(serve_pinned(request, &cluster, &settings, &name)).await;
         }
     }
@@ -93,6 +122,7 @@ pub async fn handle(
     };
     let mut request = Request::new(req, payload, &settings, log);
     request.cache = plan;
+    request.trace = trace;
     let forward = Forward {
         cluster,
         settings,
@@ -129,26 +159,43 @@ impl Forward {
         loop {
             let admit = cluster.admission.acquire_avoiding(bucket, &tried);
             let grant = match (admit, last.take()) {
-                (Admit::Granted(grant), _) => grant,
-                (Admit::Queued(ticket), last) => match ticket.wait(settings.queue_timeout).await {
-                    Some(grant) => grant,
-                    None if last.is_some() => return failed(&cluster, last, request),
-                    None => {
-                        log::info!(
-                            "cluster '{}': queued request timed out: {} {}",
-                            cluster.name,
-                            request.req.method(),
-                            request.req.path()
-                        );
-                        let (status, retry_after) = (StatusCode::GATEWAY_TIMEOUT, settings.retry_after);
-                        return dropped(&cluster, bucket, status, retry_after, request);
+                (Admit::Granted(grant), _) => {
+                    request.note(|l| l.admitted(Duration::ZERO));
+                    grant
+                }
+                (Admit::Queued(ticket), last) => {
+                    request.note(AccessRecord::queued);
+                    let since = Instant::now();
+                    let granted = ticket.wait(settings.queue_timeout).await;
+                    request.note(|l| l.admitted(since.elapsed()));
+                    match granted {
+                        Some(grant) => grant,
+                        None if last.is_some() => return failed(&cluster, last, request),
+                        None => {
+                            log::info!(
+                                "cluster '{}': queued request timed out: {} {}",
+                                cluster.name,
+                                request.req.method(),
+                                request.req.path()
+                            );
+                            request.note(|l| l.terminate(*b"sQ"));
+                            let (status, retry_after) = (StatusCode::GATEWAY_TIMEOUT, settings.retry_after);
+                            return dropped(&cluster, bucket, status, retry_after, request);
+                        }
                     }
-                },
+                }
                 // A retry with nothing else to try answers with the failure it met.
                 (Admit::Unavailable | Admit::QueueFull, last @ Some(_)) => {
                     return failed(&cluster, last, request)
                 }
-                (Admit::Unavailable | Admit::QueueFull, None) => {
+                (admit @ (Admit::Unavailable | Admit::QueueFull), None) => {
+                    // No backend to take it (HAProxy's `SC`), or the queue is full (`PQ`).
+                    let code = if matches!(admit, Admit::QueueFull) {
+                        b"PQ"
+                    } else {
+                        b"SC"
+                    };
+                    request.note(|l| l.terminate(*code));
                     let (status, retry_after) = (StatusCode::SERVICE_UNAVAILABLE, settings.retry_after);
                     return dropped(&cluster, bucket, status, retry_after, request);
                 }
@@ -165,6 +212,7 @@ impl Forward {
                 return failed(&cluster, Some((backend, e)), request);
             }
             retries += 1;
+            request.note(AccessRecord::retried);
             TrafficStats::count(&cluster.admission.stats.retries);
             TrafficStats::count(&backend.stats.retries);
             log::debug!("cluster '{}': retrying after {e}", cluster.name);
@@ -186,6 +234,7 @@ async fn refresh_in_background(req: HttpRequest, plan: Box<CachePlan>, forward: 
         req,
         log: None,
         cache: Some(plan),
+        trace: None,
     };
     let response = forward.run(request).await;
     let mut body = std::pin::pin!(response.into_body());
@@ -212,6 +261,8 @@ struct Request {
     log: Option<Box<AccessRecord>>,
     /// What the cache wants done with the answer.
     cache: Option<Box<CachePlan>>,
+    /// The request ID and trace context sent to the backend.
+    trace: Option<TraceHeaders>,
 }
 
 impl Request {
@@ -229,6 +280,14 @@ impl Request {
             req,
             log,
             cache: None,
+            trace: None,
+        }
+    }
+
+    /// Updates the access log record, if the request has one.
+    fn note(&mut self, update: impl FnOnce(&mut AccessRecord)) {
+        if let Some(log) = self.log.as_deref_mut() {
+            update(log);
         }
     }
 
@@ -266,9 +325,12 @@ async fn attempt(
         idempotent: request.idempotent,
         timeouts: request.timeouts,
         rewrite: request.cache.as_ref().map(|plan| &plan.rewrite),
+        trace: request.trace.as_ref(),
     };
     match upstream::send(&out).await {
         Ok(upstream) => {
+            let connect = upstream.connect_time;
+            request.note(|l| l.responded(connect, started.elapsed()));
             if let Some(plan) = request.cache.as_deref() {
                 let headers = || response::header_map(&upstream);
                 let answer =
@@ -321,6 +383,7 @@ async fn attempt(
                 retry_after = settings.retry_after;
             }
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            request.note(|l| l.failed(&e));
             record_status(cluster, None, status.as_u16());
             Ok(generated(
                 status,
@@ -343,11 +406,15 @@ fn failed(
     }
     let mut log = request.log;
     let Some((backend, e)) = last else {
+        if let Some(l) = log.as_mut() {
+            l.terminate(*b"SH");
+        }
         return generated(StatusCode::BAD_GATEWAY, "backend failed\n", 0, log);
     };
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
     if let Some(l) = log.as_mut() {
         l.set_backend(&backend.name);
+        l.failed(&e);
     }
     record_status(cluster, Some(&backend), status.as_u16());
     generated(status, "backend failed\n", 0, log)
@@ -366,12 +433,16 @@ async fn serve_pinned(
             StatusCode::BAD_REQUEST,
             "unknown backend requested\n",
             0,
-            request.log,
+            refused(request.log.take()),
         );
     };
     let grant = match cluster.admission.acquire_pinned(backend.id, true) {
-        Ok(grant) => grant,
+        Ok(grant) => {
+            request.note(|l| l.admitted(Duration::ZERO));
+            grant
+        }
         Err(_) => {
+            request.note(|l| l.terminate(*b"SC"));
             record_status(cluster, None, 503);
             let text = "the requested backend is unavailable or full\n";
             return generated(
@@ -387,6 +458,15 @@ async fn serve_pinned(
         Ok(response) => response,
         Err(e) => failed(cluster, Some((backend, e)), request),
     }
+}
+
+/// The record of a request director refuses itself (`PR`: a bad path, no route, an unknown
+/// pinned backend).
+fn refused(mut log: Option<Box<AccessRecord>>) -> Option<Box<AccessRecord>> {
+    if let Some(l) = log.as_mut() {
+        l.terminate(*b"PR");
+    }
+    log
 }
 
 /// The backend name a request asks for, by cookie or header.

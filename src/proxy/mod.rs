@@ -13,6 +13,7 @@ pub mod relay_body;
 pub mod request_body;
 pub mod response;
 pub mod sendfile;
+pub mod trace;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -23,4 +24,6 @@ use crate::cluster::SharedTopology;
 pub struct ProxyState {
     pub topology: SharedTopology,
     pub access_log: Option<Arc<access_log::AccessLog>>,
+    /// Request IDs and trace context (`proxy.request_id`, `proxy.traceparent`).
+    pub tracing: Option<trace::Tracing>,
 }

@@ -158,6 +158,9 @@ impl RelayBody {
     /// the backend when it is at fault.
     fn fail(&mut self, error: &ProxyError) {
         self.fill = None;
+        if let Some(log) = self.log.as_mut() {
+            log.failed(error);
+        }
         if let Some(s) = self.streaming.take() {
             s.grant.backend().stats.record_latency(s.timing.started.elapsed());
             match &self.cluster {
@@ -177,7 +180,12 @@ impl RelayBody {
 
 impl Drop for RelayBody {
     fn drop(&mut self) {
-        if let Some(log) = self.log.take() {
+        if let Some(mut log) = self.log.take() {
+            // A body dropped before its end: the client went away (or stopped reading).
+            let unfinished = self.streaming.as_ref().is_some_and(|s| !s.discard) || self.file.is_some();
+            if unfinished {
+                log.client_aborted();
+            }
             log.finish(self.sent);
         }
     }
@@ -266,6 +274,9 @@ impl RelayBody {
                 Some(Ok(FilePiece::Bytes(data))) => Poll::Ready(Some(Ok(data))),
                 Some(Err(e)) => {
                     self.file = None;
+                    if let Some(log) = self.log.as_mut() {
+                        log.terminate(*b"ID");
+                    }
                     log::warn!("X-Sendfile: reading the file failed: {e}");
                     Poll::Ready(Some(Err(e.into())))
                 }

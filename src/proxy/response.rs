@@ -47,6 +47,7 @@ pub async fn relay(
         fields,
         content_length,
         exchange,
+        ..
     } = upstream;
     let mut builder = HttpResponse::build(status_code(status));
     copy_ranged(&mut builder, &head_bytes, &fields, &mut find_target);

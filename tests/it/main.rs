@@ -4,6 +4,7 @@
 
 mod support;
 
+mod access_log_fields;
 mod admin;
 mod admin_security;
 mod balancing;
@@ -13,6 +14,7 @@ mod buckets;
 mod cache;
 mod control_plane_latency;
 mod dashboard;
+mod dashboard_live;
 mod dashboard_pages;
 mod demo;
 mod fastcgi;
@@ -21,7 +23,9 @@ mod forwarding;
 mod header_hygiene;
 mod health;
 mod layering;
+mod live_history;
 mod reload;
+mod request_ids;
 mod sendfile;
 mod slow_clients;
 mod upstream_integrity;

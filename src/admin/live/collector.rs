@@ -5,9 +5,12 @@
 //! gauges, latency quantiles from histogram deltas, the object caches' hit ratios and sizes),
 //! records it in the [`History`] and broadcasts it as JSON to the event-stream subscribers. It
 //! never touches a request: the data plane only bumps atomics. A slow subscriber cannot hold
-//! it up — the broadcast channel overwrites what a lagging receiver has not read yet.
+//! it up — the broadcast channel overwrites what a lagging receiver has not read yet. With a
+//! history file (beside the state file) it writes the history there now and then and at
+//! shutdown, on the blocking pool ([`super::persist`]).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +23,7 @@ use super::history::{
     compact, BackendSample, BucketSample, CacheSample, ClusterSample, History, Window, MS_STEP, RATE_STEP,
     RATIO_STEP,
 };
+use super::persist::{self, Stored};
 use crate::cache::CacheSnapshot;
 use crate::cluster::backend::BackendId;
 use crate::cluster::backend_status::BackendStatus;
@@ -244,6 +248,10 @@ struct Feed {
 struct Shared {
     history: Mutex<History>,
     feed: Mutex<Feed>,
+    /// Where the history is kept between runs, if anywhere.
+    history_file: Option<PathBuf>,
+    /// Held while the history file is written, so two writes never interleave.
+    writing: Mutex<()>,
 }
 
 impl Shared {
@@ -267,6 +275,19 @@ impl Shared {
 
     fn close(&self) {
         self.feed.lock().sender = None;
+    }
+
+    /// Writes the history file on the blocking pool; resolves once it is written.
+    fn save(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let path = self.history_file.clone()?;
+        let (seconds, minutes) = self.history.lock().rings();
+        let shared = self.clone();
+        Some(tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = shared.writing.lock();
+            if let Err(e) = persist::save(&path, &seconds, &minutes) {
+                log::warn!("live history: cannot write {}: {e}", path.display());
+            }
+        }))
     }
 }
 
@@ -303,6 +324,11 @@ impl Actor for StatsCollector {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.interval, |collector, _| collector.collect());
+        if self.shared.history_file.is_some() {
+            ctx.run_interval(persist::SAVE_INTERVAL, |collector, _| {
+                collector.shared.save();
+            });
+        }
     }
 }
 
@@ -349,13 +375,31 @@ impl LiveStats {
 
     /// Starts a collector on `arbiter`, sampling every `interval`.
     pub fn start_in(topology: SharedTopology, arbiter: &ArbiterHandle, interval: Duration) -> Arc<LiveStats> {
+        LiveStats::start_kept(topology, arbiter, interval, None, None)
+    }
+
+    /// Starts a collector as [`LiveStats::start_in`] whose history begins with `earlier` (read
+    /// from the history file) and is written to `history_file`.
+    pub fn start_kept(
+        topology: SharedTopology,
+        arbiter: &ArbiterHandle,
+        interval: Duration,
+        history_file: Option<PathBuf>,
+        earlier: Option<Stored>,
+    ) -> Arc<LiveStats> {
         let (sender, _) = broadcast::channel(SUBSCRIBER_BACKLOG);
+        let mut history = History::default();
+        if let Some(stored) = earlier {
+            history.restore(stored.seconds, stored.minutes);
+        }
         let shared = Arc::new(Shared {
-            history: Mutex::new(History::default()),
+            history: Mutex::new(history),
             feed: Mutex::new(Feed {
                 latest: None,
                 sender: Some(sender),
             }),
+            history_file,
+            writing: Mutex::new(()),
         });
         let for_collector = shared.clone();
         let collector = StatsCollector::start_in_arbiter(arbiter, move |_| StatsCollector {
@@ -390,6 +434,13 @@ impl LiveStats {
     /// Stops the collector (at shutdown, so that open event streams end).
     pub fn stop(&self) {
         self.collector.do_send(StopCollector);
+    }
+
+    /// Writes the history file now (at shutdown), off this thread; returns once it is written.
+    pub async fn save(&self) {
+        if let Some(write) = self.shared.save() {
+            let _ = write.await;
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::ser::SerializeStruct;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// One-second samples kept: an hour.
 pub const SECOND_SAMPLES: usize = 3600;
@@ -18,7 +18,7 @@ pub const SECOND_SAMPLES: usize = 3600;
 pub const MINUTE_SAMPLES: usize = 1440;
 
 /// Every cluster's numbers at one moment (or averaged over one minute).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     /// Seconds since the Unix epoch (the minute's start for an aggregate).
     pub at: u64,
@@ -27,7 +27,7 @@ pub struct Sample {
 
 /// One cluster in a [`Sample`]. Rates are per second; gauges are the value at sampling time
 /// (the minute's mean in an aggregate).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterSample {
     pub name: String,
     /// Requests handed to a backend.
@@ -50,14 +50,14 @@ pub struct ClusterSample {
     /// Current members.
     pub backends: Vec<BackendSample>,
     /// The object cache; absent while it is disabled.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheSample>,
 }
 
 /// A cluster's object cache in a [`ClusterSample`]: rates per second over the interval, the
 /// hit ratio of the interval, and the store's size at sampling time (the minute's mean in an
 /// aggregate).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CacheSample {
     /// Requests that consulted the cache.
     pub lookups: f32,
@@ -77,7 +77,7 @@ pub struct CacheSample {
 }
 
 /// One bucket in a [`ClusterSample`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BucketSample {
     pub name: String,
     /// Tokens held by the bucket and its descendants.
@@ -93,7 +93,7 @@ pub struct BucketSample {
 }
 
 /// One backend in a [`ClusterSample`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BackendSample {
     pub name: String,
     pub rps: f32,
@@ -174,6 +174,31 @@ impl History {
             }
         }
         push_bounded(&mut self.seconds, sample, SECOND_SAMPLES);
+    }
+
+    /// Both rings, oldest first: the one-second samples and the minute aggregates.
+    pub fn rings(&self) -> (Vec<Arc<Sample>>, Vec<Arc<Sample>>) {
+        (
+            self.seconds.iter().cloned().collect(),
+            self.minutes.iter().cloned().collect(),
+        )
+    }
+
+    /// Fills an empty history with samples recorded earlier (by a previous run): each ring
+    /// keeps what it can hold, oldest first, and only samples in time order (a sample not
+    /// later than the one before it is skipped).
+    pub fn restore(&mut self, seconds: Vec<Sample>, minutes: Vec<Sample>) {
+        let ordered = |samples: Vec<Sample>, limit: usize| {
+            let mut ring: VecDeque<Arc<Sample>> = VecDeque::new();
+            for sample in samples {
+                if ring.back().is_none_or(|last| last.at < sample.at) {
+                    push_bounded(&mut ring, Arc::new(sample), limit);
+                }
+            }
+            ring
+        };
+        self.seconds = ordered(seconds, SECOND_SAMPLES);
+        self.minutes = ordered(minutes, MINUTE_SAMPLES);
     }
 
     /// The newest one-second sample.
@@ -526,6 +551,29 @@ mod tests {
         assert_eq!(off.minutes[0].clusters[0].cache, None);
         let json = serde_json::to_value(&*off.minutes[0]).unwrap();
         assert!(json["clusters"][0].get("cache").is_none(), "{json}");
+    }
+
+    #[test]
+    fn restore_keeps_time_order_and_the_ring_bounds_then_goes_on() {
+        let plain = |at| Sample { at, clusters: vec![] };
+        let mut history = History::default();
+        let seconds: Vec<Sample> = [5, 3, 6].into_iter().chain(10..3710).map(plain).collect();
+        let minutes: Vec<Sample> = (0..1500).map(|m| plain(m * 60)).collect();
+        history.restore(seconds, minutes);
+        assert_eq!(history.seconds.len(), SECOND_SAMPLES);
+        assert_eq!(
+            history.seconds.front().map(|s| s.at),
+            Some(110),
+            "the oldest dropped"
+        );
+        assert_eq!(history.minutes.len(), MINUTE_SAMPLES);
+        let mut out_of_order = History::default();
+        out_of_order.restore(vec![plain(5), plain(3), plain(6)], vec![]);
+        assert_eq!(ats(&out_of_order.rings().0), [5, 6], "a step back is skipped");
+        // The next sample, a restart later, completes the restored last minute.
+        history.push(empty(10_000));
+        assert_eq!(history.latest().map(|s| s.at), Some(10_000));
+        assert_eq!(history.minutes.back().map(|s| s.at), Some(3709 / 60 * 60));
     }
 
     #[test]

@@ -31,6 +31,8 @@ const PROXY_KEYS: &[&str] = &[
     "max_request_line",
     "max_header_size",
     "max_connections",
+    "request_id",
+    "traceparent",
 ];
 const ACCESS_LOG_KEYS: &[&str] = &["enabled", "format", "path"];
 const ROUTE_KEYS: &[&str] = &["host", "path_prefix", "cluster", "backend", "cache"];
@@ -73,6 +75,9 @@ struct RawProxy {
     max_request_line: Option<usize>,
     max_header_size: Option<usize>,
     max_connections: Option<usize>,
+    /// Checked in `load/tracing.rs`.
+    request_id: Option<Value>,
+    traceparent: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -223,6 +228,8 @@ impl Loader<'_> {
             }
             n => Some(n),
         };
+        let request_id = self.request_id(raw.request_id, &key_path(path, "request_id"));
+        let traceparent = self.traceparent(raw.traceparent, &key_path(path, "traceparent"));
         Some(ProxyConfig {
             listen: listen?,
             workers,
@@ -232,6 +239,8 @@ impl Loader<'_> {
             max_request_line: max_request_line?,
             max_header_size: max_header_size?,
             max_connections: max_connections?,
+            request_id: request_id?,
+            traceparent: traceparent?,
         })
     }
 

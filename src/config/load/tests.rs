@@ -111,6 +111,8 @@ clusters:
             max_request_line: 4096,
             max_header_size: 16384,
             max_connections: Some(10000),
+            request_id: None,
+            traceparent: None,
         }
     );
     assert_eq!(

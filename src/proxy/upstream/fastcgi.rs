@@ -51,6 +51,7 @@ pub fn request_records(out: &Outgoing<'_>) -> Result<Bytes, ProxyError> {
         mapping,
         out.body.length(),
         out.rewrite,
+        out.trace,
     )
     .map_err(|e| match e {
         ParamsError::BadPath => ProxyError::BadRequest("the request path can't be mapped to a script\n"),

@@ -299,10 +299,14 @@ fn request_head(request: &Outgoing<'_>, endpoint: &Endpoint, length: Option<u64>
             || matches!(n, "host" | "x-forwarded-for" | "via" | "content-length")
             || (has_connection && rules::listed_in_connection(n, connection.clone()))
             || (request.rewrite.is_some() && Rewrite::replaces(n))
+            || request.trace.is_some_and(|t| t.replaces(n))
         {
             continue;
         }
         field(&mut out, n.as_bytes(), value.as_bytes());
+    }
+    for (name, value) in request.trace.iter().flat_map(|t| t.fields()) {
+        field(&mut out, name.as_bytes(), value);
     }
     for (name, value) in request.rewrite.iter().flat_map(|r| r.validators()) {
         field(&mut out, name.as_bytes(), value);

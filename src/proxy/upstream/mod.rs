@@ -31,6 +31,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::error::ProxyError;
 use super::request_body::ClientBody;
+use super::trace::TraceHeaders;
 use crate::cluster::Backend;
 use crate::config::{ForwardedFor, Protocol};
 use crate::transport::pool::{self, Conn};
@@ -59,6 +60,8 @@ pub struct Outgoing<'a> {
     pub timeouts: Timeouts,
     /// Changes the cache makes to the request (to fill or revalidate an object).
     pub rewrite: Option<&'a Rewrite>,
+    /// The request ID and trace context to send in place of the client's.
+    pub trace: Option<&'a TraceHeaders>,
 }
 
 /// How an exchange on one connection failed.
@@ -77,6 +80,8 @@ pub struct Response {
     /// The body's length when the backend announced one (also for HEAD and 304).
     pub content_length: Option<u64>,
     pub exchange: Exchange,
+    /// How long opening the connection took; `None` for a pooled one.
+    pub connect_time: Option<Duration>,
 }
 
 /// One request in flight on a backend connection.
@@ -146,9 +151,15 @@ pub async fn send(out: &Outgoing<'_>) -> Result<Response, ProxyError> {
             pool::local().checkout(&backend.conns)
         };
         let reused = pooled.is_some();
+        let mut connect_time = None;
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => connect(out).await?,
+            None => {
+                let began = Instant::now();
+                let conn = connect(out).await?;
+                connect_time = Some(began.elapsed());
+                conn
+            }
         };
         conn.io.set_write_timeout(out.timeouts.write);
         let mut exchange = match &records {
@@ -156,7 +167,11 @@ pub async fn send(out: &Outgoing<'_>) -> Result<Response, ProxyError> {
             None => Exchange::Http(http1::Exchange::new(conn, reused, out, &backend.url.endpoint)),
         };
         match read_head(&mut exchange, head_request, out.timeouts.read).await {
-            Ok(head) => return Ok(head.into_response(exchange)),
+            Ok(head) => {
+                let mut response = head.into_response(exchange);
+                response.connect_time = connect_time;
+                return Ok(response);
+            }
             Err(Failure::Stale) if !fresh_only && out.idempotent && out.body.replayable() => {
                 log::debug!(
                     "backend '{}': pooled connection was closed; retrying on a fresh one",
@@ -207,6 +222,7 @@ impl Head {
                     fields: h.head.headers,
                     content_length,
                     exchange,
+                    connect_time: None,
                 }
             }
             Head::FastCgi(h) => Response {
@@ -215,6 +231,7 @@ impl Head {
                 fields: h.fields,
                 content_length: h.content_length,
                 exchange,
+                connect_time: None,
             },
         }
     }
