@@ -435,6 +435,7 @@ fn road_warrior(url: &BackendUrl, cache: &CacheConfig) -> ClusterConfig {
 
 fn road_warrior_settings() -> ClusterConfig {
     ClusterConfig {
+        enabled: true,
         scheduler: SchedulerKind::RoundRobin,
         queue_limit: 0,
         queue_timeout: Duration::from_secs(1),

@@ -59,6 +59,8 @@ impl Topology {
 /// Request-path settings of a cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSettings {
+    /// `false` while the cluster is switched off for maintenance: every request gets 503.
+    pub enabled: bool,
     pub queue_timeout: Duration,
     pub retry_after: u32,
     pub max_retry_count: u32,
@@ -82,6 +84,7 @@ pub struct ClusterSettings {
 impl ClusterSettings {
     pub fn from_config(c: &ClusterConfig) -> (ClusterSettings, AdmissionSettings) {
         let settings = ClusterSettings {
+            enabled: c.enabled,
             queue_timeout: c.queue_timeout,
             retry_after: c.retry_after,
             max_retry_count: c.max_retry_count,

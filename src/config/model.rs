@@ -135,6 +135,9 @@ pub const DEFAULT_BACKEND_KEEP_ALIVE: Duration = Duration::from_secs(4);
 /// One entry of `clusters:`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
+    /// `enabled` (default true): a maintenance switch; a disabled cluster answers every request
+    /// routed to it with 503 and `Retry-After`, while its health checks keep running.
+    pub enabled: bool,
     /// `scheduler` (default `rr`).
     pub scheduler: SchedulerKind,
     /// `queue_limit` (default 128): requests that may wait for capacity.

@@ -63,6 +63,12 @@ pub async fn handle(
     };
     let mut log = state.access_log.as_ref().map(|l| l.record(&req, &cluster.name));
     let settings = cluster.settings.load_full();
+    if !settings.enabled {
+        // The maintenance switch: nothing reaches the cluster, not even its cache.
+        record_status(&cluster, None, StatusCode::SERVICE_UNAVAILABLE.as_u16());
+        let text = "this service is down for maintenance\n";
+        return generated(StatusCode::SERVICE_UNAVAILABLE, text, settings.retry_after, log);
+    }
     if let Some(routing) = &settings.client_routing {
         if let Some(name) = pinned_backend(&req, routing) {
             let request = Request::new(req, payload, &settings, log);

@@ -21,6 +21,7 @@ mod forwarding;
 mod header_hygiene;
 mod health;
 mod layering;
+mod maintenance;
 mod reload;
 mod sendfile;
 mod slow_clients;

@@ -35,6 +35,7 @@ const PROXY_KEYS: &[&str] = &[
 const ACCESS_LOG_KEYS: &[&str] = &["enabled", "format", "path"];
 const ROUTE_KEYS: &[&str] = &["host", "path_prefix", "cluster", "backend", "cache"];
 const CLUSTER_KEYS: &[&str] = &[
+    "enabled",
     "scheduler",
     "queue_limit",
     "queue_timeout",
@@ -97,6 +98,7 @@ struct RawRoute {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCluster {
+    enabled: Option<bool>,
     scheduler: Option<String>,
     queue_limit: Option<usize>,
     queue_timeout: Option<DurationValue>,
@@ -545,6 +547,7 @@ impl Loader<'_> {
             DEFAULT_BACKEND_KEEP_ALIVE,
         );
         Some(ClusterConfig {
+            enabled: raw.enabled.unwrap_or(true),
             scheduler: scheduler?,
             queue_limit: raw.queue_limit.unwrap_or(DEFAULT_QUEUE_LIMIT),
             queue_timeout,

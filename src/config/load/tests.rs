@@ -212,6 +212,7 @@ fn defaults() {
     assert_eq!(c.routes[0].path_prefix, "/");
     let shop = &c.clusters["shop"];
     let expected = ClusterConfig {
+        enabled: true,
         scheduler: SchedulerKind::RoundRobin,
         queue_limit: 128,
         queue_timeout: Duration::from_secs(10),
