@@ -56,12 +56,25 @@ pub struct StopBackend;
 /// How a backend's health is watched.
 #[derive(Clone)]
 pub struct Watch {
+    /// The active checks that apply to the backend (its own or its cluster's).
     pub health: Option<HealthConfig>,
     pub sticky_offline: bool,
     /// Without active checks: how long a backend taken out by passive health stays out.
     pub passive_recovery: Duration,
     pub admission: Arc<Admission>,
     pub arbiters: Arbiters,
+}
+
+impl Watch {
+    /// The watch of a backend with its own health checks `own` (see
+    /// [`BackendConfig::health_in`]); without them, the cluster's.
+    pub fn for_backend(&self, own: Option<&HealthConfig>) -> Watch {
+        let mut watch = self.clone();
+        if let Some(own) = own {
+            watch.health = Some(own.clone());
+        }
+        watch
+    }
 }
 
 /// The actor owning one backend.

@@ -429,6 +429,7 @@ fn road_warrior(url: &BackendUrl, cache: &CacheConfig) -> ClusterConfig {
         role: Role::Active,
         enabled: true,
         fastcgi: None,
+        health: None,
     });
     config
 }

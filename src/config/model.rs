@@ -503,6 +503,16 @@ pub struct BackendConfig {
     pub enabled: bool,
     /// `fastcgi`: this backend's own script mapping, overriding the cluster's.
     pub fastcgi: Option<FastCgiConfig>,
+    /// `health`: this backend's own health checks — its keys laid over the cluster's `health`
+    /// (checks run even when the cluster has none); `None` = the cluster's apply.
+    pub health: Option<HealthConfig>,
+}
+
+impl BackendConfig {
+    /// The health checks that apply to this backend in `cluster`: its own, else the cluster's.
+    pub fn health_in<'a>(&'a self, cluster: &'a ClusterConfig) -> Option<&'a HealthConfig> {
+        self.health.as_ref().or(cluster.health.as_ref())
+    }
 }
 
 /// A parsed backend address: `http://host:port`, `http://[v6]:port`, `http+unix:///path`,

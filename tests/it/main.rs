@@ -6,6 +6,7 @@ mod support;
 
 mod admin;
 mod admin_security;
+mod backend_health;
 mod balancing;
 mod binary;
 mod blame;

@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::super::address::{parse_backend_url, parse_listen};
 use super::super::duration::DurationValue;
 use super::super::model::{
-    AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, ForwardedFor, ListenAddr, Protocol,
-    ProxyConfig, Role, RouteConfig, RouteTarget, SchedulerKind, DEFAULT_BACKEND_KEEP_ALIVE,
+    AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, ForwardedFor, HealthConfig, ListenAddr,
+    Protocol, ProxyConfig, Role, RouteConfig, RouteTarget, SchedulerKind, DEFAULT_BACKEND_KEEP_ALIVE,
 };
 use super::{index_path, key_path, kind, Loader};
 
@@ -60,7 +60,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "cache",
     "backends",
 ];
-const BACKEND_KEYS: &[&str] = &["name", "url", "capacity", "role", "enabled", "fastcgi"];
+const BACKEND_KEYS: &[&str] = &["name", "url", "capacity", "role", "enabled", "fastcgi", "health"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -116,7 +116,7 @@ struct RawCluster {
     backend_keep_alive: Option<DurationValue>,
 }
 
-/// A backend without `fastcgi`, which is checked on its own.
+/// A backend without `fastcgi` and `health`, which are checked on their own.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBackend {
@@ -479,14 +479,25 @@ impl Loader<'_> {
             None => (None, None),
         };
         let client_routing = self.client_routing(client_routing, &key_path(path, "client_routing"));
+        let health_section = health.clone().filter(Value::is_object);
         let health = self.health(health, &key_path(path, "health"));
+        // What a backend's own `health` is laid over: the cluster's section, when it is valid.
+        let health_base = match &health {
+            Some(_) => health_section.unwrap_or_else(|| Value::Object(Default::default())),
+            None => Value::Null,
+        };
         let tree = self.bucket_tree(buckets, default_bucket, path);
         let fastcgi = self.fastcgi(fastcgi, &key_path(path, "fastcgi"));
         let x_sendfile = self.x_sendfile(x_sendfile, &key_path(path, "x_sendfile"));
         let passive_health = self.passive_health(passive_health, &key_path(path, "passive_health"));
         let cache = self.cache(cache, &key_path(path, "cache"));
         let cluster_maps_scripts = matches!(fastcgi, Some(Some(_)));
-        let backends = self.backends(backends, &key_path(path, "backends"), cluster_maps_scripts);
+        let backends = self.backends(
+            backends,
+            &key_path(path, "backends"),
+            cluster_maps_scripts,
+            &health_base,
+        );
         let mut cluster = settings??;
         cluster.fastcgi = fastcgi?;
         cluster.x_sendfile = x_sendfile?;
@@ -575,12 +586,15 @@ impl Loader<'_> {
     }
 
     /// A cluster's `backends:` list; names must be unique. `cluster_maps_scripts`: the cluster
-    /// has a `fastcgi` mapping its FastCGI backends may use.
+    /// has a `fastcgi` mapping its FastCGI backends may use. `cluster_health`: the cluster's
+    /// `health` section as written (a map, `{}` when it has none) that a backend's own `health`
+    /// keys override, or `Null` when the cluster's is invalid (reported there already).
     fn backends(
         &mut self,
         value: Option<Value>,
         path: &str,
         cluster_maps_scripts: bool,
+        cluster_health: &Value,
     ) -> Option<Vec<BackendConfig>> {
         let list = match value {
             None | Some(Value::Null) => return Some(Vec::new()),
@@ -595,7 +609,10 @@ impl Loader<'_> {
         let backends: Vec<Option<BackendConfig>> = list
             .into_iter()
             .enumerate()
-            .map(|(i, item)| self.backend(item, &index_path(path, i), &mut names, cluster_maps_scripts))
+            .map(|(i, item)| {
+                let path = index_path(path, i);
+                self.backend(item, &path, &mut names, cluster_maps_scripts, cluster_health)
+            })
             .collect();
         backends.into_iter().collect()
     }
@@ -607,11 +624,14 @@ impl Loader<'_> {
         path: &str,
         names: &mut HashMap<String, String>,
         cluster_maps_scripts: bool,
+        cluster_health: &Value,
     ) -> Option<BackendConfig> {
         let mut value = value;
         let fastcgi = value.as_object_mut().and_then(|map| map.remove("fastcgi"));
+        let health = value.as_object_mut().and_then(|map| map.remove("health"));
         let raw: RawBackend = self.piece(Some(value), path, BACKEND_KEYS, "a backend")?;
         let fastcgi = self.fastcgi(fastcgi, &key_path(path, "fastcgi"));
+        let health = self.backend_health(health, cluster_health, &key_path(path, "health"));
         let name_path = key_path(path, "name");
         let name = match raw.name {
             None => {
@@ -650,6 +670,7 @@ impl Loader<'_> {
         let role = self.choice(key_path(path, "role"), raw.role, Role::Active, ROLES, "role");
         let url = url?;
         let fastcgi = fastcgi?;
+        let health = health?;
         if url.protocol == Protocol::FastCgi && fastcgi.is_none() && !cluster_maps_scripts {
             let message = "a FastCGI backend needs a script mapping: set `fastcgi: { document_root }` \
                            on the cluster or on the backend";
@@ -663,6 +684,33 @@ impl Loader<'_> {
             role: role?,
             enabled: raw.enabled.unwrap_or(true),
             fastcgi,
+            health,
         })
+    }
+
+    /// A backend's own `health` (absent or `null`: the cluster's applies, `Some(None)`): its
+    /// keys laid over the cluster's `health` section, checked like it; a backend with its own
+    /// section is probed even when the cluster has none.
+    fn backend_health(
+        &mut self,
+        own: Option<Value>,
+        cluster: &Value,
+        path: &str,
+    ) -> Option<Option<HealthConfig>> {
+        let own = match own {
+            None | Some(Value::Null) => return Some(None),
+            Some(own) => own,
+        };
+        let merged = match (cluster, own) {
+            (Value::Object(base), Value::Object(own)) => {
+                let mut merged = base.clone();
+                merged.extend(own);
+                Value::Object(merged)
+            }
+            // The cluster's section is invalid: check the backend's own keys alone.
+            (_, own) => own,
+        };
+        let health = self.health(Some(merged), path)?;
+        (!cluster.is_null()).then_some(health)
     }
 }

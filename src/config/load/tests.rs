@@ -158,6 +158,7 @@ clusters:
                 role: Role::Active,
                 enabled: true,
                 fastcgi: None,
+                health: None,
             },
             BackendConfig {
                 name: "app02".to_owned(),
@@ -170,6 +171,7 @@ clusters:
                 role: Role::Standby,
                 enabled: true,
                 fastcgi: None,
+                health: None,
             },
             BackendConfig {
                 name: "app03".to_owned(),
@@ -178,6 +180,7 @@ clusters:
                 role: Role::Backup,
                 enabled: false,
                 fastcgi: None,
+                health: None,
             },
         ]
     );
