@@ -106,13 +106,27 @@ pub struct RouteConfig {
     pub target: RouteTarget,
     /// `cache`: for a route that names a single backend, its object cache.
     pub cache: CacheConfig,
+    /// `fastcgi`: for a route to a single FastCGI address, its script mapping (required there).
+    pub fastcgi: Option<FastCgiConfig>,
+    /// `connect_timeout`, `read_timeout`, `write_timeout`: this route's, over its cluster's.
+    pub timeouts: RouteTimeouts,
+}
+
+/// A route's own backend timeouts; `None` keeps the cluster's (for a route to a single
+/// address: the defaults, 4s / 30s / 8s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouteTimeouts {
+    pub connect: Option<Duration>,
+    pub read: Option<Duration>,
+    pub write: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RouteTarget {
     /// `cluster: NAME` — must name a key of `clusters`.
     Cluster(String),
-    /// `backend: URL` — "road warrior": plain proxying to one address, no balancing.
+    /// `backend: URL` — "road warrior": plain proxying to one address (HTTP, or FastCGI with
+    /// the route's `fastcgi` mapping), no balancing, never taken out by passive health.
     Backend(BackendUrl),
 }
 

@@ -24,6 +24,7 @@ mod health;
 mod layering;
 mod maintenance;
 mod reload;
+mod road_warrior;
 mod sendfile;
 mod slow_clients;
 mod upstream_integrity;

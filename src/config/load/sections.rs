@@ -13,8 +13,9 @@ use serde_json::Value;
 use super::super::address::{parse_backend_url, parse_listen};
 use super::super::duration::DurationValue;
 use super::super::model::{
-    AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, ForwardedFor, HealthConfig, ListenAddr,
-    Protocol, ProxyConfig, Role, RouteConfig, RouteTarget, SchedulerKind, DEFAULT_BACKEND_KEEP_ALIVE,
+    AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, FastCgiConfig, ForwardedFor,
+    HealthConfig, ListenAddr, Protocol, ProxyConfig, Role, RouteConfig, RouteTarget, RouteTimeouts,
+    SchedulerKind, DEFAULT_BACKEND_KEEP_ALIVE,
 };
 use super::{index_path, key_path, kind, Loader};
 
@@ -33,7 +34,17 @@ const PROXY_KEYS: &[&str] = &[
     "max_connections",
 ];
 const ACCESS_LOG_KEYS: &[&str] = &["enabled", "format", "path"];
-const ROUTE_KEYS: &[&str] = &["host", "path_prefix", "cluster", "backend", "cache"];
+const ROUTE_KEYS: &[&str] = &[
+    "host",
+    "path_prefix",
+    "cluster",
+    "backend",
+    "cache",
+    "fastcgi",
+    "connect_timeout",
+    "read_timeout",
+    "write_timeout",
+];
 const CLUSTER_KEYS: &[&str] = &[
     "enabled",
     "scheduler",
@@ -91,6 +102,9 @@ struct RawRoute {
     path_prefix: Option<String>,
     cluster: Option<String>,
     backend: Option<String>,
+    connect_timeout: Option<DurationValue>,
+    read_timeout: Option<DurationValue>,
+    write_timeout: Option<DurationValue>,
 }
 
 /// A cluster without `buckets`, `backends`, `client_routing`, `health`, `fastcgi` and
@@ -358,15 +372,55 @@ impl Loader<'_> {
             .enumerate()
             .map(|(i, item)| self.route(item, &index_path("routes", i), clusters))
             .collect();
+        // Routes to one address share its cluster, so they must agree on its script mapping.
+        let mut mappings: HashMap<&str, (usize, &Option<FastCgiConfig>)> = HashMap::new();
+        let mut conflicts = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            let Some(RouteConfig {
+                target: RouteTarget::Backend(url),
+                fastcgi,
+                ..
+            }) = route
+            else {
+                continue;
+            };
+            match mappings.get(url.text.as_str()) {
+                Some((first, mapping)) if *mapping != fastcgi => conflicts.push((i, *first)),
+                Some(_) => {}
+                None => {
+                    mappings.insert(&url.text, (i, fastcgi));
+                }
+            }
+        }
+        for (i, first) in conflicts.iter().copied() {
+            let message = format!(
+                "routes to one address share its script mapping; this one differs from routes[{first}]'s"
+            );
+            self.error(key_path(&index_path("routes", i), "fastcgi"), message);
+        }
+        if !conflicts.is_empty() {
+            return None;
+        }
         routes.into_iter().collect()
     }
 
-    /// One route: exactly one of `cluster` / `backend`.
+    /// One route: exactly one of `cluster` / `backend`; a FastCGI `backend` needs `fastcgi`.
     fn route(&mut self, mut value: Value, path: &str, clusters: &BTreeSet<String>) -> Option<RouteConfig> {
         let cache = value.as_object_mut().and_then(|map| map.remove("cache"));
+        let fastcgi = value.as_object_mut().and_then(|map| map.remove("fastcgi"));
         let has_cache = cache.is_some();
         let raw: RawRoute = self.piece(Some(value), path, ROUTE_KEYS, "a route")?;
         let cache = self.cache(cache, &key_path(path, "cache"));
+        let fastcgi_path = key_path(path, "fastcgi");
+        let fastcgi = self.fastcgi(fastcgi, &fastcgi_path);
+        let mut timeout = |key: &str, value: Option<DurationValue>| {
+            value.map(|d| self.positive(key_path(path, key), Some(d), Duration::ZERO))
+        };
+        let timeouts = RouteTimeouts {
+            connect: timeout("connect_timeout", raw.connect_timeout),
+            read: timeout("read_timeout", raw.read_timeout),
+            write: timeout("write_timeout", raw.write_timeout),
+        };
         if has_cache && raw.cluster.is_some() {
             let message = "a route to a cluster uses the cluster's cache; set `cache` on the cluster";
             self.error(key_path(path, "cache"), message);
@@ -387,16 +441,27 @@ impl Loader<'_> {
         let cluster_path = key_path(path, "cluster");
         let backend_path = key_path(path, "backend");
         let target = match (raw.cluster, raw.backend) {
+            (Some(_), None) if matches!(fastcgi, Some(Some(_))) => {
+                let message = "a route to a cluster uses the cluster's `fastcgi`; set it on the cluster";
+                self.error(fastcgi_path.clone(), message);
+                None
+            }
             (Some(name), None) if clusters.contains(&name) => Some(RouteTarget::Cluster(name)),
             (Some(name), None) => {
                 self.error(cluster_path, format!("unknown cluster `{name}`"));
                 None
             }
             (None, Some(url)) => match parse_backend_url(&url) {
-                Ok(url) if url.protocol == Protocol::FastCgi => {
-                    let message = "a route's backend must be an HTTP URL; put FastCGI backends in a \
-                                   cluster with a `fastcgi` script mapping";
+                Ok(url) if url.protocol == Protocol::FastCgi && matches!(fastcgi, Some(None)) => {
+                    let message = "a route to a FastCGI address needs a script mapping: set \
+                                   `fastcgi: { document_root }` on the route";
                     self.error(backend_path, message);
+                    None
+                }
+                Ok(url) if url.protocol == Protocol::Http && matches!(fastcgi, Some(Some(_))) => {
+                    let message = "`fastcgi` applies to a route to a FastCGI address \
+                                   (fastcgi:// or fastcgi+unix://) only";
+                    self.error(fastcgi_path.clone(), message);
                     None
                 }
                 Ok(url) => Some(RouteTarget::Backend(url)),
@@ -422,6 +487,8 @@ impl Loader<'_> {
             path_prefix,
             target: target?,
             cache: cache?,
+            fastcgi: fastcgi?,
+            timeouts,
         })
     }
 
