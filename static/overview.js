@@ -72,6 +72,17 @@
     }
   });
 
+  // The cluster's maintenance switch: a disabled cluster answers 503 to every request.
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest('.cluster-head button[data-action$="-cluster"]');
+    if (!button) return;
+    const cluster = button.closest('section.cluster').dataset.cluster;
+    const enabled = button.dataset.action === 'enable-cluster';
+    run(`${enabled ? 'enable' : 'disable'} cluster ${cluster}`, button, () =>
+      api('PATCH', `/api/v1/clusters/${enc(cluster)}`, { enabled }),
+    );
+  });
+
   /** POSTs `what` to the cluster's purge endpoint and shows how many objects went. */
   function purge(card, button, description, what) {
     const cluster = card.closest('section.cluster').dataset.cluster;

@@ -503,6 +503,7 @@ pub(crate) mod test_fixtures {
             cache: Default::default(),
             name: name.to_owned(),
             settings: SettingsView {
+                enabled: true,
                 scheduler: "least-load",
                 queue_limit: 128,
                 queue_timeout_ms: 10_000,

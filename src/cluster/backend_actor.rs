@@ -1,5 +1,5 @@
 //! The Backend actor: sole owner of one backend's mutable state (enabled, health, role,
-//! capacity). Control plane; runs on a worker arbiter.
+//! capacity). Control plane; runs on a worker arbiter, which its health monitor shares.
 //!
 //! Every change is reported to the Cluster actor as [`BackendChanged`], which reshapes the
 //! admission state. With active health checks configured, the backend's [`HealthMonitor`]
@@ -56,12 +56,25 @@ pub struct StopBackend;
 /// How a backend's health is watched.
 #[derive(Clone)]
 pub struct Watch {
+    /// The active checks that apply to the backend (its own or its cluster's).
     pub health: Option<HealthConfig>,
     pub sticky_offline: bool,
     /// Without active checks: how long a backend taken out by passive health stays out.
     pub passive_recovery: Duration,
     pub admission: Arc<Admission>,
     pub arbiters: Arbiters,
+}
+
+impl Watch {
+    /// The watch of a backend with its own health checks `own` (see
+    /// [`BackendConfig::health_in`]); without them, the cluster's.
+    pub fn for_backend(&self, own: Option<&HealthConfig>) -> Watch {
+        let mut watch = self.clone();
+        if let Some(own) = own {
+            watch.health = Some(own.clone());
+        }
+        watch
+    }
 }
 
 /// The actor owning one backend.
@@ -199,10 +212,9 @@ impl BackendActor {
             };
             let backend = self.backend.clone();
             let (admission, initial) = (self.watch.admission.clone(), self.status.health);
-            self.monitor = Some(HealthMonitor::start_in_arbiter(
-                &self.watch.arbiters.next(),
-                move |_| HealthMonitor::new(backend, owner, admission, config, initial),
-            ));
+            // On this actor's own arbiter, like the original plugin: a backend's monitor lives
+            // on the backend's worker thread.
+            self.monitor = Some(HealthMonitor::new(backend, owner, admission, config, initial).start());
         }
     }
 }
@@ -289,3 +301,21 @@ impl Handler<StopBackend> for BackendActor {
         ctx.stop();
     }
 }
+
+/// Query (tests only): the thread the actor runs on, and its health monitor.
+#[cfg(test)]
+#[derive(Message, Debug)]
+#[rtype(result = "(std::thread::ThreadId, Option<Addr<HealthMonitor>>)")]
+pub struct Placement;
+
+#[cfg(test)]
+impl Handler<Placement> for BackendActor {
+    type Result = MessageResult<Placement>;
+
+    fn handle(&mut self, _: Placement, _: &mut Context<Self>) -> Self::Result {
+        MessageResult((std::thread::current().id(), self.monitor.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -30,7 +30,7 @@ use super::buckets::validate_tree;
 use super::classify::Classifier;
 use super::cluster_state::{BackendState, ClusterState, SettingsView};
 use super::topology::{ClusterHandle, ClusterSettings};
-use crate::config::{BackendConfig, BucketConfig, ClusterConfig};
+use crate::config::{BackendConfig, BucketConfig, ClusterConfig, HealthConfig};
 
 /// Why a configuration could not be applied (nothing changed). The config loader refuses such
 /// documents first; this guards the admission state all the same.
@@ -126,6 +126,8 @@ pub struct ClusterActor {
 pub struct Prepared {
     backend: Arc<Backend>,
     status: BackendStatus,
+    /// The backend's own health checks, if it has any.
+    health: Option<HealthConfig>,
 }
 
 /// How often removed backends are checked for their last request.
@@ -140,8 +142,12 @@ impl ClusterActor {
             .iter()
             .map(|b| {
                 let backend = new_backend(&handle.name, b, config);
-                let status = BackendActor::initial_status(&backend, b, config.health.as_ref());
-                Prepared { backend, status }
+                let status = BackendActor::initial_status(&backend, b, b.health_in(config));
+                Prepared {
+                    backend,
+                    status,
+                    health: b.health.clone(),
+                }
             })
             .collect();
         let (settings, admission) = ClusterSettings::from_config(config);
@@ -176,7 +182,10 @@ impl ClusterActor {
         let cluster = Addr::new(tx);
         let members: Vec<Member> = prepared
             .into_iter()
-            .map(|p| Member::spawn(p.backend, p.status, &cluster, &watch))
+            .map(|p| {
+                let watch = watch.for_backend(p.health.as_ref());
+                Member::spawn(p.backend, p.status, &cluster, &watch)
+            })
             .collect();
         let config = config.clone();
         let running = RunningCluster {
@@ -285,21 +294,22 @@ impl ClusterActor {
                             enabled,
                         });
                     }
-                    if watch_changed {
-                        m.addr.do_send(SetWatch(self.watch.clone()));
+                    if watch_changed || before.is_none_or(|o| o.health != b.health) {
+                        m.addr
+                            .do_send(SetWatch(self.watch.for_backend(b.health.as_ref())));
                     }
                     m
                 }
                 None => {
                     let backend = new_backend(&self.handle.name, b, new);
-                    let status = BackendActor::initial_status(&backend, b, new.health.as_ref());
+                    let status = BackendActor::initial_status(&backend, b, b.health_in(new));
                     log::info!(
                         "cluster '{}': backend '{}' added ({})",
                         self.handle.name,
                         b.name,
                         b.url.text
                     );
-                    Member::spawn(backend, status, me, &self.watch)
+                    Member::spawn(backend, status, me, &self.watch.for_backend(b.health.as_ref()))
                 }
             };
             self.members.push(member);

@@ -31,6 +31,8 @@ pub struct ClusterState {
 /// A cluster's settings as readers see them.
 #[derive(Debug, Clone, Serialize)]
 pub struct SettingsView {
+    /// The cluster's maintenance switch (`enabled`): `false` answers every request with 503.
+    pub enabled: bool,
     pub scheduler: &'static str,
     pub queue_limit: usize,
     pub queue_timeout_ms: u64,
@@ -124,6 +126,7 @@ impl SettingsView {
     pub fn new(c: &ClusterConfig) -> SettingsView {
         let ms = millis;
         SettingsView {
+            enabled: c.enabled,
             scheduler: match c.scheduler {
                 SchedulerKind::RoundRobin => "rr",
                 SchedulerKind::Chance => "chance",

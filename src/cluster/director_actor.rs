@@ -34,7 +34,7 @@ use crate::config::state_file::{self, StateFileError};
 use crate::config::{self, ConfigError, ConfigErrors, Document, SharedAdmin};
 use crate::config::{
     BackendConfig, BackendUrl, CacheConfig, ClusterConfig, Config, ForwardedFor, PassiveHealthConfig, Role,
-    RouteTarget, SchedulerKind,
+    RouteConfig, RouteTarget, SchedulerKind,
 };
 
 /// What `/api/v1/status` reports about the configuration.
@@ -103,9 +103,8 @@ pub struct DirectorActor {
     overlay: Overlay,
     config_path: Option<PathBuf>,
     clusters: BTreeMap<String, RunningCluster>,
-    /// Clusters of "road warrior" routes, by URL.
-    /// Road-warrior clusters by URL, with the cache settings they were given.
-    road_warriors: BTreeMap<String, (RunningCluster, CacheConfig)>,
+    /// Clusters of "road warrior" routes by URL, with the configuration they were given.
+    road_warriors: BTreeMap<String, (RunningCluster, ClusterConfig)>,
     topology: SharedTopology,
     /// Every running cluster with its actor, published with the topology for the admin surface.
     running: SharedClusters,
@@ -186,30 +185,27 @@ impl DirectorActor {
             retire(&gone);
         }
         self.clusters = clusters;
-        let mut road_warriors: BTreeMap<String, (RunningCluster, CacheConfig)> = BTreeMap::new();
+        let mut road_warriors: BTreeMap<String, (RunningCluster, ClusterConfig)> = BTreeMap::new();
         let mut routes = Vec::new();
         for route in &self.config.routes {
             let cluster = match &route.target {
                 RouteTarget::Cluster(name) => self.clusters.get(name).map(|c| c.handle.clone()),
                 RouteTarget::Backend(url) => {
-                    // Several routes to one address share its cluster (the first one's cache).
-                    let (cluster, cache) =
+                    // Several routes to one address share its cluster (the first one's cache
+                    // and script mapping).
+                    let wanted = road_warrior(url, route);
+                    let (cluster, config) =
                         match (road_warriors.get(&url.text), self.road_warriors.remove(&url.text)) {
                             (Some(kept), _) => kept.clone(),
-                            (None, Some((cluster, cache))) if cache == route.cache => (cluster, cache),
+                            (None, Some((cluster, config))) if config == wanted => (cluster, config),
                             (None, Some((cluster, _))) => {
-                                cluster
-                                    .actor
-                                    .do_send(ApplyConfig::from_config(road_warrior(url, &route.cache)));
-                                (cluster, route.cache.clone())
+                                cluster.actor.do_send(ApplyConfig::from_config(wanted.clone()));
+                                (cluster, wanted)
                             }
-                            (None, None) => {
-                                let cluster = self.start_cluster(&url.text, &road_warrior(url, &route.cache));
-                                (cluster, route.cache.clone())
-                            }
+                            (None, None) => (self.start_cluster(&url.text, &wanted), wanted),
                         };
                     let handle = cluster.handle.clone();
-                    road_warriors.insert(url.text.clone(), (cluster, cache));
+                    road_warriors.insert(url.text.clone(), (cluster, config));
                     Some(handle)
                 }
             };
@@ -219,6 +215,7 @@ impl DirectorActor {
                     host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
                     path_prefix: route.path_prefix.clone(),
                     cluster,
+                    timeouts: route.timeouts,
                 });
             }
         }
@@ -417,11 +414,12 @@ fn retire(cluster: &RunningCluster) {
     cluster.actor.do_send(ApplyConfig::from_config(empty));
 }
 
-/// A one-backend cluster for a "road warrior" route: unlimited, no queue, no retries; the
-/// route's cache.
-fn road_warrior(url: &BackendUrl, cache: &CacheConfig) -> ClusterConfig {
+/// A one-backend cluster for a "road warrior" route: unlimited, no queue, no retries, never
+/// taken out; the route's cache and FastCGI script mapping.
+fn road_warrior(url: &BackendUrl, route: &RouteConfig) -> ClusterConfig {
     let mut config = road_warrior_settings();
-    config.cache = cache.clone();
+    config.cache = route.cache.clone();
+    config.fastcgi = route.fastcgi.clone();
     config.backends.push(BackendConfig {
         name: url.text.clone(),
         url: url.clone(),
@@ -429,12 +427,14 @@ fn road_warrior(url: &BackendUrl, cache: &CacheConfig) -> ClusterConfig {
         role: Role::Active,
         enabled: true,
         fastcgi: None,
+        health: None,
     });
     config
 }
 
 fn road_warrior_settings() -> ClusterConfig {
     ClusterConfig {
+        enabled: true,
         scheduler: SchedulerKind::RoundRobin,
         queue_limit: 0,
         queue_timeout: Duration::from_secs(1),

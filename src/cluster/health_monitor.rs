@@ -1,6 +1,8 @@
 //! The HealthMonitor actor: probes one backend on its interval according to the cluster's
 //! mode, runs the rise/fall state machine, and reports flips and probe results to the
-//! backend's actor. Control plane; runs on a worker arbiter.
+//! backend's actor. Control plane; runs on its backend actor's own arbiter (the original
+//! plugin's thread model: a backend and its monitor share a worker thread, so what they tell
+//! each other never crosses threads).
 //!
 //! Modes: `paranoid` probes always; `lazy` only while the backend is offline;
 //! `opportunistic` also when it is online but idle for an interval, and then the probe holds
@@ -160,5 +162,20 @@ impl Handler<StopMonitor> for HealthMonitor {
 
     fn handle(&mut self, _: StopMonitor, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+/// Query (tests only): the thread the monitor runs on.
+#[cfg(test)]
+#[derive(Message, Debug)]
+#[rtype(result = "std::thread::ThreadId")]
+pub struct WhichThread;
+
+#[cfg(test)]
+impl Handler<WhichThread> for HealthMonitor {
+    type Result = MessageResult<WhichThread>;
+
+    fn handle(&mut self, _: WhichThread, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(std::thread::current().id())
     }
 }

@@ -16,7 +16,9 @@ use super::backend::Backend;
 use super::backend_status::BackendStatus;
 use super::classify::{host_matches, Classifier};
 use crate::cache::{CacheSnapshot, CacheStats, ClusterCache};
-use crate::config::{CacheConfig, ClientRouting, ClusterConfig, ForwardedFor, PassiveHealthConfig};
+use crate::config::{
+    CacheConfig, ClientRouting, ClusterConfig, ForwardedFor, PassiveHealthConfig, RouteTimeouts,
+};
 
 /// Where the current topology lives; `None` until the control plane has started.
 pub type SharedTopology = Arc<ArcSwapOption<Topology>>;
@@ -35,20 +37,19 @@ pub struct Route {
     pub host: Option<String>,
     pub path_prefix: String,
     pub cluster: Arc<ClusterHandle>,
+    /// The route's own backend timeouts, over the cluster's.
+    pub timeouts: RouteTimeouts,
 }
 
 impl Topology {
     /// The first route matching `host` (as sent, port allowed) and `path`.
-    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Arc<ClusterHandle>> {
-        self.routes
-            .iter()
-            .find(|r| {
-                path.starts_with(r.path_prefix.as_str())
-                    && r.host
-                        .as_deref()
-                        .is_none_or(|h| host.is_some_and(|x| host_matches(x, h)))
-            })
-            .map(|r| &r.cluster)
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| {
+            path.starts_with(r.path_prefix.as_str())
+                && r.host
+                    .as_deref()
+                    .is_none_or(|h| host.is_some_and(|x| host_matches(x, h)))
+        })
     }
 
     pub fn cluster(&self, name: &str) -> Option<&Arc<ClusterHandle>> {
@@ -59,6 +60,8 @@ impl Topology {
 /// Request-path settings of a cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSettings {
+    /// `false` while the cluster is switched off for maintenance: every request gets 503.
+    pub enabled: bool,
     pub queue_timeout: Duration,
     pub retry_after: u32,
     pub max_retry_count: u32,
@@ -82,6 +85,7 @@ pub struct ClusterSettings {
 impl ClusterSettings {
     pub fn from_config(c: &ClusterConfig) -> (ClusterSettings, AdmissionSettings) {
         let settings = ClusterSettings {
+            enabled: c.enabled,
             queue_timeout: c.queue_timeout,
             retry_after: c.retry_after,
             max_retry_count: c.max_retry_count,

@@ -130,13 +130,27 @@ pub struct RouteConfig {
     pub target: RouteTarget,
     /// `cache`: for a route that names a single backend, its object cache.
     pub cache: CacheConfig,
+    /// `fastcgi`: for a route to a single FastCGI address, its script mapping (required there).
+    pub fastcgi: Option<FastCgiConfig>,
+    /// `connect_timeout`, `read_timeout`, `write_timeout`: this route's, over its cluster's.
+    pub timeouts: RouteTimeouts,
+}
+
+/// A route's own backend timeouts; `None` keeps the cluster's (for a route to a single
+/// address: the defaults, 4s / 30s / 8s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouteTimeouts {
+    pub connect: Option<Duration>,
+    pub read: Option<Duration>,
+    pub write: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RouteTarget {
     /// `cluster: NAME` — must name a key of `clusters`.
     Cluster(String),
-    /// `backend: URL` — "road warrior": plain proxying to one address, no balancing.
+    /// `backend: URL` — "road warrior": plain proxying to one address (HTTP, or FastCGI with
+    /// the route's `fastcgi` mapping), no balancing, never taken out by passive health.
     Backend(BackendUrl),
 }
 
@@ -159,6 +173,9 @@ pub const DEFAULT_BACKEND_KEEP_ALIVE: Duration = Duration::from_secs(4);
 /// One entry of `clusters:`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
+    /// `enabled` (default true): a maintenance switch; a disabled cluster answers every request
+    /// routed to it with 503 and `Retry-After`, while its health checks keep running.
+    pub enabled: bool,
     /// `scheduler` (default `rr`).
     pub scheduler: SchedulerKind,
     /// `queue_limit` (default 128): requests that may wait for capacity.
@@ -524,6 +541,16 @@ pub struct BackendConfig {
     pub enabled: bool,
     /// `fastcgi`: this backend's own script mapping, overriding the cluster's.
     pub fastcgi: Option<FastCgiConfig>,
+    /// `health`: this backend's own health checks — its keys laid over the cluster's `health`
+    /// (checks run even when the cluster has none); `None` = the cluster's apply.
+    pub health: Option<HealthConfig>,
+}
+
+impl BackendConfig {
+    /// The health checks that apply to this backend in `cluster`: its own, else the cluster's.
+    pub fn health_in<'a>(&'a self, cluster: &'a ClusterConfig) -> Option<&'a HealthConfig> {
+        self.health.as_ref().or(cluster.health.as_ref())
+    }
 }
 
 /// A parsed backend address: `http://host:port`, `http://[v6]:port`, `http+unix:///path`,

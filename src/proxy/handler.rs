@@ -26,7 +26,7 @@ use crate::cluster::buckets::BucketKey;
 use crate::cluster::classify::RequestView;
 use crate::cluster::topology::ClusterSettings;
 use crate::cluster::{Admit, Backend, ClusterHandle, Grant};
-use crate::config::ClientRouting;
+use crate::config::{ClientRouting, RouteTimeouts};
 use crate::proto::http_headers as rules;
 use crate::proto::path;
 use crate::stats::TrafficStats;
@@ -69,12 +69,13 @@ async fn serve(
             return generated(StatusCode::BAD_REQUEST, "bad request path\n", 0, log);
         }
     };
-    let (cluster, bucket, debug_bucket, bucket_name) = {
+    let (cluster, bucket, debug_bucket, bucket_name, route_timeouts) = {
         let topology = state.topology.load();
-        let Some(cluster) = topology.as_ref().and_then(|t| t.route(host, &route_path)) else {
+        let Some(route) = topology.as_ref().and_then(|t| t.route(host, &route_path)) else {
             let log = refused(new_record("-"));
             return generated(StatusCode::NOT_FOUND, "no route for this request\n", 0, log);
         };
+        let cluster = &route.cluster;
         let classifier = cluster.classifier.load();
         let view = ActixRequest {
             req: &req,
@@ -84,16 +85,22 @@ async fn serve(
         let (bucket, name) = classifier.classify(&view);
         let debug = cluster.settings.load().debug_headers.then(|| name.to_owned());
         let logged = state.access_log.is_some().then(|| name.to_owned());
-        (cluster.clone(), bucket, debug, logged)
+        (cluster.clone(), bucket, debug, logged, route.timeouts)
     };
     let mut log = new_record(&cluster.name);
     if let (Some(l), Some(name)) = (log.as_mut(), bucket_name) {
         l.set_bucket(&name);
     }
     let settings = cluster.settings.load_full();
+    if !settings.enabled {
+        // The maintenance switch: nothing reaches the cluster, not even its cache.
+        record_status(&cluster, None, StatusCode::SERVICE_UNAVAILABLE.as_u16());
+        let text = "this service is down for maintenance\n";
+        return generated(StatusCode::SERVICE_UNAVAILABLE, text, settings.retry_after, log);
+    }
     if let Some(routing) = &settings.client_routing {
         if let Some(name) = pinned_backend(&req, routing) {
-            let mut request = Request::new(req, payload, &settings, log);
+            let mut request = Request::new(req, payload, &settings, route_timeouts, log);
             request.trace = trace;
             return Box::pin(serve_pinned(request, &cluster, &settings, &name)).await;
         }
@@ -111,6 +118,7 @@ async fn serve(
                 let forward = Forward {
                     cluster: cluster.clone(),
                     settings,
+                    route_timeouts,
                     bucket,
                     debug_bucket: None,
                 };
@@ -120,12 +128,13 @@ async fn serve(
         }
         Step::Forward(plan) => Some(plan),
     };
-    let mut request = Request::new(req, payload, &settings, log);
+    let mut request = Request::new(req, payload, &settings, route_timeouts, log);
     request.cache = plan;
     request.trace = trace;
     let forward = Forward {
         cluster,
         settings,
+        route_timeouts,
         bucket,
         debug_bucket,
     };
@@ -139,6 +148,8 @@ async fn serve(
 struct Forward {
     cluster: Arc<ClusterHandle>,
     settings: Arc<ClusterSettings>,
+    /// The route's own backend timeouts, over the cluster's.
+    route_timeouts: RouteTimeouts,
     bucket: BucketKey,
     debug_bucket: Option<String>,
 }
@@ -151,6 +162,7 @@ impl Forward {
             settings,
             bucket,
             debug_bucket,
+            ..
         } = self;
         let mut retries = 0;
         // Backends this request failed on, and the last failure.
@@ -228,7 +240,7 @@ impl Forward {
 async fn refresh_in_background(req: HttpRequest, plan: Box<CachePlan>, forward: Forward) {
     let request = Request {
         body: ClientBody::new(None, None, forward.settings.client_body_timeout),
-        timeouts: timeouts(&forward.settings),
+        timeouts: timeouts(&forward.settings, forward.route_timeouts),
         idempotent: true,
         may_blame: true,
         req,
@@ -241,11 +253,12 @@ async fn refresh_in_background(req: HttpRequest, plan: Box<CachePlan>, forward: 
     while let Some(Ok(_)) = std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await {}
 }
 
-fn timeouts(settings: &ClusterSettings) -> Timeouts {
+/// The cluster's backend timeouts, with those the route sets in their place.
+fn timeouts(settings: &ClusterSettings, route: RouteTimeouts) -> Timeouts {
     Timeouts {
-        connect: settings.connect_timeout,
-        read: settings.read_timeout,
-        write: settings.write_timeout,
+        connect: route.connect.unwrap_or(settings.connect_timeout),
+        read: route.read.unwrap_or(settings.read_timeout),
+        write: route.write.unwrap_or(settings.write_timeout),
     }
 }
 
@@ -270,11 +283,12 @@ impl Request {
         req: HttpRequest,
         payload: web::Payload,
         settings: &ClusterSettings,
+        route_timeouts: RouteTimeouts,
         log: Option<Box<AccessRecord>>,
     ) -> Request {
         Request {
             body: client_body(&req, payload, settings),
-            timeouts: timeouts(settings),
+            timeouts: timeouts(settings, route_timeouts),
             idempotent: is_idempotent(req.method()),
             may_blame: true,
             req,

@@ -234,6 +234,69 @@ async fn disable_button_takes_a_backend_out_of_rotation() {
     setup.director.stop().await;
 }
 
+/// The cluster switch of `web`: "Disable cluster" puts it into maintenance (every request gets
+/// 503 with `Retry-After`, the other cluster serves on), "Enable cluster" brings it back; the
+/// API and the section say which it is.
+#[cfg_attr(
+    not(has_chromium),
+    ignore = "chromium or chromedriver not installed (apt-get install chromium chromium-driver)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_switch_puts_a_cluster_into_maintenance_and_back() {
+    let browser = Browser::start().await;
+    let setup = Setup::start(None).await;
+    let d = &setup.director;
+    let web = "section.cluster[data-cluster=\"web\"]";
+    let badge = format!("{web} [data-field=\"cluster-enabled\"]");
+    browser.goto(&setup.page("/")).await;
+    wait_for_text(&browser, &badge, "in service").await;
+    let disable = browser
+        .find(&format!("{web} button[data-action=\"disable-cluster\"]"))
+        .await;
+    browser.click(&disable).await;
+
+    wait_until("web disabled in the API", async || {
+        let (status, body) = admin(d, "GET", "/api/v1/clusters/web", None, None).await;
+        assert_eq!(status, 200, "{body}");
+        (body["settings"]["enabled"] == false).then_some(())
+    })
+    .await;
+    let hits = web_hits(&setup);
+    for _ in 0..5 {
+        let reply = get(&d.target(), "/").await;
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert_eq!(reply.header("retry-after"), Some("10"));
+    }
+    assert_eq!(web_hits(&setup), hits, "no request reached web's backends");
+    assert_eq!(
+        get(&d.target(), "/api/x").await.text(),
+        "api-1",
+        "the other cluster serves"
+    );
+    wait_for_text(&browser, &badge, "maintenance: answering 503").await;
+    wait_for_text(
+        &browser,
+        "section.cluster[data-cluster=\"api\"] [data-field=\"cluster-enabled\"]",
+        "in service",
+    )
+    .await;
+    browser
+        .screenshot_full_page(&artifact("overview-cluster-disabled.png"))
+        .await;
+
+    let enable = browser
+        .find(&format!("{web} button[data-action=\"enable-cluster\"]"))
+        .await;
+    browser.click(&enable).await;
+    wait_for_text(&browser, &badge, "in service").await;
+    let (_, body) = admin(d, "GET", "/api/v1/clusters/web", None, None).await;
+    assert_eq!(body["settings"]["enabled"], true, "{body}");
+    assert_eq!(get(&d.target(), "/").await.status, 200);
+    assert_eq!(web_hits(&setup), hits + 1);
+    drop(browser);
+    setup.director.stop().await;
+}
+
 /// The CSS selector of `web`'s cache card.
 const WEB_CACHE: &str = "section.cluster[data-cluster=\"web\"] .cache-card";
 

@@ -280,6 +280,7 @@ async fn without_a_token_login_goes_to_the_overview() {
 fn hostile_state() -> ClusterState {
     const EVIL: &str = "<script>alert(1)</script>";
     let settings = SettingsView {
+        enabled: true,
         scheduler: "rr",
         queue_limit: 1,
         queue_timeout_ms: 1500,

@@ -41,6 +41,8 @@ pub struct ReloadView {
 /// One balanced cluster.
 pub struct ClusterView {
     pub name: String,
+    /// The maintenance switch: `false` while every request routed here gets 503.
+    pub enabled: bool,
     /// `(label, value)` pairs, in display order.
     pub settings: Vec<(&'static str, String)>,
     pub in_use: u32,
@@ -175,6 +177,7 @@ impl ClusterView {
         let view = |b: &&BackendState| BackendView::new(b, backend_sample(&b.status.name), now);
         ClusterView {
             name: state.name.clone(),
+            enabled: state.settings.enabled,
             settings: settings(&state.settings),
             in_use: state.in_use,
             load: load(u64::from(state.in_use), state.capacity.unwrap_or(0)),

@@ -13,8 +13,9 @@ use serde_json::Value;
 use super::super::address::{parse_backend_url, parse_listen};
 use super::super::duration::DurationValue;
 use super::super::model::{
-    AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, ForwardedFor, ListenAddr, Protocol,
-    ProxyConfig, Role, RouteConfig, RouteTarget, SchedulerKind, DEFAULT_BACKEND_KEEP_ALIVE,
+    AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, FastCgiConfig, ForwardedFor,
+    HealthConfig, ListenAddr, Protocol, ProxyConfig, Role, RouteConfig, RouteTarget, RouteTimeouts,
+    SchedulerKind, DEFAULT_BACKEND_KEEP_ALIVE,
 };
 use super::{index_path, key_path, kind, Loader};
 
@@ -35,8 +36,19 @@ const PROXY_KEYS: &[&str] = &[
     "traceparent",
 ];
 const ACCESS_LOG_KEYS: &[&str] = &["enabled", "format", "path"];
-const ROUTE_KEYS: &[&str] = &["host", "path_prefix", "cluster", "backend", "cache"];
+const ROUTE_KEYS: &[&str] = &[
+    "host",
+    "path_prefix",
+    "cluster",
+    "backend",
+    "cache",
+    "fastcgi",
+    "connect_timeout",
+    "read_timeout",
+    "write_timeout",
+];
 const CLUSTER_KEYS: &[&str] = &[
+    "enabled",
     "scheduler",
     "queue_limit",
     "queue_timeout",
@@ -61,7 +73,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "cache",
     "backends",
 ];
-const BACKEND_KEYS: &[&str] = &["name", "url", "capacity", "role", "enabled", "fastcgi"];
+const BACKEND_KEYS: &[&str] = &["name", "url", "capacity", "role", "enabled", "fastcgi", "health"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +107,9 @@ struct RawRoute {
     path_prefix: Option<String>,
     cluster: Option<String>,
     backend: Option<String>,
+    connect_timeout: Option<DurationValue>,
+    read_timeout: Option<DurationValue>,
+    write_timeout: Option<DurationValue>,
 }
 
 /// A cluster without `buckets`, `backends`, `client_routing`, `health`, `fastcgi` and
@@ -102,6 +117,7 @@ struct RawRoute {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCluster {
+    enabled: Option<bool>,
     scheduler: Option<String>,
     queue_limit: Option<usize>,
     queue_timeout: Option<DurationValue>,
@@ -119,7 +135,7 @@ struct RawCluster {
     backend_keep_alive: Option<DurationValue>,
 }
 
-/// A backend without `fastcgi`, which is checked on its own.
+/// A backend without `fastcgi` and `health`, which are checked on their own.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBackend {
@@ -365,15 +381,55 @@ impl Loader<'_> {
             .enumerate()
             .map(|(i, item)| self.route(item, &index_path("routes", i), clusters))
             .collect();
+        // Routes to one address share its cluster, so they must agree on its script mapping.
+        let mut mappings: HashMap<&str, (usize, &Option<FastCgiConfig>)> = HashMap::new();
+        let mut conflicts = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            let Some(RouteConfig {
+                target: RouteTarget::Backend(url),
+                fastcgi,
+                ..
+            }) = route
+            else {
+                continue;
+            };
+            match mappings.get(url.text.as_str()) {
+                Some((first, mapping)) if *mapping != fastcgi => conflicts.push((i, *first)),
+                Some(_) => {}
+                None => {
+                    mappings.insert(&url.text, (i, fastcgi));
+                }
+            }
+        }
+        for (i, first) in conflicts.iter().copied() {
+            let message = format!(
+                "routes to one address share its script mapping; this one differs from routes[{first}]'s"
+            );
+            self.error(key_path(&index_path("routes", i), "fastcgi"), message);
+        }
+        if !conflicts.is_empty() {
+            return None;
+        }
         routes.into_iter().collect()
     }
 
-    /// One route: exactly one of `cluster` / `backend`.
+    /// One route: exactly one of `cluster` / `backend`; a FastCGI `backend` needs `fastcgi`.
     fn route(&mut self, mut value: Value, path: &str, clusters: &BTreeSet<String>) -> Option<RouteConfig> {
         let cache = value.as_object_mut().and_then(|map| map.remove("cache"));
+        let fastcgi = value.as_object_mut().and_then(|map| map.remove("fastcgi"));
         let has_cache = cache.is_some();
         let raw: RawRoute = self.piece(Some(value), path, ROUTE_KEYS, "a route")?;
         let cache = self.cache(cache, &key_path(path, "cache"));
+        let fastcgi_path = key_path(path, "fastcgi");
+        let fastcgi = self.fastcgi(fastcgi, &fastcgi_path);
+        let mut timeout = |key: &str, value: Option<DurationValue>| {
+            value.map(|d| self.positive(key_path(path, key), Some(d), Duration::ZERO))
+        };
+        let timeouts = RouteTimeouts {
+            connect: timeout("connect_timeout", raw.connect_timeout),
+            read: timeout("read_timeout", raw.read_timeout),
+            write: timeout("write_timeout", raw.write_timeout),
+        };
         if has_cache && raw.cluster.is_some() {
             let message = "a route to a cluster uses the cluster's cache; set `cache` on the cluster";
             self.error(key_path(path, "cache"), message);
@@ -394,16 +450,27 @@ impl Loader<'_> {
         let cluster_path = key_path(path, "cluster");
         let backend_path = key_path(path, "backend");
         let target = match (raw.cluster, raw.backend) {
+            (Some(_), None) if matches!(fastcgi, Some(Some(_))) => {
+                let message = "a route to a cluster uses the cluster's `fastcgi`; set it on the cluster";
+                self.error(fastcgi_path.clone(), message);
+                None
+            }
             (Some(name), None) if clusters.contains(&name) => Some(RouteTarget::Cluster(name)),
             (Some(name), None) => {
                 self.error(cluster_path, format!("unknown cluster `{name}`"));
                 None
             }
             (None, Some(url)) => match parse_backend_url(&url) {
-                Ok(url) if url.protocol == Protocol::FastCgi => {
-                    let message = "a route's backend must be an HTTP URL; put FastCGI backends in a \
-                                   cluster with a `fastcgi` script mapping";
+                Ok(url) if url.protocol == Protocol::FastCgi && matches!(fastcgi, Some(None)) => {
+                    let message = "a route to a FastCGI address needs a script mapping: set \
+                                   `fastcgi: { document_root }` on the route";
                     self.error(backend_path, message);
+                    None
+                }
+                Ok(url) if url.protocol == Protocol::Http && matches!(fastcgi, Some(Some(_))) => {
+                    let message = "`fastcgi` applies to a route to a FastCGI address \
+                                   (fastcgi:// or fastcgi+unix://) only";
+                    self.error(fastcgi_path.clone(), message);
                     None
                 }
                 Ok(url) => Some(RouteTarget::Backend(url)),
@@ -429,6 +496,8 @@ impl Loader<'_> {
             path_prefix,
             target: target?,
             cache: cache?,
+            fastcgi: fastcgi?,
+            timeouts,
         })
     }
 
@@ -486,14 +555,25 @@ impl Loader<'_> {
             None => (None, None),
         };
         let client_routing = self.client_routing(client_routing, &key_path(path, "client_routing"));
+        let health_section = health.clone().filter(Value::is_object);
         let health = self.health(health, &key_path(path, "health"));
+        // What a backend's own `health` is laid over: the cluster's section, when it is valid.
+        let health_base = match &health {
+            Some(_) => health_section.unwrap_or_else(|| Value::Object(Default::default())),
+            None => Value::Null,
+        };
         let tree = self.bucket_tree(buckets, default_bucket, path);
         let fastcgi = self.fastcgi(fastcgi, &key_path(path, "fastcgi"));
         let x_sendfile = self.x_sendfile(x_sendfile, &key_path(path, "x_sendfile"));
         let passive_health = self.passive_health(passive_health, &key_path(path, "passive_health"));
         let cache = self.cache(cache, &key_path(path, "cache"));
         let cluster_maps_scripts = matches!(fastcgi, Some(Some(_)));
-        let backends = self.backends(backends, &key_path(path, "backends"), cluster_maps_scripts);
+        let backends = self.backends(
+            backends,
+            &key_path(path, "backends"),
+            cluster_maps_scripts,
+            &health_base,
+        );
         let mut cluster = settings??;
         cluster.fastcgi = fastcgi?;
         cluster.x_sendfile = x_sendfile?;
@@ -554,6 +634,7 @@ impl Loader<'_> {
             DEFAULT_BACKEND_KEEP_ALIVE,
         );
         Some(ClusterConfig {
+            enabled: raw.enabled.unwrap_or(true),
             scheduler: scheduler?,
             queue_limit: raw.queue_limit.unwrap_or(DEFAULT_QUEUE_LIMIT),
             queue_timeout,
@@ -581,12 +662,15 @@ impl Loader<'_> {
     }
 
     /// A cluster's `backends:` list; names must be unique. `cluster_maps_scripts`: the cluster
-    /// has a `fastcgi` mapping its FastCGI backends may use.
+    /// has a `fastcgi` mapping its FastCGI backends may use. `cluster_health`: the cluster's
+    /// `health` section as written (a map, `{}` when it has none) that a backend's own `health`
+    /// keys override, or `Null` when the cluster's is invalid (reported there already).
     fn backends(
         &mut self,
         value: Option<Value>,
         path: &str,
         cluster_maps_scripts: bool,
+        cluster_health: &Value,
     ) -> Option<Vec<BackendConfig>> {
         let list = match value {
             None | Some(Value::Null) => return Some(Vec::new()),
@@ -601,7 +685,10 @@ impl Loader<'_> {
         let backends: Vec<Option<BackendConfig>> = list
             .into_iter()
             .enumerate()
-            .map(|(i, item)| self.backend(item, &index_path(path, i), &mut names, cluster_maps_scripts))
+            .map(|(i, item)| {
+                let path = index_path(path, i);
+                self.backend(item, &path, &mut names, cluster_maps_scripts, cluster_health)
+            })
             .collect();
         backends.into_iter().collect()
     }
@@ -613,11 +700,14 @@ impl Loader<'_> {
         path: &str,
         names: &mut HashMap<String, String>,
         cluster_maps_scripts: bool,
+        cluster_health: &Value,
     ) -> Option<BackendConfig> {
         let mut value = value;
         let fastcgi = value.as_object_mut().and_then(|map| map.remove("fastcgi"));
+        let health = value.as_object_mut().and_then(|map| map.remove("health"));
         let raw: RawBackend = self.piece(Some(value), path, BACKEND_KEYS, "a backend")?;
         let fastcgi = self.fastcgi(fastcgi, &key_path(path, "fastcgi"));
+        let health = self.backend_health(health, cluster_health, &key_path(path, "health"));
         let name_path = key_path(path, "name");
         let name = match raw.name {
             None => {
@@ -656,6 +746,7 @@ impl Loader<'_> {
         let role = self.choice(key_path(path, "role"), raw.role, Role::Active, ROLES, "role");
         let url = url?;
         let fastcgi = fastcgi?;
+        let health = health?;
         if url.protocol == Protocol::FastCgi && fastcgi.is_none() && !cluster_maps_scripts {
             let message = "a FastCGI backend needs a script mapping: set `fastcgi: { document_root }` \
                            on the cluster or on the backend";
@@ -669,6 +760,33 @@ impl Loader<'_> {
             role: role?,
             enabled: raw.enabled.unwrap_or(true),
             fastcgi,
+            health,
         })
+    }
+
+    /// A backend's own `health` (absent or `null`: the cluster's applies, `Some(None)`): its
+    /// keys laid over the cluster's `health` section, checked like it; a backend with its own
+    /// section is probed even when the cluster has none.
+    fn backend_health(
+        &mut self,
+        own: Option<Value>,
+        cluster: &Value,
+        path: &str,
+    ) -> Option<Option<HealthConfig>> {
+        let own = match own {
+            None | Some(Value::Null) => return Some(None),
+            Some(own) => own,
+        };
+        let merged = match (cluster, own) {
+            (Value::Object(base), Value::Object(own)) => {
+                let mut merged = base.clone();
+                merged.extend(own);
+                Value::Object(merged)
+            }
+            // The cluster's section is invalid: check the backend's own keys alone.
+            (_, own) => own,
+        };
+        let health = self.health(Some(merged), path)?;
+        (!cluster.is_null()).then_some(health)
     }
 }

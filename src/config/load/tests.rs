@@ -131,12 +131,16 @@ clusters:
                 path_prefix: "/".to_owned(),
                 target: RouteTarget::Cluster("shop".to_owned()),
                 cache: CacheConfig::default(),
+                fastcgi: None,
+                timeouts: RouteTimeouts::default(),
             },
             RouteConfig {
                 host: None,
                 path_prefix: "/legacy/".to_owned(),
                 target: RouteTarget::Backend(tcp("127.0.0.1", 9100, "http://127.0.0.1:9100")),
                 cache: CacheConfig::default(),
+                fastcgi: None,
+                timeouts: RouteTimeouts::default(),
             },
         ]
     );
@@ -160,6 +164,7 @@ clusters:
                 role: Role::Active,
                 enabled: true,
                 fastcgi: None,
+                health: None,
             },
             BackendConfig {
                 name: "app02".to_owned(),
@@ -172,6 +177,7 @@ clusters:
                 role: Role::Standby,
                 enabled: true,
                 fastcgi: None,
+                health: None,
             },
             BackendConfig {
                 name: "app03".to_owned(),
@@ -180,6 +186,7 @@ clusters:
                 role: Role::Backup,
                 enabled: false,
                 fastcgi: None,
+                health: None,
             },
         ]
     );
@@ -214,6 +221,7 @@ fn defaults() {
     assert_eq!(c.routes[0].path_prefix, "/");
     let shop = &c.clusters["shop"];
     let expected = ClusterConfig {
+        enabled: true,
         scheduler: SchedulerKind::RoundRobin,
         queue_limit: 128,
         queue_timeout: Duration::from_secs(10),
@@ -390,8 +398,8 @@ fn route_errors() {
         ("routes[1]", "set either `cluster` or `backend`, not both"),
         (
             "routes[2].backend",
-            "a route's backend must be an HTTP URL; put FastCGI backends in a cluster with a \
-             `fastcgi` script mapping",
+            "a route to a FastCGI address needs a script mapping: set `fastcgi: { document_root }` \
+             on the route",
         ),
         (
             "routes[3].host",
@@ -410,6 +418,71 @@ fn route_errors() {
         "{MINIMAL}routes: [{{ host: \"[::1]\", backend: \"http://h\" }}]\n"
     ));
     assert_eq!(c.routes[0].host.as_deref(), Some("[::1]"));
+}
+
+/// A route straight to a FastCGI address with its script mapping, and a route's own timeouts.
+#[test]
+fn road_warrior_fastcgi_and_route_timeouts() {
+    let c = ok(&format!(
+        "{MINIMAL}routes:\n  \
+         - {{ path_prefix: /php/, backend: \"fastcgi://127.0.0.1:9000\", fastcgi: {{ document_root: /srv, script: index.php }}, read_timeout: 2s }}\n  \
+         - {{ cluster: c, connect_timeout: 100ms, write_timeout: 1s }}\n\
+         clusters: {{ c: }}\n"
+    ));
+    let php = &c.routes[0];
+    assert!(matches!(&php.target, RouteTarget::Backend(url) if url.protocol == Protocol::FastCgi));
+    let mapping = php.fastcgi.as_ref().expect("a script mapping");
+    assert_eq!(mapping.document_root, PathBuf::from("/srv"));
+    assert_eq!(
+        mapping.script.as_deref(),
+        Some(std::path::Path::new("/srv/index.php"))
+    );
+    assert_eq!(
+        php.timeouts,
+        RouteTimeouts {
+            read: Some(Duration::from_secs(2)),
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        c.routes[1].timeouts,
+        RouteTimeouts {
+            connect: Some(Duration::from_millis(100)),
+            read: None,
+            write: Some(Duration::from_secs(1)),
+        }
+    );
+
+    let e = errors(&format!(
+        "{MINIMAL}routes:\n  \
+         - {{ backend: \"http://h\", fastcgi: {{ document_root: /srv }} }}\n  \
+         - {{ cluster: c, fastcgi: {{ document_root: /srv }} }}\n  \
+         - {{ backend: \"fastcgi+unix:///run/php.sock\", fastcgi: {{ document_root: srv }}, connect_timeout: 0s, read_timeout: soon }}\n\
+         clusters: {{ c: }}\n"
+    ));
+    let paths: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "routes[0].fastcgi",
+            "routes[1].fastcgi",
+            "routes[2].read_timeout",
+            "routes[2].fastcgi.document_root",
+            "routes[2].connect_timeout",
+        ],
+        "{e:#?}"
+    );
+    assert!(e[0].1.contains("fastcgi:// or fastcgi+unix://"), "{e:?}");
+    // Two routes to one FastCGI address must agree on its script mapping.
+    let (path, message) = one_error(&format!(
+        "{MINIMAL}routes:\n  \
+         - {{ path_prefix: /a/, backend: \"fastcgi://h:9000\", fastcgi: {{ document_root: /a }} }}\n  \
+         - {{ path_prefix: /b/, backend: \"fastcgi://h:9000\", fastcgi: {{ document_root: /b }} }}\n"
+    ));
+    assert_eq!(path, "routes[1].fastcgi");
+    assert!(message.contains("differs from routes[0]'s"), "{message}");
+    assert!(e[1].1.contains("set it on the cluster"), "{e:?}");
+    assert_eq!(e[4].1, "must be greater than 0");
 }
 
 #[test]

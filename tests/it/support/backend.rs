@@ -181,7 +181,8 @@ impl TestBackend {
         Self::start_tcp(name, "[::1]:0").await
     }
 
-    async fn start_tcp(name: &str, bind: &str) -> TestBackend {
+    /// HTTP backend on `bind` (e.g. `127.0.0.1:PORT`: an address a test chose beforehand).
+    pub async fn start_tcp(name: &str, bind: &str) -> TestBackend {
         let listener = TcpListener::bind(bind).await.expect("bind test backend");
         let addr = listener.local_addr().unwrap();
         Self::spawn(name, listener, format!("http://{addr}"), None)

@@ -87,12 +87,12 @@ fn bad_mappings_are_reported_at_their_paths() {
 }
 
 #[test]
-fn route_backend_must_be_http() {
+fn a_fastcgi_route_backend_needs_a_script_mapping() {
     let (path, message) = one_error(&format!(
         "{MINIMAL}routes:\n  - {{ path_prefix: /, backend: \"fastcgi://h:9000\" }}\n"
     ));
     assert_eq!(path, "routes[0].backend");
-    assert!(message.contains("must be an HTTP URL"), "{message}");
+    assert!(message.contains("needs a script mapping"), "{message}");
 }
 
 #[test]

@@ -535,3 +535,76 @@ fn env_substitution_in_health_and_client_routing() {
         ]
     );
 }
+
+/// A backend's own `health` lays its keys over the cluster's; without one, the cluster's apply.
+#[test]
+fn backend_health_overrides_the_clusters_keys() {
+    let c = cluster_c(
+        "health: { interval: 2s, path: /cluster, expect: [200], rise: 3 }\n\
+         backends:\n\
+         \x20 - { name: own, url: \"http://h:1\", health: { path: /own, interval: 100ms, expect: [204] } }\n\
+         \x20 - { name: shared, url: \"http://h:2\" }",
+    );
+    let cluster_health = HealthConfig {
+        interval: Duration::from_secs(2),
+        path: "/cluster".to_owned(),
+        expect: vec![200],
+        rise: 3,
+        ..default_health()
+    };
+    assert_eq!(c.health, Some(cluster_health.clone()));
+    let own = HealthConfig {
+        interval: Duration::from_millis(100),
+        path: "/own".to_owned(),
+        expect: vec![204],
+        ..cluster_health.clone()
+    };
+    assert_eq!(c.backends[0].health, Some(own.clone()));
+    assert_eq!(c.backends[0].health_in(&c), Some(&own));
+    assert_eq!(c.backends[1].health, None);
+    assert_eq!(c.backends[1].health_in(&c), Some(&cluster_health));
+
+    // Without cluster checks a backend's own section turns them on for that backend alone.
+    let c = cluster_c(
+        "backends:\n\
+         \x20 - { name: own, url: \"http://h:1\", health: { path: /ping } }\n\
+         \x20 - { name: none, url: \"http://h:2\", health: null }",
+    );
+    let ping = HealthConfig {
+        path: "/ping".to_owned(),
+        ..default_health()
+    };
+    assert_eq!(c.backends[0].health_in(&c), Some(&ping));
+    assert_eq!(c.backends[1].health_in(&c), None);
+}
+
+#[test]
+fn backend_health_errors_are_reported_at_the_backend() {
+    let e = errors(&cluster(
+        "health: { path: /ok }\n\
+         backends:\n\
+         \x20 - { name: a, url: \"http://h:1\", health: { interval: 0s, path: nope, probe: tcp } }\n\
+         \x20 - { name: b, url: \"http://h:2\", health: yes }",
+    ));
+    let want = [
+        ("clusters.c.backends[0].health.probe", HEALTH_KEYS_MESSAGE),
+        ("clusters.c.backends[0].health.interval", "must be greater than 0"),
+        (
+            "clusters.c.backends[0].health.path",
+            "must start with \"/\" (got `nope`)",
+        ),
+        (
+            "clusters.c.backends[1].health",
+            "expected the health settings (a map), found a string",
+        ),
+    ];
+    assert_eq!(e, pairs(&want));
+
+    // A bad cluster section is reported once, at the cluster, not again at each backend.
+    let e = errors(&cluster(
+        "health: { rise: 0 }\n\
+         backends:\n\
+         \x20 - { name: a, url: \"http://h:1\", health: { path: /own } }",
+    ));
+    assert_eq!(e, pairs(&[("clusters.c.health.rise", "must be at least 1")]));
+}
