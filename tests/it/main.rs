@@ -18,6 +18,7 @@ mod demo;
 mod fastcgi;
 mod fastcgi_faults;
 mod forwarding;
+mod haproxy_compat;
 mod header_hygiene;
 mod health;
 mod layering;

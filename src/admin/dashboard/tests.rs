@@ -332,6 +332,7 @@ fn hostile_state() -> ClusterState {
         checks_failed: 0,
         times_down: 0,
         downtime_before: 0.0,
+        health_progress: None,
     };
     ClusterState {
         cache: crate::cache::CacheSnapshot {

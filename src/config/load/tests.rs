@@ -12,6 +12,7 @@ use crate::config::model::*;
 mod admin_section;
 mod buckets;
 mod fastcgi;
+mod haproxy_compat_section;
 mod health;
 
 /// The environment seen by the tests.
@@ -317,7 +318,7 @@ fn unknown_keys() {
     let (_, message) = one_error(&format!("{MINIMAL}cache: {{}}\n"));
     assert_eq!(
         message,
-        "unknown key (expected one of: proxy, admin, state_file, access_log, routes, clusters)"
+        "unknown key (expected one of: proxy, admin, state_file, access_log, routes, clusters, haproxy_compat)"
     );
     assert_eq!(
         one_error("proxy: { listen: \"127.0.0.1:0\", threads: 2 }\n").0,
