@@ -370,3 +370,129 @@ async fn transitional_states_follow_the_rise_and_fall_progress() {
     status_is("UP").await;
     d.stop().await;
 }
+
+/// Prometheus' haproxy_exporter, started against a scrape URI; ended when dropped.
+struct Exporter {
+    child: std::process::Child,
+    metrics: Target,
+}
+
+impl Exporter {
+    #[cfg(has_haproxy_exporter)]
+    fn start(scrape_uri: &str) -> Exporter {
+        let port = support::free_port();
+        let child = std::process::Command::new(env!("DIRECTOR_TEST_HAPROXY_EXPORTER"))
+            .arg(format!("--haproxy.scrape-uri={scrape_uri}"))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=error")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start haproxy_exporter");
+        let metrics = Target::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        Exporter { child, metrics }
+    }
+
+    /// The exporter's `/metrics` once it answers, after a scrape of director.
+    async fn scrape(&self) -> String {
+        let metrics = self.metrics.clone();
+        wait_until("haproxy_exporter answers", async || {
+            let metrics = metrics.clone();
+            let reply = tokio::spawn(async move {
+                let mut sender = match metrics {
+                    Target::Tcp(addr) => match tokio::net::TcpStream::connect(addr).await {
+                        Ok(stream) => stream,
+                        Err(e) => return Err(e.to_string()),
+                    },
+                    Target::Unix(_) => return Err("unix".to_owned()),
+                };
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let head = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+                sender
+                    .write_all(head.as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut text = String::new();
+                sender
+                    .read_to_string(&mut text)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(text)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            reply
+        })
+        .await
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the sample `name` (with its labels, exactly as printed) in exporter text.
+fn sample<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+}
+
+/// A real HAProxy CSV consumer, Prometheus' haproxy_exporter, scrapes the proxy listener's
+/// stats URI over HTTP Basic: it sees director up, the server and backend up, the traffic,
+/// and parses every row; with a wrong password it reports HAProxy down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_haproxy_exporter),
+    ignore = "haproxy_exporter not installed (apt-get install prometheus-haproxy-exporter)"
+)]
+async fn haproxy_exporter_scrapes_the_proxy_listener() {
+    #[cfg(has_haproxy_exporter)]
+    {
+        let a = TestBackend::start("a").await;
+        let compat = format!(
+            "stats_uri: /\nmonitor_uri: /healthz\nlisteners: [proxy]\n{}",
+            users()
+        );
+        let d = start(&config(&[backend_a(&a.url(), "")], "", &compat, "")).await;
+        for _ in 0..5 {
+            // `/` is the stats URI here: every path is HAProxy's, as with `stats uri /`.
+            let reply = proxy_get(&d, "/page", &[]).await;
+            assert_eq!(reply.status, 401, "no path is proxied under `stats_uri: /`");
+        }
+        let password = PASSWORD.replace(' ', "%20");
+        let uri = format!("http://{USER}:{password}@{}/;csv", d.addr());
+        let exporter = Exporter::start(&uri);
+        let text = exporter.scrape().await;
+        assert_eq!(sample(&text, "haproxy_up"), Some("1"), "{text}");
+        assert_eq!(
+            sample(&text, "haproxy_server_up{backend=\"c\",server=\"a\"}"),
+            Some("1"),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "haproxy_backend_up{backend=\"c\"}"),
+            Some("1"),
+            "{text}"
+        );
+        let failures = text
+            .lines()
+            .filter(|l| l.starts_with("haproxy_exporter_csv_parse_failures"))
+            .collect::<Vec<_>>();
+        assert!(!failures.is_empty(), "{text}");
+        assert!(failures.iter().all(|l| l.ends_with(" 0")), "{failures:?}");
+        assert!(
+            sample(&text, "haproxy_frontend_current_sessions{frontend=\"director\"}").is_some(),
+            "{text}"
+        );
+        drop(exporter);
+
+        let uri = format!("http://{USER}:wrong@{}/;csv", d.addr());
+        let exporter = Exporter::start(&uri);
+        let text = exporter.scrape().await;
+        assert_eq!(sample(&text, "haproxy_up"), Some("0"), "{text}");
+        drop(exporter);
+        d.stop().await;
+    }
+}
