@@ -474,6 +474,7 @@ pub(crate) mod test_fixtures {
     /// An enabled, online backend whose last probe passed, without traffic.
     pub fn backend(name: &str, role: Role, capacity: u32) -> BackendState {
         BackendState {
+            terminate_protection: false,
             status: BackendStatus {
                 id: 0,
                 name: name.to_owned(),

@@ -438,6 +438,7 @@ fn road_warrior(url: &BackendUrl, cache: &CacheConfig) -> ClusterConfig {
         role: Role::Active,
         enabled: true,
         fastcgi: None,
+        terminate_protection: false,
     });
     config
 }

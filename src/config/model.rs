@@ -540,6 +540,9 @@ pub struct BackendConfig {
     pub enabled: bool,
     /// `fastcgi`: this backend's own script mapping, overriding the cluster's.
     pub fastcgi: Option<FastCgiConfig>,
+    /// `terminate_protection` (default false): the API refuses to delete the backend (403)
+    /// until it is turned off.
+    pub terminate_protection: bool,
 }
 
 /// A parsed backend address: `http://host:port`, `http://[v6]:port`, `http+unix:///path`,

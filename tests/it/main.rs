@@ -25,4 +25,5 @@ mod layering;
 mod reload;
 mod sendfile;
 mod slow_clients;
+mod terminate_protection;
 mod upstream_integrity;

@@ -348,6 +348,7 @@ fn hostile_state() -> ClusterState {
         in_use: 0,
         buckets: vec![bucket],
         backends: vec![BackendState {
+            terminate_protection: false,
             status,
             stats: TrafficSnapshot::default(),
         }],

@@ -59,7 +59,15 @@ const CLUSTER_KEYS: &[&str] = &[
     "cache",
     "backends",
 ];
-const BACKEND_KEYS: &[&str] = &["name", "url", "capacity", "role", "enabled", "fastcgi"];
+const BACKEND_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "capacity",
+    "role",
+    "enabled",
+    "fastcgi",
+    "terminate_protection",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,6 +131,7 @@ struct RawBackend {
     capacity: Option<u32>,
     role: Option<String>,
     enabled: Option<bool>,
+    terminate_protection: Option<bool>,
 }
 
 const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -660,6 +669,7 @@ impl Loader<'_> {
             role: role?,
             enabled: raw.enabled.unwrap_or(true),
             fastcgi,
+            terminate_protection: raw.terminate_protection.unwrap_or(false),
         })
     }
 }

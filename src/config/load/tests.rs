@@ -159,6 +159,7 @@ clusters:
                 role: Role::Active,
                 enabled: true,
                 fastcgi: None,
+                terminate_protection: false,
             },
             BackendConfig {
                 name: "app02".to_owned(),
@@ -171,6 +172,7 @@ clusters:
                 role: Role::Standby,
                 enabled: true,
                 fastcgi: None,
+                terminate_protection: false,
             },
             BackendConfig {
                 name: "app03".to_owned(),
@@ -179,6 +181,7 @@ clusters:
                 role: Role::Backup,
                 enabled: false,
                 fastcgi: None,
+                terminate_protection: false,
             },
         ]
     );
