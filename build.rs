@@ -4,7 +4,9 @@
 //! - php-fpm (`php-fpm8.2` on PATH or in /usr/sbin, else `php-fpm` on PATH): sets
 //!   `cfg(has_php_fpm)` and `DIRECTOR_TEST_PHP_FPM` (its path) for the tests;
 //! - Chromium (/usr/bin/chromium) and chromedriver (on PATH or in /usr/bin): sets
-//!   `cfg(has_chromium)`, `DIRECTOR_TEST_CHROMIUM` and `DIRECTOR_TEST_CHROMEDRIVER`.
+//!   `cfg(has_chromium)`, `DIRECTOR_TEST_CHROMIUM` and `DIRECTOR_TEST_CHROMEDRIVER`;
+//! - Prometheus' haproxy_exporter (`prometheus-haproxy-exporter` on PATH), a real HAProxy CSV
+//!   consumer: sets `cfg(has_haproxy_exporter)` and `DIRECTOR_TEST_HAPROXY_EXPORTER`.
 //!
 //! With `DIRECTOR_REQUIRE_ALL` set (to anything but empty or `0`; CI sets it), a missing tool
 //! fails the build instead. `DIRECTOR_TESTS_WITHOUT` (e.g. `php-fpm,chromium`) pretends the
@@ -23,6 +25,7 @@ fn main() {
     println!("cargo::rerun-if-env-changed=DIRECTOR_TESTS_WITHOUT");
     println!("cargo::rustc-check-cfg=cfg(has_php_fpm)");
     println!("cargo::rustc-check-cfg=cfg(has_chromium)");
+    println!("cargo::rustc-check-cfg=cfg(has_haproxy_exporter)");
 
     let path_dirs: Vec<PathBuf> = env::var_os("PATH")
         .map(|p| env::split_paths(&p).collect())
@@ -48,6 +51,7 @@ fn main() {
     let chromedriver = on_path("chromedriver")
         .or_else(|| file("/usr/bin/chromedriver"))
         .filter(|_| !hidden("chromium"));
+    let haproxy_exporter = on_path("prometheus-haproxy-exporter").filter(|_| !hidden("haproxy-exporter"));
 
     let mut missing = Vec::new();
     match &php_fpm {
@@ -63,6 +67,10 @@ fn main() {
             ],
         ),
         _ => missing.push("chromium and chromedriver (apt-get install chromium chromium-driver)"),
+    }
+    match &haproxy_exporter {
+        Some(bin) => found("has_haproxy_exporter", &[("DIRECTOR_TEST_HAPROXY_EXPORTER", bin)]),
+        None => missing.push("haproxy_exporter (apt-get install prometheus-haproxy-exporter)"),
     }
 
     let required = env::var("DIRECTOR_REQUIRE_ALL").is_ok_and(|v| !v.is_empty() && v != "0");

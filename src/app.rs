@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use std::time::Duration;
@@ -17,13 +17,13 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admin::live::{collector, persist, LiveStats};
-use crate::admin::{self, AdminState};
+use crate::admin::{self, haproxy_compat, AdminState};
 use crate::cluster::arbiters::Arbiters;
 use crate::cluster::cluster_actor::SharedClusters;
 use crate::cluster::director_actor::{ConfigStatus, DirectorActor, Reload, SharedStatus};
 use crate::cluster::SharedTopology;
 use crate::config::watcher::ConfigWatcher;
-use crate::config::{is_local, Config, Document, ListenAddr, SharedAdmin};
+use crate::config::{is_local, Config, Document, ListenAddr, SharedAdmin, SharedHaproxyCompat};
 use crate::listener::{self, limits, GuardSettings, Listener, ServerOptions};
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::{handler, ProxyState};
@@ -232,6 +232,9 @@ async fn serve(
         access_log,
         tracing: crate::proxy::trace::Tracing::new(&config.proxy),
     });
+    let haproxy_compat: SharedHaproxyCompat = Arc::new(ArcSwap::from_pointee(config.haproxy_compat.clone()));
+    let front = web::Data::new(ProxyFront::default());
+    let worker_front = front.clone();
     let (arbiter_tx, mut arbiter_rx) = mpsc::unbounded_channel();
     let server_options = ServerOptions {
         workers,
@@ -245,6 +248,7 @@ async fn serve(
         let _ = arbiter_tx.send((std::thread::current().id(), actix_rt::Arbiter::current()));
         App::new()
             .app_data(state.clone())
+            .app_data(worker_front.clone())
             .default_service(web::to(proxy_entry))
     })?;
     let handle = server.handle();
@@ -272,6 +276,7 @@ async fn serve(
     let clusters: SharedClusters = Arc::new(ArcSwap::from_pointee(BTreeMap::new()));
     let director_clusters = clusters.clone();
     let director_admin = admin_settings.clone();
+    let director_compat = haproxy_compat.clone();
     let director = DirectorActor::start_in_arbiter(&arbiters.next(), move |_| {
         DirectorActor::new(
             document,
@@ -282,27 +287,38 @@ async fn serve(
             published_tx,
         )
         .with_admin(director_admin)
+        .with_haproxy_compat(director_compat)
     });
     if published_rx.await.is_err() {
         let _ = ready.send(Err("the director actor did not publish a topology".to_owned()));
         return Ok(());
     }
-    // The live stats, whose history is written once more when the server has stopped.
-    let mut kept_live = None;
+    // The admin surface's state serves the admin listener and HAProxy's URIs on the proxy
+    // listener (which a reload may switch on), so it exists with or without an admin listener.
+    // Its live history is kept across restarts when there is a dashboard to show it; it is
+    // written once more when the server has stopped.
+    let history_file = history_file.filter(|_| listeners.admin.is_some());
+    let earlier = match history_file.clone() {
+        Some(path) => actix_rt::task::spawn_blocking(move || persist::load(&path))
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let live = LiveStats::start_kept(
+        shared.topology.clone(),
+        &arbiters.next(),
+        collector::INTERVAL,
+        history_file,
+        earlier,
+    );
+    let kept_live = live.clone();
+    let admin = AdminState::new(clusters, shared.status, director.clone(), admin_settings, live)
+        .with_haproxy_compat(haproxy_compat);
+    let admin = web::Data::new(admin);
+    let _ = front.0.set(admin.clone());
     let admin_server = match listeners.admin {
         Some(listener) => {
-            let earlier = match history_file.clone() {
-                Some(path) => actix_rt::task::spawn_blocking(move || persist::load(&path))
-                    .await
-                    .ok()
-                    .flatten(),
-                None => None,
-            };
-            let topology = shared.topology.clone();
-            let arbiter = arbiters.next();
-            let live = LiveStats::start_kept(topology, &arbiter, collector::INTERVAL, history_file, earlier);
-            kept_live = Some(live.clone());
-            let admin = AdminState::new(clusters, shared.status, director.clone(), admin_settings, live);
             let server = admin::server(admin, listener, admin_options)?;
             let handle = server.handle();
             actix_rt::spawn(server);
@@ -319,24 +335,40 @@ async fn serve(
         director,
     }));
     let stopped = running.await.map_err(io::Error::other);
-    if let Some(live) = kept_live {
-        live.save().await;
-    }
+    kept_live.save().await;
     stopped?
 }
 
 /// How long a graceful stop waits for the proxy's requests in flight (actix-web's default).
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The admin surface's state for the proxy listener's HAProxy URIs, set once the control
+/// plane is up (until then the proxy listener only proxies).
+#[derive(Default)]
+struct ProxyFront(OnceLock<web::Data<AdminState>>);
+
 /// The proxy's entry point: the request is tracked on its connection (no head deadline while
-/// it is served; see `listener`), refused when its head is over the limits, else served by
-/// the pipeline.
+/// it is served; see `listener`), refused when its head is over the limits, answered by
+/// `haproxy_compat` when it is one of HAProxy's URIs served here, else served by the pipeline.
 async fn proxy_entry(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<ProxyState>,
+    front: web::Data<ProxyFront>,
 ) -> actix_web::HttpResponse<impl actix_web::body::MessageBody> {
-    listener::guarded(req, |req| handler::handle(req, payload, state)).await
+    listener::guarded(req, |req| async move {
+        let compat = front
+            .0
+            .get()
+            .and_then(|admin| Some((admin, haproxy_compat::proxy_match(&req, admin)?)));
+        if let Some((admin, kind)) = compat {
+            // Boxed: the proxied request's future stays as small as it was.
+            let reply = Box::pin(haproxy_compat::proxy_answer(req, admin.clone(), kind)).await;
+            return reply.map_into_right_body();
+        }
+        handler::handle(req, payload, state).await.map_into_left_body()
+    })
+    .await
 }
 
 /// Client connections the proxy serves at once: `proxy.max_connections`, or what the

@@ -13,6 +13,7 @@ use director::transport::http_client::EndpointClient;
 
 const USAGE: &str = "usage: director [--config PATH] [--check-config] [--demo] [--version]
        director --health-check URL
+       director --hash-password < password.txt
 
   --config PATH        configuration file (default ./config.yaml)
   --demo               also start sample backends for the config's local backend addresses,
@@ -20,6 +21,8 @@ const USAGE: &str = "usage: director [--config PATH] [--check-config] [--demo] [
   --check-config       validate the configuration, print every error, and exit
   --health-check URL   GET an http:// URL (e.g. http://127.0.0.1:8081/haproxy/monitor) with
                        the token of DIRECTOR_ADMIN_TOKEN, if set; exit 0 on a 2xx answer, else 1
+  --hash-password      read a password (its first line) from standard input and print its
+                       Argon2id hash, for haproxy_compat.users[].password_hash
   --version            print the version and exit
 
 Logging is controlled with RUST_LOG (e.g. RUST_LOG=info).";
@@ -36,6 +39,7 @@ enum Command {
     HealthCheck {
         url: String,
     },
+    HashPassword,
     /// `--version` or `--help`: the text to print.
     Print(String),
 }
@@ -49,6 +53,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
             "--check-config" => check_only = true,
             "--demo" => demo = true,
             "--health-check" => health_url = Some(it.next().ok_or("--health-check needs a URL")?),
+            "--hash-password" => return Ok(Command::HashPassword),
             "--version" | "-V" => {
                 return Ok(Command::Print(format!("director {}", env!("CARGO_PKG_VERSION"))))
             }
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::HealthCheck { url }) => health_check(&url),
+        Ok(Command::HashPassword) => hash_password(),
         Ok(Command::CheckConfig { config }) => match load(&config) {
             Some(_) => {
                 println!("{}: ok", config.display());
@@ -91,6 +97,27 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("director: {e}\n\n{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `--hash-password`: the Argon2id PHC string of the first line of standard input.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("director: cannot read the password from standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    match director::admin::basic_auth::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("director: {e}");
+            ExitCode::FAILURE
         }
     }
 }

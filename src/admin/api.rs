@@ -185,6 +185,7 @@ async fn change(data: &AdminState, cluster: &str, edit: ClusterEdit) -> Result<u
         }
         Ok(Err(ChangeError::Edit(EditError::NotFound(detail)))) => Err(ApiError::not_found(detail)),
         Ok(Err(ChangeError::Edit(EditError::Conflict(detail)))) => Err(ApiError::conflict(detail)),
+        Ok(Err(ChangeError::Edit(EditError::Forbidden(detail)))) => Err(ApiError::forbidden(detail)),
         Ok(Err(ChangeError::Edit(EditError::Invalid(detail)))) => {
             Err(ApiError::bad_request("invalid_value", detail))
         }

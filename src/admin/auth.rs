@@ -1,6 +1,7 @@
 //! Admin access control: the Host check (DNS rebinding) of a listener without a token, the
 //! token (Bearer header, or the dashboard's session cookie, see [`super::session`]) compared
-//! in constant time, and the cross-site guard for state-changing calls.
+//! in constant time, HTTP Basic for HAProxy's URIs when stats users are configured (see
+//! [`super::haproxy_compat`]), and the cross-site guard for state-changing calls.
 //!
 //! Control plane. Every admin request passes [`guard`] first.
 
@@ -14,9 +15,10 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpResponse};
 
 use super::error::ApiError;
+use super::haproxy_compat;
 use super::session;
 use super::AdminState;
-use crate::config::{AdminConfig, ListenAddr};
+use crate::config::{AdminConfig, HaproxyCompatConfig, ListenAddr};
 
 pub use super::session::SESSION_COOKIE;
 
@@ -167,6 +169,16 @@ fn settings(req: &ServiceRequest) -> Option<Arc<AdminConfig>> {
     req.app_data::<web::Data<AdminState>>()?.settings()
 }
 
+/// The admin state and `haproxy_compat` settings when `req` is for one of HAProxy's URIs and
+/// stats users are configured.
+fn stats_users_apply(req: &ServiceRequest) -> Option<(web::Data<AdminState>, Arc<HaproxyCompatConfig>)> {
+    let state = req.app_data::<web::Data<AdminState>>()?.clone();
+    let config = state.haproxy_compat.load_full();
+    let applies = !config.users.is_empty()
+        && haproxy_compat::classify_admin(req.method(), req.uri(), &config).is_some();
+    applies.then_some((state, config))
+}
+
 /// The middleware: the Host check (without a token), the cross-site guard for state-changing
 /// methods, then the token.
 pub async fn guard(
@@ -184,6 +196,13 @@ pub async fn guard(
         return Ok(req.error_response(e));
     }
     if !is_public(req.path()) && credential(&req, settings.as_deref()).is_none() {
+        if let Some((state, config)) = stats_users_apply(&req) {
+            // HAProxy's URIs also take the stats users' HTTP Basic credentials.
+            if haproxy_compat::basic_allows(req.request(), &state, &config).await {
+                return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+            }
+            return Ok(req.into_response(haproxy_compat::challenge(&config.realm)));
+        }
         if is_dashboard_page(&req) {
             // A browser opening the dashboard: the login form rather than a JSON refusal.
             let login = HttpResponse::SeeOther()

@@ -30,9 +30,10 @@
 //! - `status`: `FRONTEND` is `OPEN`. A server is `MAINT` when disabled, else `DOWN` when
 //!   offline, else `DRAIN` when removed and finishing its requests, else `no check` when the
 //!   cluster has no active health checks (what HAProxy prints for a server without `check`;
-//!   such a backend can still go `DOWN` by a passive failure), else `UP`. HAProxy's transitional
-//!   `UP 1/3` forms need the rise/fall counters, which the snapshot does not carry, so they are
-//!   never printed. `BACKEND` is `UP` when a backend is in service, else `DOWN` (also when the
+//!   such a backend can still go `DOWN` by a passive failure), else `UP`. While probes count
+//!   toward a change, HAProxy's transitional forms: `UP x/fall` with `x` the failed probes it
+//!   can still take before it goes down (fall 3: `UP 2/3` after one failure, `UP 1/3` after
+//!   two), `DOWN x/rise` with `x` the successful probes so far (rise 2: `DOWN 1/2`). `BACKEND` is `UP` when a backend is in service, else `DOWN` (also when the
 //!   cluster has no backend, where HAProxy would say `UP`: such a cluster answers 503).
 //! - `weight`/`uweight`: the capacity, 1 when unlimited (0 `weight` while draining); on
 //!   `BACKEND`, the sum over the backends in service. `act`/`bck`: active and standby
@@ -44,7 +45,8 @@
 //!   the probe's status code, `L7TOUT` (the probe timeout spans connect and exchange),
 //!   `L7RSP` (protocol error), `L4CON` (any other connection problem), `INI` before the first
 //!   probe.
-//! - `rate`/`rate_max` (and `req_rate`/`req_rate_max` on `FRONTEND`) from [`Extras::rates`];
+//! - `rate`/`rate_max` (and `req_rate`/`req_rate_max` on `FRONTEND`) from [`Extras::rates`]:
+//!   the last second's rate and the highest per-second rate since director started;
 //!   `ttime` is the mean request duration in ms from [`Extras::latency`] (a mean over all
 //!   requests, not HAProxy's last 1024). `hrsp_other` is 0: other statuses are not relayed.
 //! - `cache_lookups`/`cache_hits` (`FRONTEND` and `BACKEND`, as HAProxy fills them for HTTP
@@ -280,19 +282,31 @@ fn backend_row(cluster: &ClusterState, iid: usize, extras: &Extras) -> Row {
     row
 }
 
-/// The server `status` word (see the module docs for the precedence).
-fn server_status(health_checks: bool, status: &BackendStatus) -> &'static str {
-    if !status.enabled {
+/// The server `status` word (see the module docs for the precedence and the transitional
+/// forms).
+fn server_status(health_checks: bool, status: &BackendStatus) -> Cow<'static, str> {
+    let progress = status
+        .health_progress
+        .filter(|p| p.toward != status.health && p.count < p.needed);
+    Cow::Borrowed(if !status.enabled {
         "MAINT"
     } else if status.health == Health::Offline {
-        "DOWN"
+        return match progress {
+            // HAProxy: "DOWN <health>/<rise>", its health counting the successes so far.
+            Some(p) => Cow::Owned(format!("DOWN {}/{}", p.count, p.needed)),
+            None => Cow::Borrowed("DOWN"),
+        };
     } else if status.draining {
         "DRAIN"
     } else if !health_checks {
         "no check"
     } else {
-        "UP"
-    }
+        return match progress {
+            // HAProxy: "UP <health - rise + 1>/<fall>", the failures it can still take.
+            Some(p) => Cow::Owned(format!("UP {}/{}", p.needed - p.count, p.needed)),
+            None => Cow::Borrowed("UP"),
+        };
+    })
 }
 
 /// Enabled, online and not draining.
@@ -460,6 +474,7 @@ pub(crate) mod test_fixtures {
     /// An enabled, online backend whose last probe passed, without traffic.
     pub fn backend(name: &str, role: Role, capacity: u32) -> BackendState {
         BackendState {
+            terminate_protection: false,
             status: BackendStatus {
                 id: 0,
                 name: name.to_owned(),
@@ -475,6 +490,7 @@ pub(crate) mod test_fixtures {
                 checks_failed: 0,
                 times_down: 0,
                 downtime_before: 0.0,
+                health_progress: None,
             },
             stats: TrafficSnapshot::default(),
         }
@@ -702,6 +718,29 @@ mod tests {
             "BACKEND",
             "status=UP;slim=;weight=1;act=1;algo=roundrobin",
         );
+    }
+
+    #[test]
+    fn rise_and_fall_progress_shows_haproxys_transitional_states() {
+        use crate::cluster::health::HealthProgress;
+        let with = |health: Health, progress: Option<(Health, u32, u32)>| {
+            let mut b = backend("b", Role::Active, 1);
+            b.status.health = health;
+            b.status.health_progress = progress.map(|(toward, count, needed)| HealthProgress {
+                toward,
+                count,
+                needed,
+            });
+            let (_, rows) = parse(&csv(&[cluster("c", true, vec![b])], &Extras::default()));
+            rows[1]["status"].clone()
+        };
+        assert_eq!(with(Health::Online, None), "UP");
+        assert_eq!(with(Health::Online, Some((Health::Offline, 1, 3))), "UP 2/3");
+        assert_eq!(with(Health::Online, Some((Health::Offline, 2, 3))), "UP 1/3");
+        assert_eq!(with(Health::Offline, Some((Health::Online, 1, 2))), "DOWN 1/2");
+        assert_eq!(with(Health::Offline, None), "DOWN");
+        // Stale progress (the flip already happened) is not shown.
+        assert_eq!(with(Health::Offline, Some((Health::Offline, 2, 3))), "DOWN");
     }
 
     #[test]

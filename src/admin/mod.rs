@@ -6,11 +6,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod basic_auth;
 pub mod cache_api;
 pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod haproxy;
+pub mod haproxy_compat;
 pub mod haproxy_html;
 pub mod live;
 pub mod metrics;
@@ -28,8 +30,9 @@ use crate::cluster::cluster_actor::{GetClusterState, RunningCluster, SharedClust
 use crate::cluster::cluster_state::ClusterState;
 use crate::cluster::director_actor::{DirectorActor, SharedStatus};
 use crate::cluster::ClusterHandle;
-use crate::config::{AdminConfig, SharedAdmin};
+use crate::config::{AdminConfig, SharedAdmin, SharedHaproxyCompat};
 use crate::listener::{self, Listener, ServerOptions};
+use basic_auth::BasicAuth;
 use live::LiveStats;
 
 /// Largest request body the admin API accepts.
@@ -50,6 +53,10 @@ pub struct AdminState {
     pub live: Arc<LiveStats>,
     /// The open `/api/v1/events` streams, against `admin.max_event_streams`.
     pub streams: web::Data<EventStreams>,
+    /// The `haproxy_compat` settings in force; the Director actor swaps them on reload.
+    pub haproxy_compat: SharedHaproxyCompat,
+    /// HTTP Basic verification of the stats users, shared by both listeners.
+    pub basic_auth: BasicAuth,
 }
 
 impl AdminState {
@@ -69,7 +76,15 @@ impl AdminState {
             settings,
             live,
             streams,
+            haproxy_compat: SharedHaproxyCompat::default(),
+            basic_auth: BasicAuth::default(),
         }
+    }
+
+    /// Serves HAProxy's URIs as `shared` says (default: `haproxy_compat`'s defaults).
+    pub fn with_haproxy_compat(mut self, shared: SharedHaproxyCompat) -> Self {
+        self.haproxy_compat = shared;
+        self
     }
 
     /// The admin settings in force now.
@@ -119,19 +134,19 @@ pub async fn cluster_state(cluster: &RunningCluster) -> Option<ClusterState> {
 /// guard of `listener` with `options`. Each request is tracked on its connection by the
 /// outermost middleware, so event streams are not cut by the head deadline.
 pub fn server(
-    state: AdminState,
+    state: web::Data<AdminState>,
     listener: Listener,
     options: ServerOptions,
 ) -> std::io::Result<actix_web::dev::Server> {
     let live = web::Data::new(state.live.clone());
     let streams = state.streams.clone();
-    let state = web::Data::new(state);
     listener::http_server(vec![listener], options, move || {
         App::new()
             .app_data(state.clone())
             .app_data(live.clone())
             .app_data(streams.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
+            .wrap(middleware::from_fn(haproxy_compat::admin_front))
             .wrap(middleware::from_fn(auth::guard))
             .wrap(middleware::from_fn(listener::track_requests))
             .configure(routes)

@@ -1,5 +1,6 @@
-//! The read-only stats endpoints of the admin listener: HAProxy's CSV and HTML stats and its
-//! monitor URI, Prometheus `/metrics`, and the live event stream and history (control plane).
+//! The read-only stats endpoints of the admin listener: Prometheus `/metrics`, the live event
+//! stream and history, and the answers of HAProxy's stats and monitor URIs, which
+//! `haproxy_compat` serves on the listeners the configuration names (control plane).
 //!
 //! The renderers are pure (`haproxy`, `haproxy_html`, `metrics`); this module gathers their input: the cluster
 //! states from the actors, the request rates of the latest live sample, and the backends'
@@ -7,57 +8,54 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use actix_web::http::header::ContentType;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::header::{self, ContentType};
+use actix_web::{web, HttpResponse};
 
-use super::error::ApiError;
 use super::metrics::{Extras, LatencyHistogram, Rate, Scope};
 use super::{events, haproxy, haproxy_html, metrics, AdminState};
 use crate::cluster::cluster_state::ClusterState;
+use crate::config::MonitorFail;
 
-/// Registers the stats routes.
+/// Registers the stats routes. HAProxy's stats and monitor URIs are not routes: the
+/// `haproxy_compat` front answers them before routing (see [`super::haproxy_compat`]).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/haproxy", web::get().to(haproxy_stats))
-        .route("/haproxy/monitor", web::get().to(monitor))
-        .route("/metrics", web::get().to(prometheus))
+    cfg.route("/metrics", web::get().to(prometheus))
         .route("/api/v1/events", web::get().to(events::events))
         .route("/api/v1/history", web::get().to(events::history));
 }
 
-/// `GET /haproxy?stats;csv` (also `?stats;csv;norefresh`) and `GET /haproxy?stats` (HTML).
-async fn haproxy_stats(data: web::Data<AdminState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let query = req.query_string();
-    let mut words = query.split(';');
-    if words.next() != Some("stats") {
-        return Err(ApiError::not_found("use /haproxy?stats or /haproxy?stats;csv"));
-    }
-    let csv = words.any(|w| w == "csv");
-    let (states, extras) = gather(&data).await;
-    Ok(if csv {
-        HttpResponse::Ok()
-            .content_type("text/csv; charset=utf-8")
-            .body(haproxy::csv(&states, &extras))
-    } else {
-        HttpResponse::Ok()
-            .content_type(ContentType::html())
-            .body(haproxy_html::render(&states, &extras))
-    })
+/// HAProxy's stats answer: the CSV (`text/plain`, as HAProxy sends it) or the HTML page
+/// (`text/html`), both `Cache-Control: no-cache` like HAProxy's.
+pub async fn stats_response(data: &AdminState, csv: bool) -> HttpResponse {
+    let (states, extras) = gather(data).await;
+    let (content_type, body) = match csv {
+        true => ("text/plain", haproxy::csv(&states, &extras)),
+        false => ("text/html", haproxy_html::render(&states, &extras)),
+    };
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::CONTENT_TYPE, content_type))
+        .body(body)
 }
 
-/// HAProxy's `monitor-uri`: 200 while director serves, 503 when no cluster has a backend in
-/// service.
-async fn monitor(data: web::Data<AdminState>) -> HttpResponse {
-    let clusters = data.clusters();
-    let serving = clusters.is_empty() || clusters.iter().any(|c| c.admission.capacity().0 != Some(0));
-    if serving {
-        HttpResponse::Ok()
-            .content_type(ContentType::plaintext())
-            .body("ok\n")
-    } else {
-        HttpResponse::ServiceUnavailable()
-            .content_type(ContentType::plaintext())
-            .body("no backend in service\n")
-    }
+/// HAProxy's `monitor-uri`: 200 while director runs; with `monitor_fail: no_backend`, 503 when
+/// no cluster has a backend in service (a director without clusters passes).
+pub fn monitor_response(data: &AdminState, fail: MonitorFail) -> HttpResponse {
+    let failing = match fail {
+        MonitorFail::Never => false,
+        MonitorFail::NoBackend => {
+            let clusters = data.clusters();
+            !clusters.is_empty() && clusters.iter().all(|c| c.admission.capacity().0 == Some(0))
+        }
+    };
+    let (mut reply, body) = match failing {
+        false => (HttpResponse::Ok(), "ok\n"),
+        true => (HttpResponse::ServiceUnavailable(), "no backend in service\n"),
+    };
+    reply
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .content_type(ContentType::plaintext())
+        .body(body)
 }
 
 async fn prometheus(data: web::Data<AdminState>) -> HttpResponse {
@@ -79,15 +77,22 @@ async fn gather(data: &AdminState) -> (Vec<ClusterState>, Extras) {
         ..Extras::default()
     };
     if let Some(sample) = data.live.latest() {
+        let live = &data.live;
+        let rate = |scope: Scope, rps: f32| {
+            let peak = live.peak(&scope);
+            (scope, rate(rps, peak))
+        };
         let mut total = 0.0;
         for c in &sample.clusters {
-            total += f64::from(c.rps);
-            extras.rates.insert(Scope::cluster(&c.name), rate(c.rps));
+            total += c.rps;
+            extras.rates.extend([rate(Scope::cluster(&c.name), c.rps)]);
             for b in &c.backends {
-                extras.rates.insert(Scope::backend(&c.name, &b.name), rate(b.rps));
+                extras
+                    .rates
+                    .extend([rate(Scope::backend(&c.name, &b.name), b.rps)]);
             }
         }
-        extras.rates.insert(Scope::Director, rate(total as f32));
+        extras.rates.extend([rate(Scope::Director, total)]);
     }
     for cluster in data.clusters() {
         for backend in cluster.backends.load().iter() {
@@ -105,11 +110,11 @@ async fn gather(data: &AdminState) -> (Vec<ClusterState>, Extras) {
     (states, extras)
 }
 
-/// A rate without a recorded peak (the peak is the current value).
-fn rate(rps: f32) -> Rate {
-    let current = f64::from(rps);
+/// A rate and its peak since start; the peak is at least the current rate (the current
+/// sample may not have been folded into the peaks yet).
+fn rate(rps: f32, peak: f32) -> Rate {
     Rate {
-        current,
-        max: current,
+        current: f64::from(rps),
+        max: f64::from(rps.max(peak)),
     }
 }

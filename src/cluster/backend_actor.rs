@@ -117,6 +117,7 @@ impl BackendActor {
             checks_failed: 0,
             times_down: 0,
             downtime_before: 0.0,
+            health_progress: None,
         }
     }
 
@@ -170,6 +171,7 @@ impl BackendActor {
             Health::Online => self.status.downtime_before += (now - self.status.health_changed_at).max(0.0),
         }
         self.status.health = health;
+        self.status.health_progress = None;
         self.status.health_changed_at = now;
         self.status.health_reason = Some(reason.to_owned());
         match health {
@@ -247,7 +249,8 @@ impl Handler<HealthChanged> for BackendActor {
 impl Handler<ProbeCompleted> for BackendActor {
     type Result = ();
 
-    fn handle(&mut self, ProbeCompleted(result): ProbeCompleted, _: &mut Context<Self>) {
+    fn handle(&mut self, ProbeCompleted(result, progress): ProbeCompleted, _: &mut Context<Self>) {
+        self.status.health_progress = progress;
         if !result.ok {
             self.status.checks_failed += 1;
         }

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::backend::BackendId;
-use super::health::{Health, ProbeResult};
+use super::health::{Health, HealthProgress, ProbeResult};
 use crate::config::Role;
 
 /// Everything the control plane knows about one backend, as published to readers.
@@ -36,6 +36,9 @@ pub struct BackendStatus {
     /// Seconds spent offline before the current state began (HAProxy's `downtime` adds the
     /// current offline period to it).
     pub downtime_before: f64,
+    /// Active-probe results so far toward a health change (HAProxy's `UP 2/3`, `DOWN 1/2`);
+    /// `None` when none are pending.
+    pub health_progress: Option<HealthProgress>,
 }
 
 impl BackendStatus {

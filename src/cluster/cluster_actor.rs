@@ -469,6 +469,12 @@ impl Handler<GetClusterState> for ClusterActor {
                 .iter()
                 .chain(&self.draining)
                 .map(|m| BackendState {
+                    terminate_protection: !m.status.draining
+                        && self
+                            .config
+                            .backends
+                            .iter()
+                            .any(|b| b.name == m.status.name && b.terminate_protection),
                     status: m.status.clone(),
                     stats: m.backend.stats.snapshot(),
                 })

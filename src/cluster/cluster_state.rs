@@ -118,6 +118,8 @@ fn millis(d: Duration) -> u64 {
 pub struct BackendState {
     #[serde(flatten)]
     pub status: BackendStatus,
+    /// `terminate_protection` as configured (false while draining: it is being removed).
+    pub terminate_protection: bool,
     pub stats: TrafficSnapshot,
 }
 

@@ -31,7 +31,7 @@ use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
 use crate::config::edit::{self, ClusterEdit, EditError};
 use crate::config::overlay::Overlay;
 use crate::config::state_file::{self, StateFileError};
-use crate::config::{self, ConfigError, ConfigErrors, Document, SharedAdmin};
+use crate::config::{self, ConfigError, ConfigErrors, Document, SharedAdmin, SharedHaproxyCompat};
 use crate::config::{
     BackendConfig, BackendUrl, CacheConfig, ClusterConfig, Config, ForwardedFor, PassiveHealthConfig, Role,
     RouteConfig, RouteTarget, SchedulerKind,
@@ -114,6 +114,8 @@ pub struct DirectorActor {
     published: Option<oneshot::Sender<()>>,
     /// The admin listener's settings, swapped on reload (see [`Self::with_admin`]).
     admin: SharedAdmin,
+    /// The `haproxy_compat` settings, swapped on reload (see [`Self::with_haproxy_compat`]).
+    haproxy_compat: Option<SharedHaproxyCompat>,
 }
 
 impl DirectorActor {
@@ -142,6 +144,7 @@ impl DirectorActor {
             arbiters,
             published: Some(published),
             admin: SharedAdmin::default(),
+            haproxy_compat: None,
         }
     }
 
@@ -149,6 +152,12 @@ impl DirectorActor {
     /// listener's token and limits), as [`config::publish_reloaded_admin`] allows.
     pub fn with_admin(mut self, admin: SharedAdmin) -> Self {
         self.admin = admin;
+        self
+    }
+
+    /// Publishes the `haproxy_compat` section of every reloaded configuration to `shared`.
+    pub fn with_haproxy_compat(mut self, shared: SharedHaproxyCompat) -> Self {
+        self.haproxy_compat = Some(shared);
         self
     }
 
@@ -428,6 +437,7 @@ fn road_warrior(url: &BackendUrl, route: &RouteConfig) -> ClusterConfig {
         enabled: true,
         fastcgi: None,
         health: None,
+        terminate_protection: false,
     });
     config
 }
@@ -529,6 +539,9 @@ impl Handler<Reload> for DirectorActor {
             match done {
                 Ok((next, saved)) => {
                     config::publish_reloaded_admin(&act.admin, next.config.admin.as_ref());
+                    if let Some(shared) = &act.haproxy_compat {
+                        shared.store(Arc::new(next.config.haproxy_compat.clone()));
+                    }
                     act.adopt(next, saved, None);
                     log::info!("configuration reloaded from {shown} ({trigger})");
                     Ok(act.record_reload(trigger, Vec::new()))

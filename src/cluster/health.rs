@@ -24,6 +24,15 @@ pub struct ProbeResult {
     pub at: f64,
 }
 
+/// Probe results counting toward a health change that has not happened yet: `count` of the
+/// `needed` consecutive results (failures toward offline, successes toward online).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HealthProgress {
+    pub toward: Health,
+    pub count: u32,
+    pub needed: u32,
+}
+
 /// Consecutive-result counting with hysteresis.
 #[derive(Debug, Clone)]
 pub struct HealthMachine {
@@ -47,6 +56,19 @@ impl HealthMachine {
 
     pub fn health(&self) -> Health {
         self.health
+    }
+
+    /// The results so far toward the other health, `None` when there are none.
+    pub fn progress(&self) -> Option<HealthProgress> {
+        let (toward, count, needed) = match self.health {
+            Health::Online => (Health::Offline, self.failures, self.fall),
+            Health::Offline => (Health::Online, self.successes, self.rise),
+        };
+        (count > 0).then_some(HealthProgress {
+            toward,
+            count,
+            needed,
+        })
     }
 
     /// Records a probe result; returns the new health when it flipped.
@@ -87,6 +109,33 @@ impl HealthMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_counts_toward_the_other_health() {
+        let mut m = HealthMachine::new(Health::Online, 2, 3);
+        assert_eq!(m.progress(), None);
+        m.probe(false);
+        let toward_offline = |count| HealthProgress {
+            toward: Health::Offline,
+            count,
+            needed: 3,
+        };
+        assert_eq!(m.progress(), Some(toward_offline(1)));
+        m.probe(false);
+        assert_eq!(m.progress(), Some(toward_offline(2)));
+        m.probe(false);
+        assert_eq!(m.health(), Health::Offline);
+        assert_eq!(m.progress(), None, "a flip starts afresh");
+        m.probe(true);
+        let toward_online = HealthProgress {
+            toward: Health::Online,
+            count: 1,
+            needed: 2,
+        };
+        assert_eq!(m.progress(), Some(toward_online));
+        m.probe(false);
+        assert_eq!(m.progress(), None);
+    }
 
     #[test]
     fn rise_and_fall_need_consecutive_results() {

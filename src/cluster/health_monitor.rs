@@ -15,7 +15,7 @@ use actix::prelude::*;
 
 use super::admission::Admission;
 use super::backend::Backend;
-use super::health::{Health, HealthMachine, ProbeResult};
+use super::health::{Health, HealthMachine, HealthProgress, ProbeResult};
 use super::health_probe;
 use crate::config::{HealthConfig, HealthMode};
 
@@ -27,10 +27,11 @@ pub struct HealthChanged {
     pub reason: String,
 }
 
-/// Event from the health monitor: a probe finished.
+/// Event from the health monitor: a probe finished, and the results now counting toward a
+/// health change.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct ProbeCompleted(pub ProbeResult);
+pub struct ProbeCompleted(pub ProbeResult, pub Option<HealthProgress>);
 
 /// Where a monitor reports: its backend's actor.
 pub struct MonitorOwner {
@@ -118,7 +119,9 @@ impl HealthMonitor {
                 at: unix_now(),
             };
             let flipped = act.machine.probe(result.ok);
-            act.owner.probes.do_send(ProbeCompleted(result.clone()));
+            act.owner
+                .probes
+                .do_send(ProbeCompleted(result.clone(), act.machine.progress()));
             if let Some(health) = flipped {
                 act.owner.health.do_send(HealthChanged {
                     health,

@@ -42,6 +42,9 @@ pub enum EditError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// Refused by a setting of the target (`terminate_protection`).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// Applies `edit` to the cluster document `cluster` (a map).
@@ -87,6 +90,16 @@ pub fn apply(cluster: &mut Value, edit: ClusterEdit) -> Result<(), EditError> {
         }
         ClusterEdit::RemoveBackend(name) => {
             let list = list_mut(map, "backends");
+            let protected = list.iter().any(|b| {
+                b.get("name").and_then(Value::as_str) == Some(&name)
+                    && b.get("terminate_protection") == Some(&Value::Bool(true))
+            });
+            if protected {
+                return Err(EditError::Forbidden(format!(
+                    "backend `{name}` has terminate_protection on; turn it off first \
+                     (PATCH {{\"terminate_protection\": false}})"
+                )));
+            }
             let before = list.len();
             list.retain(|b| b.get("name").and_then(Value::as_str) != Some(&name));
             if list.len() == before {
@@ -231,6 +244,20 @@ mod tests {
             ClusterEdit::Patch(obj(json!({ "enabled": true }))).sets_enabled(),
             None
         );
+    }
+
+    #[test]
+    fn a_protected_backend_is_not_removed_until_protection_is_off() {
+        let mut c = json!({ "backends": [{ "name": "a", "url": "http://a", "terminate_protection": true }] });
+        let refused = apply(&mut c, ClusterEdit::RemoveBackend("a".into()));
+        assert!(
+            matches!(&refused, Err(EditError::Forbidden(m)) if m.contains("terminate_protection")),
+            "{refused:?}"
+        );
+        assert_eq!(c["backends"].as_array().map(Vec::len), Some(1), "nothing changed");
+        let off = obj(json!({ "terminate_protection": false }));
+        apply(&mut c, ClusterEdit::PatchBackend("a".into(), off)).expect("patched");
+        apply(&mut c, ClusterEdit::RemoveBackend("a".into())).expect("removed");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! when nothing is wrong. What each section means (raw shapes, defaults, checks) is in the child
 //! modules under `load/`: `sections`, except a cluster's bucket tree (`buckets`), its health
 //! checks and client routing (`health`), its `cache` and its `fastcgi` and `x_sendfile`
-//! (`fastcgi`), and the `admin` section; the tests are in `tests` and its children.
+//! (`fastcgi`), the `admin` section and `haproxy_compat`; the tests are in `tests` and its children.
 //!
 //! Conventions: an explicit `null` (`key:` with no value) means "use the default"; keys are
 //! case-sensitive; a map key that is not a plain word is quoted in paths
@@ -30,6 +30,7 @@ pub(super) mod admin;
 mod buckets;
 mod cache;
 mod fastcgi;
+pub(super) mod haproxy_compat;
 mod health;
 mod sections;
 #[cfg(test)]
@@ -185,7 +186,15 @@ where
 }
 
 /// The top-level keys.
-const TOP_KEYS: &[&str] = &["proxy", "admin", "state_file", "access_log", "routes", "clusters"];
+const TOP_KEYS: &[&str] = &[
+    "proxy",
+    "admin",
+    "state_file",
+    "access_log",
+    "routes",
+    "clusters",
+    "haproxy_compat",
+];
 
 // ---- paths -------------------------------------------------------------------------------------
 
@@ -337,21 +346,37 @@ impl<'e> Loader<'e> {
         let access_log = self.access_log(root.remove("access_log"));
         let routes = self.routes(root.remove("routes"), &cluster_names);
         let clusters = self.clusters(clusters);
+        let haproxy_compat = self.haproxy_compat(root.remove("haproxy_compat"));
 
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
-        match (proxy, admin, state_file, access_log, routes, clusters) {
-            (Some(proxy), Some(admin), Some(state_file), Some(access_log), Some(routes), Some(clusters)) => {
-                Ok(Config {
-                    proxy,
-                    admin,
-                    state_file,
-                    access_log,
-                    routes,
-                    clusters,
-                })
-            }
+        match (
+            proxy,
+            admin,
+            state_file,
+            access_log,
+            routes,
+            clusters,
+            haproxy_compat,
+        ) {
+            (
+                Some(proxy),
+                Some(admin),
+                Some(state_file),
+                Some(access_log),
+                Some(routes),
+                Some(clusters),
+                Some(haproxy_compat),
+            ) => Ok(Config {
+                proxy,
+                admin,
+                state_file,
+                access_log,
+                routes,
+                clusters,
+                haproxy_compat,
+            }),
             _ => Err(single(
                 String::new(),
                 "internal error: a part of the configuration failed without an error".to_owned(),

@@ -21,6 +21,9 @@ pub use load::admin::{
     is_local, publish_reloaded_admin, reloaded_admin, SharedAdmin, DEFAULT_MAX_EVENT_STREAMS,
     DEFAULT_SESSION_TTL, MIN_TOKEN_LEN,
 };
+pub use load::haproxy_compat::{
+    check_password_hash, SharedHaproxyCompat, DEFAULT_MONITOR_URI, DEFAULT_REALM, DEFAULT_STATS_URI,
+};
 pub use load::{load_file, load_str, load_value, read_file, ConfigError, ConfigErrors, Document};
 pub use model::*;
 pub use size::parse_size;

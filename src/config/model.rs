@@ -19,6 +19,46 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Clusters by name, in name order.
     pub clusters: BTreeMap<String, ClusterConfig>,
+    /// `haproxy_compat:` — HAProxy's stats and monitor URIs for HAProxy tooling.
+    pub haproxy_compat: HaproxyCompatConfig,
+}
+
+/// `haproxy_compat:` — where HAProxy's stats URI (CSV at `<stats_uri>;csv`, HTML at
+/// `<stats_uri>`) and monitor URI are served, and who may read the stats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HaproxyCompatConfig {
+    /// `stats_uri` (default `/haproxy?stats`): a request target that starts with it is a stats
+    /// request, as with HAProxy's `stats uri`.
+    pub stats_uri: String,
+    /// `monitor_uri` (default `/haproxy/monitor`): HAProxy's `monitor-uri`, matched exactly.
+    pub monitor_uri: String,
+    /// `listeners` (default `[admin]`): which listeners answer both URIs.
+    pub on_admin: bool,
+    pub on_proxy: bool,
+    /// `monitor_fail` (default `never`): when the monitor URI answers 503.
+    pub monitor_fail: MonitorFail,
+    /// `realm` (default `HAProxy Statistics`, HAProxy's): the HTTP Basic realm of a 401.
+    pub realm: String,
+    /// `users`: HTTP Basic users allowed to read the stats (HAProxy's `stats auth`).
+    pub users: Vec<StatsUser>,
+}
+
+/// When the monitor URI fails (HAProxy's `monitor fail` condition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MonitorFail {
+    /// 200 while director runs.
+    #[default]
+    Never,
+    /// 503 when no cluster has a backend in service.
+    NoBackend,
+}
+
+/// One HTTP Basic user of the stats URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsUser {
+    pub user: String,
+    /// An Argon2 PHC string (`$argon2id$v=19$...`, made by `director --hash-password`).
+    pub password_hash: String,
 }
 
 /// `proxy:` — the client-facing listeners.
@@ -544,6 +584,9 @@ pub struct BackendConfig {
     /// `health`: this backend's own health checks — its keys laid over the cluster's `health`
     /// (checks run even when the cluster has none); `None` = the cluster's apply.
     pub health: Option<HealthConfig>,
+    /// `terminate_protection` (default false): the API refuses to delete the backend (403)
+    /// until it is turned off.
+    pub terminate_protection: bool,
 }
 
 impl BackendConfig {

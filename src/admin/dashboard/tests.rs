@@ -333,6 +333,7 @@ fn hostile_state() -> ClusterState {
         checks_failed: 0,
         times_down: 0,
         downtime_before: 0.0,
+        health_progress: None,
     };
     ClusterState {
         cache: crate::cache::CacheSnapshot {
@@ -348,6 +349,7 @@ fn hostile_state() -> ClusterState {
         in_use: 0,
         buckets: vec![bucket],
         backends: vec![BackendState {
+            terminate_protection: false,
             status,
             stats: TrafficSnapshot::default(),
         }],

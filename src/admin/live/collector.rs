@@ -3,10 +3,10 @@
 //! Control plane. Once a second the collector reads the published topology and every cluster's
 //! and backend's counters, turns the differences since the last round into a [`Sample`] (rates,
 //! gauges, latency quantiles from histogram deltas, the object caches' hit ratios and sizes),
-//! records it in the [`History`] and broadcasts it as JSON to the event-stream subscribers. It
-//! never touches a request: the data plane only bumps atomics. A slow subscriber cannot hold
-//! it up — the broadcast channel overwrites what a lagging receiver has not read yet. With a
-//! history file (beside the state file) it writes the history there now and then and at
+//! records it in the [`History`], raises the per-scope rate peaks, and broadcasts it as JSON to
+//! the event-stream subscribers. It never touches a request: the data plane only bumps atomics.
+//! A slow subscriber cannot hold it up — the broadcast channel overwrites what a lagging
+//! receiver has not read yet. With a history file (beside the state file) it writes the history there now and then and at
 //! shutdown, on the blocking pool ([`super::persist`]).
 
 use std::collections::HashMap;
@@ -24,6 +24,7 @@ use super::history::{
     RATIO_STEP,
 };
 use super::persist::{self, Stored};
+use crate::admin::metrics::Scope;
 use crate::cache::CacheSnapshot;
 use crate::cluster::backend::BackendId;
 use crate::cluster::backend_status::BackendStatus;
@@ -244,6 +245,27 @@ struct Feed {
     sender: Option<broadcast::Sender<Arc<str>>>,
 }
 
+/// The highest request rate of each scope since the collector started (HAProxy's `rate_max`
+/// and `req_rate_max`), from the per-second samples.
+pub type RatePeaks = HashMap<Scope, f32>;
+
+/// Raises `peaks` to the rates of `sample`.
+fn raise_peaks(peaks: &mut RatePeaks, sample: &Sample) {
+    let mut raise = |scope: Scope, rps: f32| {
+        let peak = peaks.entry(scope).or_insert(0.0);
+        *peak = peak.max(rps);
+    };
+    let mut total = 0.0;
+    for cluster in &sample.clusters {
+        total += cluster.rps;
+        raise(Scope::cluster(&cluster.name), cluster.rps);
+        for backend in &cluster.backends {
+            raise(Scope::backend(&cluster.name, &backend.name), backend.rps);
+        }
+    }
+    raise(Scope::Director, total);
+}
+
 /// What the collector writes and the admin handlers read.
 struct Shared {
     history: Mutex<History>,
@@ -252,10 +274,12 @@ struct Shared {
     history_file: Option<PathBuf>,
     /// Held while the history file is written, so two writes never interleave.
     writing: Mutex<()>,
+    peaks: Mutex<RatePeaks>,
 }
 
 impl Shared {
     fn publish(&self, sample: Sample) {
+        raise_peaks(&mut self.peaks.lock(), &sample);
         let json: Arc<str> = match serde_json::to_string(&sample) {
             Ok(json) => json.into(),
             Err(e) => {
@@ -400,6 +424,7 @@ impl LiveStats {
             }),
             history_file,
             writing: Mutex::new(()),
+            peaks: Mutex::new(RatePeaks::new()),
         });
         let for_collector = shared.clone();
         let collector = StatsCollector::start_in_arbiter(arbiter, move |_| StatsCollector {
@@ -429,6 +454,11 @@ impl LiveStats {
     /// The newest sample.
     pub fn latest(&self) -> Option<Arc<Sample>> {
         self.shared.history.lock().latest().cloned()
+    }
+
+    /// The highest rate of `scope` in any sample so far (0 before it had traffic).
+    pub fn peak(&self, scope: &Scope) -> f32 {
+        self.shared.peaks.lock().get(scope).copied().unwrap_or(0.0)
     }
 
     /// Stops the collector (at shutdown, so that open event streams end).

@@ -62,6 +62,7 @@ async fn the_health_monitor_runs_on_its_backends_arbiter() {
             enabled: true,
             fastcgi: None,
             health: None,
+            terminate_protection: false,
         };
         let backend = Backend::new("c", &config.name, url, None);
         let status = BackendActor::initial_status(&backend, &config, watch.health.as_ref());

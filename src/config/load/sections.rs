@@ -73,7 +73,16 @@ const CLUSTER_KEYS: &[&str] = &[
     "cache",
     "backends",
 ];
-const BACKEND_KEYS: &[&str] = &["name", "url", "capacity", "role", "enabled", "fastcgi", "health"];
+const BACKEND_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "capacity",
+    "role",
+    "enabled",
+    "fastcgi",
+    "health",
+    "terminate_protection",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +153,7 @@ struct RawBackend {
     capacity: Option<u32>,
     role: Option<String>,
     enabled: Option<bool>,
+    terminate_protection: Option<bool>,
 }
 
 const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -761,6 +771,7 @@ impl Loader<'_> {
             enabled: raw.enabled.unwrap_or(true),
             fastcgi,
             health,
+            terminate_protection: raw.terminate_protection.unwrap_or(false),
         })
     }
 

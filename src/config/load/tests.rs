@@ -12,6 +12,7 @@ use crate::config::model::*;
 mod admin_section;
 mod buckets;
 mod fastcgi;
+mod haproxy_compat_section;
 mod health;
 
 /// The environment seen by the tests.
@@ -165,6 +166,7 @@ clusters:
                 enabled: true,
                 fastcgi: None,
                 health: None,
+                terminate_protection: false,
             },
             BackendConfig {
                 name: "app02".to_owned(),
@@ -178,6 +180,7 @@ clusters:
                 enabled: true,
                 fastcgi: None,
                 health: None,
+                terminate_protection: false,
             },
             BackendConfig {
                 name: "app03".to_owned(),
@@ -187,6 +190,7 @@ clusters:
                 enabled: false,
                 fastcgi: None,
                 health: None,
+                terminate_protection: false,
             },
         ]
     );
@@ -327,7 +331,7 @@ fn unknown_keys() {
     let (_, message) = one_error(&format!("{MINIMAL}cache: {{}}\n"));
     assert_eq!(
         message,
-        "unknown key (expected one of: proxy, admin, state_file, access_log, routes, clusters)"
+        "unknown key (expected one of: proxy, admin, state_file, access_log, routes, clusters, haproxy_compat)"
     );
     assert_eq!(
         one_error("proxy: { listen: \"127.0.0.1:0\", threads: 2 }\n").0,

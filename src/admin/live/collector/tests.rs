@@ -36,6 +36,7 @@ fn status(backend: &Backend) -> BackendStatus {
         checks_failed: 0,
         times_down: 0,
         downtime_before: 0.0,
+        health_progress: None,
     }
 }
 
