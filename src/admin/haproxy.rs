@@ -536,6 +536,7 @@ pub(crate) mod test_fixtures {
                 fail_timeout_ms: 10_000,
                 forwarded_for: "append",
                 client_body_timeout_ms: 60_000,
+                via: "director".to_owned(),
                 cache: CacheSettingsView::new(&crate::config::CacheConfig::default()),
             },
             capacity: None,

@@ -50,6 +50,8 @@ pub struct SettingsView {
     pub fail_timeout_ms: u64,
     pub forwarded_for: &'static str,
     pub client_body_timeout_ms: u64,
+    /// `via`: the pseudonym in the cluster's `Via` entry.
+    pub via: String,
     /// The object cache's settings (`cache:`).
     pub cache: CacheSettingsView,
 }
@@ -152,6 +154,7 @@ impl SettingsView {
                 ForwardedFor::Replace => "replace",
             },
             client_body_timeout_ms: ms(c.client_body_timeout),
+            via: c.via.clone(),
             cache: CacheSettingsView::new(&c.cache),
         }
     }

@@ -469,6 +469,7 @@ fn road_warrior_settings() -> ClusterConfig {
             ..Default::default()
         },
         forwarded_for: ForwardedFor::Append,
+        via: "director".to_owned(),
         client_body_timeout: Duration::from_secs(60),
         backend_keep_alive: config::DEFAULT_BACKEND_KEEP_ALIVE,
         cache: CacheConfig::default(),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use bytes::Bytes;
 
 use super::admission::{Admission, AdmissionSettings};
 use super::backend::Backend;
@@ -80,6 +81,8 @@ pub struct ClusterSettings {
     pub client_body_timeout: Duration,
     /// How long an idle backend connection is kept for reuse.
     pub backend_keep_alive: Duration,
+    /// The `Via` entry director adds (`1.1 <via>`).
+    pub via: Bytes,
 }
 
 impl ClusterSettings {
@@ -99,6 +102,7 @@ impl ClusterSettings {
             forwarded_for: c.forwarded_for,
             client_body_timeout: c.client_body_timeout,
             backend_keep_alive: c.backend_keep_alive,
+            via: Bytes::from(crate::proto::http_headers::via_entry(&c.via)),
         };
         let admission = AdmissionSettings {
             scheduler: c.scheduler,

@@ -258,6 +258,9 @@ pub struct ClusterConfig {
     pub passive_health: PassiveHealthConfig,
     /// `forwarded_for` (default `append`): how `X-Forwarded-For` is written upstream.
     pub forwarded_for: ForwardedFor,
+    /// `via` (default `director`): the pseudonym in the `Via` entry director adds to requests
+    /// and responses (`1.1 <via>`), the original plugin's `pseudonym`.
+    pub via: String,
     /// `client_body_timeout` (default 60s, nginx's): the longest a client may pause while
     /// sending a request body before it gets 408.
     pub client_body_timeout: Duration,

@@ -45,7 +45,17 @@ pub fn forwarded_for(existing: Option<&[u8]>, client: &str) -> Vec<u8> {
 
 /// Appends our entry to an existing `Via` value.
 pub fn via(existing: Option<&[u8]>) -> Vec<u8> {
-    append_to_list(existing, VIA.as_bytes())
+    via_as(existing, VIA.as_bytes())
+}
+
+/// Appends `entry` (`1.1 <pseudonym>`) to an existing `Via` value.
+pub fn via_as(existing: Option<&[u8]>, entry: &[u8]) -> Vec<u8> {
+    append_to_list(existing, entry)
+}
+
+/// The `Via` entry for `pseudonym`.
+pub fn via_entry(pseudonym: &str) -> String {
+    format!("1.1 {pseudonym}")
 }
 
 /// `existing, item` for a comma-separated header list, or just `item`.

@@ -24,7 +24,6 @@ use crate::cache::policy::{self, RequestUse};
 use crate::cache::{CacheStats, ClusterCache, FillGuard, Lock, Object, PrimaryKey, Purge, StaleUse};
 use crate::cluster::ClusterHandle;
 use crate::config::CacheUpdate;
-use crate::proto::http_headers as rules;
 
 /// What the cache step decided. Lives on the stack for one request: a hit's response is not
 /// boxed (no allocation on the hit path).
@@ -406,7 +405,10 @@ fn respond(
         headers.insert(ax::CONTENT_RANGE, range);
     }
     headers.insert(ax::AGE, HeaderValue::from(object.age(Instant::now()).as_secs()));
-    headers.insert(ax::VIA, HeaderValue::from_static(rules::VIA));
+    let via = cluster.settings.load().via.clone();
+    if let Ok(via) = HeaderValue::from_maybe_shared(via) {
+        headers.insert(ax::VIA, via);
+    }
     if cache_status == HIT {
         headers.insert(CACHE_STATUS, HeaderValue::from_static(HIT));
     } else {

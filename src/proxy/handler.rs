@@ -85,7 +85,9 @@ async fn serve(
         let (bucket, name) = classifier.classify(&view);
         let debug = cluster.settings.load().debug_headers.then(|| name.to_owned());
         let logged = state.access_log.is_some().then(|| name.to_owned());
-        (cluster.clone(), bucket, debug, logged, route.timeouts)
+        // Boxed (most routes have none): this future holds it across the cache lookup.
+        let timeouts = (route.timeouts != RouteTimeouts::default()).then(|| Box::new(route.timeouts));
+        (cluster.clone(), bucket, debug, logged, timeouts)
     };
     let mut log = new_record(&cluster.name);
     if let (Some(l), Some(name)) = (log.as_mut(), bucket_name) {
@@ -96,19 +98,21 @@ async fn serve(
         // The maintenance switch: nothing reaches the cluster, not even its cache.
         record_status(&cluster, None, StatusCode::SERVICE_UNAVAILABLE.as_u16());
         let text = "this service is down for maintenance\n";
-        return generated(StatusCode::SERVICE_UNAVAILABLE, text, settings.retry_after, log);
+        let response = generated(StatusCode::SERVICE_UNAVAILABLE, text, settings.retry_after, log);
+        return with_cluster_via(response, own_via(&settings));
     }
     if let Some(routing) = &settings.client_routing {
         if let Some(name) = pinned_backend(&req, routing) {
-            let mut request = Request::new(req, payload, &settings, route_timeouts, log);
+            let mut request = Request::new(req, payload, &settings, route_timeouts.as_deref(), log);
             request.trace = trace;
-            return Box::pin(serve_pinned(request, &cluster, &settings, &name)).await;
+            let response = Box::pin(serve_pinned(request, &cluster, &settings, &name)).await;
+            return with_cluster_via(response, own_via(&settings));
         }
     }
     if req.method().as_str() == "PURGE" {
         if let Some((status, text)) = cached::purge_method(&cluster, &req, host, &route_path) {
             record_status(&cluster, None, status.as_u16());
-            return generated_owned(status, text, log);
+            return with_cluster_via(generated_owned(status, text, log), own_via(&settings));
         }
     }
     let plan = match cached::lookup(&cluster, &req, host, &route_path, &mut log).await {
@@ -118,7 +122,7 @@ async fn serve(
                 let forward = Forward {
                     cluster: cluster.clone(),
                     settings,
-                    route_timeouts,
+                    route_timeouts: route_timeouts.as_deref().copied().unwrap_or_default(),
                     bucket,
                     debug_bucket: None,
                 };
@@ -128,20 +132,52 @@ async fn serve(
         }
         Step::Forward(plan) => Some(plan),
     };
-    let mut request = Request::new(req, payload, &settings, route_timeouts, log);
+    let mut request = Request::new(req, payload, &settings, route_timeouts.as_deref(), log);
     request.cache = plan;
     request.trace = trace;
     let forward = Forward {
         cluster,
         settings,
-        route_timeouts,
+        route_timeouts: route_timeouts.as_deref().copied().unwrap_or_default(),
         bucket,
         debug_bucket,
     };
     // Boxed so that this function's own future stays small: actix-web moves it into a box of
     // its own, and a cache hit, which never forwards, should not pay for copying the
     // forwarding state machine (a few KiB) there.
-    Box::pin(forward.run(request)).await
+    Box::pin(async move {
+        let settings = forward.settings.clone();
+        let response = forward.run(request).await;
+        with_cluster_via(response, own_via(&settings))
+    })
+    .await
+}
+
+/// The cluster's `Via` entry when it is not the default one.
+fn own_via(settings: &ClusterSettings) -> Option<&bytes::Bytes> {
+    (settings.via != rules::VIA.as_bytes()).then_some(&settings.via)
+}
+
+/// Director's own answers ([`generated`]) carry the default `Via` entry; for a cluster with a
+/// pseudonym of its own (`via`), its entry replaces it. Relayed and cached answers already
+/// carry the cluster's entry.
+fn with_cluster_via(
+    mut response: HttpResponse<RelayBody>,
+    via: Option<&bytes::Bytes>,
+) -> HttpResponse<RelayBody> {
+    let Some(via) = via else {
+        return response;
+    };
+    let headers = response.headers_mut();
+    if headers
+        .get(ax::VIA)
+        .is_some_and(|v| v.as_bytes() == rules::VIA.as_bytes())
+    {
+        if let Ok(value) = ax::HeaderValue::from_maybe_shared(via.clone()) {
+            headers.insert(ax::VIA, value);
+        }
+    }
+    response
 }
 
 /// Where a request goes once routed and classified.
@@ -283,12 +319,12 @@ impl Request {
         req: HttpRequest,
         payload: web::Payload,
         settings: &ClusterSettings,
-        route_timeouts: RouteTimeouts,
+        route_timeouts: Option<&RouteTimeouts>,
         log: Option<Box<AccessRecord>>,
     ) -> Request {
         Request {
             body: client_body(&req, payload, settings),
-            timeouts: timeouts(settings, route_timeouts),
+            timeouts: timeouts(settings, route_timeouts.copied().unwrap_or_default()),
             idempotent: is_idempotent(req.method()),
             may_blame: true,
             req,
@@ -336,6 +372,7 @@ async fn attempt(
         body: &request.body,
         host: routed_host(&request.req),
         forwarded_for: settings.forwarded_for,
+        via: &settings.via,
         idempotent: request.idempotent,
         timeouts: request.timeouts,
         rewrite: request.cache.as_ref().map(|plan| &plan.rewrite),

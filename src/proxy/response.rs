@@ -50,7 +50,13 @@ pub async fn relay(
         ..
     } = upstream;
     let mut builder = HttpResponse::build(status_code(status));
-    copy_ranged(&mut builder, &head_bytes, &fields, &mut find_target);
+    copy_ranged(
+        &mut builder,
+        &settings.via,
+        &head_bytes,
+        &fields,
+        &mut find_target,
+    );
     let backend = grant.backend().clone();
     if let (Some(target), Some(roots)) = (sendfile_target, roots) {
         let file = sendfile::serve(&target, roots, req.method(), req.headers());
@@ -85,13 +91,14 @@ pub async fn relay(
 /// values are slices of the head's buffer — and shows each to `find_target`.
 fn copy_ranged(
     builder: &mut HttpResponseBuilder,
+    via_entry: &[u8],
     bytes: &Bytes,
     ranges: &[(Range<usize>, Range<usize>)],
     find_target: &mut impl FnMut(&[u8], &[u8]),
 ) {
     let fields = || ranges.iter().map(|(n, v)| (&bytes[n.clone()], &bytes[v.clone()]));
     fields().for_each(|(n, v)| find_target(n, v));
-    copy_headers(builder, fields, |v| {
+    copy_headers(builder, via_entry, fields, |v| {
         ax::HeaderValue::from_maybe_shared(bytes.slice_ref(v)).ok()
     });
 }
@@ -220,10 +227,11 @@ fn status_code(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY)
 }
 
-/// Copies end-to-end header fields into `builder` and appends our `Via` entry. `fields`
-/// yields the backend's header fields afresh on each call.
+/// Copies end-to-end header fields into `builder` and appends our `Via` entry `via_entry`.
+/// `fields` yields the backend's header fields afresh on each call.
 fn copy_headers<'a, I>(
     builder: &mut HttpResponseBuilder,
+    via_entry: &[u8],
     fields: impl Fn() -> I,
     value: impl Fn(&'a [u8]) -> Option<ax::HeaderValue>,
 ) where
@@ -256,7 +264,7 @@ fn copy_headers<'a, I>(
             builder.append_header((name, v));
         }
     }
-    if let Ok(v) = ax::HeaderValue::from_bytes(&rules::via(via)) {
+    if let Ok(v) = ax::HeaderValue::from_bytes(&rules::via_as(via, via_entry)) {
         builder.insert_header((ax::VIA, v));
     }
 }

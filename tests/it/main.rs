@@ -34,3 +34,4 @@ mod sendfile;
 mod slow_clients;
 mod terminate_protection;
 mod upstream_integrity;
+mod via;

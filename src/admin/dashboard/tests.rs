@@ -297,6 +297,7 @@ fn hostile_state() -> ClusterState {
         fail_timeout_ms: 10_000,
         forwarded_for: "append",
         client_body_timeout_ms: 60_000,
+        via: "director".to_owned(),
         cache: CacheSettingsView::new(&crate::config::CacheConfig::default()),
     };
     let bucket = BucketState {

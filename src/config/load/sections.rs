@@ -70,6 +70,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "forwarded_for",
     "client_body_timeout",
     "backend_keep_alive",
+    "via",
     "cache",
     "backends",
 ];
@@ -142,6 +143,7 @@ struct RawCluster {
     forwarded_for: Option<String>,
     client_body_timeout: Option<DurationValue>,
     backend_keep_alive: Option<DurationValue>,
+    via: Option<String>,
 }
 
 /// A backend without `fastcgi` and `health`, which are checked on their own.
@@ -155,6 +157,9 @@ struct RawBackend {
     enabled: Option<bool>,
     terminate_protection: Option<bool>,
 }
+
+/// A cluster's `via` when not given.
+pub const DEFAULT_VIA: &str = "director";
 
 const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
 const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -643,8 +648,21 @@ impl Loader<'_> {
             raw.backend_keep_alive,
             DEFAULT_BACKEND_KEEP_ALIVE,
         );
+        let via = raw.via.unwrap_or_else(|| DEFAULT_VIA.to_owned());
+        let via_ok = !via.is_empty()
+            && via.len() <= 64
+            && via
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        if !via_ok {
+            self.error(
+                key_path(path, "via"),
+                "must be 1 to 64 letters, digits, `-`, `.` or `_` (a Via pseudonym)",
+            );
+        }
         Some(ClusterConfig {
             enabled: raw.enabled.unwrap_or(true),
+            via: via_ok.then_some(via)?,
             scheduler: scheduler?,
             queue_limit: raw.queue_limit.unwrap_or(DEFAULT_QUEUE_LIMIT),
             queue_timeout,

@@ -14,6 +14,7 @@ mod buckets;
 mod fastcgi;
 mod haproxy_compat_section;
 mod health;
+mod via;
 
 /// The environment seen by the tests.
 fn test_env(name: &str) -> Result<String, VarError> {
@@ -249,6 +250,7 @@ fn defaults() {
             fail_timeout: Duration::from_secs(10),
         },
         forwarded_for: ForwardedFor::Append,
+        via: "director".to_owned(),
         client_body_timeout: Duration::from_secs(60),
         backend_keep_alive: Duration::from_secs(4),
         cache: CacheConfig::default(),

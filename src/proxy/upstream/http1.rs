@@ -346,7 +346,7 @@ fn request_head(request: &Outgoing<'_>, endpoint: &Endpoint, length: Option<u64>
     rules::put_list_all(
         &mut out,
         headers.get_all(ax::VIA).map(|v| v.as_bytes()),
-        rules::VIA.as_bytes(),
+        request.via,
     );
     out.extend_from_slice(b"\r\n\r\n");
     out

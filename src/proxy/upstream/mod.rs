@@ -55,6 +55,8 @@ pub struct Outgoing<'a> {
     /// The host that routed the request (an absolute-form target's authority, else `Host`).
     pub host: Option<&'a str>,
     pub forwarded_for: ForwardedFor,
+    /// The `Via` entry to append.
+    pub via: &'a [u8],
     /// Safe to send twice (RFC 9110 §9.2.2).
     pub idempotent: bool,
     pub timeouts: Timeouts,
