@@ -129,6 +129,7 @@ async fn lean(origin: SocketAddr, requests: usize) {
         rewrite: None,
         trace: None,
         via: director::proto::http_headers::VIA.as_bytes(),
+        notify_abort: false,
     };
     for _ in 0..requests {
         let response = upstream::send(&out).await.expect("lean: response head");

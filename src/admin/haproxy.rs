@@ -537,6 +537,7 @@ pub(crate) mod test_fixtures {
                 forwarded_for: "append",
                 client_body_timeout_ms: 60_000,
                 via: "director".to_owned(),
+                on_client_abort: "close",
                 cache: CacheSettingsView::new(&crate::config::CacheConfig::default()),
             },
             capacity: None,

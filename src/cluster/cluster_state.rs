@@ -10,7 +10,9 @@ use serde::Serialize;
 use super::admission::BucketState;
 use super::backend_status::BackendStatus;
 use crate::cache::CacheSnapshot;
-use crate::config::{CacheConfig, CacheQuery, CacheUpdate, ClusterConfig, ForwardedFor, SchedulerKind};
+use crate::config::{
+    CacheConfig, CacheQuery, CacheUpdate, ClusterConfig, ForwardedFor, OnClientAbort, SchedulerKind,
+};
 use crate::stats::TrafficSnapshot;
 
 /// A cluster's state and stats, for readers.
@@ -52,6 +54,8 @@ pub struct SettingsView {
     pub client_body_timeout_ms: u64,
     /// `via`: the pseudonym in the cluster's `Via` entry.
     pub via: String,
+    /// `on_client_abort`: `close`, `notify` or `ignore`.
+    pub on_client_abort: &'static str,
     /// The object cache's settings (`cache:`).
     pub cache: CacheSettingsView,
 }
@@ -155,6 +159,11 @@ impl SettingsView {
             },
             client_body_timeout_ms: ms(c.client_body_timeout),
             via: c.via.clone(),
+            on_client_abort: match c.on_client_abort {
+                OnClientAbort::Close => "close",
+                OnClientAbort::Notify => "notify",
+                OnClientAbort::Ignore => "ignore",
+            },
             cache: CacheSettingsView::new(&c.cache),
         }
     }

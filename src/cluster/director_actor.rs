@@ -33,8 +33,8 @@ use crate::config::overlay::Overlay;
 use crate::config::state_file::{self, StateFileError};
 use crate::config::{self, ConfigError, ConfigErrors, Document, SharedAdmin, SharedHaproxyCompat};
 use crate::config::{
-    BackendConfig, BackendUrl, CacheConfig, ClusterConfig, Config, ForwardedFor, PassiveHealthConfig, Role,
-    RouteConfig, RouteTarget, SchedulerKind,
+    BackendConfig, BackendUrl, CacheConfig, ClusterConfig, Config, ForwardedFor, OnClientAbort,
+    PassiveHealthConfig, Role, RouteConfig, RouteTarget, SchedulerKind,
 };
 
 /// What `/api/v1/status` reports about the configuration.
@@ -473,6 +473,7 @@ fn road_warrior_settings() -> ClusterConfig {
         client_body_timeout: Duration::from_secs(60),
         backend_keep_alive: config::DEFAULT_BACKEND_KEEP_ALIVE,
         cache: CacheConfig::default(),
+        on_client_abort: OnClientAbort::Close,
     }
 }
 

@@ -18,7 +18,8 @@ use super::backend_status::BackendStatus;
 use super::classify::{host_matches, Classifier};
 use crate::cache::{CacheSnapshot, CacheStats, ClusterCache};
 use crate::config::{
-    CacheConfig, ClientRouting, ClusterConfig, ForwardedFor, PassiveHealthConfig, RouteTimeouts,
+    CacheConfig, ClientRouting, ClusterConfig, ForwardedFor, OnClientAbort, PassiveHealthConfig,
+    RouteTimeouts,
 };
 
 /// Where the current topology lives; `None` until the control plane has started.
@@ -83,6 +84,8 @@ pub struct ClusterSettings {
     pub backend_keep_alive: Duration,
     /// The `Via` entry director adds (`1.1 <via>`).
     pub via: Bytes,
+    /// What the backend is told when the client leaves early.
+    pub on_client_abort: OnClientAbort,
 }
 
 impl ClusterSettings {
@@ -103,6 +106,7 @@ impl ClusterSettings {
             client_body_timeout: c.client_body_timeout,
             backend_keep_alive: c.backend_keep_alive,
             via: Bytes::from(crate::proto::http_headers::via_entry(&c.via)),
+            on_client_abort: c.on_client_abort,
         };
         let admission = AdmissionSettings {
             scheduler: c.scheduler,

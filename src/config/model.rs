@@ -270,6 +270,23 @@ pub struct ClusterConfig {
     pub backend_keep_alive: Duration,
     /// `cache`: the cluster's object cache (disabled by default).
     pub cache: CacheConfig,
+    /// `on_client_abort` (default `close`): what a backend is told when the client leaves
+    /// before its answer is complete.
+    pub on_client_abort: OnClientAbort,
+}
+
+/// `on_client_abort:` of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnClientAbort {
+    /// Close the backend connection (nginx's default).
+    #[default]
+    Close,
+    /// Tell the backend first: a FastCGI `ABORT_REQUEST`, then close; an HTTP backend's
+    /// connection is closed (HTTP has nothing else to say it).
+    Notify,
+    /// Let the backend finish (non-idempotent work): the request runs to its end, its answer
+    /// read and dropped, holding its capacity until then (nginx's `proxy_ignore_client_abort`).
+    Ignore,
 }
 
 /// `cache:` of a cluster (or of a route that names a single backend).

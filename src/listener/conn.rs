@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::head_scan::HeadLimits;
 use crate::config::ProxyConfig;
+use crate::transport::client_abort::ThroughAbort;
 use crate::transport::file_sink::FileSink;
 
 /// The limits a listener's connection guard enforces (see the module docs of `listener`).
@@ -76,6 +77,10 @@ pub(super) struct ConnState {
     armed: Cell<Option<Instant>>,
     /// File spans its responses hand to the connection to send with `sendfile(2)`.
     pub(super) files: FileSink,
+    /// The request being served goes on to its end when the client leaves (its cluster's
+    /// `on_client_abort: ignore`): the guard hides the client's end and drops what is written
+    /// to it until the request is over.
+    pub(super) through_abort: ThroughAbort,
 }
 
 impl ConnState {
@@ -88,7 +93,13 @@ impl ConnState {
             waker: RefCell::new(None),
             armed: Cell::new(None),
             files: FileSink::default(),
+            through_abort: ThroughAbort::default(),
         }
+    }
+
+    /// Whether the request being served goes on when the client leaves.
+    pub(super) fn serves_through_abort(&self) -> bool {
+        self.through_abort.is_set()
     }
 
     /// Notes when the connection's timer will wake the connection task (`None`: it won't).
@@ -131,6 +142,12 @@ impl Drop for RequestInFlight {
         let busy = conn.busy.get().saturating_sub(1);
         conn.busy.set(busy);
         if busy == 0 {
+            if conn.through_abort.clear() {
+                // The guard may be hiding the client's end: let the connection task see it.
+                if let Some(waker) = conn.waker.borrow().as_ref() {
+                    waker.wake_by_ref();
+                }
+            }
             let now = Instant::now();
             conn.idle_since.set(now);
             // The connection task must arm the idle deadline; its timer makes it do so when

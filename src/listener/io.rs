@@ -91,6 +91,11 @@ pub struct GuardedIo<T> {
     timer: Pin<Box<Sleep>>,
     armed: Instant,
     closing: Option<Closing>,
+    /// The client's end of the stream came while a request that goes on without the client
+    /// was served: actix-http sees it once that request is over.
+    end_held: bool,
+    /// A write to the client failed while such a request was served: what follows is dropped.
+    client_gone: bool,
 }
 
 impl<T> GuardedIo<T> {
@@ -109,6 +114,8 @@ impl<T> GuardedIo<T> {
             timer: Box::pin(sleep_until(deadline)),
             armed: deadline,
             closing: None,
+            end_held: false,
+            client_gone: false,
         }
     }
 
@@ -285,6 +292,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
         &mut self,
         result: Poll<io::Result<usize>>,
         cx: &mut Context<'_>,
+        len: usize,
     ) -> Poll<io::Result<usize>> {
         match result {
             Poll::Ready(Ok(n)) if n > 0 => {
@@ -303,13 +311,46 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
                 // can be sent, and reads may not be polled again (half-closed client).
                 if let Some((at, expired)) = self.deadline() {
                     if now >= at {
-                        return Poll::Ready(Err(timed_out(expired.reason())));
+                        let left = self.left(timed_out(expired.reason()));
+                        return Poll::Ready(left.map(|()| len));
                     }
                 }
                 self.arm(cx);
                 Poll::Pending
             }
-            other => other,
+            Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
+            Poll::Ready(Err(e)) => Poll::Ready(self.left(e).map(|()| len)),
+        }
+    }
+
+    /// A write to the client failed (or its send timeout passed): for a request that goes on
+    /// without the client, the client is gone from now on; otherwise the error stands.
+    fn left(&mut self, error: io::Error) -> io::Result<()> {
+        if self.conn.serves_through_abort() {
+            log::debug!("client left ({error}); the request goes on without it");
+            self.client_gone = true;
+            return Ok(());
+        }
+        Err(error)
+    }
+
+    /// A write after the client left: dropped while the request goes on, else an error.
+    fn write_gone(&mut self, len: usize) -> Poll<io::Result<usize>> {
+        if self.conn.serves_through_abort() {
+            Poll::Ready(Ok(len))
+        } else {
+            Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()))
+        }
+    }
+
+    /// A read after the client's end: nothing until the request that goes on without the
+    /// client is over (its end wakes the connection task), then the end of the stream.
+    fn poll_end_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.conn.serves_through_abort() {
+            self.conn.remember(cx.waker());
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(()))
         }
     }
 }
@@ -319,6 +360,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
         let this = self.get_mut();
         if this.closing.is_some() {
             return this.poll_closing(cx);
+        }
+        if this.end_held {
+            return this.poll_end_held(cx);
         }
         let now = Instant::now();
         this.sync_phase();
@@ -337,6 +381,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
             Poll::Ready(Ok(())) => {
                 let fresh = &buf.filled()[before..];
                 if fresh.is_empty() {
+                    if this.conn.serves_through_abort() {
+                        this.end_held = true;
+                        return this.poll_end_held(cx);
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 match this.on_bytes(fresh, now) {
@@ -361,8 +409,11 @@ impl<T: AsyncRead + AsyncWrite + FileTarget + Unpin> AsyncWrite for GuardedIo<T>
             // Director's own answer goes out instead; nothing else may follow it.
             return Poll::Ready(Ok(buf.len()));
         }
+        if this.client_gone {
+            return this.write_gone(buf.len());
+        }
         let result = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.after_write(result, cx)
+        this.after_write(result, cx, buf.len())
     }
 
     fn poll_write_vectored(
@@ -374,8 +425,11 @@ impl<T: AsyncRead + AsyncWrite + FileTarget + Unpin> AsyncWrite for GuardedIo<T>
         if this.closing.is_some() {
             return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
+        if this.client_gone {
+            return this.write_gone(bufs.iter().map(|b| b.len()).sum());
+        }
         let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.after_write(result, cx)
+        this.after_write(result, cx, bufs.iter().map(|b| b.len()).sum())
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -389,11 +443,18 @@ impl<T: AsyncRead + AsyncWrite + FileTarget + Unpin> AsyncWrite for GuardedIo<T>
         if this.closing.is_some() {
             return Poll::Ready(Ok(()));
         }
-        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
+        if !this.client_gone {
+            if let Err(e) = ready!(Pin::new(&mut this.io).poll_flush(cx)) {
+                this.left(e)?;
+            }
+        }
         let files = this.conn.files.clone();
         files.drive(cx, |cx, file, offset, len| {
+            if this.client_gone {
+                return this.write_gone(len);
+            }
             let sent = this.io.poll_send_file(cx, file, offset, len);
-            this.after_write(sent, cx)
+            this.after_write(sent, cx, len)
         })
     }
 
@@ -402,6 +463,9 @@ impl<T: AsyncRead + AsyncWrite + FileTarget + Unpin> AsyncWrite for GuardedIo<T>
         if this.closing.is_some() {
             // The lingering close ends the connection; then actix-http may drop it.
             return this.poll_closing(cx).map(|_| Ok(()));
+        }
+        if this.client_gone {
+            return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_shutdown(cx)
     }

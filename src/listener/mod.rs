@@ -11,7 +11,11 @@
 //!   which drops the response body and so frees its backend slot and backend connection;
 //! - a request line over `max_request_line` gets `414`, a header section over
 //!   `max_header_size` gets `431`, both written by the guard, then the connection closes;
-//! - each worker serves at most its share of `max_connections` at once.
+//! - each worker serves at most its share of `max_connections` at once;
+//! - a client that leaves (closes its side, or its connection fails) ends the request being
+//!   served, unless that request's cluster says `on_client_abort: ignore`: then the guard
+//!   hides the client's end from actix-http and drops what is written to it until the
+//!   request is over, so the backend finishes (nginx's `proxy_ignore_client_abort`).
 //!
 //! [`io`] is the IO wrapper, [`head_scan`] finds head ends and sizes, [`conn`] is what a
 //! connection shares with its requests (and the request-side API), [`server`] builds the

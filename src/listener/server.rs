@@ -175,6 +175,10 @@ where
         .keep_alive(keep_alive)
         .client_request_timeout(Duration::ZERO)
         .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+        // A client that closes its side has left (as nginx and HAProxy take it): the request
+        // in flight ends at once, and its cluster's `on_client_abort` decides what the
+        // backend is told. Allowing half-closed connections would keep serving it instead.
+        .h1_allow_half_closed(false)
         // Idle keep-alive connections close at once on a graceful stop, as in HttpServer
         // (this builder method is doc(hidden) in actix-http 3.20; HttpServer uses it).
         .graceful_shutdown_signal(move || {
@@ -184,6 +188,7 @@ where
         .on_connect_ext(|io: &GuardedIo<T>, data| {
             let handle = io.handle();
             data.insert(handle.0.files.clone());
+            data.insert(handle.0.through_abort.clone());
             data.insert(handle);
         });
     if let Some(addr) = local {

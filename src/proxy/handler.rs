@@ -26,10 +26,11 @@ use crate::cluster::buckets::BucketKey;
 use crate::cluster::classify::RequestView;
 use crate::cluster::topology::ClusterSettings;
 use crate::cluster::{Admit, Backend, ClusterHandle, Grant};
-use crate::config::{ClientRouting, RouteTimeouts};
+use crate::config::{ClientRouting, OnClientAbort, RouteTimeouts};
 use crate::proto::http_headers as rules;
 use crate::proto::path;
 use crate::stats::TrafficStats;
+use crate::transport::client_abort::ThroughAbort;
 
 /// Serves one client request; its answer carries the request ID when there is one.
 pub async fn handle(
@@ -100,6 +101,12 @@ async fn serve(
         let text = "this service is down for maintenance\n";
         let response = generated(StatusCode::SERVICE_UNAVAILABLE, text, settings.retry_after, log);
         return with_cluster_via(response, own_via(&settings));
+    }
+    if settings.on_client_abort == OnClientAbort::Ignore {
+        // The backend finishes even if the client leaves (the connection's guard sees to it).
+        if let Some(through_abort) = req.conn_data::<ThroughAbort>() {
+            through_abort.set();
+        }
     }
     if let Some(routing) = &settings.client_routing {
         if let Some(name) = pinned_backend(&req, routing) {
@@ -366,6 +373,7 @@ async fn attempt(
 ) -> Result<HttpResponse<RelayBody>, ProxyError> {
     let backend = grant.backend().clone();
     let started = Instant::now();
+    let notify_abort = settings.on_client_abort == OnClientAbort::Notify;
     let out = Outgoing {
         req: &request.req,
         backend: &backend,
@@ -377,6 +385,7 @@ async fn attempt(
         timeouts: request.timeouts,
         rewrite: request.cache.as_ref().map(|plan| &plan.rewrite),
         trace: request.trace.as_ref(),
+        notify_abort,
     };
     match upstream::send(&out).await {
         Ok(upstream) => {
@@ -399,6 +408,7 @@ async fn attempt(
                 started,
                 read_timeout: request.timeouts.read,
                 may_blame: request.may_blame,
+                notify_abort,
             };
             let length = upstream.content_length;
             let log = request.log.take();

@@ -35,14 +35,16 @@ struct Streaming {
     may_blame: bool,
 }
 
-/// When an attempt started (for the backend's latency histogram) and how long a read of its
-/// response may stall.
+/// When an attempt started (for the backend's latency histogram), how long a read of its
+/// response may stall, and what its backend is told if the client leaves.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub started: Instant,
     pub read_timeout: Duration,
     /// The request has not counted a failure against a backend yet.
     pub may_blame: bool,
+    /// A FastCGI application is told when the client leaves (`on_client_abort: notify`).
+    pub notify_abort: bool,
 }
 
 /// The body of a proxied or generated response.
@@ -180,6 +182,12 @@ impl RelayBody {
 
 impl Drop for RelayBody {
     fn drop(&mut self) {
+        if let Some(s) = &self.streaming {
+            // The backend's answer is not over: the client left.
+            if s.timing.notify_abort {
+                s.exchange.notify_abort();
+            }
+        }
         if let Some(mut log) = self.log.take() {
             // A body dropped before its end: the client went away (or stopped reading).
             let unfinished = self.streaming.as_ref().is_some_and(|s| !s.discard) || self.file.is_some();

@@ -4,6 +4,7 @@
 //! Hot path: connecting happens only when the pool has no idle connection. Off it,
 //! [`http_client`] lends the same connect to awc.
 
+pub mod client_abort;
 pub mod file_sink;
 pub mod http_client;
 pub mod pool;
@@ -150,6 +151,14 @@ impl TimedStream {
     /// See [`Stream::idle_state`].
     pub fn idle_state(&self) -> IdleState {
         self.inner.idle_state()
+    }
+
+    /// Writes what the socket takes at once, without waiting (a last word before closing).
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match &self.inner {
+            Stream::Tcp(s) => s.try_write(buf),
+            Stream::Unix(s) => s.try_write(buf),
+        }
     }
 
     fn on_write<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {

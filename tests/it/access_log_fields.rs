@@ -2,8 +2,8 @@
 //! connect, response head, total) with plausible values, the backend and bucket that served
 //! a request, its retries, and the termination state for a normal end, a queue timeout, a
 //! backend that refuses connections or answers too late, in both the JSON and the combined
-//! format. (A client that leaves while queued is `CQ`: see the unit tests of
-//! `proxy::access_log`; actix-http notices such a client only when the answer is written.)
+//! format. (A client that leaves while its backend works is `CH`, status 499: see
+//! `client_abort.rs`; while queued, `CQ`: see the unit tests of `proxy::access_log`.)
 
 use crate::support;
 
@@ -14,7 +14,7 @@ use support::backend::{refusing_url, TestBackend};
 use support::{cluster_config, eventually, get, start, Director};
 
 /// `yaml` with an access log of `format` at `path`.
-fn logged(mut yaml: String, format: &str, path: &std::path::Path) -> String {
+pub(crate) fn logged(mut yaml: String, format: &str, path: &std::path::Path) -> String {
     yaml.push_str(&format!(
         "access_log: {{ enabled: true, format: {format}, path: \"{}\" }}\n",
         path.display()
@@ -32,7 +32,7 @@ async fn lines(path: &std::path::Path, n: usize) -> Vec<String> {
     text.lines().map(str::to_owned).collect()
 }
 
-async fn json_lines(path: &std::path::Path, n: usize) -> Vec<Value> {
+pub(crate) async fn json_lines(path: &std::path::Path, n: usize) -> Vec<Value> {
     let lines = lines(path, n).await;
     lines
         .iter()

@@ -13,6 +13,7 @@ mod binary;
 mod blame;
 mod buckets;
 mod cache;
+mod client_abort;
 mod control_plane_latency;
 mod dashboard;
 mod dashboard_live;

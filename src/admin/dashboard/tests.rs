@@ -298,6 +298,7 @@ fn hostile_state() -> ClusterState {
         forwarded_for: "append",
         client_body_timeout_ms: 60_000,
         via: "director".to_owned(),
+        on_client_abort: "close",
         cache: CacheSettingsView::new(&crate::config::CacheConfig::default()),
     };
     let bucket = BucketState {

@@ -14,8 +14,8 @@ use super::super::address::{parse_backend_url, parse_listen};
 use super::super::duration::DurationValue;
 use super::super::model::{
     AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, FastCgiConfig, ForwardedFor,
-    HealthConfig, ListenAddr, Protocol, ProxyConfig, Role, RouteConfig, RouteTarget, RouteTimeouts,
-    SchedulerKind, DEFAULT_BACKEND_KEEP_ALIVE,
+    HealthConfig, ListenAddr, OnClientAbort, Protocol, ProxyConfig, Role, RouteConfig, RouteTarget,
+    RouteTimeouts, SchedulerKind, DEFAULT_BACKEND_KEEP_ALIVE,
 };
 use super::{index_path, key_path, kind, Loader};
 
@@ -72,6 +72,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "backend_keep_alive",
     "via",
     "cache",
+    "on_client_abort",
     "backends",
 ];
 const BACKEND_KEYS: &[&str] = &[
@@ -144,6 +145,7 @@ struct RawCluster {
     client_body_timeout: Option<DurationValue>,
     backend_keep_alive: Option<DurationValue>,
     via: Option<String>,
+    on_client_abort: Option<String>,
 }
 
 /// A backend without `fastcgi` and `health`, which are checked on their own.
@@ -193,6 +195,11 @@ const ROLES: &[(&str, Role)] = &[
 const FORWARDED_FOR: &[(&str, ForwardedFor)] = &[
     ("append", ForwardedFor::Append),
     ("replace", ForwardedFor::Replace),
+];
+const ON_CLIENT_ABORT: &[(&str, OnClientAbort)] = &[
+    ("close", OnClientAbort::Close),
+    ("notify", OnClientAbort::Notify),
+    ("ignore", OnClientAbort::Ignore),
 ];
 const FORMATS: &[(&str, AccessLogFormat)] = &[
     ("combined", AccessLogFormat::Combined),
@@ -643,6 +650,13 @@ impl Loader<'_> {
             raw.client_body_timeout,
             DEFAULT_CLIENT_BODY_TIMEOUT,
         );
+        let on_client_abort = self.choice(
+            key_path(path, "on_client_abort"),
+            raw.on_client_abort,
+            OnClientAbort::Close,
+            ON_CLIENT_ABORT,
+            "on_client_abort mode",
+        );
         let backend_keep_alive = self.positive(
             key_path(path, "backend_keep_alive"),
             raw.backend_keep_alive,
@@ -686,6 +700,7 @@ impl Loader<'_> {
             client_body_timeout,
             backend_keep_alive,
             cache: Default::default(),
+            on_client_abort: on_client_abort?,
         })
     }
 

@@ -11,10 +11,10 @@ use crate::config::model::*;
 
 mod admin_section;
 mod buckets;
+mod client_facing;
 mod fastcgi;
 mod haproxy_compat_section;
 mod health;
-mod via;
 
 /// The environment seen by the tests.
 fn test_env(name: &str) -> Result<String, VarError> {
@@ -254,6 +254,7 @@ fn defaults() {
         client_body_timeout: Duration::from_secs(60),
         backend_keep_alive: Duration::from_secs(4),
         cache: CacheConfig::default(),
+        on_client_abort: OnClientAbort::Close,
     };
     assert_eq!(*shop, expected);
     let backend = &shop.backends[0];

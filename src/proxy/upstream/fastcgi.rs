@@ -186,6 +186,27 @@ impl Exchange {
         })
     }
 
+    /// The client left before the answer was complete (`on_client_abort: notify`): tells the
+    /// application with an ABORT_REQUEST before the connection is closed, if the request's
+    /// records were all written (a record cut in its middle can't be followed by another) and
+    /// the request has not ended.
+    pub fn notify_abort(&self) {
+        if self.ended || !self.out.is_empty() {
+            return;
+        }
+        let mut record = BytesMut::with_capacity(fastcgi::HEADER_LEN);
+        fastcgi::abort_request(&mut record, REQUEST_ID);
+        match self.conn.io.try_write(&record) {
+            Ok(n) if n == record.len() => {
+                log::debug!("backend '{}': client left; ABORT_REQUEST sent", self.backend.name)
+            }
+            _ => log::debug!(
+                "backend '{}': client left; ABORT_REQUEST not sent",
+                self.backend.name
+            ),
+        }
+    }
+
     /// Bytes the application sent after END_REQUEST.
     pub fn trailing_bytes(&self) -> usize {
         if self.ended {

@@ -64,6 +64,8 @@ pub struct Outgoing<'a> {
     pub rewrite: Option<&'a Rewrite>,
     /// The request ID and trace context to send in place of the client's.
     pub trace: Option<&'a TraceHeaders>,
+    /// Tell a FastCGI application when the client leaves (`on_client_abort: notify`).
+    pub notify_abort: bool,
 }
 
 /// How an exchange on one connection failed.
@@ -106,6 +108,14 @@ impl Exchange {
         match self {
             Exchange::Http(e) => e.poll_body(cx),
             Exchange::FastCgi(e) => e.poll_body(cx),
+        }
+    }
+
+    /// The client left before the response was complete: a FastCGI application is told with
+    /// an ABORT_REQUEST (an HTTP backend learns it from the connection closing).
+    pub fn notify_abort(&self) {
+        if let Exchange::FastCgi(e) = self {
+            e.notify_abort();
         }
     }
 
@@ -164,11 +174,17 @@ pub async fn send(out: &Outgoing<'_>) -> Result<Response, ProxyError> {
             }
         };
         conn.io.set_write_timeout(out.timeouts.write);
-        let mut exchange = match &records {
+        let exchange = match &records {
             Some(records) => Exchange::FastCgi(fastcgi::Exchange::new(conn, reused, out, records.clone())),
             None => Exchange::Http(http1::Exchange::new(conn, reused, out, &backend.url.endpoint)),
         };
-        match read_head(&mut exchange, head_request, out.timeouts.read).await {
+        let mut notice = AbortNotice {
+            exchange: Some(exchange),
+            notify: out.notify_abort,
+        };
+        let head = read_head(notice.exchange_mut(), head_request, out.timeouts.read).await;
+        let exchange = notice.disarm();
+        match head {
             Ok(head) => {
                 let mut response = head.into_response(exchange);
                 response.connect_time = connect_time;
@@ -183,6 +199,34 @@ pub async fn send(out: &Outgoing<'_>) -> Result<Response, ProxyError> {
             }
             Err(Failure::Stale) => return Err(ProxyError::Stale),
             Err(Failure::Fatal(e)) => return Err(e),
+        }
+    }
+}
+
+/// An exchange waiting for its response head. Dropped with it — the request's future was
+/// dropped because the client left — it tells the application when asked to.
+struct AbortNotice {
+    exchange: Option<Exchange>,
+    notify: bool,
+}
+
+impl AbortNotice {
+    fn exchange_mut(&mut self) -> &mut Exchange {
+        self.exchange
+            .as_mut()
+            .expect("an AbortNotice holds its exchange until disarmed")
+    }
+
+    /// The head arrived (or the exchange failed): nothing to tell.
+    fn disarm(mut self) -> Exchange {
+        self.exchange.take().expect("an AbortNotice is disarmed once")
+    }
+}
+
+impl Drop for AbortNotice {
+    fn drop(&mut self) {
+        if let (Some(exchange), true) = (&self.exchange, self.notify) {
+            exchange.notify_abort();
         }
     }
 }
