@@ -1177,4 +1177,6 @@ main() {
     log "results: $RESULTS_DIR/latest.json (raw wrk output in $RESULTS_DIR/latest-raw/)"
 }
 
-main "$@"
+# bench/profile.sh sources this file for its services (start_backend, start_director, ...)
+# and runs its own main.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi
