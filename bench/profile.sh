@@ -70,11 +70,47 @@ requests_through() {
 
 # ---------------------------------------------------------------- callgrind --
 
+# callgrind_count NAME PORT DUMP_BASE VALGRIND_OPTS... -- CMD...: run CMD under callgrind
+# on PORT, send CG_WARMUP unmeasured and then CG_REQUESTS measured requests, and set
+# CG_DUMP to the file holding the measured requests' costs.
+callgrind_count() {
+    local name=$1 port=$2 base=$3; shift 3
+    local vg=() pid reqs i
+    while [[ $1 != -- ]]; do vg+=("$1"); shift; done
+    shift
+    local tunables=()
+    # glibc never picks rep stosb / rep movsb below these sizes: 1 GiB means never here.
+    [[ "$CG_REP_LOOPS" == 1 ]] &&
+        tunables=("GLIBC_TUNABLES=glibc.cpu.x86_rep_stosb_threshold=1073741824:glibc.cpu.x86_rep_movsb_threshold=1073741824")
+    log "callgrind: $name under valgrind (${vg[*]} CG_REP_LOOPS=$CG_REP_LOOPS) on :$port"
+    start_service "$name-callgrind" 0 env RUST_LOG=warn "${tunables[@]}" valgrind --tool=callgrind \
+        "${vg[@]}" --callgrind-out-file="$base" "$@"
+    pid=$LAST_PID
+    wait_for_port "$name-callgrind" "$port" "$pid" 120
+    # Under valgrind director's routes can be published a little after the listener opens.
+    for ((i = 0; i < 300; i++)); do
+        [[ "$(curl -sS --noproxy "*" --max-time 5 "http://127.0.0.1:$port/" 2>/dev/null)" == "hello world" ]] && break
+        sleep 0.2
+    done
+    check_hello "$name-callgrind" "$port"
+    run_bounded 600 python3 "$TMP/callgrind/client.py" "$port" "$CG_WARMUP" "$CG_CONNS" ||
+        die "callgrind: $name: warm-up client failed"
+    callgrind_control -z "$pid" >/dev/null
+    reqs=$(requests_through run_bounded 1800 python3 "$TMP/callgrind/client.py" "$port" "$CG_REQUESTS" "$CG_CONNS") ||
+        die "callgrind: $name: client failed"
+    callgrind_control -d "$pid" >/dev/null
+    CG_DUMP=$(ls -t "$base".* | head -n 1)
+    stop_pid "$pid"
+    log "callgrind: $name: $CG_REQUESTS requests over $CG_CONNS keep-alive connections; the backend saw $reqs"
+}
+
+# cg_total DUMP: the instructions in a callgrind dump.
+cg_total() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
+
 profile_callgrind() {
     command -v valgrind >/dev/null || die "callgrind: valgrind is required (apt-get install valgrind)"
-    local dir=$TMP/callgrind port pid dump reqs
+    local dir=$TMP/callgrind name
     mkdir -p "$dir"
-    port=$(port_of director)
     cat >"$dir/client.py" <<'PY'
 import http.client, sys, threading
 port, total, conns = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -98,38 +134,36 @@ if errors:
     sys.exit(f"client: {len(errors)} connection(s) failed: {errors[0]}")
 PY
     write_director_config director "$dir/director.yaml"
-    local tunables=()
-    # glibc never picks rep stosb / rep movsb below these sizes: 1 GiB means never here.
-    [[ "$CG_REP_LOOPS" == 1 ]] &&
-        tunables=("GLIBC_TUNABLES=glibc.cpu.x86_rep_stosb_threshold=1073741824:glibc.cpu.x86_rep_movsb_threshold=1073741824")
-    log "callgrind: director under valgrind (--separate-callers=$CG_CALLERS, CG_REP_LOOPS=$CG_REP_LOOPS) on :$port"
-    start_service director-callgrind 0 env RUST_LOG=warn "${tunables[@]}" valgrind --tool=callgrind \
-        --separate-callers="$CG_CALLERS" --callgrind-out-file="$dir/callgrind.out" \
-        "$DIRECTOR_BIN" --config "$dir/director.yaml"
-    pid=$LAST_PID
-    wait_for_port director-callgrind "$port" "$pid" 120
-    # Under valgrind the routes can be published a little after the listener opens.
-    local i
-    for ((i = 0; i < 300; i++)); do
-        [[ "$(curl -sS --noproxy "*" --max-time 5 "http://127.0.0.1:$port/" 2>/dev/null)" == "hello world" ]] && break
-        sleep 0.2
-    done
-    check_hello director-callgrind "$port"
-    run_bounded 600 python3 "$dir/client.py" "$port" "$CG_WARMUP" "$CG_CONNS" ||
-        die "callgrind: warm-up client failed"
-    callgrind_control -z "$pid" >/dev/null
-    log "callgrind: $CG_REQUESTS requests over $CG_CONNS keep-alive connections"
-    reqs=$(requests_through run_bounded 1800 python3 "$dir/client.py" "$port" "$CG_REQUESTS" "$CG_CONNS") ||
-        die "callgrind: client failed"
-    callgrind_control -d "$pid" >/dev/null
-    dump=$(ls -t "$dir"/callgrind.out.* | head -n 1)
-    stop_pid "$pid"
-    log "callgrind: the backend saw $reqs requests (client sent $CG_REQUESTS)"
-    cp "$dump" "$PROFILE_DIR/director.callgrind"
-    python3 "$BENCH_DIR/callgrind_areas.py" "$dump" "$CG_REQUESTS" --top 30 \
+    callgrind_count director "$(port_of director)" "$dir/director.out" \
+        --separate-callers="$CG_CALLERS" -- "$DIRECTOR_BIN" --config "$dir/director.yaml"
+    cp "$CG_DUMP" "$PROFILE_DIR/director.callgrind"
+    python3 "$BENCH_DIR/callgrind_areas.py" "$CG_DUMP" "$CG_REQUESTS" --top 30 \
         --folded "$PROFILE_DIR/director.folded" --json "$PROFILE_DIR/callgrind.json" \
         >"$PROFILE_DIR/callgrind.txt"
-    cat "$PROFILE_DIR/callgrind.txt"
+    # The same count for HAProxy and nginx (whole process, user space), as a reference.
+    {
+        echo "user-space instructions per request ($CG_REQUESTS GETs over $CG_CONNS keep-alive connections):"
+        printf '  %-10s %9d\n' director $(($(cg_total "$CG_DUMP") / CG_REQUESTS))
+    } >"$PROFILE_DIR/callgrind-compare.txt"
+    for name in $PROXIES; do
+        case $name in
+            haproxy)
+                start_haproxy haproxy; stop_pid "$HAPROXY_PID"   # writes the config
+                callgrind_count haproxy "$HAPROXY_PORT" "$dir/haproxy.out" -- \
+                    haproxy -db -f "$TMP/haproxy/haproxy.cfg"
+                ;;
+            nginx)
+                start_nginx_proxy nginx; stop_pid "$NGINX_PID"
+                # one process: the master serves (no worker to follow)
+                callgrind_count nginx "$NGINX_PORT" "$dir/nginx.out" -- \
+                    nginx -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" -c "$TMP/nginx/nginx.conf" \
+                    -g "master_process off;"
+                ;;
+            *) continue ;;
+        esac
+        printf '  %-10s %9d\n' "$name" $(($(cg_total "$CG_DUMP") / CG_REQUESTS)) >>"$PROFILE_DIR/callgrind-compare.txt"
+    done
+    cat "$PROFILE_DIR/callgrind.txt" "$PROFILE_DIR/callgrind-compare.txt"
 }
 
 # ---------------------------------------------------------------- strace -----
