@@ -155,7 +155,8 @@ def main() -> int:
     for ctx, ir in costs.items():
         if ir == 0:
             continue
-        frames = ctx.split("'")
+        # "'2" after a name is callgrind's recursion level, not a caller
+        frames = [fr for fr in ctx.split("'") if not fr.isdigit()]
         self_fn[frames[0]] += ir
         for fr in set(frames):
             incl_fn[fr] += ir
