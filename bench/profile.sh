@@ -20,11 +20,13 @@
 #   perf       if perf can sample here: `perf stat` (task-clock, context switches, syscalls)
 #              and `perf record -e cpu-clock -g` on each proxy during a `wrk -t1 -cCONNS`
 #              run at full speed: kernel vs user share of the proxy's CPU, top symbols,
-#              syscalls and context switches per request (requests counted by the backend).
+#              syscalls and context switches per request (requests counted by the backend);
+#              then `perf record -e sched:sched_switch` for SCHED_SECONDS: each switch away
+#              from the proxy, preempted (R) or waiting (S), and which task took the CPU.
 #
 # Usage: bash bench/profile.sh      (from the repo root; results in bench/results/profile/)
 # Options (env vars): PARTS="callgrind strace perf" CG_REQUESTS=5000 CG_WARMUP=500 CG_CONNS=8
-#   CG_CALLERS=40 CG_REP_LOOPS=1 STRACE_SECONDS=3 STRACE_CONNS=8 PERF_SECONDS=5 CONNS=64 (perf's load)
+#   CG_CALLERS=40 CG_REP_LOOPS=1 STRACE_SECONDS=3 STRACE_CONNS=8 PERF_SECONDS=5 SCHED_SECONDS=2 CONNS=64 (perf's load)
 #   PROXIES="director haproxy nginx" BASE_PORT=18280 PROFILE_DIR=bench/results/profile
 #   DIRECTOR_BIN (default: as in run.sh, built if missing or stale)
 set -euo pipefail
@@ -43,6 +45,7 @@ CG_REP_LOOPS=${CG_REP_LOOPS:-1}
 STRACE_SECONDS=${STRACE_SECONDS:-3}
 STRACE_CONNS=${STRACE_CONNS:-8}
 PERF_SECONDS=${PERF_SECONDS:-5}
+SCHED_SECONDS=${SCHED_SECONDS:-2}
 PROFILE_DIR=${PROFILE_DIR:-$BENCH_DIR/results/profile}
 IDLE_TARGET=none
 
@@ -211,7 +214,8 @@ profile_perf() {
         list=$(tr '\n' ',' <<<"$spids"); list=${list%,}
         run_bounded 30 wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null ||
             die "perf: $name warm-up failed"
-        wrk -t1 -c"$CONNS" -d$((PERF_SECONDS + 3))s "http://127.0.0.1:$port/" >"$PROFILE_DIR/perf-$name.wrk" &
+        wrk -t1 -c"$CONNS" -d$((PERF_SECONDS + 3 + SCHED_SECONDS + 3))s "http://127.0.0.1:$port/" \
+            >"$PROFILE_DIR/perf-$name.wrk" &
         local wpid=$!
         sleep 1
         local t0 t1
@@ -224,6 +228,13 @@ profile_perf() {
         t1=$(now)
         # shellcheck disable=SC2086
         ctx_switches $spids >"$TMP/ctx1-$name"
+        # Off-CPU: every switch away from the proxy's threads, with its state (R: preempted
+        # while runnable, S/D: waiting) and the task that took the CPU.
+        local sched_reqs=""
+        if perf record -q -e sched:sched_switch -o "$TMP/probe-sched.data" true >/dev/null 2>&1; then
+            sched_reqs=$(requests_through perf record -q -e sched:sched_switch -p "$list" \
+                -o "$TMP/sched-$name.data" -- sleep "$SCHED_SECONDS")
+        fi
         wait "$wpid" || die "perf: $name wrk failed"
         stop_pid "$pid"
         {
@@ -236,6 +247,18 @@ profile_perf() {
                 { dv = $3 - v0[$1]; di = $4 - i0[$1]
                   if (dv + di > 0) printf "     %-8s %-16s voluntary %.3f  involuntary %.3f\n", $1, $2, dv / n, di / n }' \
                 "$TMP/ctx0-$name" "$TMP/ctx1-$name"
+            if [[ -n "$sched_reqs" ]]; then
+                echo "   switches away from the proxy per request (sched:sched_switch, ${SCHED_SECONDS}s, $sched_reqs requests), by state and next task:"
+                perf script -i "$TMP/sched-$name.data" -F trace 2>/dev/null >"$TMP/sched-$name.txt" || true
+                awk -v n="$sched_reqs" 'END { printf "     all                                %.3f\n", NR / n }' \
+                    "$TMP/sched-$name.txt"
+                awk -v n="$sched_reqs" '
+                    { st = $0; sub(/.*prev_state=/, "", st); sub(/ .*/, "", st)
+                      nx = $0; sub(/.*next_comm=/, "", nx); sub(/ next_pid=.*/, "", nx)
+                      k[st " -> " nx]++ }
+                    END { for (x in k) if (k[x] / n >= 0.005) printf "     %-34s %.3f\n", x, k[x] / n }' \
+                    "$TMP/sched-$name.txt" | sort -k4,4nr
+            fi
             echo "   cpu-clock samples by object (self):"
             perf_report "$TMP/perf-$name.data" 8 --no-children --sort dso
             echo "   top symbols (self):"
