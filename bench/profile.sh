@@ -264,7 +264,7 @@ profile_perf() {
             echo "   top symbols (self):"
             perf_report "$TMP/perf-$name.data" 15 --no-children --sort dso,sym
             echo "   kernel entry points and network work (with children, from kernel call chains):"
-            perf_report "$TMP/perf-$name.data" 400 --children --sort sym |
+            perf_report "$TMP/perf-$name.data" 3000 --children --sort sym |
                 awk '/\[k\] (__x64_sys_|do_syscall_64|__do_softirq|net_rx_action|__napi_poll|tcp_v4_rcv|schedule$|exit_to_user_mode)/ && ++k <= 14'
         } >>"$PROFILE_DIR/perf.txt"
     done
