@@ -23,6 +23,7 @@
 #              syscalls and context switches per request (requests counted by the backend);
 #              then `perf record -e sched:sched_switch` for SCHED_SECONDS: each switch away
 #              from the proxy, preempted (R) or waiting (S), and which task took the CPU.
+#              nstat: TCP segments and IP bytes per request (whole machine).
 #
 # Usage: bash bench/profile.sh      (from the repo root; results in bench/results/profile/)
 # Options (env vars): PARTS="callgrind strace perf" CG_REQUESTS=5000 CG_WARMUP=500 CG_CONNS=8
@@ -221,11 +222,14 @@ profile_perf() {
         local t0 t1
         # shellcheck disable=SC2086
         ctx_switches $spids >"$TMP/ctx0-$name"
+        # TCP segments and IP bytes on the machine (loopback: wrk, proxy and backend)
+        command -v nstat >/dev/null && nstat -n >/dev/null 2>&1
         t0=$(now)
         reqs=$(requests_through perf stat -x, -e "$events" -p "$list" -o "$PROFILE_DIR/perf-stat-$name.csv" \
             -- perf record -q -e cpu-clock -F 999 -g -p "$list" -o "$TMP/perf-$name.data" \
             -- sleep "$PERF_SECONDS")
         t1=$(now)
+        { command -v nstat >/dev/null && nstat 2>/dev/null; } >"$TMP/nstat-$name" || true
         # shellcheck disable=SC2086
         ctx_switches $spids >"$TMP/ctx1-$name"
         # Off-CPU: every switch away from the proxy's threads, with its state (R: preempted
@@ -242,6 +246,9 @@ profile_perf() {
                 'BEGIN {printf "%.1f", b - a}')s of perf stat (wrk -t1 -c$CONNS)"
             awk -F, -v n="$reqs" '$3 != "" && $1 ~ /^[0-9.]+$/ {
                 printf "   %-26s %14s %-5s per request %.4f\n", $3, $1, $2, $1 / n }' "$PROFILE_DIR/perf-stat-$name.csv"
+            awk -v n="$reqs" '$1 ~ /^(TcpInSegs|TcpOutSegs|IpExtInOctets)$/ {
+                printf "   %-26s %14s       per request %.3f (whole machine: wrk, proxy, backend)\n", $1, $2, $2 / n }' \
+                "$TMP/nstat-$name"
             echo "   context switches per request by thread (/proc/PID/task/*/status):"
             awk -v n="$reqs" 'NR == FNR { v0[$1] = $3; i0[$1] = $4; next }
                 { dv = $3 - v0[$1]; di = $4 - i0[$1]
