@@ -2,8 +2,10 @@
 # User-space instructions per request, counted by valgrind's callgrind: a figure that does not
 # move with the machine's load, for comparing two builds (or a setting on and off) when
 # wall-clock runs are too noisy to show a few percent. It does not replace bench/run.sh:
-# it ignores the kernel (about two thirds of a proxied request's CPU) and counts a
-# `rep movsb` copy as one instruction, so it under-weights memcpy and memset.
+# it ignores the kernel (about two thirds of a proxied request's CPU). valgrind counts each
+# iteration of a `rep stos`/`rep movs` as one instruction, and glibc's memset uses
+# `rep stosb` from 2 KiB up: a 3 KiB memset counts ~3,100 instructions here but ~180 with
+# glibc's vector loop (bench/profile.sh's CG_REP_LOOPS turns rep off for that reason).
 #
 # Usage: bash bench/icount.sh [BIN...]
 #   BIN defaults to target/release/director. For each binary, three figures: a cache hit

@@ -6,13 +6,16 @@
 # X-Accel-Redirect, a 1 MiB file named by the same nginx backend); plus cache legs
 # (director's object cache vs nginx proxy_cache vs Varnish, all hammering one small
 # cacheable file of the same backend) and a miss-path pair (director with the cache on vs
-# off on an uncacheable URL). See bench/README.md.
+# off on an uncacheable URL); plus two-worker legs (director `workers: 2`, HAProxy
+# `nbthread 2`, nginx `worker_processes 2`, same backend, wrk -t2 -c128). See bench/README.md.
 #
 # Run from the repo root:   bash bench/run.sh
 # Options (env vars):       DURATION=10 WARMUP=2 CONNS=64 ROUNDS=3 WRK_THREADS=1
 #                           ONLY="director director-2b haproxy nginx director-fcgi nginx-fcgi
 #                                 director-sendfile nginx-sendfile director-cache nginx-cache
-#                                 varnish-cache director-misscache director-missoff"
+#                                 varnish-cache director-misscache director-missoff
+#                                 director-w2 haproxy-w2 nginx-w2"
+#                           W2_CONNS=128 W2_WRK_THREADS=2
 #                           IDLE_CONNS=10000 IDLE_HOLD=3 IDLE_TARGET=director
 #                           BASE_PORT=18080 PIN=0 SKIP_DIRECTOR=0
 #                           FCGI_CHILDREN=8 FCGI_CONNS=8 SENDFILE_BYTES=1048576 CACHE_BYTES=1024
@@ -21,6 +24,7 @@
 # X-Sendfile only:                 ONLY="director-sendfile nginx-sendfile" bash bench/run.sh
 # Cache hits only:                 ONLY="director-cache nginx-cache varnish-cache" bash bench/run.sh
 # Cache miss path only:            ONLY="director-misscache director-missoff" bash bench/run.sh
+# Two workers each:                ONLY="director-w2 haproxy-w2 nginx-w2" bash bench/run.sh
 #
 # Everything it starts runs from a temp dir, is bounded in time and is killed on exit.
 set -euo pipefail
@@ -33,10 +37,13 @@ WARMUP=${WARMUP:-2}               # seconds of unmeasured wrk load before each m
 CONNS=${CONNS:-64}                # wrk keep-alive connections
 ROUNDS=${ROUNDS:-3}               # rounds; each round measures every proxy once
 WRK_THREADS=${WRK_THREADS:-1}     # wrk threads (same for every proxy)
+W2_CONNS=${W2_CONNS:-128}         # wrk connections in the two-worker legs (-w2)
+W2_WRK_THREADS=${W2_WRK_THREADS:-2}  # wrk threads in the two-worker legs (-w2)
 IDLE_CONNS=${IDLE_CONNS:-10000}   # idle keep-alive connections for the memory test
 IDLE_HOLD=${IDLE_HOLD:-3}         # seconds to hold them open
 ALL_LEGS="director director-base director-2b haproxy nginx director-fcgi nginx-fcgi director-sendfile nginx-sendfile"
 ALL_LEGS+=" director-cache nginx-cache varnish-cache director-misscache director-missoff"
+ALL_LEGS+=" director-w2 haproxy-w2 nginx-w2"
 ONLY=${ONLY:-}                    # legs to run (space/comma separated); empty = all
 # The idle-connection test runs by default only in a full run; with ONLY it is skipped
 # unless IDLE_TARGET is given explicitly.
@@ -46,7 +53,8 @@ BASE_PORT=${BASE_PORT:-18080}     # backend=BASE, director=+1, haproxy=+2, nginx
                                   # php-fpm=+5, director-fcgi=+6, nginx-fcgi=+7,
                                   # director-sendfile=+8, nginx-sendfile=+9, director-base=+10,
                                   # director-cache=+11, nginx-cache=+12, varnish-cache=+13,
-                                  # director-misscache=+14, director-missoff=+15
+                                  # director-misscache=+14, director-missoff=+15,
+                                  # director-w2=+16, haproxy-w2=+17, nginx-w2=+18
 PIN=${PIN:-0}                     # 1: pin proxies to CPU 0, wrk + backend to CPU 1
 SKIP_DIRECTOR=${SKIP_DIRECTOR:-0} # 1: leave both director legs out (only for testing this script)
 DIRECTOR_CAPACITY=${DIRECTOR_CAPACITY:-512}  # backend capacity in the HTTP director legs (> CONNS)
@@ -55,7 +63,9 @@ FCGI_CONNS=${FCGI_CONNS:-$FCGI_CHILDREN}  # wrk connections in the FastCGI legs 
 SENDFILE_BYTES=${SENDFILE_BYTES:-1048576}  # size of the file the X-Sendfile legs serve
 CACHE_BYTES=${CACHE_BYTES:-1024}  # size of the cacheable object the cache legs request
 CACHE_MEMORY_MIB=${CACHE_MEMORY_MIB:-64}  # cache size: director max_memory, nginx max_size, varnish -s malloc
-DIRECTOR_BIN=${DIRECTOR_BIN:-$REPO_ROOT/target/release/director}
+# cargo's output directory: CARGO_TARGET_DIR when set (as cargo itself does), else target/
+DEFAULT_DIRECTOR_BIN=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/director
+DIRECTOR_BIN=${DIRECTOR_BIN:-$DEFAULT_DIRECTOR_BIN}
 # director-base: the same config as `director` on another binary (an earlier build), for
 # before/after ratios in one run: BASE_BIN=/tmp/director-old ONLY="director director-base haproxy"
 BASE_BIN=${BASE_BIN:-}
@@ -78,6 +88,9 @@ NGINX_CACHE_PORT=$((BASE_PORT + 12))
 VARNISH_CACHE_PORT=$((BASE_PORT + 13))
 DIRECTOR_MISSCACHE_PORT=$((BASE_PORT + 14))
 DIRECTOR_MISSOFF_PORT=$((BASE_PORT + 15))
+DIRECTOR_W2_PORT=$((BASE_PORT + 16))
+HAPROXY_W2_PORT=$((BASE_PORT + 17))
+NGINX_W2_PORT=$((BASE_PORT + 18))
 
 PIDS=()        # process-group leaders of the long-running services we started
 CHILD=""       # the current bounded client (wrk / python), if any
@@ -290,7 +303,7 @@ want() {  # want LEG: is LEG among the selected legs?
 ensure_tools() {
     local missing=()
     command -v wrk >/dev/null || missing+=(wrk)
-    if want haproxy || [[ "$IDLE_TARGET" == haproxy ]]; then
+    if want haproxy || want haproxy-w2 || [[ "$IDLE_TARGET" == haproxy ]]; then
         command -v haproxy >/dev/null || missing+=(haproxy)
     fi
     command -v nginx >/dev/null || missing+=(nginx-light)
@@ -340,13 +353,13 @@ ensure_director() {
     local stale=""
     if [[ ! -x "$DIRECTOR_BIN" ]]; then
         stale="missing"
-    elif [[ "$DIRECTOR_BIN" == "$REPO_ROOT/target/release/director" ]] &&
+    elif [[ "$DIRECTOR_BIN" == "$DEFAULT_DIRECTOR_BIN" ]] &&
         [[ -n "$(find "$REPO_ROOT/src" "$REPO_ROOT/Cargo.toml" "$REPO_ROOT/Cargo.lock" "$REPO_ROOT/build.rs" \
                  -newer "$DIRECTOR_BIN" -print -quit 2>/dev/null)" ]]; then
         stale="older than the sources"
     fi
     if [[ -n "$stale" ]]; then
-        [[ "$DIRECTOR_BIN" == "$REPO_ROOT/target/release/director" ]] ||
+        [[ "$DIRECTOR_BIN" == "$DEFAULT_DIRECTOR_BIN" ]] ||
             die "DIRECTOR_BIN=$DIRECTOR_BIN is $stale"
         log "director binary $stale: cargo build --release (up to ${BUILD_TIMEOUT}s)"
         (cd "$REPO_ROOT" && timeout "$BUILD_TIMEOUT" cargo build --release) ||
@@ -369,12 +382,13 @@ raise_fd_limit() {
 
 # ---------------------------------------------------------------- services ---
 
-# nginx_head DIR: how every nginx config here starts: one worker, its files under DIR, the
-# http block opened with long keep-alive; the caller adds the rest and closes the block.
+# nginx_head DIR [WORKERS]: how every nginx config here starts: WORKERS (default one)
+# worker processes, its files under DIR, the http block opened with long keep-alive; the
+# caller adds the rest and closes the block.
 nginx_head() {
-    local dir=$1
+    local dir=$1 workers=${2:-1}
     cat <<EOF
-worker_processes 1;
+worker_processes $workers;
 daemon off;
 pid $dir/nginx.pid;
 error_log $dir/logs/error.log warn;
@@ -449,16 +463,19 @@ EOF
 #   director:    root bucket only (no `buckets:`).
 #   director-2b: two buckets under the root; wrk requests `/`, so every request is
 #                classified (the /checkout rule is evaluated and fails) and lands in `main`.
+#   director-w2: like `director`, with `workers: 2`.
 write_director_config() {
     local leg=$1 file=$2 limit=""
     # The idle-connection test holds IDLE_CONNS connections: above the limit director derives
     # from a 20000-file hard limit ((20000 - 256) / 2). director-base may predate the key.
     [[ $leg == director ]] && limit="  max_connections: $((IDLE_CONNS + 1024))"
+    local workers=1
+    [[ $leg == director-w2 ]] && workers=2
     case $leg in
-        director|director-base) cat >"$file" <<EOF
+        director|director-base|director-w2) cat >"$file" <<EOF
 proxy:
   listen: ["127.0.0.1:$(port_of "$leg")"]
-  workers: 1
+  workers: $workers
 $limit
 routes:
   - { path_prefix: "/", cluster: bench }
@@ -559,6 +576,7 @@ start_director() {
         director-cache) DIRECTOR_CACHE_PID=$LAST_PID ;;
         director-misscache) DIRECTOR_MISSCACHE_PID=$LAST_PID ;;
         director-missoff) DIRECTOR_MISSOFF_PID=$LAST_PID ;;
+        director-w2) DIRECTOR_W2_PID=$LAST_PID ;;
     esac
     wait_for_port "$leg" "$port" "$LAST_PID"
     case $leg in
@@ -575,12 +593,15 @@ start_director() {
     esac
 }
 
+# start_haproxy [LEG]: haproxy (default, nbthread 1) or haproxy-w2 (nbthread 2).
 start_haproxy() {
-    local dir=$TMP/haproxy
+    local leg=${1:-haproxy} dir threads=1 port
+    [[ $leg == haproxy-w2 ]] && threads=2
+    dir=$TMP/$leg; port=$(port_of "$leg")
     mkdir -p "$dir"
     cat >"$dir/haproxy.cfg" <<EOF
 global
-    nbthread 1
+    nbthread $threads
     maxconn $HAPROXY_MAXCONN
     pidfile $dir/haproxy.pid
     # no 'log' lines: logging off
@@ -597,29 +618,35 @@ defaults
     timeout http-keep-alive 300s
 
 frontend fe
-    bind 127.0.0.1:$HAPROXY_PORT
+    bind 127.0.0.1:$port
     default_backend be
 
 backend be
     server b1 127.0.0.1:$BACKEND_PORT
 EOF
-    haproxy -c -q -f "$dir/haproxy.cfg" >"$TMP/haproxy-check.log" 2>&1 ||
-        { cat "$TMP/haproxy-check.log" >&2; die "haproxy config check failed"; }
-    start_service haproxy 0 haproxy -db -f "$dir/haproxy.cfg"
-    HAPROXY_PID=$LAST_PID
-    wait_for_port haproxy "$HAPROXY_PORT" "$HAPROXY_PID"
-    check_hello haproxy "$HAPROXY_PORT"
+    haproxy -c -q -f "$dir/haproxy.cfg" >"$TMP/$leg-check.log" 2>&1 ||
+        { cat "$TMP/$leg-check.log" >&2; die "$leg config check failed"; }
+    start_service "$leg" 0 haproxy -db -f "$dir/haproxy.cfg"
+    case $leg in
+        haproxy) HAPROXY_PID=$LAST_PID ;;
+        haproxy-w2) HAPROXY_W2_PID=$LAST_PID ;;
+    esac
+    wait_for_port "$leg" "$port" "$LAST_PID"
+    check_hello "$leg" "$port"
 }
 
+# start_nginx_proxy [LEG]: nginx (default, worker_processes 1) or nginx-w2 (2 workers).
 start_nginx_proxy() {
-    local dir=$TMP/nginx
+    local leg=${1:-nginx} dir workers=1 port
+    [[ $leg == nginx-w2 ]] && workers=2
+    dir=$TMP/$leg; port=$(port_of "$leg")
     mkdir -p "$dir/logs" "$dir/tmp"
     cat >"$dir/nginx.conf" <<EOF
-# nginx as a reverse proxy, one worker, upstream keep-alive.
-$(nginx_head "$dir")
+# nginx as a reverse proxy, $workers worker(s), upstream keep-alive.
+$(nginx_head "$dir" "$workers")
 $(nginx_upstream)
     server {
-        listen 127.0.0.1:$NGINX_PORT backlog=4096;
+        listen 127.0.0.1:$port backlog=4096;
         location / {
             proxy_pass http://bench;
             proxy_http_version 1.1;
@@ -628,10 +655,13 @@ $(nginx_upstream)
     }
 }
 EOF
-    start_service nginx 0 nginx -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf"
-    NGINX_PID=$LAST_PID
-    wait_for_port nginx "$NGINX_PORT" "$NGINX_PID"
-    check_hello nginx "$NGINX_PORT"
+    start_service "$leg" 0 nginx -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf"
+    case $leg in
+        nginx) NGINX_PID=$LAST_PID ;;
+        nginx-w2) NGINX_W2_PID=$LAST_PID ;;
+    esac
+    wait_for_port "$leg" "$port" "$LAST_PID"
+    check_hello "$leg" "$port"
 }
 
 # start_fpm: the php-fpm pool both FastCGI legs share: pm = static with FCGI_CHILDREN
@@ -836,6 +866,8 @@ port_of() {
         varnish-cache) echo "$VARNISH_CACHE_PORT" ;;
         director-misscache) echo "$DIRECTOR_MISSCACHE_PORT" ;;
         director-missoff) echo "$DIRECTOR_MISSOFF_PORT" ;;
+        director-w2) echo "$DIRECTOR_W2_PORT" ;; haproxy-w2) echo "$HAPROXY_W2_PORT" ;;
+        nginx-w2) echo "$NGINX_W2_PORT" ;;
     esac
 }
 pid_of() {
@@ -849,6 +881,8 @@ pid_of() {
         varnish-cache) echo "${VARNISH_CACHE_PID:-}" ;;
         director-misscache) echo "${DIRECTOR_MISSCACHE_PID:-}" ;;
         director-missoff) echo "${DIRECTOR_MISSOFF_PID:-}" ;;
+        director-w2) echo "${DIRECTOR_W2_PID:-}" ;; haproxy-w2) echo "${HAPROXY_W2_PID:-}" ;;
+        nginx-w2) echo "${NGINX_W2_PID:-}" ;;
     esac
 }
 # path_of LEG: the URL path wrk requests.
@@ -868,7 +902,15 @@ path_of() {
 conns_of() {
     case $1 in
         director-fcgi|nginx-fcgi) echo "$FCGI_CONNS" ;;
+        *-w2) echo "$W2_CONNS" ;;
         *) echo "$CONNS" ;;
+    esac
+}
+# wrk_threads_of LEG: wrk threads (the two-worker legs have their own setting).
+wrk_threads_of() {
+    case $1 in
+        *-w2) echo "$W2_WRK_THREADS" ;;
+        *) echo "$WRK_THREADS" ;;
     esac
 }
 # backend_pid_of LEG: the backend process whose CPU the leg's run is charged with.
@@ -886,7 +928,7 @@ run_wrk() {
     local pin=()
     [[ "$PIN" == 1 ]] && pin=(taskset -c 1)
     run_bounded $(($1 + 30)) "${pin[@]}" \
-        wrk -t"$WRK_THREADS" -c"$(conns_of "$2")" -d"$1"s --latency \
+        wrk -t"$(wrk_threads_of "$2")" -c"$(conns_of "$2")" -d"$1"s --latency \
         "http://127.0.0.1:$(port_of "$2")$(path_of "$2")"
 }
 
@@ -960,6 +1002,7 @@ write_config() {
         rev="$rev-dirty"
     fi
     DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS ROUNDS=$ROUNDS WRK_THREADS=$WRK_THREADS \
+    W2_CONNS=$W2_CONNS W2_WRK_THREADS=$W2_WRK_THREADS \
     PIN=$PIN SKIP_DIRECTOR=$SKIP_DIRECTOR NOFILE=$NOFILE BUSY_BEFORE=$BUSY_BEFORE \
     LEGS="${LEGS[*]}" ONLY="$ONLY" DIRECTOR_CAPACITY=$DIRECTOR_CAPACITY \
     FCGI_CHILDREN=$FCGI_CHILDREN FCGI_CONNS=$FCGI_CONNS SENDFILE_BYTES=$SENDFILE_BYTES \
@@ -976,6 +1019,7 @@ doc = {
     "duration_s": int(e["DURATION"]), "warmup_s": int(e["WARMUP"]),
     "connections": int(e["CONNS"]), "rounds": int(e["ROUNDS"]),
     "wrk_threads": int(e["WRK_THREADS"]), "pin": e["PIN"] == "1",
+    "w2_connections": int(e["W2_CONNS"]), "w2_wrk_threads": int(e["W2_WRK_THREADS"]),
     "skip_director": e["SKIP_DIRECTOR"] == "1", "nofile": int(e["NOFILE"]),
     "legs": e["LEGS"].split(), "only": e["ONLY"] or None,
     "director_backend_capacity": int(e["DIRECTOR_CAPACITY"]),
@@ -1016,7 +1060,7 @@ main() {
     for p in "$BACKEND_PORT" "$DIRECTOR_PORT" "$HAPROXY_PORT" "$NGINX_PORT" "$DIRECTOR2B_PORT" \
         "$DIRECTOR_BASE_PORT" "$FPM_PORT" "$DIRECTOR_FCGI_PORT" "$NGINX_FCGI_PORT" "$DIRECTOR_SF_PORT" "$NGINX_SF_PORT" \
         "$DIRECTOR_CACHE_PORT" "$NGINX_CACHE_PORT" "$VARNISH_CACHE_PORT" "$DIRECTOR_MISSCACHE_PORT" \
-        "$DIRECTOR_MISSOFF_PORT"; do
+        "$DIRECTOR_MISSOFF_PORT" "$DIRECTOR_W2_PORT" "$HAPROXY_W2_PORT" "$NGINX_W2_PORT"; do
         port_in_use "$p" && die "port 127.0.0.1:$p is already in use (set BASE_PORT)"
     done
 
@@ -1099,8 +1143,20 @@ main() {
         log "director-missoff (cache off, same URL) on :$DIRECTOR_MISSOFF_PORT"
         start_director director-missoff
     fi
+    if want director-w2; then
+        log "director-w2 (workers: 2, root bucket only) on :$DIRECTOR_W2_PORT"
+        start_director director-w2
+    fi
+    if want haproxy-w2; then
+        log "haproxy-w2 (nbthread 2) on :$HAPROXY_W2_PORT"
+        start_haproxy haproxy-w2
+    fi
+    if want nginx-w2; then
+        log "nginx-w2 (worker_processes 2) on :$NGINX_W2_PORT"
+        start_nginx_proxy nginx-w2
+    fi
 
-    log "load: wrk -t$WRK_THREADS -c$CONNS (FastCGI legs -c$FCGI_CONNS), ${WARMUP}s warm-up + ${DURATION}s measured, $ROUNDS rounds, fd limit $NOFILE, PIN=$PIN"
+    log "load: wrk -t$WRK_THREADS -c$CONNS (FastCGI legs -c$FCGI_CONNS, -w2 legs -t$W2_WRK_THREADS -c$W2_CONNS), ${WARMUP}s warm-up + ${DURATION}s measured, $ROUNDS rounds, fd limit $NOFILE, PIN=$PIN"
     local r i n=${#proxies[@]} order
     for ((r = 1; r <= ROUNDS; r++)); do
         # Rotate the order each round over all selected legs:
@@ -1121,4 +1177,6 @@ main() {
     log "results: $RESULTS_DIR/latest.json (raw wrk output in $RESULTS_DIR/latest-raw/)"
 }
 
-main "$@"
+# bench/profile.sh sources this file for its services (start_backend, start_director, ...)
+# and runs its own main.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi

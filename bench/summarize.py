@@ -6,7 +6,9 @@ same nginx backend); director-fcgi, nginx-fcgi (FastCGI, same php-fpm pool);
 director-sendfile, nginx-sendfile (X-Sendfile / X-Accel-Redirect of one file named by the
 same nginx backend); director-cache, nginx-cache, varnish-cache (cache hits on one small
 cacheable file of the same backend); director-misscache, director-missoff (the miss path on
-an uncacheable URL, director's cache on vs off). Any subset may be present (run.sh ONLY=...).
+an uncacheable URL, director's cache on vs off); director-w2, haproxy-w2, nginx-w2 (two
+workers each, same nginx backend, more wrk connections). Any subset may be present (run.sh
+ONLY=...).
 
     python3 bench/summarize.py RAW_DIR [--json OUT]
 
@@ -31,7 +33,9 @@ SENDFILE = ("director-sendfile", "nginx-sendfile")
 # cache hits on one cacheable object, and the miss path with director's cache on vs off
 CACHE = ("director-cache", "nginx-cache", "varnish-cache")
 MISS = ("director-misscache", "director-missoff")
-PROXIES = HTTP + FCGI + SENDFILE + CACHE + MISS
+# two workers each: director `workers: 2`, HAProxy `nbthread 2`, nginx `worker_processes 2`
+W2 = ("director-w2", "haproxy-w2", "nginx-w2")
+PROXIES = HTTP + FCGI + SENDFILE + CACHE + MISS + W2
 # director-base: the `director` leg's config on an earlier binary (BASE_BIN in run.sh)
 BASE = "director-base"
 # director-2b must not be more than 3% worse than director (rps and p99)
@@ -182,6 +186,7 @@ def main() -> int:
     ds, ns = (results.get(k) for k in SENDFILE)
     dc, nc, vc = (results.get(k) for k in CACHE)
     dmc, dmo = (results.get(k) for k in MISS)
+    dw, hw, nw = (results.get(k) for k in W2)
     base = results.get(BASE)
     ratios = {
         # HTB cost: two buckets vs the root bucket alone (same binary, same capacity)
@@ -226,6 +231,19 @@ def main() -> int:
                                                               dmo and dmo["p99_ms"]),
         "director_misscache_over_director_missoff_rps_per_core": ratio(
             dmc and dmc["rps_per_core"], dmo and dmo["rps_per_core"]),
+        # two workers each, same backend
+        "director_w2_over_haproxy_w2_rps": ratio(dw and dw["rps"], hw and hw["rps"]),
+        "director_w2_over_nginx_w2_rps": ratio(dw and dw["rps"], nw and nw["rps"]),
+        "director_w2_over_haproxy_w2_p99": ratio(dw and dw["p99_ms"], hw and hw["p99_ms"]),
+        "director_w2_over_nginx_w2_p99": ratio(dw and dw["p99_ms"], nw and nw["p99_ms"]),
+        "director_w2_over_haproxy_w2_rps_per_core": ratio(dw and dw["rps_per_core"],
+                                                          hw and hw["rps_per_core"]),
+        "director_w2_over_nginx_w2_rps_per_core": ratio(dw and dw["rps_per_core"],
+                                                        nw and nw["rps_per_core"]),
+        # two workers against one (rps): how much the second worker adds on this machine
+        "director_w2_over_director_rps": ratio(dw and dw["rps"], d and d["rps"]),
+        "haproxy_w2_over_haproxy_rps": ratio(hw and hw["rps"], h and h["rps"]),
+        "nginx_w2_over_nginx_rps": ratio(nw and nw["rps"], n and n["rps"]),
         # whether director-cache served hits (from its hit check and backend request counts)
         "director_cache_served_hits": (None if not dc else
                                        bool(dc.get("hit_check")
@@ -240,6 +258,8 @@ def main() -> int:
     ratios["director_cache_over_nginx_cache_per_round"] = per_round_cache_n = per_round(dc, nc)
     ratios["director_cache_over_varnish_cache_per_round"] = per_round_cache_v = per_round(dc, vc)
     ratios["director_misscache_over_director_missoff_per_round"] = per_round_miss = per_round(dmc, dmo)
+    ratios["director_w2_over_haproxy_w2_per_round"] = per_round_w2_h = per_round(dw, hw)
+    ratios["director_w2_over_nginx_w2_per_round"] = per_round_w2_n = per_round(dw, nw)
     # This build against an earlier one, and each against HAProxy, round by round.
     if d and base:
         ratios["director_over_base_rps"] = ratio(d["rps"], base["rps"])
@@ -264,12 +284,14 @@ def main() -> int:
     print(f"Throughput: wrk -t{c.get('wrk_threads', '?')} -c{c.get('connections', '?')}"
           + (f" (FastCGI legs -c{fcgi_conns})" if fcgi_conns is not None else "")
           + f", {c.get('duration_s', '?')}s x {c.get('rounds', '?')} rounds "
-          f"(median per proxy), one worker each")
+          f"(median per proxy), one worker each"
+          + (f"\n (-w2 legs: two workers each, wrk -t{c.get('w2_wrk_threads', '?')}"
+             f" -c{c.get('w2_connections', '?')})" if any(results.get(k) for k in W2) else ""))
     hdr = f"{'proxy':<18} {'rps':>11} {'MiB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'proxy cpu':>10} {'req/core-s':>11} {'backend cpu':>12} {'threads':>8} {'errors':>7} {'spread':>7}"
     print(hdr)
     print("-" * len(hdr))
     groups = {"http": HTTP + (BASE,), "fcgi": FCGI, "sendfile": SENDFILE, "cache": CACHE,
-              "miss": MISS}
+              "miss": MISS, "w2": W2}
     ran = {g: any(results.get(k) for k in legs) for g, legs in groups.items()}
     for name in PROXIES + ((BASE,) if results.get(BASE) else ()):
         group = next(g for g, legs in groups.items() if name in legs)
@@ -284,7 +306,7 @@ def main() -> int:
               f"{fmt(r['rps_per_core'], '.0f'):>11} "
               f"{fmt(r['backend_cpu_pct'], '.0f') + '%':>12} {fmt(r['threads'], 'd'):>8} "
               f"{r['errors']:>7} {fmt(r['rps_spread_pct'], '.0f') + '%':>7}")
-    print("(cpu: % of one core used by the proxy's worker / the backend's worker(s) during the"
+    print("(cpu: % of one core used by the proxy's worker(s) / the backend's worker(s) during the"
           " measured run;\n req/core-s: rps per core-second of proxy CPU;"
           " spread: (max-min)/median rps over the rounds;\n backend: the nginx backend, or"
           " php-fpm's workers for the -fcgi legs"
@@ -411,6 +433,24 @@ def main() -> int:
               f"{fmt(ratios['director_misscache_over_director_missoff_rps_per_core'], '.3f')};"
               "\n same ratios within each round, rps/p99: " + (fmt_rounds(per_round_miss) or "-")
               + ")")
+    if dw and (hw or nw):
+        print()
+        print(f"Two workers each (wrk -t{c.get('w2_wrk_threads', '?')}"
+              f" -c{c.get('w2_connections', '?')}; wrk, the backend and the proxy share the"
+              f" machine's {c.get('nproc', '?')} cores):")
+        print(f"director-w2 / haproxy-w2 rps : {fmt(ratios['director_w2_over_haproxy_w2_rps'], '.3f')}")
+        print(f"director-w2 / nginx-w2 rps   : {fmt(ratios['director_w2_over_nginx_w2_rps'], '.3f')}")
+        print(f"director-w2 / haproxy-w2 p99 : {fmt(ratios['director_w2_over_haproxy_w2_p99'], '.3f')}"
+              "   (lower is better)")
+        print(f"(per core-second of proxy CPU: director-w2 / haproxy-w2 "
+              f"{fmt(ratios['director_w2_over_haproxy_w2_rps_per_core'], '.3f')}, director-w2 /"
+              f" nginx-w2 {fmt(ratios['director_w2_over_nginx_w2_rps_per_core'], '.3f')};"
+              "\n same rps/p99 ratios within each round: / haproxy-w2 "
+              + (fmt_rounds(per_round_w2_h) or "-") + "; / nginx-w2 "
+              + (fmt_rounds(per_round_w2_n) or "-") + ")")
+        print(f"(two workers / one, rps: director {fmt(ratios['director_w2_over_director_rps'], '.3f')},"
+              f" HAProxy {fmt(ratios['haproxy_w2_over_haproxy_rps'], '.3f')},"
+              f" nginx {fmt(ratios['nginx_w2_over_nginx_rps'], '.3f')}; '-' where a leg did not run)")
     for name, r in results.items():
         if name.endswith(("-fcgi", "-sendfile")):
             # php-fpm's workers, or moving a MiB per request through loopback to wrk, rather
