@@ -33,6 +33,22 @@ pub fn listed_in_connection<'a>(name: &str, connection: impl IntoIterator<Item =
     })
 }
 
+/// Whether any `Connection` value names a field beyond the hop-by-hop ones and `close`: the
+/// usual `keep-alive` or `close` names nothing more to drop, so the per-field check of
+/// [`listed_in_connection`] can be skipped.
+pub fn connection_names_fields<'a>(connection: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    connection.into_iter().any(|value| {
+        value.split(|&b| b == b',').any(|token| {
+            let token = token.trim_ascii();
+            !token.is_empty()
+                && !token.eq_ignore_ascii_case(b"close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|h| token.eq_ignore_ascii_case(h.as_bytes()))
+        })
+    })
+}
+
 /// Headers the proxy sets itself on the upstream request, replacing what the client sent.
 pub fn is_replaced_upstream(name: &str) -> bool {
     matches!(name, "x-forwarded-proto" | "x-forwarded-host" | "expect")
@@ -122,6 +138,13 @@ mod tests {
         assert!(listed_in_connection("close", values));
         assert!(!listed_in_connection("x-other", values));
         assert!(!listed_in_connection("x-secret", []));
+        assert!(connection_names_fields(values));
+        assert!(!connection_names_fields([b"keep-alive".as_slice()]));
+        assert!(!connection_names_fields([
+            b"Close, Upgrade".as_slice(),
+            b" keep-alive ,".as_slice()
+        ]));
+        assert!(connection_names_fields([b"keep-alive, X-Trace".as_slice()]));
     }
 
     #[test]

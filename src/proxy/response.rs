@@ -242,7 +242,7 @@ fn copy_headers<'a, I>(
             .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
             .map(|(_, v)| v)
     };
-    let has_connection = connection().next().is_some();
+    let has_connection = rules::connection_names_fields(connection());
     let mut via = None;
     for (name, v) in fields() {
         // Standard names are recognised without allocating and come out in lower case.

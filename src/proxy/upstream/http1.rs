@@ -291,7 +291,7 @@ fn request_head(request: &Outgoing<'_>, endpoint: &Endpoint, length: Option<u64>
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let headers = req.headers();
     let connection = headers.get_all(ax::CONNECTION).map(|v| v.as_bytes());
-    let has_connection = headers.contains_key(ax::CONNECTION);
+    let has_connection = rules::connection_names_fields(connection.clone());
     for (name, value) in headers.iter() {
         let n = name.as_str();
         if rules::is_hop_by_hop(n)
@@ -359,11 +359,55 @@ fn field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Formats `ip` into `buf` without allocating.
+/// Formats `ip` into `buf` without allocating; an IPv4 address (the common case, once per
+/// request) without the formatting machinery, which costs about a thousand instructions.
 fn format_ip(buf: &mut [u8; 40], ip: std::net::IpAddr) -> &str {
-    use std::io::Write;
-    let mut cursor = io::Cursor::new(&mut buf[..]);
-    let _ = write!(cursor, "{ip}");
-    let n = cursor.position() as usize;
+    let n = match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                let mut digits = itoa::Buffer::new();
+                let digits = digits.format(octet).as_bytes();
+                buf[n..n + digits.len()].copy_from_slice(digits);
+                n += digits.len();
+            }
+            n
+        }
+        std::net::IpAddr::V6(_) => {
+            use std::io::Write;
+            let mut cursor = io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{ip}");
+            cursor.position() as usize
+        }
+    };
     std::str::from_utf8(&buf[..n]).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    #[test]
+    fn addresses_are_formatted_as_display_does() {
+        for text in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::ff00:42:8329",
+        ] {
+            let ip: IpAddr = text.parse().expect("address");
+            let mut buf = [0u8; 40];
+            assert_eq!(super::format_ip(&mut buf, ip), ip.to_string());
+        }
+        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .expect("address");
+        assert_eq!(super::format_ip(&mut [0u8; 40], longest), longest.to_string());
+    }
 }

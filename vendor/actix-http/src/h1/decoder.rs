@@ -258,6 +258,12 @@ impl MessageType for Request {
     }
 
     fn decode(src: &mut BytesMut) -> Result<Option<(Self, PayloadType)>, ParseError> {
+        // director patch: the dispatcher asks for a request after every wake-up, mostly with
+        // nothing read; answer that before initialising the 3 KiB header index below.
+        if src.is_empty() {
+            return Ok(None);
+        }
+
         let mut headers: [HeaderIndex; MAX_HEADERS] = EMPTY_HEADER_INDEX_ARRAY;
 
         let (len, method, uri, ver, h_len) = {
