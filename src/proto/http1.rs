@@ -10,6 +10,7 @@
 //! once in `Transfer-Encoding`, a status outside 100..=599 is an error, chunk extensions may
 //! not hold control bytes and the trailer section is capped at [`MAX_TRAILERS`].
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -73,9 +74,12 @@ pub enum HeadError {
 
 /// Parses a response head at the start of `buf`; `Ok(None)` when more bytes are needed.
 pub fn parse_response_head(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, HeadError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut fields);
-    let len = match res.parse(buf) {
+    // Left uninitialised: filling 128 empty headers costs more than parsing a typical head.
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let parsed =
+        httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut fields);
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
