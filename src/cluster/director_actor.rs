@@ -7,7 +7,8 @@
 //! fsyncs) and the validation run on the blocking pool, and the actor answers when they are
 //! done. Every
 //! change — a reload of `config.yaml` ([`Reload`]) or a runtime change from the admin API
-//! ([`ChangeCluster`]) — is validated as a whole document by the config loader first; an
+//! ([`ChangeCluster`] for one cluster's content, [`ChangeTopology`] to create or delete a
+//! cluster or change the route list) — is validated as a whole document by the config loader first; an
 //! invalid one changes nothing. Changes are serialised (an atomic response each), so each one
 //! starts from the document the previous one left. A valid one is written to the state file,
 //! then applied as a diff: clusters get [`ApplyConfig`] by message, never awaited (unchanged
@@ -29,8 +30,9 @@ use super::arbiters::Arbiters;
 use super::cluster_actor::{ApplyConfig, ClusterActor, RunningCluster, SharedClusters};
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
 use crate::config::edit::{self, ClusterEdit, EditError};
-use crate::config::overlay::Overlay;
+use crate::config::overlay::{self, Overlay};
 use crate::config::state_file::{self, StateFileError};
+use crate::config::topology_edit::{self, TopologyEdit, Touched};
 use crate::config::{self, ConfigError, ConfigErrors, Document, SharedAdmin, SharedHaproxyCompat};
 use crate::config::{
     BackendConfig, BackendUrl, CacheConfig, ClusterConfig, Config, ForwardedFor, PassiveHealthConfig, Role,
@@ -78,6 +80,18 @@ pub struct ChangeCluster {
     pub cluster: String,
     pub edit: ClusterEdit,
 }
+
+/// Command: create or delete a cluster, or change the route list, at runtime.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<u64, ChangeError>")]
+pub struct ChangeTopology {
+    pub edit: TopologyEdit,
+}
+
+/// Query: the route list in force, as configured (the document's `routes`, in match order).
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<Value>")]
+pub struct GetRoutes;
 
 /// Why a runtime change was refused (nothing changed).
 #[derive(Debug, thiserror::Error)]
@@ -347,11 +361,16 @@ fn restore(path: &Path, yaml: Value) -> Result<NextConfig, String> {
         log::error!("{problem}");
         problem
     })?;
-    if !overlay.clusters.is_empty() {
+    if !overlay.is_empty() {
         log::info!(
-            "state file {}: runtime changes of {} cluster(s) restored",
+            "state file {}: runtime changes of {} cluster(s){} restored",
             path.display(),
-            overlay.clusters.len()
+            overlay.clusters.len(),
+            if overlay.routes.is_some() {
+                " and of the routes"
+            } else {
+                ""
+            }
         );
     }
     Ok(NextConfig {
@@ -392,7 +411,7 @@ fn edited(
     mut document: Value,
     cluster: &str,
     edit: ClusterEdit,
-    base: Value,
+    base: Option<Value>,
     mut overlay: Overlay,
 ) -> Result<NextConfig, ChangeError> {
     let unknown = || ChangeError::UnknownCluster(cluster.to_owned());
@@ -406,7 +425,34 @@ fn edited(
     edit::apply(section, edit)?;
     let runtime = section.clone();
     let config = config::load_value(document.clone()).map_err(ChangeError::Invalid)?;
-    overlay.record(cluster, base, runtime);
+    overlay.record(cluster, base, Some(runtime));
+    Ok(NextConfig {
+        yaml: None,
+        document,
+        config,
+        overlay,
+    })
+}
+
+/// Applies `edit` to `document` and validates the whole result; records what it touched (a
+/// cluster, or the route list) against its version in `yaml` in `overlay`.
+fn reshaped(
+    mut document: Value,
+    edit: TopologyEdit,
+    yaml: &Value,
+    mut overlay: Overlay,
+) -> Result<NextConfig, ChangeError> {
+    let touched = edit.touches();
+    topology_edit::apply(&mut document, edit)?;
+    let config = config::load_value(document.clone()).map_err(ChangeError::Invalid)?;
+    match touched {
+        Touched::Cluster(name) => overlay.record(
+            &name,
+            overlay::cluster_of(yaml, &name),
+            overlay::cluster_of(&document, &name),
+        ),
+        Touched::Routes => overlay.record_routes(overlay::routes_of(yaml), overlay::routes_of(&document)),
+    }
     Ok(NextConfig {
         yaml: None,
         document,
@@ -571,13 +617,51 @@ impl Handler<ChangeCluster> for DirectorActor {
         if !self.clusters.contains_key(&cluster) {
             return AtomicResponse::new(Box::pin(fut::ready(Err(ChangeError::UnknownCluster(cluster)))));
         }
-        let operator_set_enabled = edit.sets_enabled().map(str::to_owned);
+        let operator_set_enabled = edit
+            .sets_enabled()
+            .map(|backend| (cluster.clone(), backend.to_owned()));
+        let base = overlay::cluster_of(&self.yaml, &cluster);
+        self.change(
+            move |document, overlay| edited(document, &cluster, edit, base, overlay),
+            operator_set_enabled,
+        )
+    }
+}
+
+/// Validated, persisted and answered like [`ChangeCluster`]. A new cluster starts; a deleted
+/// one drains like a removed backend.
+impl Handler<ChangeTopology> for DirectorActor {
+    type Result = AtomicResponse<Self, Result<u64, ChangeError>>;
+
+    fn handle(&mut self, ChangeTopology { edit }: ChangeTopology, _: &mut Context<Self>) -> Self::Result {
+        let yaml = self.yaml.clone();
+        self.change(
+            move |document, overlay| reshaped(document, edit, &yaml, overlay),
+            None,
+        )
+    }
+}
+
+impl Handler<GetRoutes> for DirectorActor {
+    type Result = MessageResult<GetRoutes>;
+
+    fn handle(&mut self, _: GetRoutes, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(overlay::routes_of(&self.document))
+    }
+}
+
+impl DirectorActor {
+    /// Runs a runtime change: `make` turns the document in force and the overlay into the next
+    /// configuration, which is then persisted — both on the blocking pool — and adopted.
+    fn change(
+        &mut self,
+        make: impl FnOnce(Value, Overlay) -> Result<NextConfig, ChangeError> + Send + 'static,
+        operator_set_enabled: Option<(String, String)>,
+    ) -> AtomicResponse<Self, Result<u64, ChangeError>> {
         let (document, overlay) = (self.document.clone(), self.overlay.clone());
-        let base = self.yaml["clusters"][&cluster].clone();
         let state_file = self.config.state_file.clone();
-        let name = cluster.clone();
         let work = off_worker(move || {
-            edited(document, &name, edit, base, overlay).map(|next| {
+            make(document, overlay).map(|next| {
                 let saved = save_state(state_file.as_deref(), &next.overlay);
                 (next, saved)
             })
@@ -585,8 +669,8 @@ impl Handler<ChangeCluster> for DirectorActor {
         AtomicResponse::new(Box::pin(work.into_actor(self).map(move |done, act, _| {
             let (next, saved) = done.map_err(ChangeError::Interrupted)??;
             let operator = operator_set_enabled
-                .as_deref()
-                .map(|backend| (cluster.as_str(), backend));
+                .as_ref()
+                .map(|(cluster, backend)| (cluster.as_str(), backend.as_str()));
             act.adopt(next, saved, operator);
             Ok(act.status.load().generation)
         })))

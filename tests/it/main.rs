@@ -25,6 +25,7 @@ mod haproxy_compat;
 mod header_hygiene;
 mod health;
 mod layering;
+mod lifecycle;
 mod live_history;
 mod maintenance;
 mod reload;
