@@ -15,6 +15,7 @@ mod buckets;
 mod cache;
 mod control_plane_latency;
 mod dashboard;
+mod dashboard_lifecycle;
 mod dashboard_live;
 mod dashboard_pages;
 mod demo;
