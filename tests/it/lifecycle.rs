@@ -274,6 +274,12 @@ async fn created_clusters_and_runtime_routes_survive_a_restart_and_a_reload() {
     let route = json!({ "index": 0, "path_prefix": "/b/", "cluster": "b" });
     assert_eq!(call(&d, "POST", "/api/v1/routes", Some(route)).await.0, 201);
     assert_eq!(call(&d, "DELETE", "/api/v1/clusters/gone", None).await.0, 200);
+    // A created cluster is changed like any other.
+    let settings = json!({ "queue_limit": 9 });
+    assert_eq!(
+        call(&d, "PATCH", "/api/v1/clusters/b", Some(settings)).await.0,
+        200
+    );
     d.stop().await;
 
     // Restart: the created cluster, the route list and the deletion are restored.
@@ -281,6 +287,8 @@ async fn created_clusters_and_runtime_routes_survive_a_restart_and_a_reload() {
     assert_eq!(route_list(&d).await, pairs(&[("/b/", "b"), ("/", "a")]));
     assert_eq!(served_by(&d, "/b/x").await, "b1");
     assert_eq!(call(&d, "GET", "/api/v1/clusters/gone", None).await.0, 404);
+    let (_, b_state) = call(&d, "GET", "/api/v1/clusters/b", None).await;
+    assert_eq!(b_state["settings"]["queue_limit"], 9, "{b_state}");
 
     // A reload of an edited config.yaml (a new cluster; routes and `gone` unchanged) keeps
     // them and adds the file's new cluster.
