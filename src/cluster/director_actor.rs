@@ -16,7 +16,7 @@
 //! start, removed ones drain, and a new topology with the new routes is published.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,11 +28,12 @@ use tokio::sync::oneshot;
 
 use super::arbiters::Arbiters;
 use super::cluster_actor::{ApplyConfig, ClusterActor, RunningCluster, SharedClusters};
+use super::next_config::{edited, off_worker, reread, reshaped, restore, save_state, NextConfig};
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
-use crate::config::edit::{self, ClusterEdit, EditError};
+use crate::config::edit::{ClusterEdit, EditError};
 use crate::config::overlay::{self, Overlay};
-use crate::config::state_file::{self, StateFileError};
-use crate::config::topology_edit::{self, TopologyEdit, Touched};
+use crate::config::state_file::StateFileError;
+use crate::config::topology_edit::TopologyEdit;
 use crate::config::{self, ConfigError, ConfigErrors, Document, SharedAdmin, SharedHaproxyCompat};
 use crate::config::{
     BackendConfig, BackendUrl, CacheConfig, ClusterConfig, Config, ForwardedFor, PassiveHealthConfig, Role,
@@ -321,144 +322,6 @@ impl DirectorActor {
         self.status.store(Arc::new(status));
         generation
     }
-}
-
-/// A new state of the configuration, worked out (read, validated, persisted) on the blocking
-/// pool and then adopted by the actor.
-struct NextConfig {
-    /// A newly read `config.yaml` (a reload); `None` when it is unchanged (a runtime change).
-    yaml: Option<Value>,
-    document: Value,
-    config: Config,
-    overlay: Overlay,
-}
-
-/// Runs `work` on the blocking pool, off the worker thread the Director actor shares with
-/// proxied requests; `Err` only when the task could not finish (the runtime is going down).
-async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| e.to_string())
-}
-
-/// Writes `overlay` to the state file, if there is one (file I/O: call it off the worker).
-fn save_state(state_file: Option<&Path>, overlay: &Overlay) -> Option<Result<(), StateFileError>> {
-    state_file.map(|path| state_file::save(path, overlay))
-}
-
-/// Lays the runtime changes kept in the state file at `path` over `yaml` (file I/O: call it
-/// off the worker). A state file that can't be read or no longer fits is logged and ignored;
-/// the problem is the `Err`, for the status.
-fn restore(path: &Path, yaml: Value) -> Result<NextConfig, String> {
-    let overlay = state_file::load(path).map_err(|e| {
-        log::error!("{e}");
-        e.to_string()
-    })?;
-    let merged = overlay.apply(&yaml);
-    let config = config::load_value(merged.clone()).map_err(|errors| {
-        let problem = format!(
-            "the runtime changes in {} no longer fit config.yaml and are ignored:\n{errors}",
-            path.display()
-        );
-        log::error!("{problem}");
-        problem
-    })?;
-    if !overlay.is_empty() {
-        log::info!(
-            "state file {}: runtime changes of {} cluster(s){} restored",
-            path.display(),
-            overlay.clusters.len(),
-            if overlay.routes.is_some() {
-                " and of the routes"
-            } else {
-                ""
-            }
-        );
-    }
-    Ok(NextConfig {
-        yaml: None,
-        document: merged,
-        config,
-        overlay,
-    })
-}
-
-/// Reads `config.yaml` at `path` and lays `overlay` over it (file I/O: call it off the
-/// worker). When only the runtime changes no longer fit the file, the file wins and they
-/// are dropped.
-fn reread(path: &Path, mut overlay: Overlay) -> Result<NextConfig, ConfigErrors> {
-    let yaml = config::read_file(path)?;
-    let merged = overlay.apply(&yaml);
-    let (document, config) = match config::load_value(merged.clone()) {
-        Ok(config) => (merged, config),
-        Err(errors) => {
-            let config = config::load_value(yaml.clone())?;
-            log::warn!("reload: runtime changes dropped, they no longer fit:\n{errors}");
-            overlay = Overlay::default();
-            (yaml.clone(), config)
-        }
-    };
-    overlay.rebase(&yaml, &document);
-    Ok(NextConfig {
-        yaml: Some(yaml),
-        document,
-        config,
-        overlay,
-    })
-}
-
-/// Applies `edit` to cluster `cluster` of `document` and validates the whole result; records
-/// the cluster's runtime state (against `base`, its definition in `config.yaml`) in `overlay`.
-fn edited(
-    mut document: Value,
-    cluster: &str,
-    edit: ClusterEdit,
-    base: Option<Value>,
-    mut overlay: Overlay,
-) -> Result<NextConfig, ChangeError> {
-    let unknown = || ChangeError::UnknownCluster(cluster.to_owned());
-    let section = document
-        .get_mut("clusters")
-        .and_then(|c| c.get_mut(cluster))
-        .ok_or_else(unknown)?;
-    if section.is_null() {
-        *section = Value::Object(Default::default());
-    }
-    edit::apply(section, edit)?;
-    let runtime = section.clone();
-    let config = config::load_value(document.clone()).map_err(ChangeError::Invalid)?;
-    overlay.record(cluster, base, Some(runtime));
-    Ok(NextConfig {
-        yaml: None,
-        document,
-        config,
-        overlay,
-    })
-}
-
-/// Applies `edit` to `document` and validates the whole result; records what it touched (a
-/// cluster, or the route list) against its version in `yaml` in `overlay`.
-fn reshaped(
-    mut document: Value,
-    edit: TopologyEdit,
-    yaml: &Value,
-    mut overlay: Overlay,
-) -> Result<NextConfig, ChangeError> {
-    let touched = edit.touches();
-    topology_edit::apply(&mut document, edit)?;
-    let config = config::load_value(document.clone()).map_err(ChangeError::Invalid)?;
-    match touched {
-        Touched::Cluster(name) => overlay.record(
-            &name,
-            overlay::cluster_of(yaml, &name),
-            overlay::cluster_of(&document, &name),
-        ),
-        Touched::Routes => overlay.record_routes(overlay::routes_of(yaml), overlay::routes_of(&document)),
-    }
-    Ok(NextConfig {
-        yaml: None,
-        document,
-        config,
-        overlay,
-    })
 }
 
 /// Drains a cluster that left the configuration: its backends finish what they have in
