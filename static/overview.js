@@ -1,4 +1,4 @@
-// The overview page: buttons and forms call the JSON API; every second the page refreshes its
+// The overview page: buttons and forms call the JSON API (backends, clusters, routes); every second the page refreshes its
 // values from /api/v1/clusters and /api/v1/status, and the rates (and the caches' hit ratio
 // of the last second) from the event stream. When clusters, buckets or backends come or go (or
 // a cache is turned on or off), the affected part is re-rendered by the server (the page is
@@ -74,7 +74,9 @@
 
   // The cluster's maintenance switch: a disabled cluster answers 503 to every request.
   document.addEventListener('click', (event) => {
-    const button = event.target.closest('.cluster-head button[data-action$="-cluster"]');
+    const button = event.target.closest(
+      '.cluster-head button[data-action="disable-cluster"], .cluster-head button[data-action="enable-cluster"]',
+    );
     if (!button) return;
     const cluster = button.closest('section.cluster').dataset.cluster;
     const enabled = button.dataset.action === 'enable-cluster';
@@ -137,6 +139,67 @@
     run(`add backend to ${cluster}`, submit, () => api('POST', `/api/v1/clusters/${enc(cluster)}/backends`, backend), () =>
       form.reset(),
     );
+  });
+
+  // ---- clusters: create and delete ----------------------------------------------------------
+
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest('.cluster-head button[data-action="delete-cluster"]');
+    if (!button) return;
+    const cluster = button.closest('section.cluster').dataset.cluster;
+    if (!window.confirm(`Delete cluster ${cluster}? Its backends drain. (Refused while a route points at it.)`)) return;
+    run(`delete cluster ${cluster}`, button, () => api('DELETE', `/api/v1/clusters/${enc(cluster)}`));
+  });
+
+  // A new cluster: a name and, optionally, its first backend (named after the cluster).
+  document.addEventListener('submit', (event) => {
+    const form = event.target.closest('form.new-cluster');
+    if (!form) return;
+    event.preventDefault();
+    const name = form.elements.name.value.trim();
+    const url = form.elements.url.value.trim();
+    const cluster = { name };
+    if (url) cluster.backends = [{ name: `${name}-1`, url }];
+    const submit = form.querySelector('button[type="submit"]');
+    run(`create cluster ${name}`, submit, () => api('POST', '/api/v1/clusters', cluster), () => form.reset());
+  });
+
+  // ---- routes: change, move, delete, add ----------------------------------------------------
+
+  /** A route's target from its text: an address (`scheme://...`) or a cluster's name. */
+  const routeTarget = (text) => (text.includes('://') ? { backend: text } : { cluster: text });
+
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest('tr.route button[data-action]');
+    if (!button) return;
+    const row = button.closest('tr.route');
+    const index = Number(row.dataset.index);
+    const path = `/api/v1/routes/${index}`;
+    const value = (name) => row.querySelector(`input[name="${name}"]`).value.trim();
+    const action = button.dataset.action;
+    if (action === 'save-route') {
+      // An empty host or prefix removes the key: any host, prefix `/`.
+      const patch = { host: value('host') || null, path_prefix: value('path_prefix') || null, ...routeTarget(value('target')) };
+      run(`change route ${index}`, button, () => api('PATCH', path, patch));
+    } else if (action === 'route-up' || action === 'route-down') {
+      const to = action === 'route-up' ? index - 1 : index + 1;
+      run(`move route ${index}`, button, () => api('POST', `${path}/move`, { to }));
+    } else if (action === 'delete-route') {
+      run(`delete route ${index}`, button, () => api('DELETE', path));
+    }
+  });
+
+  document.addEventListener('submit', (event) => {
+    const form = event.target.closest('form.add-route');
+    if (!form) return;
+    event.preventDefault();
+    const value = (name) => form.elements[name].value.trim();
+    const route = routeTarget(value('target'));
+    if (value('host')) route.host = value('host');
+    if (value('path_prefix')) route.path_prefix = value('path_prefix');
+    if (value('index') !== '') route.index = wholeNumber(value('index')) ?? value('index');
+    const submit = form.querySelector('button[type="submit"]');
+    run('add route', submit, () => api('POST', '/api/v1/routes', route), () => form.reset());
   });
 
   const reloadButton = document.getElementById('reload');
@@ -206,6 +269,7 @@
     }
     if (names === null) {
       replaceKeepingInput(document.getElementById('clusters'), fresh);
+      document.getElementById('cluster-names').replaceWith(doc.getElementById('cluster-names'));
       const oldRoutes = document.querySelector('section.direct-routes');
       const newRoutes = doc.querySelector('section.direct-routes');
       if (oldRoutes && newRoutes) oldRoutes.replaceWith(newRoutes);
@@ -218,6 +282,29 @@
     for (const name of names) {
       if (oldSections.has(name) && freshSections.has(name)) replaceKeepingInput(oldSections.get(name), freshSections.get(name));
     }
+  }
+
+  /** The route list last shown, as JSON: the panel is re-rendered when it changes. */
+  let shownRoutes = null;
+
+  /** Fetches the page again and swaps in the server's routes panel, keeping the add form's text. */
+  async function rerenderRoutes() {
+    const res = await fetch('/', { credentials: 'same-origin' });
+    const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+    const fresh = doc.querySelector('section.routes');
+    const old = document.querySelector('section.routes');
+    if (!res.ok || !fresh || !old) return;
+    for (const input of old.querySelectorAll('form.add-route input')) {
+      const twin = fresh.querySelector(`form.add-route input[name="${input.name}"]`);
+      if (twin) twin.value = input.value;
+    }
+    old.replaceWith(fresh);
+  }
+
+  async function updateRoutes(routes) {
+    const now = JSON.stringify(routes);
+    if (shownRoutes !== null && shownRoutes !== now) await rerenderRoutes();
+    shownRoutes = now;
   }
 
   function updateStatus(s) {
@@ -337,9 +424,14 @@
 
   async function poll() {
     try {
-      const [clusters, status] = await Promise.all([api('GET', '/api/v1/clusters'), api('GET', '/api/v1/status')]);
+      const [clusters, status, routes] = await Promise.all([
+        api('GET', '/api/v1/clusters'),
+        api('GET', '/api/v1/status'),
+        api('GET', '/api/v1/routes'),
+      ]);
       updateStatus(status);
       await updateClusters(clusters);
+      await updateRoutes(routes);
       setConnection('ok', 'live');
     } catch (err) {
       setConnection('lost', `not updating: ${describe(err)}`);

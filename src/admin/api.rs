@@ -40,6 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/clusters/{c}/buckets/{n}", web::get().to(bucket))
             .route("/clusters/{c}/buckets/{n}", web::patch().to(patch_bucket))
             .route("/clusters/{c}/buckets/{n}", web::delete().to(remove_bucket))
+            .configure(super::topology_api::routes)
             .configure(super::cache_api::routes)
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::not_found("no such endpoint"))
@@ -178,7 +179,14 @@ async fn change(data: &AdminState, cluster: &str, edit: ClusterEdit) -> Result<u
         cluster: cluster.to_owned(),
         edit,
     };
-    match data.director.send(msg).await {
+    refusal(data.director.send(msg).await)
+}
+
+/// The Director's answer to a runtime change: its refusals become 4xx answers.
+pub(super) fn refusal(
+    answer: Result<Result<u64, ChangeError>, actix::MailboxError>,
+) -> Result<u64, ApiError> {
+    match answer {
         Ok(Ok(generation)) => Ok(generation),
         Ok(Err(ChangeError::UnknownCluster(name))) => {
             Err(ApiError::not_found(format!("no cluster `{name}`")))
@@ -206,7 +214,7 @@ fn invalid_config(status: StatusCode, errors: ConfigErrors) -> ApiError {
 }
 
 /// The request body as a JSON object.
-fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(super) fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(ApiError::bad_request(
@@ -228,7 +236,7 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-async fn state_of(data: &AdminState, name: &str) -> Result<ClusterState, ApiError> {
+pub(super) async fn state_of(data: &AdminState, name: &str) -> Result<ClusterState, ApiError> {
     let cluster = data
         .running(name)
         .ok_or_else(|| ApiError::not_found(format!("no cluster `{name}`")))?;

@@ -18,6 +18,7 @@ pub mod live;
 pub mod metrics;
 pub mod session;
 pub mod stats_routes;
+pub mod topology_api;
 
 use std::sync::Arc;
 use std::time::Instant;

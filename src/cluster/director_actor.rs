@@ -7,7 +7,8 @@
 //! fsyncs) and the validation run on the blocking pool, and the actor answers when they are
 //! done. Every
 //! change — a reload of `config.yaml` ([`Reload`]) or a runtime change from the admin API
-//! ([`ChangeCluster`]) — is validated as a whole document by the config loader first; an
+//! ([`ChangeCluster`] for one cluster's content, [`ChangeTopology`] to create or delete a
+//! cluster or change the route list) — is validated as a whole document by the config loader first; an
 //! invalid one changes nothing. Changes are serialised (an atomic response each), so each one
 //! starts from the document the previous one left. A valid one is written to the state file,
 //! then applied as a diff: clusters get [`ApplyConfig`] by message, never awaited (unchanged
@@ -15,7 +16,7 @@
 //! start, removed ones drain, and a new topology with the new routes is published.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,10 +28,12 @@ use tokio::sync::oneshot;
 
 use super::arbiters::Arbiters;
 use super::cluster_actor::{ApplyConfig, ClusterActor, RunningCluster, SharedClusters};
+use super::next_config::{edited, off_worker, reread, reshaped, restore, save_state, NextConfig};
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
-use crate::config::edit::{self, ClusterEdit, EditError};
-use crate::config::overlay::Overlay;
-use crate::config::state_file::{self, StateFileError};
+use crate::config::edit::{ClusterEdit, EditError};
+use crate::config::overlay::{self, Overlay};
+use crate::config::state_file::StateFileError;
+use crate::config::topology_edit::TopologyEdit;
 use crate::config::{self, ConfigError, ConfigErrors, Document, SharedAdmin, SharedHaproxyCompat};
 use crate::config::{
     BackendConfig, BackendUrl, CacheConfig, ClusterConfig, Config, ForwardedFor, OnClientAbort,
@@ -78,6 +81,18 @@ pub struct ChangeCluster {
     pub cluster: String,
     pub edit: ClusterEdit,
 }
+
+/// Command: create or delete a cluster, or change the route list, at runtime.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<u64, ChangeError>")]
+pub struct ChangeTopology {
+    pub edit: TopologyEdit,
+}
+
+/// Query: the route list in force, as configured (the document's `routes`, in match order).
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<Value>")]
+pub struct GetRoutes;
 
 /// Why a runtime change was refused (nothing changed).
 #[derive(Debug, thiserror::Error)]
@@ -309,112 +324,6 @@ impl DirectorActor {
     }
 }
 
-/// A new state of the configuration, worked out (read, validated, persisted) on the blocking
-/// pool and then adopted by the actor.
-struct NextConfig {
-    /// A newly read `config.yaml` (a reload); `None` when it is unchanged (a runtime change).
-    yaml: Option<Value>,
-    document: Value,
-    config: Config,
-    overlay: Overlay,
-}
-
-/// Runs `work` on the blocking pool, off the worker thread the Director actor shares with
-/// proxied requests; `Err` only when the task could not finish (the runtime is going down).
-async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| e.to_string())
-}
-
-/// Writes `overlay` to the state file, if there is one (file I/O: call it off the worker).
-fn save_state(state_file: Option<&Path>, overlay: &Overlay) -> Option<Result<(), StateFileError>> {
-    state_file.map(|path| state_file::save(path, overlay))
-}
-
-/// Lays the runtime changes kept in the state file at `path` over `yaml` (file I/O: call it
-/// off the worker). A state file that can't be read or no longer fits is logged and ignored;
-/// the problem is the `Err`, for the status.
-fn restore(path: &Path, yaml: Value) -> Result<NextConfig, String> {
-    let overlay = state_file::load(path).map_err(|e| {
-        log::error!("{e}");
-        e.to_string()
-    })?;
-    let merged = overlay.apply(&yaml);
-    let config = config::load_value(merged.clone()).map_err(|errors| {
-        let problem = format!(
-            "the runtime changes in {} no longer fit config.yaml and are ignored:\n{errors}",
-            path.display()
-        );
-        log::error!("{problem}");
-        problem
-    })?;
-    if !overlay.clusters.is_empty() {
-        log::info!(
-            "state file {}: runtime changes of {} cluster(s) restored",
-            path.display(),
-            overlay.clusters.len()
-        );
-    }
-    Ok(NextConfig {
-        yaml: None,
-        document: merged,
-        config,
-        overlay,
-    })
-}
-
-/// Reads `config.yaml` at `path` and lays `overlay` over it (file I/O: call it off the
-/// worker). When only the runtime changes no longer fit the file, the file wins and they
-/// are dropped.
-fn reread(path: &Path, mut overlay: Overlay) -> Result<NextConfig, ConfigErrors> {
-    let yaml = config::read_file(path)?;
-    let merged = overlay.apply(&yaml);
-    let (document, config) = match config::load_value(merged.clone()) {
-        Ok(config) => (merged, config),
-        Err(errors) => {
-            let config = config::load_value(yaml.clone())?;
-            log::warn!("reload: runtime changes dropped, they no longer fit:\n{errors}");
-            overlay = Overlay::default();
-            (yaml.clone(), config)
-        }
-    };
-    overlay.rebase(&yaml, &document);
-    Ok(NextConfig {
-        yaml: Some(yaml),
-        document,
-        config,
-        overlay,
-    })
-}
-
-/// Applies `edit` to cluster `cluster` of `document` and validates the whole result; records
-/// the cluster's runtime state (against `base`, its definition in `config.yaml`) in `overlay`.
-fn edited(
-    mut document: Value,
-    cluster: &str,
-    edit: ClusterEdit,
-    base: Value,
-    mut overlay: Overlay,
-) -> Result<NextConfig, ChangeError> {
-    let unknown = || ChangeError::UnknownCluster(cluster.to_owned());
-    let section = document
-        .get_mut("clusters")
-        .and_then(|c| c.get_mut(cluster))
-        .ok_or_else(unknown)?;
-    if section.is_null() {
-        *section = Value::Object(Default::default());
-    }
-    edit::apply(section, edit)?;
-    let runtime = section.clone();
-    let config = config::load_value(document.clone()).map_err(ChangeError::Invalid)?;
-    overlay.record(cluster, base, runtime);
-    Ok(NextConfig {
-        yaml: None,
-        document,
-        config,
-        overlay,
-    })
-}
-
 /// Drains a cluster that left the configuration: its backends finish what they have in
 /// flight; the handle goes with the last request holding it.
 fn retire(cluster: &RunningCluster) {
@@ -573,13 +482,51 @@ impl Handler<ChangeCluster> for DirectorActor {
         if !self.clusters.contains_key(&cluster) {
             return AtomicResponse::new(Box::pin(fut::ready(Err(ChangeError::UnknownCluster(cluster)))));
         }
-        let operator_set_enabled = edit.sets_enabled().map(str::to_owned);
+        let operator_set_enabled = edit
+            .sets_enabled()
+            .map(|backend| (cluster.clone(), backend.to_owned()));
+        let base = overlay::cluster_of(&self.yaml, &cluster);
+        self.change(
+            move |document, overlay| edited(document, &cluster, edit, base, overlay),
+            operator_set_enabled,
+        )
+    }
+}
+
+/// Validated, persisted and answered like [`ChangeCluster`]. A new cluster starts; a deleted
+/// one drains like a removed backend.
+impl Handler<ChangeTopology> for DirectorActor {
+    type Result = AtomicResponse<Self, Result<u64, ChangeError>>;
+
+    fn handle(&mut self, ChangeTopology { edit }: ChangeTopology, _: &mut Context<Self>) -> Self::Result {
+        let yaml = self.yaml.clone();
+        self.change(
+            move |document, overlay| reshaped(document, edit, &yaml, overlay),
+            None,
+        )
+    }
+}
+
+impl Handler<GetRoutes> for DirectorActor {
+    type Result = MessageResult<GetRoutes>;
+
+    fn handle(&mut self, _: GetRoutes, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(overlay::routes_of(&self.document))
+    }
+}
+
+impl DirectorActor {
+    /// Runs a runtime change: `make` turns the document in force and the overlay into the next
+    /// configuration, which is then persisted — both on the blocking pool — and adopted.
+    fn change(
+        &mut self,
+        make: impl FnOnce(Value, Overlay) -> Result<NextConfig, ChangeError> + Send + 'static,
+        operator_set_enabled: Option<(String, String)>,
+    ) -> AtomicResponse<Self, Result<u64, ChangeError>> {
         let (document, overlay) = (self.document.clone(), self.overlay.clone());
-        let base = self.yaml["clusters"][&cluster].clone();
         let state_file = self.config.state_file.clone();
-        let name = cluster.clone();
         let work = off_worker(move || {
-            edited(document, &name, edit, base, overlay).map(|next| {
+            make(document, overlay).map(|next| {
                 let saved = save_state(state_file.as_deref(), &next.overlay);
                 (next, saved)
             })
@@ -587,8 +534,8 @@ impl Handler<ChangeCluster> for DirectorActor {
         AtomicResponse::new(Box::pin(work.into_actor(self).map(move |done, act, _| {
             let (next, saved) = done.map_err(ChangeError::Interrupted)??;
             let operator = operator_set_enabled
-                .as_deref()
-                .map(|backend| (cluster.as_str(), backend));
+                .as_ref()
+                .map(|(cluster, backend)| (cluster.as_str(), backend.as_str()));
             act.adopt(next, saved, operator);
             Ok(act.status.load().generation)
         })))

@@ -23,6 +23,7 @@ pub mod director_actor;
 pub mod health;
 pub mod health_monitor;
 pub mod health_probe;
+mod next_config;
 pub mod scheduler;
 pub mod topology;
 

@@ -158,7 +158,7 @@ pub fn apply(cluster: &mut Value, edit: ClusterEdit) -> Result<(), EditError> {
 /// Sets each key of `patch` in `target`; `null` removes the key.
 /// JSON merge patch (RFC 7396): maps merge key by key, `null` removes a key, anything else
 /// replaces it.
-fn merge(target: &mut Map<String, Value>, patch: Map<String, Value>) {
+pub(super) fn merge(target: &mut Map<String, Value>, patch: Map<String, Value>) {
     for (key, value) in patch {
         match (target.get_mut(&key), value) {
             (_, Value::Null) => {

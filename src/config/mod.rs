@@ -13,6 +13,7 @@ pub mod model;
 pub mod overlay;
 mod size;
 pub mod state_file;
+pub mod topology_edit;
 pub mod watcher;
 
 pub use address::parse_backend_url;

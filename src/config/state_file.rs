@@ -109,8 +109,8 @@ mod tests {
         let mut overlay = Overlay::default();
         overlay.record(
             "c",
-            json!({ "backends": [] }),
-            json!({ "queue_limit": 3, "backends": [] }),
+            Some(json!({ "backends": [] })),
+            Some(json!({ "queue_limit": 3, "backends": [] })),
         );
         save(&path, &overlay).expect("saved");
         assert_eq!(load(&path).expect("loads"), overlay);

@@ -1,5 +1,5 @@
 //! The web dashboard on the admin listener: the overview page (`GET /`: clusters, buckets,
-//! backends and their actions), the live page (`GET /live`: uPlot charts fed by the event
+//! backends and their actions, creating and deleting clusters, the routes panel), the live page (`GET /live`: uPlot charts fed by the event
 //! stream), the login form for the admin token (which starts a signed session, see
 //! [`super::session`]), and the embedded static files.
 //!
@@ -8,6 +8,7 @@
 //! and change state only through it, so the dashboard has no powers of its own.
 
 pub mod assets;
+pub mod routes_view;
 pub mod view;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,6 +22,8 @@ use serde::Deserialize;
 use super::auth::constant_time_eq;
 use super::session::{self, SESSION_COOKIE};
 use super::AdminState;
+use crate::cluster::director_actor::GetRoutes;
+use routes_view::RouteView;
 use view::{cluster_sample, is_direct_route, ClusterView, StatusView};
 
 type Data = web::Data<AdminState>;
@@ -59,6 +62,8 @@ pub struct OverviewPage {
     pub clusters: Vec<ClusterView>,
     /// The implicit clusters of "road warrior" routes.
     pub direct_routes: Vec<ClusterView>,
+    /// The route list in match order.
+    pub routes: Vec<RouteView>,
 }
 
 /// `GET /live`.
@@ -89,11 +94,13 @@ async fn overview(data: Data) -> HttpResponse {
             clusters.push(view);
         }
     }
+    let routes = data.director.send(GetRoutes).await.unwrap_or_default();
     let page = OverviewPage {
         layout: layout(&data, "overview"),
         status: StatusView::new(&data.status.load(), data.started.elapsed(), now),
         clusters,
         direct_routes,
+        routes: RouteView::list(&routes),
     };
     html(StatusCode::OK, &page)
 }

@@ -385,8 +385,16 @@ fn overview_escapes_names_from_configuration_and_state() {
         status: StatusView::new(&status, Duration::from_secs(5), 10.0),
         clusters: vec![ClusterView::new(&hostile_state(), None, 10.0)],
         direct_routes: Vec::new(),
+        routes: super::routes_view::RouteView::list(&[serde_json::json!({
+            "host": "<script>alert(4)</script>", "cluster": "<i>x</i>", "read_timeout": "<u>"
+        })]),
     };
     let html = page.render().expect("renders");
+    assert!(
+        !html.contains("<i>x") && !html.contains("<u>"),
+        "unescaped markup:
+{html}"
+    );
     assert!(!html.contains("<script>alert"), "unescaped markup:\n{html}");
     assert!(!html.contains("<img src=x"), "unescaped markup:\n{html}");
     assert!(!html.contains("<b>"), "unescaped markup:\n{html}");
