@@ -268,6 +268,12 @@ busy_pct() {
         printf "%.0f", (tot > 0 ? 100 * (tot - idle) / tot : 0) }'
 }
 
+# steal_ticks: the machine's CPU time taken by the hypervisor for other guests so far (the
+# `steal` column of /proc/stat, in clock ticks summed over all CPUs).
+steal_ticks() {
+    awk '/^cpu / {print $9 + 0}' /proc/stat
+}
+
 # ------------------------------------------------------------ legs ----------
 
 # select_legs: LEGS = the legs to run, in ALL_LEGS order (the base of the rotation).
@@ -941,21 +947,22 @@ measure() {
     if ((WARMUP > 0)); then
         run_wrk "$WARMUP" "$name" >/dev/null || die "$name: warm-up wrk failed"
     fi
-    local spids bpids c0 b0 t0 c1 b1 t1 r0="" r1="" reqs="" out=$RAW/$name.r$round
+    local spids bpids c0 b0 s0 t0 c1 b1 s1 t1 r0="" r1="" reqs="" out=$RAW/$name.r$round
     spids=$(serving_pids "$pid"); bpids=$(serving_pids "$(backend_pid_of "$name")")
     # requests that reached the nginx backend (not for the FastCGI legs, whose backend is
     # php-fpm): about one per client request for a proxy, about none for a cache's hits
     [[ "$(backend_pid_of "$name")" == "$BACKEND_PID" ]] && r0=$(backend_requests)
     # shellcheck disable=SC2086
-    { c0=$(cpu_ticks $spids); b0=$(cpu_ticks $bpids); t0=$(now); }
+    { c0=$(cpu_ticks $spids); b0=$(cpu_ticks $bpids); s0=$(steal_ticks); t0=$(now); }
     run_wrk "$DURATION" "$name" >"$out.wrk" || die "$name: wrk failed (exit status $?)"
     # shellcheck disable=SC2086
-    { c1=$(cpu_ticks $spids); b1=$(cpu_ticks $bpids); t1=$(now); }
+    { c1=$(cpu_ticks $spids); b1=$(cpu_ticks $bpids); s1=$(steal_ticks); t1=$(now); }
     [[ -n "$r0" ]] && r1=$(backend_requests)
     [[ -n "$r0" && -n "$r1" ]] && reqs=$((r1 - r0 - 1))   # minus the second status request
     # shellcheck disable=SC2086
-    printf 'proxy_ticks=%s backend_ticks=%s elapsed=%s clk_tck=%s threads=%s conns=%s%s\n' \
-        $((c1 - c0)) $((b1 - b0)) "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')" \
+    printf 'proxy_ticks=%s backend_ticks=%s steal_ticks=%s elapsed=%s clk_tck=%s threads=%s conns=%s%s\n' \
+        $((c1 - c0)) $((b1 - b0)) $((s1 - s0)) \
+        "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')" \
         "$(getconf CLK_TCK)" "$(threads $spids)" "$(conns_of "$name")" \
         "${reqs:+ backend_reqs=$reqs}" >"$out.meta"
     local rps p99 xfer

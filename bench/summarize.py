@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -79,6 +80,10 @@ def parse_wrk(text: str) -> dict:
     return out
 
 
+# Steal time (share of the machine's CPU) from which a run is flagged as disturbed.
+STEAL_WARN_PCT = 5.0
+
+
 def parse_meta(text: str) -> dict:
     kv = dict(item.split("=", 1) for item in text.split())
     ticks, elapsed, hz = int(kv["proxy_ticks"]), float(kv["elapsed"]), int(kv["clk_tck"])
@@ -87,6 +92,9 @@ def parse_meta(text: str) -> dict:
         "backend_cpu_pct": (round(100.0 * int(kv["backend_ticks"]) / hz / elapsed, 1)
                             if elapsed > 0 else None),
         "threads": int(kv["threads"]),
+        # share of the machine's CPU time (all cores) the hypervisor gave other guests
+        "steal_pct": (round(100.0 * int(kv["steal_ticks"]) / hz / elapsed / (os.cpu_count() or 1), 1)
+                      if "steal_ticks" in kv and elapsed > 0 else None),
         "connections": int(kv["conns"]) if "conns" in kv else None,
         # requests that reached the nginx backend during the run (absent: FastCGI legs)
         "backend_reqs": int(kv["backend_reqs"]) if "backend_reqs" in kv else None,
@@ -463,6 +471,13 @@ def main() -> int:
             print(f"WARNING: {name} used < 80% of a core in round(s) {starved}: the proxy "
                   "was not the bottleneck there (other load on the machine?); "
                   "consider more ROUNDS on a quiet machine", file=sys.stderr)
+        stolen = [(run["round"], run["steal_pct"]) for run in r["runs"]
+                  if (run.get("steal_pct") or 0) >= STEAL_WARN_PCT]
+        if stolen:
+            rounds = ", ".join(f"r{n} {pct:.0f}%" for n, pct in stolen)
+            print(f"WARNING: {name}: the hypervisor took CPU from this VM during the run "
+                  f"(steal time {rounds} of the machine's CPU): its numbers are not "
+                  "comparable; run again when steal is near 0", file=sys.stderr)
         if r["errors"]:
             print(f"WARNING: {name} had {r['errors']} socket errors / non-2xx responses",
                   file=sys.stderr)
