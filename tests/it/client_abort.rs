@@ -2,7 +2,7 @@
 //! answer is complete. `close` (the default, nginx's) closes the backend connection at once
 //! and frees the capacity; `notify` first sends a FastCGI application an ABORT_REQUEST;
 //! `ignore` lets the backend finish, holding the capacity until then, and still answers a
-//! client that only closed its sending side.
+//! client that only closed its sending side. The setting changes at runtime like any other.
 
 use crate::access_log_fields::{json_lines, logged};
 use crate::support;
@@ -62,11 +62,18 @@ async fn by_default_a_client_that_leaves_ends_its_backend_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ignore_lets_the_backend_finish_holding_the_capacity() {
     let a = TestBackend::start("a").await;
-    let d = start(&cluster_config(
-        "on_client_abort: ignore",
-        &[("a", a.url(), 4, "active")],
-    ))
-    .await;
+    let mut yaml = cluster_config("", &[("a", a.url(), 4, "active")]);
+    yaml.push_str("admin: { listen: \"127.0.0.1:0\" }\n");
+    let d = start(&yaml).await;
+    // Set at runtime, like any cluster setting; shown in the cluster's settings.
+    let patch = serde_json::json!({ "on_client_abort": "ignore" });
+    let (status, _) = support::admin(&d, "PATCH", "/api/v1/clusters/c", Some(patch), None).await;
+    assert_eq!(status, 200);
+    let (_, body) = support::admin(&d, "GET", "/api/v1/clusters/c", None, None).await;
+    assert_eq!(body["settings"]["on_client_abort"], "ignore", "{body}");
+    let bad = serde_json::json!({ "on_client_abort": "sometimes" });
+    let (status, body) = support::admin(&d, "PATCH", "/api/v1/clusters/c", Some(bad), None).await;
+    assert_eq!(status, 400, "{body}");
     let cluster = d.cluster("c");
     drop(held_request(&d, &a).await);
     // Long enough for `close` to have ended it (the test above takes a few milliseconds).
