@@ -5,6 +5,7 @@
 //! (`send().await`); nothing here is on the request path of proxied traffic.
 
 pub mod api;
+pub mod api_support;
 pub mod auth;
 pub mod basic_auth;
 pub mod cache_api;

@@ -19,7 +19,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::api::{object, refusal, state_of};
+use super::api_support::{object, refusal, state_of};
 use super::error::ApiError;
 use super::AdminState;
 use crate::cluster::director_actor::{ChangeTopology, GetRoutes};

@@ -28,9 +28,10 @@ use tokio::sync::oneshot;
 
 use super::arbiters::Arbiters;
 use super::cluster_actor::{ApplyConfig, ClusterActor, RunningCluster, SharedClusters};
+pub use super::next_config::ChangeError;
 use super::next_config::{edited, off_worker, reread, reshaped, restore, save_state, NextConfig};
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
-use crate::config::edit::{ClusterEdit, EditError};
+use crate::config::edit::ClusterEdit;
 use crate::config::overlay::{self, Overlay};
 use crate::config::state_file::StateFileError;
 use crate::config::topology_edit::TopologyEdit;
@@ -93,20 +94,6 @@ pub struct ChangeTopology {
 #[derive(Message, Debug)]
 #[rtype(result = "Vec<Value>")]
 pub struct GetRoutes;
-
-/// Why a runtime change was refused (nothing changed).
-#[derive(Debug, thiserror::Error)]
-pub enum ChangeError {
-    #[error("no cluster `{0}`")]
-    UnknownCluster(String),
-    #[error(transparent)]
-    Edit(#[from] EditError),
-    #[error("the change makes the configuration invalid:\n{0}")]
-    Invalid(ConfigErrors),
-    /// The blocking task validating and persisting it could not finish.
-    #[error("the change was interrupted: {0}")]
-    Interrupted(String),
-}
 
 /// The actor owning the configuration and the topology.
 pub struct DirectorActor {

@@ -10,12 +10,25 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::director_actor::ChangeError;
-use crate::config::edit::{self, ClusterEdit};
+use crate::config::edit::{self, ClusterEdit, EditError};
 use crate::config::overlay::{self, Overlay};
 use crate::config::state_file::{self, StateFileError};
 use crate::config::topology_edit::{self, TopologyEdit, Touched};
 use crate::config::{self, Config, ConfigErrors};
+
+/// Why a runtime change was refused (nothing changed).
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no cluster `{0}`")]
+    UnknownCluster(String),
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    #[error("the change makes the configuration invalid:\n{0}")]
+    Invalid(ConfigErrors),
+    /// The blocking task validating and persisting it could not finish.
+    #[error("the change was interrupted: {0}")]
+    Interrupted(String),
+}
 
 /// A new state of the configuration, worked out (read, validated, persisted) on the blocking
 /// pool and then adopted by the actor.
