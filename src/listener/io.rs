@@ -94,6 +94,10 @@ pub struct GuardedIo<T> {
     /// The client's end of the stream came while a request that goes on without the client
     /// was served: actix-http sees it once that request is over.
     end_held: bool,
+    /// The client's end came right behind a complete request head that is not being served
+    /// yet: it is passed on one wake-up later, once actix-http has handed that request to its
+    /// handler, whose cluster decides what the end means (`on_client_abort`).
+    end_deferred: bool,
     /// A write to the client failed while such a request was served: what follows is dropped.
     client_gone: bool,
 }
@@ -115,6 +119,7 @@ impl<T> GuardedIo<T> {
             armed: deadline,
             closing: None,
             end_held: false,
+            end_deferred: false,
             client_gone: false,
         }
     }
@@ -343,6 +348,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
         }
     }
 
+    /// The client's end of the stream: held while a request that goes on without the client
+    /// is served, else passed on.
+    fn at_end(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.conn.serves_through_abort() {
+            self.end_held = true;
+            return self.poll_end_held(cx);
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// A read after the client's end: nothing until the request that goes on without the
     /// client is over (its end wakes the connection task), then the end of the stream.
     fn poll_end_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -364,6 +379,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
         if this.end_held {
             return this.poll_end_held(cx);
         }
+        if this.end_deferred {
+            this.end_deferred = false;
+            return this.at_end(cx);
+        }
         let now = Instant::now();
         this.sync_phase();
         if let Some((at, expired)) = this.deadline() {
@@ -381,11 +400,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
             Poll::Ready(Ok(())) => {
                 let fresh = &buf.filled()[before..];
                 if fresh.is_empty() {
-                    if this.conn.serves_through_abort() {
-                        this.end_held = true;
-                        return this.poll_end_held(cx);
+                    this.sync_phase();
+                    if matches!(this.phase, Phase::Head { .. }) && this.scan.is_done() {
+                        this.end_deferred = true;
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
                     }
-                    return Poll::Ready(Ok(()));
+                    return this.at_end(cx);
                 }
                 match this.on_bytes(fresh, now) {
                     Ok(()) => Poll::Ready(Ok(())),

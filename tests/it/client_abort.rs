@@ -200,3 +200,40 @@ async fn notify_tells_a_fastcgi_application_with_abort_request() {
         assert_eq!(after, [], "client left {leaves:?}: close sends nothing");
     }
 }
+
+/// Sends `GET /` and closes the sending side at once, as HTTP/1.0-style clients do; the
+/// request and the end usually reach director together. The answer read back.
+async fn request_then_close(d: &support::Director) -> String {
+    let mut client = TcpStream::connect(d.addr()).await.expect("connect");
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("request");
+    client.shutdown().await.expect("half-close");
+    let mut answer = Vec::new();
+    let _ = client.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_decides_about_a_request_that_arrives_with_the_clients_end() {
+    let a = TestBackend::start("a").await;
+    let d = start(&cluster_config(
+        "on_client_abort: ignore",
+        &[("a", a.url(), 4, "active")],
+    ))
+    .await;
+    for _ in 0..20 {
+        let answer = request_then_close(&d).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "ignore: {answer:?}");
+    }
+    d.settled("c").await;
+    d.stop().await;
+
+    let d = start(&cluster_config("", &[("a", a.url(), 4, "active")])).await;
+    for _ in 0..20 {
+        assert_eq!(request_then_close(&d).await, "", "close: the client has left");
+    }
+    d.settled("c").await;
+    d.stop().await;
+}
