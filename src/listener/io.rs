@@ -376,7 +376,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
         if this.closing.is_some() {
             return this.poll_closing(cx);
         }
-        if this.end_held {
+        if this.end_held || this.client_gone {
+            // Nothing more is read from a client that ended or could not be written to.
             return this.poll_end_held(cx);
         }
         if this.end_deferred {
