@@ -110,8 +110,8 @@ async fn serve(
     }
     if let Some(routing) = &settings.client_routing {
         if let Some(name) = pinned_backend(&req, routing) {
-            let mut request = Request::new(req, payload, &settings, route_timeouts.as_deref(), log);
-            request.trace = trace;
+            let timeouts = timeouts(&settings, route_timeouts.as_deref());
+            let request = Request::new(req, payload, &settings, timeouts, trace, log);
             let response = Box::pin(serve_pinned(request, &cluster, &settings, &name)).await;
             return with_cluster_via(response, own_via(&settings));
         }
@@ -128,8 +128,8 @@ async fn serve(
             if let Some(plan) = refresh {
                 let forward = Forward {
                     cluster: cluster.clone(),
+                    timeouts: timeouts(&settings, route_timeouts.as_deref()),
                     settings,
-                    route_timeouts: route_timeouts.as_deref().copied().unwrap_or_default(),
                     bucket,
                     debug_bucket: None,
                 };
@@ -139,13 +139,13 @@ async fn serve(
         }
         Step::Forward(plan) => Some(plan),
     };
-    let mut request = Request::new(req, payload, &settings, route_timeouts.as_deref(), log);
+    let timeouts = timeouts(&settings, route_timeouts.as_deref());
+    let mut request = Request::new(req, payload, &settings, timeouts, trace, log);
     request.cache = plan;
-    request.trace = trace;
     let forward = Forward {
         cluster,
         settings,
-        route_timeouts: route_timeouts.as_deref().copied().unwrap_or_default(),
+        timeouts,
         bucket,
         debug_bucket,
     };
@@ -153,9 +153,9 @@ async fn serve(
     // its own, and a cache hit, which never forwards, should not pay for copying the
     // forwarding state machine (a few KiB) there.
     Box::pin(async move {
-        let settings = forward.settings.clone();
+        let via = own_via(&forward.settings).cloned();
         let response = forward.run(request).await;
-        with_cluster_via(response, own_via(&settings))
+        with_cluster_via(response, via.as_ref())
     })
     .await
 }
@@ -191,8 +191,8 @@ fn with_cluster_via(
 struct Forward {
     cluster: Arc<ClusterHandle>,
     settings: Arc<ClusterSettings>,
-    /// The route's own backend timeouts, over the cluster's.
-    route_timeouts: RouteTimeouts,
+    /// The cluster's backend timeouts, with the route's own in their place.
+    timeouts: Timeouts,
     bucket: BucketKey,
     debug_bucket: Option<String>,
 }
@@ -283,7 +283,7 @@ impl Forward {
 async fn refresh_in_background(req: HttpRequest, plan: Box<CachePlan>, forward: Forward) {
     let request = Request {
         body: ClientBody::new(None, None, forward.settings.client_body_timeout),
-        timeouts: timeouts(&forward.settings, forward.route_timeouts),
+        timeouts: forward.timeouts,
         idempotent: true,
         may_blame: true,
         req,
@@ -297,7 +297,8 @@ async fn refresh_in_background(req: HttpRequest, plan: Box<CachePlan>, forward: 
 }
 
 /// The cluster's backend timeouts, with those the route sets in their place.
-fn timeouts(settings: &ClusterSettings, route: RouteTimeouts) -> Timeouts {
+fn timeouts(settings: &ClusterSettings, route: Option<&RouteTimeouts>) -> Timeouts {
+    let route = route.copied().unwrap_or_default();
     Timeouts {
         connect: route.connect.unwrap_or(settings.connect_timeout),
         read: route.read.unwrap_or(settings.read_timeout),
@@ -326,18 +327,19 @@ impl Request {
         req: HttpRequest,
         payload: web::Payload,
         settings: &ClusterSettings,
-        route_timeouts: Option<&RouteTimeouts>,
+        timeouts: Timeouts,
+        trace: Option<TraceHeaders>,
         log: Option<Box<AccessRecord>>,
     ) -> Request {
         Request {
             body: client_body(&req, payload, settings),
-            timeouts: timeouts(settings, route_timeouts.copied().unwrap_or_default()),
+            timeouts,
             idempotent: is_idempotent(req.method()),
             may_blame: true,
             req,
             log,
             cache: None,
-            trace: None,
+            trace,
         }
     }
 

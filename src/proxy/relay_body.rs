@@ -276,23 +276,23 @@ impl RelayBody {
             if let Some(c) = &self.cluster {
                 c.admission.stats.add_bytes_out(n);
             }
-            return match piece {
+            match piece {
                 // Sent by the connection itself: nothing for actix-http to write.
-                Some(Ok(FilePiece::Sent(_))) => continue,
-                Some(Ok(FilePiece::Bytes(data))) => Poll::Ready(Some(Ok(data))),
+                Some(Ok(FilePiece::Sent(_))) => {}
+                Some(Ok(FilePiece::Bytes(data))) => return Poll::Ready(Some(Ok(data))),
                 Some(Err(e)) => {
                     self.file = None;
                     if let Some(log) = self.log.as_mut() {
                         log.terminate(*b"ID");
                     }
                     log::warn!("X-Sendfile: reading the file failed: {e}");
-                    Poll::Ready(Some(Err(e.into())))
+                    return Poll::Ready(Some(Err(e.into())));
                 }
                 None => {
                     self.file = None;
-                    Poll::Ready(None)
+                    return Poll::Ready(None);
                 }
-            };
+            }
         }
     }
 }

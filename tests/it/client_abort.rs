@@ -76,7 +76,8 @@ async fn ignore_lets_the_backend_finish_holding_the_capacity() {
     assert_eq!(status, 400, "{body}");
     let cluster = d.cluster("c");
     drop(held_request(&d, &a).await);
-    // Long enough for `close` to have ended it (the test above takes a few milliseconds).
+    // A bound for something that must not happen: `close` ends it within a few milliseconds
+    // (the test above).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(a.current(), 1, "the backend request goes on");
     assert_eq!(
@@ -92,6 +93,9 @@ async fn ignore_lets_the_backend_finish_holding_the_capacity() {
     a.reset_holds();
     let mut client = held_request(&d, &a).await;
     client.shutdown().await.expect("half-close");
+    // Not a wait for a condition (under ignore, director's seeing the end shows nowhere): it
+    // lets the end arrive while the request is held, which is the case this part is about;
+    // the answer must arrive whichever comes first.
     tokio::time::sleep(Duration::from_millis(100)).await;
     a.release_holds();
     let mut answer = Vec::new();

@@ -25,13 +25,6 @@ fn config(backend: &TestBackend, state: &std::path::Path, extra: &str) -> String
     )
 }
 
-fn options() -> StartOptions {
-    StartOptions {
-        handle_signals: false,
-        watch_config: false,
-    }
-}
-
 /// The body the proxy answers `path` with (the test backends answer with their name).
 async fn served_by(d: &Director, path: &str) -> String {
     let reply = get(&d.target(), path).await;
@@ -69,7 +62,7 @@ async fn clusters_and_routes_are_created_changed_and_deleted_at_runtime() {
     let dir = temp_dir("lifecycle-api");
     let (path, state) = (dir.path().join("config.yaml"), dir.path().join("state.json"));
     std::fs::write(&path, config(&a, &state, "")).expect("write config");
-    let d = start_file(&path, options()).await;
+    let d = start_file(&path, StartOptions::default()).await;
     assert_eq!(served_by(&d, "/b/x").await, "a1");
 
     // Create a cluster with a backend, then a route to it appended after the catch-all.
@@ -166,7 +159,7 @@ async fn bad_changes_are_refused_with_the_loaders_error_and_change_nothing() {
     let dir = temp_dir("lifecycle-refusals");
     let (path, state) = (dir.path().join("config.yaml"), dir.path().join("state.json"));
     std::fs::write(&path, config(&a, &state, "")).expect("write config");
-    let d = start_file(&path, options()).await;
+    let d = start_file(&path, StartOptions::default()).await;
     let (_, before) = call(&d, "GET", "/api/v1/status", None).await;
 
     let raw = support::admin_raw(&d, "POST", "/api/v1/routes", Some("{ not json".into()), None, &[]).await;
@@ -268,7 +261,7 @@ async fn created_clusters_and_runtime_routes_survive_a_restart_and_a_reload() {
     let (path, state) = (dir.path().join("config.yaml"), dir.path().join("state.json"));
     let gone = "  gone:\n    backends: []\n";
     std::fs::write(&path, config(&a, &state, gone)).expect("write config");
-    let d = start_file(&path, options()).await;
+    let d = start_file(&path, StartOptions::default()).await;
     let create = json!({ "name": "b", "backends": [{ "name": "b1", "url": b.url() }] });
     assert_eq!(call(&d, "POST", "/api/v1/clusters", Some(create)).await.0, 201);
     let route = json!({ "index": 0, "path_prefix": "/b/", "cluster": "b" });
@@ -283,7 +276,7 @@ async fn created_clusters_and_runtime_routes_survive_a_restart_and_a_reload() {
     d.stop().await;
 
     // Restart: the created cluster, the route list and the deletion are restored.
-    let d = start_file(&path, options()).await;
+    let d = start_file(&path, StartOptions::default()).await;
     assert_eq!(route_list(&d).await, pairs(&[("/b/", "b"), ("/", "a")]));
     assert_eq!(served_by(&d, "/b/x").await, "b1");
     assert_eq!(call(&d, "GET", "/api/v1/clusters/gone", None).await.0, 404);

@@ -27,13 +27,6 @@ fn config(backend: &TestBackend, extra: &str, state: &std::path::Path) -> String
     )
 }
 
-fn options() -> StartOptions {
-    StartOptions {
-        handle_signals: false,
-        watch_config: false,
-    }
-}
-
 /// Asserts that `/` is answered by the maintenance 503 with `Retry-After: 7`, and that the
 /// backend saw none of it.
 async fn answers_maintenance(d: &Director, backend: &TestBackend) {
@@ -61,7 +54,7 @@ async fn a_disabled_cluster_answers_503_keeps_probing_and_the_switch_persists() 
 
     // Disabled in config.yaml.
     std::fs::write(&path, config(&backend, "    enabled: false\n", &state)).expect("write config");
-    let d = start_file(&path, options()).await;
+    let d = start_file(&path, StartOptions::default()).await;
     answers_maintenance(&d, &backend).await;
     assert_eq!(cluster_enabled(&d).await, json!(false));
     // Health checks keep running meanwhile.
@@ -75,7 +68,7 @@ async fn a_disabled_cluster_answers_503_keeps_probing_and_the_switch_persists() 
 
     // Enabled in config.yaml; switched off and on through the API.
     std::fs::write(&path, config(&backend, "", &state)).expect("write config");
-    let d = start_file(&path, options()).await;
+    let d = start_file(&path, StartOptions::default()).await;
     assert_eq!(cluster_enabled(&d).await, json!(true));
     assert_eq!(get(&d.target(), "/").await.text(), "b");
 
@@ -109,7 +102,7 @@ async fn a_disabled_cluster_answers_503_keeps_probing_and_the_switch_persists() 
     d.stop().await;
 
     // The runtime switch survives a restart (the state file is laid over config.yaml)...
-    let d = start_file(&path, options()).await;
+    let d = start_file(&path, StartOptions::default()).await;
     assert_eq!(cluster_enabled(&d).await, json!(false));
     answers_maintenance(&d, &backend).await;
 
