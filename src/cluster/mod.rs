@@ -24,6 +24,7 @@ pub mod health;
 pub mod health_monitor;
 pub mod health_probe;
 mod next_config;
+pub mod replica_share;
 pub mod scheduler;
 pub mod topology;
 

@@ -11,6 +11,7 @@ pub mod edit;
 mod load;
 pub mod model;
 pub mod overlay;
+pub mod overlay_merge;
 mod size;
 pub mod state_file;
 pub mod topology_edit;

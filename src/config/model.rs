@@ -21,6 +21,31 @@ pub struct Config {
     pub clusters: BTreeMap<String, ClusterConfig>,
     /// `haproxy_compat:` — HAProxy's stats and monitor URIs for HAProxy tooling.
     pub haproxy_compat: HaproxyCompatConfig,
+    /// `cluster_state:` — runtime state shared with other replicas; `None`: this replica's
+    /// runtime changes stay its own (the state file alone).
+    pub cluster_state: Option<ClusterStateConfig>,
+}
+
+/// `cluster_state:` — where replicas share their runtime changes and register themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStateConfig {
+    pub etcd: EtcdConfig,
+}
+
+/// `cluster_state.etcd:` — the etcd v3 cluster, reached through its JSON gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// `endpoints`: base URLs (`http://host:port`), tried in turn.
+    pub endpoints: Vec<String>,
+    /// `prefix`: the key prefix every replica of one deployment shares, without a trailing `/`.
+    pub prefix: String,
+    /// `lease_ttl` (default 5s): how long a replica that stopped renewing still counts.
+    pub lease_ttl: Duration,
+    /// `dial_timeout` (default 2s): connecting to etcd and waiting for an answer's head.
+    pub dial_timeout: Duration,
+    /// `replica_id`: this replica's name among the others; by default the host name and the
+    /// process id.
+    pub replica_id: Option<String>,
 }
 
 /// `haproxy_compat:` — where HAProxy's stats URI (CSV at `<stats_uri>;csv`, HTML at
