@@ -17,9 +17,10 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admin::live::{collector, persist, LiveStats};
-use crate::admin::{self, haproxy_compat, AdminState};
+use crate::admin::{self, haproxy_compat, AdminState, Replication};
 use crate::cluster::arbiters::Arbiters;
 use crate::cluster::cluster_actor::SharedClusters;
+use crate::cluster::director_actor::shared::AttachShared;
 use crate::cluster::director_actor::{ConfigStatus, DirectorActor, Reload, SharedStatus};
 use crate::cluster::SharedTopology;
 use crate::config::watcher::ConfigWatcher;
@@ -27,6 +28,7 @@ use crate::config::{is_local, Config, Document, ListenAddr, SharedAdmin, SharedH
 use crate::listener::{self, limits, GuardSettings, Listener, ServerOptions};
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::{handler, ProxyState};
+use crate::replicas::sync_actor::StateSync;
 
 /// Errors that stop director from starting.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +144,7 @@ pub fn start(document: Document, options: StartOptions) -> Result<Running, AppEr
         state_file: config.state_file.clone(),
         last_reload: None,
         state_file_error: None,
+        shared_state_error: None,
     }));
     let config_path = document.path.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -272,6 +275,7 @@ async fn serve(
     let admin_settings: SharedAdmin = Arc::new(ArcSwapOption::from(config.admin.clone().map(Arc::new)));
     let admin_options = admin_options(config);
     let history_file = config.state_file.as_deref().map(persist::path_beside);
+    let cluster_state = config.cluster_state.clone();
     let (topology, status) = (shared.topology.clone(), shared.status.clone());
     let clusters: SharedClusters = Arc::new(ArcSwap::from_pointee(BTreeMap::new()));
     let director_clusters = clusters.clone();
@@ -293,6 +297,15 @@ async fn serve(
         let _ = ready.send(Err("the director actor did not publish a topology".to_owned()));
         return Ok(());
     }
+    // Shared runtime state: its actor on a worker arbiter; the Director pushes to it.
+    let replication = cluster_state.map(|shared| {
+        let (sync, status) =
+            StateSync::start(shared.etcd, director.clone(), clusters.clone(), &arbiters.next());
+        director.do_send(AttachShared {
+            sync: sync.clone().recipient(),
+        });
+        Replication { status, sync }
+    });
     // The admin surface's state serves the admin listener and HAProxy's URIs on the proxy
     // listener (which a reload may switch on), so it exists with or without an admin listener.
     // Its live history is kept across restarts when there is a dashboard to show it; it is
@@ -314,7 +327,8 @@ async fn serve(
     );
     let kept_live = live.clone();
     let admin = AdminState::new(clusters, shared.status, director.clone(), admin_settings, live)
-        .with_haproxy_compat(haproxy_compat);
+        .with_haproxy_compat(haproxy_compat)
+        .with_replication(replication);
     let admin = web::Data::new(admin);
     let _ = front.0.set(admin.clone());
     let admin_server = match listeners.admin {

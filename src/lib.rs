@@ -14,6 +14,7 @@ pub mod demo;
 pub mod listener;
 pub mod proto;
 pub mod proxy;
+pub mod replicas;
 pub mod stats;
 pub mod transport;
 

@@ -326,6 +326,12 @@
     const stateFileError = document.getElementById('state-file-error');
     stateFileError.hidden = !s.state_file_error;
     setText(statusField('state_file_error'), s.state_file_error || '');
+
+    const shared = document.getElementById('cluster-state');
+    if (shared && s.cluster_state) {
+      shared.className = s.cluster_state.connected ? 'hint' : 'problem';
+      setText(statusField('cluster_state'), s.cluster_state.summary + (s.cluster_state.apply_error ? ` · ${s.cluster_state.apply_error}` : ''));
+    }
   }
 
   function updateBackendRow(row, b) {

@@ -58,6 +58,13 @@ async fn status(data: Data) -> ApiResult {
         "state_file": status.state_file,
         "state_file_error": status.state_file_error,
         "last_reload": status.last_reload,
+        "cluster_state": data.replication.as_ref().map(|r| {
+            let shared = r.status.load();
+            let mut view = json!(**shared);
+            view["summary"] = json!(shared.summary());
+            view["apply_error"] = json!(status.shared_state_error);
+            view
+        }),
     })))
 }
 

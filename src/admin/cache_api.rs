@@ -6,6 +6,9 @@
 //!   `{"prefix": "/static/", "host": "h"?}`, `{"tag": "t"}`: `{"purged": N}` objects;
 //! - `DELETE /api/v1/clusters/{c}/cache`: purge everything.
 //!
+//! With `cluster_state` configured, a purge is passed on to the other replicas (the answer
+//! then says `"shared": true`, or `false` while etcd is unreachable and the purge stays here).
+//!
 //! Settings change through `PATCH /api/v1/clusters/{c}` with `cache: {...}`, like every other
 //! cluster setting.
 
@@ -22,6 +25,7 @@ use crate::cache::key::normal_host;
 use crate::cache::{CacheSnapshot, PrimaryKey, Purge};
 use crate::cluster::ClusterHandle;
 use crate::proto::path;
+use crate::replicas::sync_actor::PublishPurge;
 
 type Data = web::Data<AdminState>;
 type ApiResult = Result<HttpResponse, ApiError>;
@@ -122,5 +126,14 @@ fn purged(data: &AdminState, name: &str, purge: Purge) -> ApiResult {
     };
     let n = cache.purge(&purge);
     log::info!("cluster '{name}': cache purge {purge:?} removed {n} object(s)");
-    Ok(HttpResponse::Ok().json(json!({ "purged": n })))
+    let Some(replication) = &data.replication else {
+        return Ok(HttpResponse::Ok().json(json!({ "purged": n })));
+    };
+    // The other replicas purge too; `shared` says whether etcd could be told.
+    let shared = replication.status.load().connected;
+    replication.sync.do_send(PublishPurge {
+        cluster: name.to_owned(),
+        purge,
+    });
+    Ok(HttpResponse::Ok().json(json!({ "purged": n, "shared": shared })))
 }

@@ -34,6 +34,8 @@ use crate::cluster::director_actor::{DirectorActor, SharedStatus};
 use crate::cluster::ClusterHandle;
 use crate::config::{AdminConfig, SharedAdmin, SharedHaproxyCompat};
 use crate::listener::{self, Listener, ServerOptions};
+use crate::replicas::sync_actor::StateSync;
+use crate::replicas::SharedReplication;
 use basic_auth::BasicAuth;
 use live::LiveStats;
 
@@ -59,6 +61,15 @@ pub struct AdminState {
     pub haproxy_compat: SharedHaproxyCompat,
     /// HTTP Basic verification of the stats users, shared by both listeners.
     pub basic_auth: BasicAuth,
+    /// The runtime state shared with other replicas, when `cluster_state` is configured.
+    pub replication: Option<Replication>,
+}
+
+/// This replica's link to the shared runtime state: its status, and where purges go.
+#[derive(Clone)]
+pub struct Replication {
+    pub status: SharedReplication,
+    pub sync: Addr<StateSync>,
 }
 
 impl AdminState {
@@ -80,7 +91,14 @@ impl AdminState {
             streams,
             haproxy_compat: SharedHaproxyCompat::default(),
             basic_auth: BasicAuth::default(),
+            replication: None,
         }
+    }
+
+    /// Reports on (and passes purges to) the shared runtime state.
+    pub fn with_replication(mut self, replication: Option<Replication>) -> Self {
+        self.replication = replication;
+        self
     }
 
     /// Serves HAProxy's URIs as `shared` says (default: `haproxy_compat`'s defaults).

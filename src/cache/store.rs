@@ -56,8 +56,9 @@ impl Lifecycle<Arc<str>, Arc<Entry>> for Evictions {
     }
 }
 
-/// What a purge removes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a purge removes (serialisable: replicas sharing runtime state pass purges on).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Purge {
     All,
     /// One primary key (every variant).

@@ -12,6 +12,9 @@
 //! - [`BackendChanged`] from a Backend actor: the cluster recomputes the slot table and root
 //!   capacity from scratch (never by deltas) and publishes.
 //!
+//! - [`SetShare`] from the Director actor when the number of live replicas sharing the
+//!   backends changes: each backend's slot takes this replica's share of its capacity.
+//!
 //! It never waits for another actor: everything it tells them goes by `do_send`.
 
 use std::collections::BTreeMap;
@@ -29,6 +32,7 @@ use super::backend_status::BackendStatus;
 use super::buckets::validate_tree;
 use super::classify::Classifier;
 use super::cluster_state::{BackendState, ClusterState, SettingsView};
+use super::replica_share::ReplicaShare;
 use super::topology::{ClusterHandle, ClusterSettings};
 use crate::config::{BackendConfig, BucketConfig, ClusterConfig, HealthConfig};
 
@@ -63,6 +67,11 @@ impl ApplyConfig {
         }
     }
 }
+
+/// Command: this replica's share of each backend's capacity is now this.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct SetShare(pub ReplicaShare);
 
 /// A running cluster: the data plane's handle and the address of the actor owning it.
 #[derive(Clone)]
@@ -120,6 +129,8 @@ pub struct ClusterActor {
     /// The cluster's configuration as it is now, runtime changes included.
     config: ClusterConfig,
     watch: Watch,
+    /// This replica's share of each backend's capacity.
+    share: ReplicaShare,
 }
 
 /// A backend created for a cluster before its actor runs.
@@ -136,7 +147,7 @@ const DRAIN_CHECK: Duration = Duration::from_millis(50);
 impl ClusterActor {
     /// Creates the cluster's backends and publishes them to the handle at once, so the
     /// topology is complete before any actor has started.
-    pub fn prepare(handle: &ClusterHandle, config: &ClusterConfig) -> Vec<Prepared> {
+    pub fn prepare(handle: &ClusterHandle, config: &ClusterConfig, share: ReplicaShare) -> Vec<Prepared> {
         let prepared: Vec<Prepared> = config
             .backends
             .iter()
@@ -155,7 +166,7 @@ impl ClusterActor {
         handle.admission.configure(admission);
         handle.configure_cache(&config.cache);
         apply_buckets(handle, &config.buckets, config.default_bucket.as_deref());
-        publish(handle, prepared.iter().map(|p| (&p.backend, &p.status)));
+        publish(handle, share, prepared.iter().map(|p| (&p.backend, &p.status)));
         handle
             .statuses
             .store(Arc::new(prepared.iter().map(|p| p.status.clone()).collect()));
@@ -168,6 +179,7 @@ impl ClusterActor {
         config: &ClusterConfig,
         prepared: Vec<Prepared>,
         arbiters: &Arbiters,
+        share: ReplicaShare,
     ) -> RunningCluster {
         let watch = Watch {
             health: config.health.clone(),
@@ -199,6 +211,7 @@ impl ClusterActor {
                 draining: Vec::new(),
                 config,
                 watch,
+                share,
             };
             Context::with_receiver(rx).run(actor);
         });
@@ -233,7 +246,11 @@ impl ClusterActor {
         self.change_members(&new, operator_set_enabled, watch_changed, me);
         log::info!("cluster '{}': configuration applied", self.handle.name);
         self.config = new;
-        publish(&self.handle, self.members.iter().map(|m| (&m.backend, &m.status)));
+        publish(
+            &self.handle,
+            self.share,
+            self.members.iter().map(|m| (&m.backend, &m.status)),
+        );
         self.publish_statuses();
         self.reap_drained();
         Ok(())
@@ -388,9 +405,11 @@ fn contains_bucket(buckets: &[BucketConfig], name: &str) -> bool {
         .any(|b| b.name == name || contains_bucket(&b.children, name))
 }
 
-/// Pushes a member list to the handle: readers' list and the admission slot table.
+/// Pushes a member list to the handle: readers' list and the admission slot table, each
+/// backend with this replica's `share` of its capacity (none at all is a slot out of service).
 fn publish<'a>(
     handle: &ClusterHandle,
+    share: ReplicaShare,
     members: impl Iterator<Item = (&'a Arc<Backend>, &'a BackendStatus)> + Clone,
 ) {
     handle
@@ -401,11 +420,13 @@ fn publish<'a>(
         .map(|(backend, status)| {
             backend.conns.set_limit(status.capacity);
             backend.conns.set_idle_timeout(keep_alive);
+            let capacity = share.of(status.capacity);
+            let none_here = capacity == 0 && status.capacity != 0;
             SlotSpec {
                 backend: backend.clone(),
                 role: status.role,
-                capacity: status.capacity,
-                usable: status.usable(),
+                capacity,
+                usable: status.usable() && !none_here,
                 healthy: status.healthy(),
             }
         })
@@ -432,6 +453,21 @@ impl Handler<ApplyConfig> for ClusterActor {
     }
 }
 
+impl Handler<SetShare> for ClusterActor {
+    type Result = ();
+
+    fn handle(&mut self, SetShare(share): SetShare, _: &mut Context<Self>) {
+        if share != self.share {
+            self.share = share;
+            publish(
+                &self.handle,
+                share,
+                self.members.iter().map(|m| (&m.backend, &m.status)),
+            );
+        }
+    }
+}
+
 impl Handler<BackendChanged> for ClusterActor {
     type Result = ();
 
@@ -446,7 +482,11 @@ impl Handler<BackendChanged> for ClusterActor {
             ) != (status.role, status.capacity, status.usable(), status.healthy());
             m.status = status;
             if reshape {
-                publish(&self.handle, self.members.iter().map(|m| (&m.backend, &m.status)));
+                publish(
+                    &self.handle,
+                    self.share,
+                    self.members.iter().map(|m| (&m.backend, &m.status)),
+                );
             }
             self.publish_statuses();
         }

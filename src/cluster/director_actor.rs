@@ -14,6 +14,10 @@
 //! then applied as a diff: clusters get [`ApplyConfig`] by message, never awaited (unchanged
 //! backends keep their health, counters and connections; removed ones drain), new clusters
 //! start, removed ones drain, and a new topology with the new routes is published.
+//!
+//! With `cluster_state` configured, the runtime changes are also shared with the other
+//! replicas (see [`shared`]): a local change is pushed after it is adopted, and the shared
+//! overlay, as it changes, is adopted like a reload adopts the state file.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,6 +34,7 @@ use super::arbiters::Arbiters;
 use super::cluster_actor::{ApplyConfig, ClusterActor, RunningCluster, SharedClusters};
 pub use super::next_config::ChangeError;
 use super::next_config::{edited, off_worker, reread, reshaped, restore, save_state, NextConfig};
+use super::replica_share::ReplicaShare;
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
 use crate::config::edit::ClusterEdit;
 use crate::config::overlay::{self, Overlay};
@@ -41,6 +46,8 @@ use crate::config::{
     PassiveHealthConfig, Role, RouteConfig, RouteTarget, SchedulerKind,
 };
 
+pub mod shared;
+
 /// What `/api/v1/status` reports about the configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfigStatus {
@@ -51,6 +58,9 @@ pub struct ConfigStatus {
     pub last_reload: Option<ReloadOutcome>,
     /// A problem with the state file (unreadable, corrupt, unwritable), if the last use had one.
     pub state_file_error: Option<String>,
+    /// Why the last runtime changes shared by the other replicas were not applied here (they
+    /// don't fit this replica's `config.yaml`), if they weren't.
+    pub shared_state_error: Option<String>,
 }
 
 /// The result of the last reload.
@@ -118,6 +128,10 @@ pub struct DirectorActor {
     admin: SharedAdmin,
     /// The `haproxy_compat` settings, swapped on reload (see [`Self::with_haproxy_compat`]).
     haproxy_compat: Option<SharedHaproxyCompat>,
+    /// Where the runtime changes are shared with other replicas, once attached.
+    shared: Option<shared::SharedLink>,
+    /// This replica's share of each backend's capacity (the whole while it is alone).
+    share: ReplicaShare,
 }
 
 impl DirectorActor {
@@ -147,6 +161,8 @@ impl DirectorActor {
             published: Some(published),
             admin: SharedAdmin::default(),
             haproxy_compat: None,
+            shared: None,
+            share: ReplicaShare::default(),
         }
     }
 
@@ -260,8 +276,8 @@ impl DirectorActor {
 
     fn start_cluster(&self, name: &str, config: &ClusterConfig) -> RunningCluster {
         let handle = ClusterHandle::new(name, config);
-        let prepared = ClusterActor::prepare(&handle, config);
-        ClusterActor::start(handle, config, prepared, &self.arbiters)
+        let prepared = ClusterActor::prepare(&handle, config, self.share);
+        ClusterActor::start(handle, config, prepared, &self.arbiters, self.share)
     }
 
     /// Takes over a configuration worked out off the worker, records how writing the state
@@ -436,6 +452,9 @@ impl Handler<Reload> for DirectorActor {
             });
             match done {
                 Ok((next, saved)) => {
+                    if next.config.cluster_state != act.config.cluster_state {
+                        log::warn!("cluster_state changed in {shown}; it takes effect at the next restart");
+                    }
                     config::publish_reloaded_admin(&act.admin, next.config.admin.as_ref());
                     if let Some(shared) = &act.haproxy_compat {
                         shared.store(Arc::new(next.config.haproxy_compat.clone()));
@@ -524,6 +543,7 @@ impl DirectorActor {
                 .as_ref()
                 .map(|(cluster, backend)| (cluster.as_str(), backend.as_str()));
             act.adopt(next, saved, operator);
+            act.push_shared();
             Ok(act.status.load().generation)
         })))
     }

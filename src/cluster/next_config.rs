@@ -90,6 +90,41 @@ pub(super) fn restore(path: &Path, yaml: Value) -> Result<NextConfig, String> {
     })
 }
 
+/// Lays `merged` (the shared runtime changes, with this replica's unshared ones over them)
+/// over `yaml` and validates the result; when only this replica's part makes it invalid,
+/// `theirs` (the shared overlay alone) is tried. `Err`: neither fits, the last good state
+/// stays. Validates whole documents: call it off the worker.
+pub(super) fn shared_overlay(yaml: &Value, merged: Overlay, theirs: &Overlay) -> Result<NextConfig, String> {
+    let document = merged.apply(yaml);
+    let errors = match config::load_value(document.clone()) {
+        Ok(config) => {
+            return Ok(NextConfig {
+                yaml: None,
+                document,
+                config,
+                overlay: merged,
+            })
+        }
+        Err(errors) => errors,
+    };
+    if &merged != theirs {
+        log::warn!("this replica's runtime changes no longer fit the shared ones and are dropped:\n{errors}");
+        let document = theirs.apply(yaml);
+        if let Ok(config) = config::load_value(document.clone()) {
+            return Ok(NextConfig {
+                yaml: None,
+                document,
+                config,
+                overlay: theirs.clone(),
+            });
+        }
+    }
+    let problem =
+        format!("the runtime changes shared by the other replicas don't fit this config.yaml and are not applied:\n{errors}");
+    log::error!("{problem}");
+    Err(problem)
+}
+
 /// Reads `config.yaml` at `path` and lays `overlay` over it (file I/O: call it off the
 /// worker). When only the runtime changes no longer fit the file, the file wins and they
 /// are dropped.

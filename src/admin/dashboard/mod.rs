@@ -97,7 +97,8 @@ async fn overview(data: Data) -> HttpResponse {
     let routes = data.director.send(GetRoutes).await.unwrap_or_default();
     let page = OverviewPage {
         layout: layout(&data, "overview"),
-        status: StatusView::new(&data.status.load(), data.started.elapsed(), now),
+        status: StatusView::new(&data.status.load(), data.started.elapsed(), now)
+            .with_replication(data.replication.as_ref().map(|r| r.status.load_full()).as_deref()),
         clusters,
         direct_routes,
         routes: RouteView::list(&routes),

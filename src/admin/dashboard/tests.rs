@@ -53,6 +53,7 @@ async fn admin_state(token: Option<&str>) -> web::Data<AdminState> {
         state_file: None,
         last_reload: None,
         state_file_error: None,
+        shared_state_error: None,
     }));
     let arbiters = Arbiters::new(vec![Arbiter::current()]);
     let (published, is_published) = oneshot::channel();
@@ -367,6 +368,7 @@ fn overview_escapes_names_from_configuration_and_state() {
         state_file: None,
         last_reload: None,
         state_file_error: Some("<img src=x onerror=alert(2)>".to_owned()),
+        shared_state_error: None,
     };
     status.last_reload = Some(crate::cluster::director_actor::ReloadOutcome {
         at: 0.0,

@@ -13,6 +13,7 @@ use crate::cluster::backend_status::{role_name, BackendStatus};
 use crate::cluster::cluster_state::{BackendState, CacheSettingsView, ClusterState, SettingsView};
 use crate::cluster::director_actor::ConfigStatus;
 use crate::cluster::health::Health;
+use crate::replicas::ReplicationStatus;
 
 /// Shown for a value that does not exist (no requests, no probe yet).
 pub const NONE: &str = "–";
@@ -26,6 +27,8 @@ pub struct StatusView {
     pub state_file: String,
     pub state_file_error: Option<String>,
     pub reload: ReloadView,
+    /// The shared runtime state, when configured: connected, and its one-line summary.
+    pub cluster_state: Option<(bool, String)>,
 }
 
 /// The last reload's result.
@@ -132,7 +135,14 @@ impl StatusView {
             state_file: path(&status.state_file),
             state_file_error: status.state_file_error.clone(),
             reload: ReloadView::new(status, now),
+            cluster_state: None,
         }
+    }
+
+    /// Adds the shared runtime state's line.
+    pub fn with_replication(mut self, replication: Option<&ReplicationStatus>) -> StatusView {
+        self.cluster_state = replication.map(|r| (r.connected, r.summary()));
+        self
     }
 }
 
