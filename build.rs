@@ -6,7 +6,9 @@
 //! - Chromium (/usr/bin/chromium) and chromedriver (on PATH or in /usr/bin): sets
 //!   `cfg(has_chromium)`, `DIRECTOR_TEST_CHROMIUM` and `DIRECTOR_TEST_CHROMEDRIVER`;
 //! - Prometheus' haproxy_exporter (`prometheus-haproxy-exporter` on PATH), a real HAProxy CSV
-//!   consumer: sets `cfg(has_haproxy_exporter)` and `DIRECTOR_TEST_HAPROXY_EXPORTER`.
+//!   consumer: sets `cfg(has_haproxy_exporter)` and `DIRECTOR_TEST_HAPROXY_EXPORTER`;
+//! - etcd (`etcd` on PATH or /usr/bin/etcd, Debian's `etcd-server`), for the replicas sharing
+//!   runtime state: sets `cfg(has_etcd)` and `DIRECTOR_TEST_ETCD`.
 //!
 //! With `DIRECTOR_REQUIRE_ALL` set (to anything but empty or `0`; CI sets it), a missing tool
 //! fails the build instead. `DIRECTOR_TESTS_WITHOUT` (e.g. `php-fpm,chromium`) pretends the
@@ -26,6 +28,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(has_php_fpm)");
     println!("cargo::rustc-check-cfg=cfg(has_chromium)");
     println!("cargo::rustc-check-cfg=cfg(has_haproxy_exporter)");
+    println!("cargo::rustc-check-cfg=cfg(has_etcd)");
 
     let path_dirs: Vec<PathBuf> = env::var_os("PATH")
         .map(|p| env::split_paths(&p).collect())
@@ -52,6 +55,9 @@ fn main() {
         .or_else(|| file("/usr/bin/chromedriver"))
         .filter(|_| !hidden("chromium"));
     let haproxy_exporter = on_path("prometheus-haproxy-exporter").filter(|_| !hidden("haproxy-exporter"));
+    let etcd = on_path("etcd")
+        .or_else(|| file("/usr/bin/etcd"))
+        .filter(|_| !hidden("etcd"));
 
     let mut missing = Vec::new();
     match &php_fpm {
@@ -71,6 +77,10 @@ fn main() {
     match &haproxy_exporter {
         Some(bin) => found("has_haproxy_exporter", &[("DIRECTOR_TEST_HAPROXY_EXPORTER", bin)]),
         None => missing.push("haproxy_exporter (apt-get install prometheus-haproxy-exporter)"),
+    }
+    match &etcd {
+        Some(bin) => found("has_etcd", &[("DIRECTOR_TEST_ETCD", bin)]),
+        None => missing.push("etcd (apt-get install etcd-server)"),
     }
 
     let required = env::var("DIRECTOR_REQUIRE_ALL").is_ok_and(|v| !v.is_empty() && v != "0");

@@ -31,6 +31,7 @@ mod lifecycle;
 mod live_history;
 mod maintenance;
 mod reload;
+mod replicas;
 mod request_ids;
 mod road_warrior;
 mod sendfile;
