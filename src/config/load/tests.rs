@@ -334,7 +334,7 @@ fn unknown_keys() {
     let (_, message) = one_error(&format!("{MINIMAL}cache: {{}}\n"));
     assert_eq!(
         message,
-        "unknown key (expected one of: proxy, admin, state_file, access_log, routes, clusters, haproxy_compat)"
+        "unknown key (expected one of: proxy, admin, state_file, access_log, routes, clusters, haproxy_compat, cluster_state)"
     );
     assert_eq!(
         one_error("proxy: { listen: \"127.0.0.1:0\", threads: 2 }\n").0,
