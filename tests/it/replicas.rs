@@ -5,7 +5,7 @@
 //! One scenario, in order (each phase starts from the state the previous one left):
 //! 1. a backend disabled through replica A stops receiving traffic from B and C within 1 s;
 //! 2. a backend added through B serves traffic from all three (and goes again, removed
-//!    through C);
+//!    through C); a cache purge through A empties the caches of B and C within 1 s;
 //! 3. capacity 6 split over three replicas (2 each): under load through all three the backend
 //!    never sees more than 6 requests at once;
 //! 4. replica C killed: once its lease expires A and B re-split to 3 + 3;
@@ -119,10 +119,12 @@ mod with_etcd {
                  state_file: \"{state}\"\n\
                  cluster_state:\n  etcd: {{ endpoints: [\"{etcd}\"], prefix: /director/test, \
                  lease_ttl: 2s, dial_timeout: 500ms, replica_id: {name} }}\n\
-                 routes:\n  - {{ path_prefix: \"/\", cluster: c }}\n\
-                 clusters:\n  c:\n    scheduler: rr\n    queue_limit: 100\n    queue_timeout: 30s\n    backends:\n",
+                 routes:\n  - {{ path_prefix: \"/cacheable\", cluster: k }}\n  - {{ path_prefix: \"/\", cluster: c }}\n\
+                 clusters:\n  k:\n    cache: {{ enabled: true }}\n    backends: [{{ name: a, url: \"{a}\" }}]\n\
+                 \x20 c:\n    scheduler: rr\n    queue_limit: 100\n    queue_timeout: 30s\n    backends:\n",
                 state = dir.join(format!("{name}-state.json")).display(),
                 etcd = etcd.url(),
+                a = backends[0].url(),
             );
             for b in backends {
                 yaml.push_str(&format!(
@@ -280,6 +282,30 @@ mod with_etcd {
             r.backend("n").await.is_none()
         })
         .await;
+
+        // A cache purge through A empties the caches of B and C.
+        let objects = async |r: &Replica| {
+            let (status, body) = r.api("GET", "/api/v1/clusters/k/cache", None).await;
+            assert_eq!(status, 200, "{body}");
+            body["objects"].as_u64().unwrap_or(0)
+        };
+        for r in all {
+            assert_eq!(get(&r.proxy, "/cacheable").await.status, 200);
+            wait_until(format!("an object in {}'s cache", r.name), async || {
+                objects(r).await == 1
+            })
+            .await;
+        }
+        let (status, body) = ra
+            .api(
+                "POST",
+                "/api/v1/clusters/k/cache/purge",
+                Some(json!({ "all": true })),
+            )
+            .await;
+        assert_eq!((status, &body["shared"]), (200, &json!(true)), "{body}");
+        let since = Instant::now();
+        everywhere_within_a_second("the purge", since, &[&rb, &rc], async |r| objects(r).await == 0).await;
 
         // 3. Capacity 6 over three replicas: 2 each, and never more than 6 at the backend.
         for r in all {
