@@ -28,6 +28,7 @@ use crate::config::{is_local, Config, Document, ListenAddr, SharedAdmin, SharedH
 use crate::listener::{self, limits, GuardSettings, Listener, ServerOptions};
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::{handler, ProxyState};
+use crate::replicas;
 use crate::replicas::sync_actor::StateSync;
 
 /// Errors that stop director from starting.
@@ -297,10 +298,14 @@ async fn serve(
         let _ = ready.send(Err("the director actor did not publish a topology".to_owned()));
         return Ok(());
     }
-    // Shared runtime state: its actor on a worker arbiter; the Director pushes to it.
+    // Shared runtime state: its actor on a worker arbiter; the Director pushes to it. Its
+    // lease is revoked once the server has stopped.
+    let mut leaving = None;
     let replication = cluster_state.map(|shared| {
+        let etcd = shared.etcd;
         let (sync, status) =
-            StateSync::start(shared.etcd, director.clone(), clusters.clone(), &arbiters.next());
+            StateSync::start(etcd.clone(), director.clone(), clusters.clone(), &arbiters.next());
+        leaving = Some((status.clone(), etcd));
         director.do_send(AttachShared {
             sync: sync.clone().recipient(),
         });
@@ -350,6 +355,9 @@ async fn serve(
     }));
     let stopped = running.await.map_err(io::Error::other);
     kept_live.save().await;
+    if let Some((status, etcd)) = leaving {
+        replicas::leave(&status, &etcd).await;
+    }
     stopped?
 }
 

@@ -27,6 +27,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::cluster::replica_share::ReplicaShare;
+use crate::config::EtcdConfig;
 
 /// What `GET /api/v1/status` and the dashboard show about the shared state.
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +48,9 @@ pub struct ReplicationStatus {
     pub share: ReplicaShare,
     /// The etcd revision of the shared state last applied (0: none shared yet).
     pub revision: i64,
+    /// This replica's lease, once granted (revoked when the process stops: see [`leave`]).
+    #[serde(skip)]
+    pub lease: Option<i64>,
 }
 
 impl ReplicationStatus {
@@ -76,6 +80,21 @@ impl ReplicationStatus {
 
 /// Written by the [`StateSync`](sync_actor::StateSync) actor, read by the admin surface.
 pub type SharedReplication = Arc<ArcSwap<ReplicationStatus>>;
+
+/// Revokes this replica's lease as the process stops gracefully, so its registration goes at
+/// once and the others take its capacity share back without waiting `lease_ttl`. Called
+/// after the workers (and the StateSync actor on one of them) have stopped, with a client of
+/// its own; a failure only means the lease expires by itself.
+pub async fn leave(status: &SharedReplication, config: &EtcdConfig) {
+    let Some(lease) = status.load().lease else {
+        return;
+    };
+    let client = etcd::Etcd::new(config.endpoints.clone(), config.dial_timeout);
+    match client.revoke(lease).await {
+        Ok(()) => log::info!("cluster_state: left (lease revoked)"),
+        Err(e) => log::warn!("cluster_state: could not revoke the lease ({e}); it expires by itself"),
+    }
+}
 
 /// This replica's id when `replica_id` is not configured: the host name and the process id
 /// (unique on a host; a Kubernetes pod's host name is its name).

@@ -98,6 +98,7 @@ impl StateSync {
             replicas: vec![id.clone()],
             share: ReplicaShare::default(),
             revision: 0,
+            lease: None,
         }));
         let shared = status.clone();
         let addr = StateSync::start_in_arbiter(arbiter, move |_| StateSync {
@@ -185,7 +186,10 @@ impl StateSync {
             }),
         }
         self.share_changed();
-        self.update_status(|s| s.connected = true);
+        self.update_status(|s| {
+            s.connected = true;
+            s.lease = Some(lease);
+        });
         let (etcd, addr, session, prefix) = (self.etcd.clone(), ctx.address(), self.session, self.key(""));
         let watching = async move {
             etcd.watch(&prefix, revision + 1, |events| {

@@ -11,7 +11,8 @@
 //! 4. replica C killed: once its lease expires A and B re-split to 3 + 3;
 //! 5. etcd stopped: A and B keep serving and report it in `/api/v1/status` and on the
 //!    dashboard; a change made through A meanwhile applies on A;
-//! 6. etcd back: both reconnect, and A's change reaches B (pushed on the resynchronisation).
+//! 6. etcd back: both reconnect, and A's change reaches B (pushed on the resynchronisation);
+//! 7. B stopped gracefully (SIGTERM) revokes its lease: A takes the whole capacity at once.
 //!
 //! Needs etcd: ignored (with the reason) when it is not installed, unless
 //! `DIRECTOR_REQUIRE_ALL` is set, which makes the build fail instead.
@@ -451,6 +452,16 @@ mod with_etcd {
             rb.served_by().await;
         }
         assert!(b.hits() > hits, "B does not send to b again");
+
+        // B stopping gracefully revokes its lease: A takes the whole capacity at once, not
+        // after lease_ttl (2 s). Backends a and b, 6 each: 3 + 3 here while B is there.
+        assert_eq!(ra.cluster().await["capacity"], 6);
+        rb.binary.signal("-TERM");
+        let since = Instant::now();
+        everywhere_within_a_second("B's share back to A", since, &[&ra], async |r| {
+            r.cluster().await["capacity"] == 12
+        })
+        .await;
         drop(ra.binary);
         drop(rb.binary);
     }
