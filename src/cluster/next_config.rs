@@ -204,3 +204,42 @@ pub(super) fn reshaped(
         overlay,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn yaml() -> Value {
+        json!({ "proxy": { "listen": ["127.0.0.1:0"] },
+                "routes": [{ "path_prefix": "/", "cluster": "c" }],
+                "clusters": { "c": { "backends": [{ "name": "a", "url": "http://127.0.0.1:1" }] } } })
+    }
+
+    #[test]
+    fn a_shared_overlay_that_does_not_fit_is_refused_and_this_replicas_part_dropped_first() {
+        let yaml = yaml();
+        // Valid: another replica's queue_limit.
+        let mut theirs = Overlay::default();
+        theirs.record(
+            "c",
+            overlay::cluster_of(&yaml, "c"),
+            Some(json!({ "queue_limit": 5, "backends": [{ "name": "a", "url": "http://127.0.0.1:1" }] })),
+        );
+        // This replica's part routes to a cluster its file doesn't have.
+        let mut merged = theirs.clone();
+        merged.record_routes(
+            overlay::routes_of(&yaml),
+            vec![json!({ "path_prefix": "/", "cluster": "nowhere" })],
+        );
+        let next = shared_overlay(&yaml, merged.clone(), &theirs).expect("theirs fits");
+        assert_eq!(next.overlay, theirs);
+        assert_eq!(next.config.clusters["c"].queue_limit, 5);
+        // Nothing fits: refused, with a reason for the status.
+        let Err(problem) = shared_overlay(&yaml, merged.clone(), &merged) else {
+            panic!("an overlay routing to a missing cluster was accepted");
+        };
+        assert!(problem.contains("nowhere"), "{problem}");
+    }
+}

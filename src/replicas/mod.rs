@@ -78,6 +78,39 @@ impl ReplicationStatus {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_says_what_this_replica_serves_with() {
+        let mut status = ReplicationStatus {
+            backend: "etcd",
+            endpoints: vec!["http://e:2379".into()],
+            prefix: "/d/shop".into(),
+            replica_id: "b".into(),
+            connected: true,
+            last_error: None,
+            replicas: vec!["a".into(), "b".into()],
+            share: ReplicaShare { rank: 1, count: 2 },
+            revision: 12,
+            lease: Some(7),
+        };
+        assert_eq!(
+            status.summary(),
+            "etcd /d/shop: connected as b · 2 replicas, this one 2 of 2 · revision 12"
+        );
+        status.connected = false;
+        status.last_error = Some("refused".into());
+        assert_eq!(
+            status.summary(),
+            "etcd /d/shop: unreachable (refused) · serving with the last state (revision 12) and 2 replicas, this one 2 of 2"
+        );
+        let json = serde_json::to_value(&status).expect("serializes");
+        assert!(json.get("lease").is_none(), "the lease id is no one's business");
+    }
+}
+
 /// Written by the [`StateSync`](sync_actor::StateSync) actor, read by the admin surface.
 pub type SharedReplication = Arc<ArcSwap<ReplicationStatus>>;
 

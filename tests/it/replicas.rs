@@ -5,7 +5,8 @@
 //! One scenario, in order (each phase starts from the state the previous one left):
 //! 1. a backend disabled through replica A stops receiving traffic from B and C within 1 s;
 //! 2. a backend added through B serves traffic from all three (and goes again, removed
-//!    through C); a cache purge through A empties the caches of B and C within 1 s;
+//!    through C); changes made through A and B at the same moment both survive; a cache
+//!    purge through A empties the caches of B and C within 1 s;
 //! 3. capacity 6 split over three replicas (2 each): under load through all three the backend
 //!    never sees more than 6 requests at once;
 //! 4. replica C killed: once its lease expires A and B re-split to 3 + 3;
@@ -283,6 +284,31 @@ mod with_etcd {
             r.backend("n").await.is_none()
         })
         .await;
+
+        // Changes made through A and B at the same moment both survive: the one whose
+        // compare-and-swap lost merges its change into the newer state and writes again.
+        let settings = async |r: &Replica| {
+            let (status, body) = r.api("GET", "/api/v1/clusters/k", None).await;
+            assert_eq!(status, 200, "{body}");
+            (
+                body["settings"]["queue_limit"].clone(),
+                body["settings"]["retry_after"].clone(),
+            )
+        };
+        let (from_a, from_b) = tokio::join!(
+            ra.api("PATCH", "/api/v1/clusters/k", Some(json!({ "queue_limit": 7 }))),
+            rb.api("PATCH", "/api/v1/clusters/k", Some(json!({ "retry_after": 9 }))),
+        );
+        assert_eq!((from_a.0, from_b.0), (200, 200), "{from_a:?} {from_b:?}");
+        for r in all {
+            wait_until(format!("both concurrent changes on {}", r.name), async || {
+                let seen = settings(r).await;
+                (seen == (json!(7), json!(9)))
+                    .then_some(())
+                    .ok_or(format!("{seen:?}"))
+            })
+            .await;
+        }
 
         // A cache purge through A empties the caches of B and C.
         let objects = async |r: &Replica| {
