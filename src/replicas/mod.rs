@@ -78,6 +78,35 @@ impl ReplicationStatus {
     }
 }
 
+/// Written by the [`StateSync`](sync_actor::StateSync) actor, read by the admin surface.
+pub type SharedReplication = Arc<ArcSwap<ReplicationStatus>>;
+
+/// Revokes this replica's lease as the process stops gracefully, so its registration goes at
+/// once and the others take its capacity share back without waiting `lease_ttl`. Called
+/// after the workers (and the StateSync actor on one of them) have stopped, with a client of
+/// its own; a failure only means the lease expires by itself.
+pub async fn leave(status: &SharedReplication, config: &EtcdConfig) {
+    let Some(lease) = status.load().lease else {
+        return;
+    };
+    let client = etcd::Etcd::new(config.endpoints.clone(), config.dial_timeout);
+    match client.revoke(lease).await {
+        Ok(()) => log::info!("cluster_state: left (lease revoked)"),
+        Err(e) => log::warn!("cluster_state: could not revoke the lease ({e}); it expires by itself"),
+    }
+}
+
+/// This replica's id when `replica_id` is not configured: the host name and the process id
+/// (unique on a host; a Kubernetes pod's host name is its name).
+pub fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "director".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,33 +138,4 @@ mod tests {
         let json = serde_json::to_value(&status).expect("serializes");
         assert!(json.get("lease").is_none(), "the lease id is no one's business");
     }
-}
-
-/// Written by the [`StateSync`](sync_actor::StateSync) actor, read by the admin surface.
-pub type SharedReplication = Arc<ArcSwap<ReplicationStatus>>;
-
-/// Revokes this replica's lease as the process stops gracefully, so its registration goes at
-/// once and the others take its capacity share back without waiting `lease_ttl`. Called
-/// after the workers (and the StateSync actor on one of them) have stopped, with a client of
-/// its own; a failure only means the lease expires by itself.
-pub async fn leave(status: &SharedReplication, config: &EtcdConfig) {
-    let Some(lease) = status.load().lease else {
-        return;
-    };
-    let client = etcd::Etcd::new(config.endpoints.clone(), config.dial_timeout);
-    match client.revoke(lease).await {
-        Ok(()) => log::info!("cluster_state: left (lease revoked)"),
-        Err(e) => log::warn!("cluster_state: could not revoke the lease ({e}); it expires by itself"),
-    }
-}
-
-/// This replica's id when `replica_id` is not configured: the host name and the process id
-/// (unique on a host; a Kubernetes pod's host name is its name).
-pub fn default_replica_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "director".to_owned());
-    format!("{host}-{}", std::process::id())
 }
