@@ -27,6 +27,7 @@ use super::duration::DurationValue;
 use super::model::Config;
 
 pub(super) mod admin;
+mod backend_tls;
 mod buckets;
 mod cache;
 mod fastcgi;

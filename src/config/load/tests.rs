@@ -10,6 +10,7 @@ use super::*;
 use crate::config::model::*;
 
 mod admin_section;
+mod backend_tls;
 mod buckets;
 mod client_facing;
 mod fastcgi;
@@ -62,6 +63,7 @@ fn tcp(host: &str, port: u16, text: &str) -> BackendUrl {
             host: host.to_owned(),
             port,
         },
+        tls: false,
         text: text.to_owned(),
     }
 }
@@ -135,6 +137,7 @@ clusters:
                 cache: CacheConfig::default(),
                 fastcgi: None,
                 timeouts: RouteTimeouts::default(),
+                tls: None,
             },
             RouteConfig {
                 host: None,
@@ -143,6 +146,7 @@ clusters:
                 cache: CacheConfig::default(),
                 fastcgi: None,
                 timeouts: RouteTimeouts::default(),
+                tls: None,
             },
         ]
     );
@@ -168,12 +172,14 @@ clusters:
                 fastcgi: None,
                 health: None,
                 terminate_protection: false,
+                tls: None,
             },
             BackendConfig {
                 name: "app02".to_owned(),
                 url: BackendUrl {
                     protocol: Protocol::Http,
                     endpoint: Endpoint::Unix(PathBuf::from("/run/app02.sock")),
+                    tls: false,
                     text: "http+unix:///run/app02.sock".to_owned(),
                 },
                 capacity: 8,
@@ -182,6 +188,7 @@ clusters:
                 fastcgi: None,
                 health: None,
                 terminate_protection: false,
+                tls: None,
             },
             BackendConfig {
                 name: "app03".to_owned(),
@@ -192,6 +199,7 @@ clusters:
                 fastcgi: None,
                 health: None,
                 terminate_protection: false,
+                tls: None,
             },
         ]
     );
@@ -345,7 +353,7 @@ fn unknown_keys() {
 #[test]
 fn three_mistakes_three_errors() {
     let e = errors(&format!(
-        "{MINIMAL}routes:\n  - {{ cluster: shopp }}\nclusters:\n  shop:\n    scheduler: random\n    backends:\n      - {{ name: a, url: \"http://h:1\" }}\n      - {{ name: b, url: \"https://h:2\" }}\n"
+        "{MINIMAL}routes:\n  - {{ cluster: shopp }}\nclusters:\n  shop:\n    scheduler: random\n    backends:\n      - {{ name: a, url: \"http://h:1\" }}\n      - {{ name: b, url: \"ftp://h:2\" }}\n"
     ));
     assert_eq!(
         e,
@@ -360,7 +368,8 @@ fn three_mistakes_three_errors() {
             ),
             (
                 "clusters.shop.backends[1].url".to_owned(),
-                "https backends are not supported".to_owned()
+                "unsupported URL scheme `ftp` (expected http, https, http+unix, fastcgi or fastcgi+unix)"
+                    .to_owned()
             ),
         ]
     );
