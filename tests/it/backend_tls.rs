@@ -186,6 +186,12 @@ async fn a_tls_connection_the_backend_closed_while_idle_is_not_reused() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.text(), "i POST /second host=test.local");
     assert_eq!(b.handshakes(), 2, "a new connection for the second request");
+    // A close_notify is a close, not bytes nobody asked for: the backend's connections are
+    // still reused.
+    for _ in 0..2 {
+        assert_eq!(get(&d.target(), "/again").await.status, 200);
+    }
+    assert_eq!(b.handshakes(), 2, "the new connection is reused");
     d.settled("c").await;
     d.stop().await;
 }
