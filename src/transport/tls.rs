@@ -84,3 +84,114 @@ impl Read for NonBlocking<'_> {
         self.0.try_read(buf)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::config::BackendTlsSettings;
+
+    /// A TLS 1.3 server connection and director's client side of it, handshake done.
+    async fn pair() -> (
+        tokio_rustls::server::TlsStream<TcpStream>,
+        TlsStream,
+        tempfile::TempDir,
+    ) {
+        let dir = crate::test_util::temp_dir("tls-idle");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["backend.test".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, cert.pem()).expect("write");
+        let server =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![cert.der().clone()],
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+                )
+                .expect("server config");
+        let settings = BackendTlsSettings {
+            ca: Some(ca),
+            server_name: Some("backend.test".to_owned()),
+            client_cert: None,
+            client_key: None,
+            verify: true,
+        };
+        let tls = BackendTls::build(settings, "127.0.0.1").expect("client config");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"));
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let accepted = accepted.expect("accept").0;
+        // No Nagle: a small write after the session tickets must not wait for their ACK.
+        accepted.set_nodelay(true).expect("nodelay");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let (client, server) = tokio::join!(
+            handshake(client.expect("connect"), &tls),
+            acceptor.accept(accepted)
+        );
+        (
+            server.expect("server handshake"),
+            client.expect("client handshake"),
+            dir,
+        )
+    }
+
+    /// Waits until the reactor has seen the client's socket readable (on loopback, one write
+    /// of the peer's has then arrived whole).
+    async fn readable(client: &TlsStream) {
+        client.get_ref().0.readable().await.expect("readable");
+    }
+
+    #[tokio::test]
+    async fn a_late_session_ticket_leaves_the_connection_quiet_and_usable() {
+        let (mut server, mut client, _dir) = pair().await;
+        // The server sent its TLS 1.3 session tickets after the handshake; nothing read them.
+        readable(&client).await;
+        assert_eq!(idle_state(&mut client), IdleState::Quiet);
+        client.write_all(b"ping").await.expect("write");
+        let mut buf = [0u8; 4];
+        server.read_exact(&mut buf).await.expect("server reads");
+        server.write_all(b"pong").await.expect("server writes");
+        client.read_exact(&mut buf).await.expect("client reads");
+        assert_eq!(&buf, b"pong");
+    }
+
+    /// Takes in the session tickets the server sent after the handshake, so that what the
+    /// server writes next arrives alone.
+    async fn take_tickets(client: &mut TlsStream) {
+        readable(client).await;
+        assert_eq!(idle_state(client), IdleState::Quiet);
+    }
+
+    #[tokio::test]
+    async fn application_data_on_an_idle_connection_is_unexpected() {
+        let (mut server, mut client, _dir) = pair().await;
+        take_tickets(&mut client).await;
+        server.write_all(b"late").await.expect("write");
+        server.flush().await.expect("flush");
+        readable(&client).await;
+        assert_eq!(idle_state(&mut client), IdleState::Unexpected);
+    }
+
+    #[tokio::test]
+    async fn a_close_notify_is_a_close() {
+        let (mut server, mut client, _dir) = pair().await;
+        take_tickets(&mut client).await;
+        // The alert alone, the TCP connection left open: the close_notify must say it.
+        server.get_mut().1.send_close_notify();
+        server.flush().await.expect("close_notify");
+        readable(&client).await;
+        assert_eq!(idle_state(&mut client), IdleState::Closed);
+        drop(server);
+    }
+}
