@@ -58,6 +58,9 @@ impl Backend {
         fastcgi: Option<FastCgiConfig>,
         tls: Option<BackendTls>,
     ) -> Arc<Backend> {
+        // The loader gives every https:// backend its TLS settings, and no other backend any:
+        // one without them would be spoken to in plain text.
+        debug_assert_eq!(url.tls, tls.is_some(), "TLS settings for {}", url.text);
         // php-fpm holds a process per open connection, idle or not.
         let conns = BackendConns::new(name, url.protocol == crate::config::Protocol::FastCgi);
         Arc::new(Backend {

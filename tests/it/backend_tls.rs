@@ -285,3 +285,27 @@ async fn the_api_refuses_bad_tls_settings_with_their_path() {
     assert!(status < 300, "{answer}");
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_road_warrior_route_reaches_an_https_address_with_its_own_tls() {
+    let pki = Pki::new("btls-route");
+    let b = TlsBackend::start("r", &pki.server("b", &["route.internal"]), None).await;
+    let yaml = format!(
+        "proxy: {{ listen: [\"127.0.0.1:0\"], workers: 1 }}\nroutes:\n  - {{ path_prefix: \"/\", backend: \"{}\", \
+         tls: {{ {}, server_name: route.internal }} }}\n",
+        b.url(),
+        ca(&pki)
+    );
+    let d = start(&yaml).await;
+    for _ in 0..3 {
+        let reply = get(&d.target(), "/rw").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.text(), "r GET /rw host=test.local");
+    }
+    assert_eq!(
+        b.sni(),
+        [Some("route.internal".to_owned())],
+        "one connection, reused"
+    );
+    d.stop().await;
+}
