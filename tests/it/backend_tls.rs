@@ -8,6 +8,7 @@ use crate::support;
 use bytes::Bytes;
 use director::cluster::health::Health;
 use serde_json::json;
+use support::backend::silent_backend;
 use support::tls_backend::{Pki, TlsBackend};
 use support::{admin, get, request, start, wait_until, Director};
 
@@ -307,5 +308,28 @@ async fn a_road_warrior_route_reaches_an_https_address_with_its_own_tls() {
         [Some("route.internal".to_owned())],
         "one connection, reused"
     );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connect_timeout_covers_the_handshake() {
+    let pki = Pki::new("btls-timeout");
+    // Accepts the TCP connection and never answers the ClientHello.
+    let silent = silent_backend().await;
+    let url = silent.url().replacen("http://", "https://", 1);
+    let settings = "connect_timeout: 200ms\nread_timeout: 60s\nmax_retry_count: 0";
+    let d = start(&config(settings, &[backend("s", &url, &ca(&pki))])).await;
+    let started = std::time::Instant::now();
+    let reply = tokio::time::timeout(support::WAIT, get(&d.target(), "/"))
+        .await
+        .expect("the handshake is bounded by connect_timeout, not left hanging");
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(silent.accepted(), 1, "the TCP connect itself succeeded");
+    d.settled("c").await;
     d.stop().await;
 }
