@@ -1,7 +1,8 @@
 //! Tests of the loader: whole documents in, `Config` or `(path, message)` errors out. The bucket
 //! tree's tests are in the child module `buckets`, those of the `admin` section in
 //! `admin_section`, those of health checks and client routing in `health`, those of `fastcgi`
-//! and `x_sendfile` in `fastcgi` (each in `tests/`).
+//! and `x_sendfile` in `fastcgi`, those of `tls` and `backend_tls` in `backend_tls` (each in
+//! `tests/`).
 
 use std::path::PathBuf;
 
