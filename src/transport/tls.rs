@@ -184,6 +184,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_tcp_close_without_close_notify_reads_as_an_error_not_an_end() {
+        let (server, mut client, _dir) = pair().await;
+        take_tickets(&mut client).await;
+        // A bare TCP close could be a truncation: a body delimited by the end of the
+        // connection must end with the backend's close_notify.
+        drop(server);
+        let mut buf = [0u8; 16];
+        let read = client.read(&mut buf).await;
+        assert_eq!(read.map_err(|e| e.kind()), Err(io::ErrorKind::UnexpectedEof));
+    }
+
+    #[tokio::test]
     async fn a_close_notify_is_a_close() {
         let (mut server, mut client, _dir) = pair().await;
         take_tickets(&mut client).await;
