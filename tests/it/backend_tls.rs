@@ -284,6 +284,17 @@ async fn the_api_refuses_bad_tls_settings_with_their_path() {
     let body = json!({ "name": "x", "url": url, "tls": { "ca": pki.ca_path } });
     let (status, answer) = admin(&d, "POST", "/api/v1/clusters/c/backends", Some(body), None).await;
     assert!(status < 300, "{answer}");
+    eventually_get(&d, "x").await;
+    // A change to a bad CA is refused the same way, and the backend keeps its last good one.
+    let patch = json!({ "tls": { "ca": missing } });
+    let (status, answer) = admin(&d, "PATCH", "/api/v1/clusters/c/backends/x", Some(patch), None).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["detail"].to_string().contains("tls.ca"), "{answer}");
+    let x = d.backend("c", "x");
+    assert_eq!(
+        x.tls.as_ref().and_then(|t| t.settings.ca.clone()),
+        Some(pki.ca_path.clone())
+    );
     d.stop().await;
 }
 
@@ -332,4 +343,12 @@ async fn the_connect_timeout_covers_the_handshake() {
     assert_eq!(silent.accepted(), 1, "the TCP connect itself succeeded");
     d.settled("c").await;
     d.stop().await;
+}
+
+/// Waits until backend `name` of cluster `c` is published.
+async fn eventually_get(d: &Director, name: &str) {
+    support::eventually(&format!("backend {name} published"), || {
+        d.cluster("c").backend(name).is_some()
+    })
+    .await;
 }
