@@ -9,7 +9,7 @@ use bytes::Bytes;
 use director::cluster::health::Health;
 use serde_json::json;
 use support::backend::silent_backend;
-use support::tls_backend::{Pki, TlsBackend};
+use support::tls_backend::{server_config, Pki, TlsBackend};
 use support::{admin, get, request, start, wait_until, Director};
 
 /// One worker (so that sequential requests meet the same pool), a loopback admin listener and
@@ -351,4 +351,33 @@ async fn eventually_get(d: &Director, name: &str) {
         d.cluster("c").backend(name).is_some()
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_timeout_applies_over_tls() {
+    let pki = Pki::new("btls-write");
+    // Completes the handshake, then reads nothing: a large upload stalls.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("https://{}", listener.local_addr().expect("addr"));
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&pki.server("s", &["127.0.0.1"]), None));
+    let holder = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let tls = acceptor.accept(tcp).await.expect("handshake");
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        drop(tls);
+    });
+    let settings = "write_timeout: 300ms\nread_timeout: 20s\nmax_retry_count: 0";
+    let d = start(&config(settings, &[backend("s", &url, &ca(&pki))])).await;
+    let body = Bytes::from(vec![b'x'; 32 * 1024 * 1024]);
+    let started = std::time::Instant::now();
+    let reply = request(&d.target(), "POST", "/upload", &[], body).await;
+    assert_eq!(reply.status, 504, "write timed out: {}", reply.text());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    d.settled("c").await;
+    holder.abort();
+    d.stop().await;
 }

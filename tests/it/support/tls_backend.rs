@@ -129,26 +129,7 @@ impl TlsBackend {
     /// Serves `cert` on `127.0.0.1:0`; with `client_ca`, only to clients that show a
     /// certificate that CA issued.
     pub async fn start(name: &str, cert: &Issued, client_ca: Option<&Pki>) -> TlsBackend {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions");
-        let builder = match client_ca {
-            None => builder.with_no_client_auth(),
-            Some(pki) => {
-                let mut roots = RootCertStore::empty();
-                roots.add(pki.ca.der().clone()).expect("client CA");
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .expect("client verifier");
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let mut config = builder
-            .with_single_cert(cert.chain.clone(), cert.key.clone_key())
-            .expect("server certificate");
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(cert, client_ca));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let counters = Arc::new(Counters::default());
@@ -217,6 +198,31 @@ impl TlsBackend {
     pub fn close_idle_connections(&self) {
         self.close_idle.send_modify(|n| *n += 1);
     }
+}
+
+/// The server side of `cert`, ALPN `http/1.1`; with `client_ca`, for clients that show a
+/// certificate that CA issued only.
+pub fn server_config(cert: &Issued, client_ca: Option<&Pki>) -> Arc<ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions");
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(pki) => {
+            let mut roots = RootCertStore::empty();
+            roots.add(pki.ca.der().clone()).expect("client CA");
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(cert.chain.clone(), cert.key.clone_key())
+        .expect("server certificate");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 impl Drop for TlsBackend {
