@@ -75,7 +75,7 @@ fn cluster(config: &[BucketConfig]) -> (Arc<Admission>, Vec<u32>) {
     });
     let url = parse_backend_url("http://127.0.0.1:8080").expect("url");
     admission.set_backends(vec![SlotSpec {
-        backend: Backend::new("bench", "b1", url, None),
+        backend: Backend::new("bench", "b1", url, None, None),
         role: Role::Active,
         capacity: 1000,
         usable: true,

@@ -107,7 +107,7 @@ fn start_origin() -> SocketAddr {
 /// `requests` GETs through the lean client.
 async fn lean(origin: SocketAddr, requests: usize) {
     let url = parse_backend_url(&format!("http://{origin}")).expect("backend URL");
-    let backend: Arc<Backend> = Backend::new("bench", "origin", url, None);
+    let backend: Arc<Backend> = Backend::new("bench", "origin", url, None, None);
     let req = TestRequest::get()
         .uri("/")
         .insert_header(("host", HOST))

@@ -252,7 +252,7 @@ async fn probe(url: &str, token: Option<&str>) -> Result<u16, String> {
     };
     let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let mut request =
-        EndpointClient::new(&endpoint, TIMEOUT).get(path, authority.as_str(), "director-health-check");
+        EndpointClient::new(&endpoint, None, TIMEOUT).get(path, authority.as_str(), "director-health-check");
     if let Some(token) = token {
         request = request.header("authorization", &format!("Bearer {token}"));
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::config::{BackendUrl, FastCgiConfig, PassiveHealthConfig};
+use crate::config::{BackendTls, BackendUrl, FastCgiConfig, PassiveHealthConfig};
 use crate::stats::TrafficStats;
 use crate::transport::pool::BackendConns;
 
@@ -31,6 +31,8 @@ pub struct Backend {
     /// How requests map to scripts (FastCGI backends only): the backend's own `fastcgi`
     /// mapping, else its cluster's.
     pub fastcgi: Option<FastCgiConfig>,
+    /// How an `https://` backend is reached (its client configuration, built at load time).
+    pub tls: Option<BackendTls>,
     pub stats: TrafficStats,
     /// Its connections in every worker's pool.
     pub conns: Arc<BackendConns>,
@@ -49,7 +51,16 @@ pub struct PassiveFailure {
 }
 
 impl Backend {
-    pub fn new(cluster: &str, name: &str, url: BackendUrl, fastcgi: Option<FastCgiConfig>) -> Arc<Backend> {
+    pub fn new(
+        cluster: &str,
+        name: &str,
+        url: BackendUrl,
+        fastcgi: Option<FastCgiConfig>,
+        tls: Option<BackendTls>,
+    ) -> Arc<Backend> {
+        // The loader gives every https:// backend its TLS settings, and no other backend any:
+        // one without them would be spoken to in plain text.
+        debug_assert_eq!(url.tls, tls.is_some(), "TLS settings for {}", url.text);
         // php-fpm holds a process per open connection, idle or not.
         let conns = BackendConns::new(name, url.protocol == crate::config::Protocol::FastCgi);
         Arc::new(Backend {
@@ -58,6 +69,7 @@ impl Backend {
             cluster: cluster.to_owned(),
             url,
             fastcgi,
+            tls,
             stats: TrafficStats::default(),
             conns,
             recent_failures: parking_lot::Mutex::new(VecDeque::new()),

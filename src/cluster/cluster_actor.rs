@@ -290,7 +290,10 @@ impl ClusterActor {
         for b in &new.backends {
             let fastcgi = b.fastcgi.as_ref().or(new.fastcgi.as_ref());
             let kept = old.iter().position(|m| {
-                m.backend.name == b.name && m.backend.url == b.url && m.backend.fastcgi.as_ref() == fastcgi
+                m.backend.name == b.name
+                    && m.backend.url == b.url
+                    && m.backend.fastcgi.as_ref() == fastcgi
+                    && m.backend.tls == b.tls
             });
             let member = match kept {
                 Some(i) => {
@@ -387,7 +390,15 @@ impl ClusterActor {
 /// the cluster's.
 fn new_backend(cluster: &str, b: &BackendConfig, config: &ClusterConfig) -> Arc<Backend> {
     let fastcgi = b.fastcgi.as_ref().or(config.fastcgi.as_ref()).cloned();
-    Backend::new(cluster, &b.name, b.url.clone(), fastcgi)
+    if b.tls.as_ref().is_some_and(|tls| !tls.settings.verify) {
+        log::warn!(
+            "cluster '{cluster}': backend '{}' ({}): TLS certificate verification is OFF (`verify: false`); \
+             anyone on the network path can impersonate it",
+            b.name,
+            b.url.text
+        );
+    }
+    Backend::new(cluster, &b.name, b.url.clone(), fastcgi, b.tls.clone())
 }
 
 /// Rebuilds the admission bucket tree and the classifier.

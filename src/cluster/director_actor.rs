@@ -350,6 +350,7 @@ fn road_warrior(url: &BackendUrl, route: &RouteConfig) -> ClusterConfig {
         fastcgi: None,
         health: None,
         terminate_protection: false,
+        tls: route.tls.clone(),
     });
     config
 }

@@ -1,6 +1,7 @@
 //! One active health probe: an HTTP/1.1 GET through awc (`transport::http_client`), or a
 //! FastCGI Responder request on the FastCGI codec for FastCGI backends, over the backend's own
-//! transport (TCP or UNIX socket), judged by its status code. Control plane; runs on the
+//! transport (TCP, TLS over TCP for `https://` backends, or UNIX socket), judged by its status
+//! code. Control plane; runs on the
 //! monitor's arbiter.
 
 use std::io;
@@ -30,7 +31,7 @@ pub struct Verdict {
 pub async fn probe(backend: &Backend, config: &HealthConfig) -> Verdict {
     let exchange = async {
         match backend.url.protocol {
-            Protocol::Http => http_exchange(&backend.url.endpoint, config).await,
+            Protocol::Http => http_exchange(backend, config).await,
             Protocol::FastCgi => fastcgi_exchange(backend, config).await.map_err(|e| describe(&e)),
         }
     };
@@ -55,6 +56,9 @@ pub async fn probe(backend: &Backend, config: &HealthConfig) -> Verdict {
 }
 
 fn describe(e: &io::Error) -> String {
+    if transport::tls::is_handshake_error(e) {
+        return e.to_string();
+    }
     match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
         io::ErrorKind::InvalidData => format!("protocol error: {e}"),
@@ -90,9 +94,10 @@ fn describe_http(e: &SendRequestError) -> String {
 /// `GET path` on a fresh connection; the response's status. awc takes an interim 1xx answer
 /// (none is asked for: no `Expect` is sent) for the response, so it fails the probe unless `expect`
 /// lists it.
-async fn http_exchange(endpoint: &Endpoint, config: &HealthConfig) -> Result<u16, String> {
+async fn http_exchange(backend: &Backend, config: &HealthConfig) -> Result<u16, String> {
+    let endpoint = &backend.url.endpoint;
     let host = probe_host(endpoint, config);
-    let client = EndpointClient::new(endpoint, config.timeout);
+    let client = EndpointClient::new(endpoint, backend.tls.as_ref(), config.timeout);
     match client.get(&config.path, &host, USER_AGENT).send().await {
         Ok(response) => Ok(response.status().as_u16()),
         Err(e) => Err(describe_http(&e)),
@@ -137,9 +142,11 @@ async fn fastcgi_exchange(backend: &Backend, config: &HealthConfig) -> io::Resul
     fastcgi::begin_request(&mut out, 1, false);
     fastcgi::params(&mut out, 1, params).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     fastcgi::end_stdin(&mut out, 1);
-    match transport::connect(&backend.url.endpoint, config.timeout).await? {
+    // FastCGI backends have no `tls` (there is no FastCGI-over-TLS URL).
+    match transport::connect(&backend.url.endpoint, None, config.timeout).await? {
         Stream::Tcp(mut s) => fastcgi_talk(&mut s, &out, &backend.name).await,
         Stream::Unix(mut s) => fastcgi_talk(&mut s, &out, &backend.name).await,
+        Stream::Tls(mut s) => fastcgi_talk(&mut s, &out, &backend.name).await,
     }
 }
 

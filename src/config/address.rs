@@ -10,38 +10,42 @@ use super::model::{BackendUrl, Endpoint, ListenAddr, Protocol};
 
 /// The port of an `http://` URL without one.
 const DEFAULT_HTTP_PORT: u16 = 80;
+/// The port of an `https://` URL without one.
+const DEFAULT_HTTPS_PORT: u16 = 443;
 
-/// Parses a backend URL: `http://host[:port]`, `http://[v6]:port`, `http+unix:///abs/path.sock`,
-/// `fastcgi://host:port` or `fastcgi+unix:///abs/path.sock`.
+/// Parses a backend URL: `http://host[:port]`, `https://host[:port]`, `http://[v6]:port`,
+/// `http+unix:///abs/path.sock`, `fastcgi://host:port` or `fastcgi+unix:///abs/path.sock`.
 ///
-/// An `http` port defaults to 80; FastCGI has no well-known port, so it must be given. A trailing
-/// `/` after the authority is tolerated, any other path, a query, a fragment or user info is an
-/// error. IPv6 hosts are stored without brackets. `https` is recognised and rejected as
-/// unsupported. The scheme is case-insensitive; [`BackendUrl::text`] keeps the URL exactly as
-/// written.
+/// An `http` port defaults to 80, an `https` one to 443; FastCGI has no well-known port, so it
+/// must be given. A trailing `/` after the authority is tolerated, any other path, a query, a
+/// fragment or user info is an error. IPv6 hosts are stored without brackets. TLS is for HTTP
+/// over TCP only: `https+unix` and FastCGI over TLS are not schemes. The scheme is
+/// case-insensitive; [`BackendUrl::text`] keeps the URL exactly as written.
 pub fn parse_backend_url(text: &str) -> Result<BackendUrl, String> {
     let Some((scheme, rest)) = text.split_once("://") else {
         return Err(format!(
-            "`{text}` is not a backend URL; expected http://host:port, http+unix:///path.sock, \
-             fastcgi://host:port or fastcgi+unix:///path.sock"
+            "`{text}` is not a backend URL; expected http://host:port, https://host:port, \
+             http+unix:///path.sock, fastcgi://host:port or fastcgi+unix:///path.sock"
         ));
     };
     let scheme = scheme.to_ascii_lowercase();
-    let (protocol, endpoint) = match scheme.as_str() {
-        "http" => (Protocol::Http, parse_tcp(rest, Some(DEFAULT_HTTP_PORT))?),
-        "http+unix" => (Protocol::Http, parse_unix(&scheme, rest)?),
-        "fastcgi" => (Protocol::FastCgi, parse_tcp(rest, None)?),
-        "fastcgi+unix" => (Protocol::FastCgi, parse_unix(&scheme, rest)?),
-        "https" => return Err("https backends are not supported".to_owned()),
+    let (protocol, endpoint, tls) = match scheme.as_str() {
+        "http" => (Protocol::Http, parse_tcp(rest, Some(DEFAULT_HTTP_PORT))?, false),
+        "https" => (Protocol::Http, parse_tcp(rest, Some(DEFAULT_HTTPS_PORT))?, true),
+        "http+unix" => (Protocol::Http, parse_unix(&scheme, rest)?, false),
+        "fastcgi" => (Protocol::FastCgi, parse_tcp(rest, None)?, false),
+        "fastcgi+unix" => (Protocol::FastCgi, parse_unix(&scheme, rest)?, false),
         _ => {
             return Err(format!(
-                "unsupported URL scheme `{scheme}` (expected http, http+unix, fastcgi or fastcgi+unix)"
+                "unsupported URL scheme `{scheme}` (expected http, https, http+unix, fastcgi or \
+                 fastcgi+unix)"
             ))
         }
     };
     Ok(BackendUrl {
         protocol,
         endpoint,
+        tls,
         text: text.to_owned(),
     })
 }
@@ -157,6 +161,7 @@ mod tests {
             Ok(BackendUrl {
                 endpoint: Endpoint::Tcp { host, port },
                 protocol: Protocol::Http,
+                tls: false,
                 text,
             }) => {
                 assert_eq!(text, url);
@@ -225,8 +230,32 @@ mod tests {
     }
 
     #[test]
+    fn https_forms() {
+        let u = parse_backend_url("HTTPS://app.example").expect("valid");
+        assert_eq!((u.protocol, u.tls), (Protocol::Http, true));
+        assert_eq!(
+            u.endpoint,
+            Endpoint::Tcp {
+                host: "app.example".into(),
+                port: 443
+            }
+        );
+        let u = parse_backend_url("https://[::1]:8443/").expect("valid");
+        assert_eq!(
+            u.endpoint,
+            Endpoint::Tcp {
+                host: "::1".into(),
+                port: 8443
+            }
+        );
+        assert!(!parse_backend_url("http://h").expect("valid").tls);
+        assert!(err("https://h/app").contains("path"));
+        assert!(err("https+unix:///run/app.sock").contains("unsupported URL scheme `https+unix`"));
+        assert!(err("fastcgi+tls://h:9000").contains("unsupported URL scheme"));
+    }
+
+    #[test]
     fn rejected_forms() {
-        assert_eq!(err("https://10.0.0.1"), "https backends are not supported");
         assert!(err("ftp://x").contains("unsupported URL scheme `ftp`"));
         assert!(err("10.0.0.1:8080").contains("not a backend URL"));
         assert!(err("http://10.0.0.1:8080/app").contains("path (`/app`)"));

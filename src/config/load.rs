@@ -8,7 +8,8 @@
 //! when nothing is wrong. What each section means (raw shapes, defaults, checks) is in the child
 //! modules under `load/`: `sections`, except a cluster's bucket tree (`buckets`), its health
 //! checks and client routing (`health`), its `cache` and its `fastcgi` and `x_sendfile`
-//! (`fastcgi`), the `admin` section, `haproxy_compat` and `cluster_state`; the tests are in `tests` and its children.
+//! (`fastcgi`), the TLS settings of `https://` backends (`backend_tls`), the `admin` section,
+//! `haproxy_compat` and `cluster_state`; the tests are in `tests` and its children.
 //!
 //! Conventions: an explicit `null` (`key:` with no value) means "use the default"; keys are
 //! case-sensitive; a map key that is not a plain word is quoted in paths
@@ -27,6 +28,7 @@ use super::duration::DurationValue;
 use super::model::Config;
 
 pub(super) mod admin;
+mod backend_tls;
 mod buckets;
 mod cache;
 mod cluster_state;

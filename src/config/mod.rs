@@ -6,6 +6,7 @@
 //! same syntax at runtime.
 
 mod address;
+mod backend_tls;
 mod duration;
 pub mod edit;
 mod load;
@@ -18,6 +19,7 @@ pub mod topology_edit;
 pub mod watcher;
 
 pub use address::parse_backend_url;
+pub use backend_tls::{BackendTls, BackendTlsSettings, TlsSettingError};
 pub use duration::parse_duration;
 pub use load::admin::{
     is_local, publish_reloaded_admin, reloaded_admin, SharedAdmin, DEFAULT_MAX_EVENT_STREAMS,

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::backend_tls::BackendTls;
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -199,6 +201,8 @@ pub struct RouteConfig {
     pub fastcgi: Option<FastCgiConfig>,
     /// `connect_timeout`, `read_timeout`, `write_timeout`: this route's, over its cluster's.
     pub timeouts: RouteTimeouts,
+    /// `tls`: for a route to a single `https://` address, how it is reached (`None` otherwise).
+    pub tls: Option<BackendTls>,
 }
 
 /// A route's own backend timeouts; `None` keeps the cluster's (for a route to a single
@@ -632,6 +636,9 @@ pub struct BackendConfig {
     /// `terminate_protection` (default false): the API refuses to delete the backend (403)
     /// until it is turned off.
     pub terminate_protection: bool,
+    /// How an `https://` backend is reached: its `tls` keys laid over its cluster's
+    /// `backend_tls`, with the client configuration built from them; `None` for every other URL.
+    pub tls: Option<BackendTls>,
 }
 
 impl BackendConfig {
@@ -641,12 +648,14 @@ impl BackendConfig {
     }
 }
 
-/// A parsed backend address: `http://host:port`, `http://[v6]:port`, `http+unix:///path`,
-/// `fastcgi://host:port`, `fastcgi+unix:///path`.
+/// A parsed backend address: `http://host:port`, `https://host:port`, `http://[v6]:port`,
+/// `http+unix:///path`, `fastcgi://host:port`, `fastcgi+unix:///path`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BackendUrl {
     pub protocol: Protocol,
     pub endpoint: Endpoint,
+    /// `https://`: HTTP over TLS (TCP endpoints only).
+    pub tls: bool,
     /// The URL as written, for logs and the API.
     pub text: String,
 }

@@ -38,8 +38,8 @@ pub struct SampleSpec {
     pub url: BackendUrl,
 }
 
-/// The samples for `config`: one per distinct local backend address, in configuration order
-/// (clusters by name, then road-warrior routes). The first backend naming an address names its
+/// The samples for `config`: one per distinct local backend address but `https://` ones, in
+/// configuration order (clusters by name, then road-warrior routes). The first backend naming an address names its
 /// sample.
 pub fn samples(config: &Config) -> Vec<SampleSpec> {
     let cluster_backends = config
@@ -54,6 +54,13 @@ pub fn samples(config: &Config) -> Vec<SampleSpec> {
     let mut specs: Vec<SampleSpec> = Vec::new();
     let mut bound: Vec<ListenAddr> = Vec::new();
     for (name, url) in cluster_backends.chain(road_warriors) {
+        if url.tls {
+            log::info!(
+                "demo: no sample for backend '{name}' at {}: the samples speak plain HTTP",
+                url.text
+            );
+            continue;
+        }
         let Some(addr) = bind_addr(&url.endpoint) else {
             log::info!(
                 "demo: no sample for backend '{name}' at {}: not on this host",
@@ -408,7 +415,8 @@ mod tests {
              - {{ path_prefix: /again/, backend: \"http://127.0.0.1:7\" }}\n  - {{ cluster: c }}\n\
              clusters:\n  c:\n    fastcgi: {{ document_root: /srv }}\n    backends:\n      \
              - {{ name: a, url: \"http://localhost:7\" }}\n      - {{ name: far, url: \"http://10.1.2.3:7\" }}\n      \
-             - {{ name: f, url: \"fastcgi+unix:///tmp/x/f.sock\" }}\n"
+             - {{ name: f, url: \"fastcgi+unix:///tmp/x/f.sock\" }}\n      \
+             - {{ name: tls, url: \"https://127.0.0.1:8443\", tls: {{ verify: false }} }}\n"
         );
         let names: Vec<String> = samples(&config(&yaml)).into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["a", "f", "road-warrior /old/"]);

@@ -213,7 +213,7 @@ struct Client {
 impl Client {
     fn reaching(target: &Target) -> Client {
         Client {
-            http: EndpointClient::new(&target.endpoint(), DEADLINE),
+            http: EndpointClient::new(&target.endpoint(), None, DEADLINE),
             default_host: target.default_host(),
         }
     }

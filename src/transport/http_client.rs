@@ -1,6 +1,6 @@
 //! The HTTP client for every call off the proxied path — active HTTP health probes, the
-//! `--health-check` command, the demo's traffic: awc, bound to one backend endpoint (TCP or
-//! UNIX socket). Control plane and tools only; the proxied path keeps its own lean client
+//! `--health-check` command, the demo's traffic: awc, bound to one backend endpoint (TCP, TLS
+//! over TCP for `https://` backends, or UNIX socket). Control plane and tools only; the proxied path keeps its own lean client
 //! (`proxy::upstream`), which `bench/README.md` measures against hyper.
 //!
 //! A client connects to its endpoint whatever authority a request's URL names (a UNIX socket has
@@ -10,18 +10,23 @@
 //! goes out on a connection of its own (`Connection: close`): these calls are seconds apart, and
 //! a probe must see a fresh connect succeed.
 
+use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_rt::net::ActixStream;
+use actix_rt::net::{ActixStream, Ready};
 use actix_service::Service;
 use actix_tls::connect::{ConnectError, ConnectInfo, Connection};
 use awc::http::header;
 use awc::http::Uri;
 use futures_util::future::LocalBoxFuture;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::tls::TlsStream;
 use super::Stream;
-use crate::config::Endpoint;
+use crate::config::{BackendTls, Endpoint};
 
 /// An awc client that reaches one endpoint.
 pub struct EndpointClient {
@@ -29,12 +34,13 @@ pub struct EndpointClient {
 }
 
 impl EndpointClient {
-    /// A client for `endpoint`; connecting, and then waiting for a response head, may each take
-    /// up to `timeout`.
-    pub fn new(endpoint: &Endpoint, timeout: Duration) -> EndpointClient {
+    /// A client for `endpoint`, over TLS with `tls`; connecting (the handshake included), and
+    /// then waiting for a response head, may each take up to `timeout`.
+    pub fn new(endpoint: &Endpoint, tls: Option<&BackendTls>, timeout: Duration) -> EndpointClient {
         let connector = awc::Connector::new()
             .connector(EndpointConnector {
                 endpoint: Rc::new(endpoint.clone()),
+                tls: tls.cloned().map(Rc::new),
                 timeout,
             })
             .timeout(timeout);
@@ -78,16 +84,17 @@ impl Get {
     }
 }
 
-/// A connected TCP or UNIX stream, as awc takes it.
+/// A connected TCP, UNIX or TLS stream, as awc takes it.
 trait PlainStream: ActixStream + std::fmt::Debug {}
 
 impl<T: ActixStream + std::fmt::Debug> PlainStream for T {}
 
 /// awc's connector service: opens a stream to the endpoint with the proxy's own connect
-/// (name resolution, IPv6, `TCP_NODELAY`, timeout).
+/// (name resolution, IPv6, `TCP_NODELAY`, TLS handshake, timeout).
 #[derive(Clone)]
 struct EndpointConnector {
     endpoint: Rc<Endpoint>,
+    tls: Option<Rc<BackendTls>>,
     timeout: Duration,
 }
 
@@ -99,15 +106,61 @@ impl Service<ConnectInfo<Uri>> for EndpointConnector {
     actix_service::always_ready!();
 
     fn call(&self, info: ConnectInfo<Uri>) -> Self::Future {
-        let (endpoint, timeout) = (self.endpoint.clone(), self.timeout);
+        let (endpoint, tls, timeout) = (self.endpoint.clone(), self.tls.clone(), self.timeout);
         Box::pin(async move {
-            let stream: Box<dyn PlainStream> = match super::connect(&endpoint, timeout).await {
+            let stream: Box<dyn PlainStream> = match super::connect(&endpoint, tls.as_deref(), timeout).await
+            {
                 Ok(Stream::Tcp(s)) => Box::new(s),
                 Ok(Stream::Unix(s)) => Box::new(s),
+                Ok(Stream::Tls(s)) => Box::new(TlsIo(s)),
                 Err(e) => return Err(ConnectError::Io(e)),
             };
             Ok(Connection::new(info.request().clone(), stream))
         })
+    }
+}
+
+/// A TLS stream as awc takes it: readiness is the TCP socket's, as in actix-tls's own
+/// streams (awc's HTTP/1 client reads and writes through the stream and does not wait on it).
+struct TlsIo(Box<TlsStream>);
+
+impl std::fmt::Debug for TlsIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsIo")
+    }
+}
+
+impl ActixStream for TlsIo {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<Ready>> {
+        ActixStream::poll_read_ready(self.0.get_ref().0, cx)
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<Ready>> {
+        ActixStream::poll_write_ready(self.0.get_ref().0, cx)
+    }
+}
+
+impl AsyncRead for TlsIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(self.0.as_mut()).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(self.0.as_mut()).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.0.as_mut()).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.0.as_mut()).poll_shutdown(cx)
     }
 }
 
@@ -143,7 +196,7 @@ mod tests {
             let (stream, _) = listener.accept().await.expect("accept");
             serve_one(stream, b"HTTP/1.1 503 Unavailable\r\nContent-Length: 2\r\n\r\nno").await
         });
-        let client = EndpointClient::new(&Endpoint::Unix(path.clone()), Duration::from_secs(5));
+        let client = EndpointClient::new(&Endpoint::Unix(path.clone()), None, Duration::from_secs(5));
         let response = client
             .get("/health?deep=1", "app.example", "director-test")
             .send()
@@ -179,7 +232,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
         };
-        let client = EndpointClient::new(&endpoint, Duration::from_secs(5));
+        let client = EndpointClient::new(&endpoint, None, Duration::from_secs(5));
         let response = client.get("/", "localhost", "director-test").send().await;
         assert_eq!(response.expect("a response").status().as_u16(), 301);
         server.await.expect("join");
@@ -194,7 +247,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
         };
-        let client = EndpointClient::new(&endpoint, Duration::from_secs(5));
+        let client = EndpointClient::new(&endpoint, None, Duration::from_secs(5));
         let error = client.get("/", "localhost", "director-test").send().await;
         assert!(
             matches!(

@@ -1,5 +1,6 @@
-//! Byte transports to backends: TCP (IPv4, IPv6, host names) and UNIX domain sockets, with
-//! connect and write timeouts, the idle-socket check, plus the per-worker keep-alive [`pool`].
+//! Byte transports to backends: TCP (IPv4, IPv6, host names), TLS over TCP ([`tls`]) and UNIX
+//! domain sockets, with connect and write timeouts, the idle-socket check, plus the per-worker
+//! keep-alive [`pool`].
 //!
 //! Hot path: connecting happens only when the pool has no idle connection. Off it,
 //! [`http_client`] lends the same connect to awc.
@@ -8,6 +9,7 @@ pub mod client_abort;
 pub mod file_sink;
 pub mod http_client;
 pub mod pool;
+pub mod tls;
 
 use std::future::Future;
 use std::io;
@@ -19,12 +21,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
 
-use crate::config::Endpoint;
+use crate::config::{BackendTls, Endpoint};
 
 /// A connected byte stream to a backend.
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// Boxed: a TLS connection's state is large, and rare beside plain ones.
+    Tls(Box<tls::TlsStream>),
 }
 
 /// What an idle connection's socket shows.
@@ -44,30 +48,33 @@ impl Stream {
     /// Whether anything arrived on the socket while nobody was reading. Reads the reactor's
     /// cached readiness first, so a quiet socket costs no syscall; a readable one is probed
     /// with one non-blocking read (readiness can also be left over from a read that filled
-    /// the buffer exactly).
-    pub fn idle_state(&self) -> IdleState {
+    /// the buffer exactly). A TLS connection reads what arrived through rustls
+    /// ([`tls::idle_state`]).
+    pub fn idle_state(&mut self) -> IdleState {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let ready = match self {
-            Stream::Tcp(s) => s.poll_read_ready(&mut cx),
-            Stream::Unix(s) => s.poll_read_ready(&mut cx),
-        };
-        match ready {
-            Poll::Pending => IdleState::Quiet,
-            Poll::Ready(Err(_)) => IdleState::Failed,
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                let read = match self {
-                    Stream::Tcp(s) => s.try_read(&mut probe),
-                    Stream::Unix(s) => s.try_read(&mut probe),
-                };
-                match read {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => IdleState::Quiet,
-                    Ok(0) => IdleState::Closed,
-                    Ok(_) => IdleState::Unexpected,
-                    Err(_) => IdleState::Failed,
-                }
-            }
+        match self {
+            Stream::Tcp(s) => plain_idle_state(s.poll_read_ready(&mut cx), |probe| s.try_read(probe)),
+            Stream::Unix(s) => plain_idle_state(s.poll_read_ready(&mut cx), |probe| s.try_read(probe)),
+            Stream::Tls(s) => tls::idle_state(s),
         }
+    }
+}
+
+/// [`Stream::idle_state`] of a plain socket, from its cached readiness and, when readable,
+/// one non-blocking read of a byte.
+fn plain_idle_state(
+    ready: Poll<io::Result<()>>,
+    try_read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+) -> IdleState {
+    match ready {
+        Poll::Pending => IdleState::Quiet,
+        Poll::Ready(Err(_)) => IdleState::Failed,
+        Poll::Ready(Ok(())) => match try_read(&mut [0u8; 1]) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => IdleState::Quiet,
+            Ok(0) => IdleState::Closed,
+            Ok(_) => IdleState::Unexpected,
+            Err(_) => IdleState::Failed,
+        },
     }
 }
 
@@ -80,16 +87,24 @@ pub fn is_local_resource_error(e: &io::Error) -> bool {
     )
 }
 
-/// Opens a stream to `endpoint` within `timeout`.
-pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> io::Result<Stream> {
+/// Opens a stream to `endpoint` within `timeout`, with a TLS handshake (within the same
+/// `timeout`) when the backend has `tls`.
+pub async fn connect(endpoint: &Endpoint, tls: Option<&BackendTls>, timeout: Duration) -> io::Result<Stream> {
     let attempt = async {
-        match endpoint {
-            Endpoint::Tcp { host, port } => {
+        match (endpoint, tls) {
+            (Endpoint::Tcp { host, port }, tls) => {
                 let stream = TcpStream::connect((host.as_str(), *port)).await?;
                 stream.set_nodelay(true)?;
-                Ok(Stream::Tcp(stream))
+                match tls {
+                    None => Ok(Stream::Tcp(stream)),
+                    Some(tls) => Ok(Stream::Tls(Box::new(tls::handshake(stream, tls).await?))),
+                }
             }
-            Endpoint::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
+            (Endpoint::Unix(path), None) => UnixStream::connect(path).await.map(Stream::Unix),
+            (Endpoint::Unix(_), Some(_)) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TLS over a UNIX socket is not supported",
+            )),
         }
     };
     match tokio::time::timeout(timeout, attempt).await {
@@ -149,15 +164,20 @@ impl TimedStream {
     }
 
     /// See [`Stream::idle_state`].
-    pub fn idle_state(&self) -> IdleState {
+    pub fn idle_state(&mut self) -> IdleState {
         self.inner.idle_state()
     }
 
-    /// Writes what the socket takes at once, without waiting (a last word before closing).
+    /// Writes what the socket takes at once, without waiting (a last word before closing, for
+    /// FastCGI, which never runs over TLS).
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         match &self.inner {
             Stream::Tcp(s) => s.try_write(buf),
             Stream::Unix(s) => s.try_write(buf),
+            Stream::Tls(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "no unbuffered write on a TLS connection",
+            )),
         }
     }
 
@@ -181,6 +201,7 @@ impl AsyncRead for TimedStream {
         match &mut self.get_mut().inner {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -191,6 +212,7 @@ impl AsyncWrite for TimedStream {
         let r = match &mut this.inner {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         };
         this.on_write(cx, r)
     }
@@ -204,6 +226,7 @@ impl AsyncWrite for TimedStream {
         let r = match &mut this.inner {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         };
         this.on_write(cx, r)
     }
@@ -217,6 +240,7 @@ impl AsyncWrite for TimedStream {
         let r = match &mut this.inner {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         };
         this.on_write(cx, r)
     }
@@ -225,6 +249,7 @@ impl AsyncWrite for TimedStream {
         match &mut self.get_mut().inner {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

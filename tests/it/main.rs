@@ -8,6 +8,7 @@ mod access_log_fields;
 mod admin;
 mod admin_security;
 mod backend_health;
+mod backend_tls;
 mod balancing;
 mod binary;
 mod blame;

@@ -9,7 +9,13 @@ use crate::config::parse_backend_url;
 use crate::test_util::proptest_runs;
 
 fn backend(name: &str) -> Arc<Backend> {
-    Backend::new("c", name, parse_backend_url("http://127.0.0.1:1").unwrap(), None)
+    Backend::new(
+        "c",
+        name,
+        parse_backend_url("http://127.0.0.1:1").unwrap(),
+        None,
+        None,
+    )
 }
 
 fn spec(backend: &Arc<Backend>, role: Role, capacity: u32, usable: bool) -> SlotSpec {

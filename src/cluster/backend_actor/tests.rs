@@ -63,8 +63,9 @@ async fn the_health_monitor_runs_on_its_backends_arbiter() {
             fastcgi: None,
             health: None,
             terminate_protection: false,
+            tls: None,
         };
-        let backend = Backend::new("c", &config.name, url, None);
+        let backend = Backend::new("c", &config.name, url, None, None);
         let status = BackendActor::initial_status(&backend, &config, watch.health.as_ref());
         let actor = BackendActor::start(backend, cluster.clone(), status, watch.clone());
         let (thread, monitor) = actor.send(Placement).await.expect("the backend actor answers");

@@ -17,6 +17,7 @@ use super::super::model::{
     HealthConfig, ListenAddr, OnClientAbort, Protocol, ProxyConfig, Role, RouteConfig, RouteTarget,
     RouteTimeouts, SchedulerKind, DEFAULT_BACKEND_KEEP_ALIVE,
 };
+use super::backend_tls::TlsSection;
 use super::{index_path, key_path, kind, Loader};
 
 // ---- raw shapes, as written in the file -------------------------------------------------------
@@ -46,6 +47,7 @@ const ROUTE_KEYS: &[&str] = &[
     "connect_timeout",
     "read_timeout",
     "write_timeout",
+    "tls",
 ];
 const CLUSTER_KEYS: &[&str] = &[
     "enabled",
@@ -73,6 +75,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "via",
     "cache",
     "on_client_abort",
+    "backend_tls",
     "backends",
 ];
 const BACKEND_KEYS: &[&str] = &[
@@ -84,6 +87,7 @@ const BACKEND_KEYS: &[&str] = &[
     "fastcgi",
     "health",
     "terminate_protection",
+    "tls",
 ];
 
 #[derive(Deserialize)]
@@ -158,6 +162,19 @@ struct RawBackend {
     role: Option<String>,
     enabled: Option<bool>,
     terminate_protection: Option<bool>,
+}
+
+/// What a cluster gives each of its backends.
+struct BackendDefaults<'a> {
+    /// The cluster has a `fastcgi` mapping its FastCGI backends may use.
+    maps_scripts: bool,
+    /// The cluster's `health` section as written (a map, `{}` when it has none) that a
+    /// backend's own `health` keys override, or `Null` when the cluster's is invalid (reported
+    /// there already).
+    health: &'a Value,
+    /// The cluster's `backend_tls` that a backend's own `tls` keys override; `None` when it is
+    /// invalid (reported there already).
+    tls: Option<Option<&'a TlsSection>>,
 }
 
 /// A cluster's `via` when not given.
@@ -439,8 +456,10 @@ impl Loader<'_> {
     fn route(&mut self, mut value: Value, path: &str, clusters: &BTreeSet<String>) -> Option<RouteConfig> {
         let cache = value.as_object_mut().and_then(|map| map.remove("cache"));
         let fastcgi = value.as_object_mut().and_then(|map| map.remove("fastcgi"));
+        let tls = value.as_object_mut().and_then(|map| map.remove("tls"));
         let has_cache = cache.is_some();
         let raw: RawRoute = self.piece(Some(value), path, ROUTE_KEYS, "a route")?;
+        let tls_section = self.tls_section(tls, &key_path(path, "tls"));
         let cache = self.cache(cache, &key_path(path, "cache"));
         let fastcgi_path = key_path(path, "fastcgi");
         let fastcgi = self.fastcgi(fastcgi, &fastcgi_path);
@@ -471,6 +490,10 @@ impl Loader<'_> {
         }
         let cluster_path = key_path(path, "cluster");
         let backend_path = key_path(path, "backend");
+        if raw.cluster.is_some() && matches!(tls_section, Some(Some(_))) {
+            let message = "a route to a cluster uses its backends' `tls`; set it on the cluster (`backend_tls`) or its backends";
+            self.error(key_path(path, "tls"), message);
+        }
         let target = match (raw.cluster, raw.backend) {
             (Some(_), None) if matches!(fastcgi, Some(Some(_))) => {
                 let message = "a route to a cluster uses the cluster's `fastcgi`; set it on the cluster";
@@ -513,6 +536,14 @@ impl Loader<'_> {
                 None
             }
         };
+        let tls_section = tls_section?;
+        let tls = match &target {
+            Some(RouteTarget::Backend(url)) => {
+                // A route has no cluster defaults; its own `tls` is all there is.
+                self.backend_tls(url, tls_section.as_ref(), Some(None), path, "backend")?
+            }
+            _ => None,
+        };
         Some(RouteConfig {
             host: raw.host,
             path_prefix,
@@ -520,6 +551,7 @@ impl Loader<'_> {
             cache: cache?,
             fastcgi: fastcgi?,
             timeouts,
+            tls,
         })
     }
 
@@ -571,6 +603,7 @@ impl Loader<'_> {
         let x_sendfile = take("x_sendfile");
         let passive_health = take("passive_health");
         let cache = take("cache");
+        let backend_tls = take("backend_tls");
         let raw: Option<RawCluster> = self.piece(Some(value), path, CLUSTER_KEYS, "a cluster");
         let (default_bucket, settings) = match raw {
             Some(mut raw) => (raw.default_bucket.take(), Some(self.cluster_settings(raw, path))),
@@ -589,13 +622,13 @@ impl Loader<'_> {
         let x_sendfile = self.x_sendfile(x_sendfile, &key_path(path, "x_sendfile"));
         let passive_health = self.passive_health(passive_health, &key_path(path, "passive_health"));
         let cache = self.cache(cache, &key_path(path, "cache"));
-        let cluster_maps_scripts = matches!(fastcgi, Some(Some(_)));
-        let backends = self.backends(
-            backends,
-            &key_path(path, "backends"),
-            cluster_maps_scripts,
-            &health_base,
-        );
+        let backend_tls = self.tls_section(backend_tls, &key_path(path, "backend_tls"));
+        let defaults = BackendDefaults {
+            maps_scripts: matches!(fastcgi, Some(Some(_))),
+            health: &health_base,
+            tls: backend_tls.as_ref().map(Option::as_ref),
+        };
+        let backends = self.backends(backends, &key_path(path, "backends"), &defaults);
         let mut cluster = settings??;
         cluster.fastcgi = fastcgi?;
         cluster.x_sendfile = x_sendfile?;
@@ -605,6 +638,7 @@ impl Loader<'_> {
         cluster.health = health?;
         (cluster.buckets, cluster.default_bucket) = tree?;
         cluster.backends = backends?;
+        backend_tls?;
         Some(cluster)
     }
 
@@ -704,16 +738,12 @@ impl Loader<'_> {
         })
     }
 
-    /// A cluster's `backends:` list; names must be unique. `cluster_maps_scripts`: the cluster
-    /// has a `fastcgi` mapping its FastCGI backends may use. `cluster_health`: the cluster's
-    /// `health` section as written (a map, `{}` when it has none) that a backend's own `health`
-    /// keys override, or `Null` when the cluster's is invalid (reported there already).
+    /// A cluster's `backends:` list; names must be unique.
     fn backends(
         &mut self,
         value: Option<Value>,
         path: &str,
-        cluster_maps_scripts: bool,
-        cluster_health: &Value,
+        defaults: &BackendDefaults<'_>,
     ) -> Option<Vec<BackendConfig>> {
         let list = match value {
             None | Some(Value::Null) => return Some(Vec::new()),
@@ -730,7 +760,7 @@ impl Loader<'_> {
             .enumerate()
             .map(|(i, item)| {
                 let path = index_path(path, i);
-                self.backend(item, &path, &mut names, cluster_maps_scripts, cluster_health)
+                self.backend(item, &path, &mut names, defaults)
             })
             .collect();
         backends.into_iter().collect()
@@ -742,15 +772,16 @@ impl Loader<'_> {
         value: Value,
         path: &str,
         names: &mut HashMap<String, String>,
-        cluster_maps_scripts: bool,
-        cluster_health: &Value,
+        defaults: &BackendDefaults<'_>,
     ) -> Option<BackendConfig> {
         let mut value = value;
         let fastcgi = value.as_object_mut().and_then(|map| map.remove("fastcgi"));
         let health = value.as_object_mut().and_then(|map| map.remove("health"));
+        let tls = value.as_object_mut().and_then(|map| map.remove("tls"));
         let raw: RawBackend = self.piece(Some(value), path, BACKEND_KEYS, "a backend")?;
         let fastcgi = self.fastcgi(fastcgi, &key_path(path, "fastcgi"));
-        let health = self.backend_health(health, cluster_health, &key_path(path, "health"));
+        let health = self.backend_health(health, defaults.health, &key_path(path, "health"));
+        let tls = self.tls_section(tls, &key_path(path, "tls"));
         let name_path = key_path(path, "name");
         let name = match raw.name {
             None => {
@@ -788,9 +819,10 @@ impl Loader<'_> {
         };
         let role = self.choice(key_path(path, "role"), raw.role, Role::Active, ROLES, "role");
         let url = url?;
+        let tls = self.backend_tls(&url, tls?.as_ref(), defaults.tls, path, "url");
         let fastcgi = fastcgi?;
         let health = health?;
-        if url.protocol == Protocol::FastCgi && fastcgi.is_none() && !cluster_maps_scripts {
+        if url.protocol == Protocol::FastCgi && fastcgi.is_none() && !defaults.maps_scripts {
             let message = "a FastCGI backend needs a script mapping: set `fastcgi: { document_root }` \
                            on the cluster or on the backend";
             self.error(key_path(path, "url"), message);
@@ -805,6 +837,7 @@ impl Loader<'_> {
             fastcgi,
             health,
             terminate_protection: raw.terminate_protection.unwrap_or(false),
+            tls: tls?,
         })
     }
 

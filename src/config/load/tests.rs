@@ -1,7 +1,8 @@
 //! Tests of the loader: whole documents in, `Config` or `(path, message)` errors out. The bucket
 //! tree's tests are in the child module `buckets`, those of the `admin` section in
 //! `admin_section`, those of health checks and client routing in `health`, those of `fastcgi`
-//! and `x_sendfile` in `fastcgi` (each in `tests/`).
+//! and `x_sendfile` in `fastcgi`, those of `tls` and `backend_tls` in `backend_tls` (each in
+//! `tests/`).
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ use super::*;
 use crate::config::model::*;
 
 mod admin_section;
+mod backend_tls;
 mod buckets;
 mod client_facing;
 mod fastcgi;
@@ -62,6 +64,7 @@ fn tcp(host: &str, port: u16, text: &str) -> BackendUrl {
             host: host.to_owned(),
             port,
         },
+        tls: false,
         text: text.to_owned(),
     }
 }
@@ -135,6 +138,7 @@ clusters:
                 cache: CacheConfig::default(),
                 fastcgi: None,
                 timeouts: RouteTimeouts::default(),
+                tls: None,
             },
             RouteConfig {
                 host: None,
@@ -143,6 +147,7 @@ clusters:
                 cache: CacheConfig::default(),
                 fastcgi: None,
                 timeouts: RouteTimeouts::default(),
+                tls: None,
             },
         ]
     );
@@ -168,12 +173,14 @@ clusters:
                 fastcgi: None,
                 health: None,
                 terminate_protection: false,
+                tls: None,
             },
             BackendConfig {
                 name: "app02".to_owned(),
                 url: BackendUrl {
                     protocol: Protocol::Http,
                     endpoint: Endpoint::Unix(PathBuf::from("/run/app02.sock")),
+                    tls: false,
                     text: "http+unix:///run/app02.sock".to_owned(),
                 },
                 capacity: 8,
@@ -182,6 +189,7 @@ clusters:
                 fastcgi: None,
                 health: None,
                 terminate_protection: false,
+                tls: None,
             },
             BackendConfig {
                 name: "app03".to_owned(),
@@ -192,6 +200,7 @@ clusters:
                 fastcgi: None,
                 health: None,
                 terminate_protection: false,
+                tls: None,
             },
         ]
     );
@@ -345,7 +354,7 @@ fn unknown_keys() {
 #[test]
 fn three_mistakes_three_errors() {
     let e = errors(&format!(
-        "{MINIMAL}routes:\n  - {{ cluster: shopp }}\nclusters:\n  shop:\n    scheduler: random\n    backends:\n      - {{ name: a, url: \"http://h:1\" }}\n      - {{ name: b, url: \"https://h:2\" }}\n"
+        "{MINIMAL}routes:\n  - {{ cluster: shopp }}\nclusters:\n  shop:\n    scheduler: random\n    backends:\n      - {{ name: a, url: \"http://h:1\" }}\n      - {{ name: b, url: \"ftp://h:2\" }}\n"
     ));
     assert_eq!(
         e,
@@ -360,7 +369,8 @@ fn three_mistakes_three_errors() {
             ),
             (
                 "clusters.shop.backends[1].url".to_owned(),
-                "https backends are not supported".to_owned()
+                "unsupported URL scheme `ftp` (expected http, https, http+unix, fastcgi or fastcgi+unix)"
+                    .to_owned()
             ),
         ]
     );

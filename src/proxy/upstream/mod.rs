@@ -244,15 +244,19 @@ impl Drop for AbortNotice {
 
 /// Opens a connection to the backend of `out`.
 async fn connect(out: &Outgoing<'_>) -> Result<Conn, ProxyError> {
-    let stream = transport::connect(&out.backend.url.endpoint, out.timeouts.connect)
-        .await
-        .map_err(|e| {
-            if transport::is_local_resource_error(&e) {
-                ProxyError::LocalResource(e)
-            } else {
-                ProxyError::Connect(e)
-            }
-        })?;
+    let stream = transport::connect(
+        &out.backend.url.endpoint,
+        out.backend.tls.as_ref(),
+        out.timeouts.connect,
+    )
+    .await
+    .map_err(|e| {
+        if transport::is_local_resource_error(&e) {
+            ProxyError::LocalResource(e)
+        } else {
+            ProxyError::Connect(e)
+        }
+    })?;
     let io = TimedStream::new(stream, out.timeouts.write);
     Ok(Conn::new(io, &out.backend.conns))
 }

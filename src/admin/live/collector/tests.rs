@@ -16,6 +16,7 @@ fn backend(name: &str) -> Arc<Backend> {
         name,
         parse_backend_url("http://127.0.0.1:1").unwrap(),
         None,
+        None,
     )
 }
 

@@ -430,7 +430,7 @@ buckets:
       - { name: upload, rate: 0.5, ceil: 0.3, match: { method: post } }
       - { name: vip, rate: 0.6, ceil: 2 }
 backends:
-  - { name: a, url: "https://h" }"#,
+  - { name: a, url: "ftp://h" }"#,
     ));
     let want = [
         (
@@ -470,7 +470,7 @@ backends:
             "clusters.c.default_bucket",
             "unknown bucket `nope` (expected one of: main, upload, vip)",
         ),
-        ("clusters.c.backends[0].url", "https backends are not supported"),
+        ("clusters.c.backends[0].url", "unsupported URL scheme `ftp` (expected http, https, http+unix, fastcgi or fastcgi+unix)"),
     ];
     assert_eq!(e, pairs(&want));
 }

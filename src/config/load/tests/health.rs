@@ -461,7 +461,7 @@ health:
 buckets:
   - { name: vip, rate: 2, ceil: 1 }
 backends:
-  - { name: a, url: "https://h" }"#,
+  - { name: a, url: "ftp://h" }"#,
     ));
     let want = [
         (
@@ -503,7 +503,10 @@ backends:
             "clusters.c.buckets[0].rate",
             "bucket `vip`: rate 2 is not between 0 and 1",
         ),
-        ("clusters.c.backends[0].url", "https backends are not supported"),
+        (
+            "clusters.c.backends[0].url",
+            "unsupported URL scheme `ftp` (expected http, https, http+unix, fastcgi or fastcgi+unix)",
+        ),
     ];
     assert_eq!(e, pairs(&want));
 }
