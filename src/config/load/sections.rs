@@ -73,6 +73,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "via",
     "cache",
     "on_client_abort",
+    "upgrades",
     "backends",
 ];
 const BACKEND_KEYS: &[&str] = &[
@@ -571,6 +572,7 @@ impl Loader<'_> {
         let x_sendfile = take("x_sendfile");
         let passive_health = take("passive_health");
         let cache = take("cache");
+        let upgrades = take("upgrades");
         let raw: Option<RawCluster> = self.piece(Some(value), path, CLUSTER_KEYS, "a cluster");
         let (default_bucket, settings) = match raw {
             Some(mut raw) => (raw.default_bucket.take(), Some(self.cluster_settings(raw, path))),
@@ -589,6 +591,7 @@ impl Loader<'_> {
         let x_sendfile = self.x_sendfile(x_sendfile, &key_path(path, "x_sendfile"));
         let passive_health = self.passive_health(passive_health, &key_path(path, "passive_health"));
         let cache = self.cache(cache, &key_path(path, "cache"));
+        let upgrades = self.upgrades(upgrades, &key_path(path, "upgrades"));
         let cluster_maps_scripts = matches!(fastcgi, Some(Some(_)));
         let backends = self.backends(
             backends,
@@ -601,6 +604,7 @@ impl Loader<'_> {
         cluster.x_sendfile = x_sendfile?;
         cluster.passive_health = passive_health?;
         cluster.cache = cache?;
+        cluster.upgrades = upgrades?;
         cluster.client_routing = client_routing?;
         cluster.health = health?;
         (cluster.buckets, cluster.default_bucket) = tree?;
@@ -701,6 +705,7 @@ impl Loader<'_> {
             backend_keep_alive,
             cache: Default::default(),
             on_client_abort: on_client_abort?,
+            upgrades: Default::default(),
         })
     }
 
