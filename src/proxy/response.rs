@@ -17,6 +17,7 @@ use bytes::Bytes;
 use super::access_log::AccessRecord;
 use super::relay_body::{record_status, RelayBody, Timing};
 use super::sendfile::{self, FileResponse};
+use super::tunnel::Tunnel;
 use super::upstream::{Exchange, Response};
 use crate::cluster::{Backend, ClusterHandle, Grant};
 use crate::proto::http_headers as rules;
@@ -64,6 +65,37 @@ pub async fn relay(
         let file = file.await;
         let sink = req.conn_data::<FileSink>().cloned();
         return serve_file(builder, file, sink, exchange, grant, timing, cluster, log);
+    }
+    if exchange.is_tunnel() {
+        record_status(cluster, Some(&backend), status);
+        if let Some(l) = log.as_mut() {
+            l.set_backend(&backend.name);
+            l.set_status(status);
+        }
+        let protocol = fields
+            .iter()
+            .find(|(n, _)| head_bytes[n.clone()].eq_ignore_ascii_case(b"upgrade"))
+            .and_then(|(_, v)| ax::HeaderValue::from_maybe_shared(head_bytes.slice(v.clone())).ok());
+        if let Some(protocol) = protocol {
+            builder.insert_header((ax::UPGRADE, protocol));
+        }
+        let mut grant = grant;
+        let tunnel = Tunnel::open(&settings.upgrades, cluster, &mut grant);
+        let body = RelayBody::upstream(
+            exchange,
+            BodySize::Stream,
+            false,
+            grant,
+            timing,
+            cluster.clone(),
+            log,
+        )
+        .into_tunnel(tunnel);
+        let mut response = finish(builder, body);
+        // The other protocol's bytes, as they come: neither chunked nor counted.
+        response.head_mut().set_connection_type(ConnectionType::Upgrade);
+        response.head_mut().no_chunking(true);
+        return response;
     }
     let no_body = rules::response_has_no_body(is_head, status);
     let size = match content_length {

@@ -38,3 +38,4 @@ mod slow_clients;
 mod terminate_protection;
 mod upstream_integrity;
 mod via;
+mod websocket;
