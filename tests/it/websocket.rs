@@ -253,6 +253,19 @@ async fn a_client_that_disconnects_closes_the_backend_side_and_is_logged_once() 
     assert!(line["bytes"].as_u64().is_some_and(|n| n >= 7), "{line}");
     assert!(line["bytes_in"].as_u64().is_some_and(|n| n >= 11), "{line}");
     assert!(line["duration_ms"].as_f64().is_some(), "{line}");
+    assert_eq!(line["termination"].as_str(), Some("CD"), "{line}");
+    d.stop().await;
+
+    // `on_client_abort: ignore` is for requests: a tunnel whose client left is over.
+    let d = start(&config("on_client_abort: ignore", &backend, 4)).await;
+    let mut ws = ws_connect(&d, "/chat").await;
+    round_trip(&mut ws, Message::text("hello")).await;
+    drop(ws);
+    eventually("the backend saw the client leave", || {
+        backend.ended.load(SeqCst) == 2
+    })
+    .await;
+    d.settled("c").await;
     d.stop().await;
 }
 
