@@ -23,7 +23,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 /// A WebSocket echo backend: echoes text and binary messages; on the text `drop-me` it drops
-/// the connection without a closing handshake (a backend that goes away).
+/// the connection without a closing handshake (a backend that goes away); on `flood` it sends
+/// binary messages until it can't.
 struct EchoBackend {
     url: String,
     /// Handshakes accepted.
@@ -119,6 +120,11 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(stream: S, (accepted, ended, he
     accepted.fetch_add(1, SeqCst);
     while let Some(Ok(msg)) = ws.next().await {
         if matches!(&msg, Message::Text(t) if t.as_str() == "drop-me") {
+            break;
+        }
+        if matches!(&msg, Message::Text(t) if t.as_str() == "flood") {
+            // Until the way to the client is closed.
+            while ws.send(Message::binary(vec![0u8; 65_536])).await.is_ok() {}
             break;
         }
         if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
@@ -352,6 +358,25 @@ async fn a_tunnel_is_not_cut_by_the_head_deadline_keep_alive_or_head_limits() {
     d.stop().await;
 }
 
+/// A tunnel client that stops reading is cut by the listener's `send_timeout`, as any client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_client_that_stops_reading_is_cut_by_the_send_timeout() {
+    let backend = EchoBackend::tcp().await;
+    let yaml = config("", &backend, 4).replace("  workers: 2\n", "  workers: 2\n  send_timeout: 300ms\n");
+    let d = start(&yaml).await;
+    let mut ws = ws_connect(&d, "/chat").await;
+    ws.send(Message::text("flood")).await.expect("send");
+    // Never read again: the socket buffers fill, director's writes stall.
+    eventually("the backend's side was closed", || {
+        backend.ended.load(SeqCst) == 1
+    })
+    .await;
+    d.settled("c").await;
+    assert_eq!(tunnels_in_api(&d).await, (0, 1));
+    drop(ws);
+    d.stop().await;
+}
+
 /// Raw HTTP/1.1 over TCP: writes `head`, reads until the server closes.
 async fn exchange(d: &Director, head: &str) -> String {
     let mut client = TcpStream::connect(d.addr()).await.expect("connect");
@@ -481,6 +506,32 @@ async fn tunnels_hold_capacity_unless_the_cluster_exempts_them() {
         cluster.admission.stats.tunnels.current() == 0
     })
     .await;
+    d.settled("c").await;
+    d.stop().await;
+}
+
+/// FastCGI can't switch protocols: the application gets the request without the upgrade and
+/// its answer is relayed.
+#[cfg_attr(
+    not(has_php_fpm),
+    ignore = "php-fpm not installed (apt-get install php8.2-fpm)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_routed_to_fastcgi_is_answered_without_it() {
+    use support::php::{Listen, PhpFpm};
+    let fpm = PhpFpm::start(Listen::Unix, 2).await;
+    let d = start(&crate::fastcgi::php_config("", None, &[("php", fpm.url())])).await;
+    let answer = exchange(
+        &d,
+        "GET /echo.php HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+         sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The other fields reach the application; the hop-by-hop pair does not.
+    assert!(answer.contains("HTTP_SEC_WEBSOCKET_VERSION"), "{answer}");
+    assert!(!answer.contains("HTTP_UPGRADE"), "{answer}");
+    assert!(!answer.contains("HTTP_CONNECTION"), "{answer}");
     d.settled("c").await;
     d.stop().await;
 }
