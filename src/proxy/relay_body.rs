@@ -2,7 +2,9 @@
 //! request's admission grant until the last byte, then recycling the backend connection.
 //!
 //! Hot path. Also the place a request ends: it writes the access-log line when dropped, so
-//! completed, cut and aborted responses are all logged once.
+//! completed, cut and aborted responses are all logged once. For an upgrade tunnel it is the
+//! backend's side of the tunnel, under the tunnel's idle timeout and lifetime instead of the
+//! read timeout.
 
 use std::error::Error as StdError;
 use std::pin::Pin;

@@ -17,6 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Context;
+use std::time::Duration;
 
 use actix_web::http::{header as ax, Version};
 use actix_web::HttpRequest;
@@ -46,7 +47,7 @@ pub fn asks_upgrade(req: &HttpRequest) -> bool {
 
 /// An open tunnel: its limits, and its place in the tunnel statistics.
 pub struct Tunnel {
-    idle_timeout: std::time::Duration,
+    idle_timeout: Duration,
     idle: StallTimer,
     lifetime: Option<Pin<Box<Sleep>>>,
     /// Bytes moved either way when last looked at.

@@ -11,6 +11,11 @@
 //! sent whole, the response was read to the end of its framing with nothing after it, and
 //! the backend kept the connection alive. Anything else (extra bytes, a cut or malformed body,
 //! both `Transfer-Encoding` and `Content-Length`, a write that failed) closes it.
+//!
+//! A request that asks to upgrade (`Outgoing::tunnel`) goes out with `Connection: upgrade` and
+//! its `Upgrade` field(s); its client bytes are held back. A `101` makes the exchange a tunnel
+//! (`proxy::tunnel`): the held-back stream is written as it comes, the backend's bytes are the
+//! body until it closes, and the connection is never pooled. A `101` nobody asked for is a 502.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};

@@ -11,6 +11,8 @@
 //!   idempotent requests whose body is untouched; it is never blamed on the backend.
 //! - [`Exchange::poll_body`] streams the response body, still sending the request body;
 //!   [`Exchange::finish`] pools the connection only after a clean end.
+//! - After a `101` to an upgrade request, [`Exchange::poll_body`] is the backend's side of a
+//!   tunnel (`proxy::tunnel`) and the connection is not pooled.
 
 pub mod fastcgi;
 pub mod http1;
