@@ -80,7 +80,8 @@ pub(crate) trait MessageType: Sized {
     ) -> Result<PayloadLength, ParseError> {
         let mut ka = None;
         let mut has_upgrade_websocket = false;
-        // director patch: an upgrade to another protocol (not h2c) is a stream too.
+        // director patch: an upgrade to another protocol (not h2c) is a stream too, and no
+        // request with a body is one (its length frames it; see vendor/README.md).
         let mut has_upgrade_other = false;
         let mut expect = false;
         let mut chunked = false;
@@ -233,10 +234,9 @@ pub(crate) trait MessageType: Sized {
             Ok(PayloadLength::Payload(PayloadType::Payload(
                 PayloadDecoder::chunked(),
             )))
-        } else if has_upgrade_websocket
-            || (has_upgrade_other
-                && ka == Some(ConnectionType::Upgrade)
-                && content_length.unwrap_or(0) == 0)
+        } else if (has_upgrade_websocket
+            || (has_upgrade_other && ka == Some(ConnectionType::Upgrade)))
+            && content_length.unwrap_or(0) == 0
         {
             Ok(PayloadLength::UpgradeWebSocket)
         } else if let Some(len) = content_length {
@@ -1175,6 +1175,11 @@ mod tests {
             "GET / HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: x\r\ncontent-length: 2\r\n\r\n"
         ));
         assert!(!decode("GET / HTTP/1.1\r\nhost: x\r\nupgrade: my-proto\r\n\r\n"));
+        // A body's length ends the request, websocket or not (else what follows it would be
+        // read as the body, whatever its length says: a request smuggled to the backend).
+        assert!(!decode(
+            "GET / HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\ncontent-length: 2\r\n\r\n"
+        ));
         assert!(!decode("GET / HTTP/1.1\r\nhost: x\r\nconnection: upgrade, close\r\nupgrade: x\r\n\r\n"));
         assert!(!decode("GET / HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n"));
     }
