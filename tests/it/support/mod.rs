@@ -9,6 +9,7 @@ pub mod origin;
 pub mod php;
 pub mod scripted;
 pub mod webdriver;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
