@@ -130,6 +130,7 @@ async fn lean(origin: SocketAddr, requests: usize) {
         trace: None,
         via: director::proto::http_headers::VIA.as_bytes(),
         notify_abort: false,
+        tunnel: None,
     };
     for _ in 0..requests {
         let response = upstream::send(&out).await.expect("lean: response head");

@@ -385,6 +385,7 @@ fn add(a: &TrafficSnapshot, b: &TrafficSnapshot) -> TrafficSnapshot {
         dropped: a.dropped + b.dropped,
         bytes_in: a.bytes_in + b.bytes_in,
         bytes_out: a.bytes_out + b.bytes_out,
+        tunnels: gauge(a.tunnels, b.tunnels),
     }
 }
 
@@ -539,6 +540,7 @@ pub(crate) mod test_fixtures {
                 via: "director".to_owned(),
                 on_client_abort: "close",
                 cache: CacheSettingsView::new(&crate::config::CacheConfig::default()),
+                upgrades: crate::cluster::cluster_state::UpgradesView::new(&Default::default()),
             },
             capacity: None,
             in_use: 0,

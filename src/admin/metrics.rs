@@ -137,7 +137,7 @@ const DIRECTOR_FAMILIES: [Spec<Extras>; 3] = [
 ];
 
 #[rustfmt::skip]
-const CLUSTER_FAMILIES: [Spec<ClusterState>; 7] = [
+const CLUSTER_FAMILIES: [Spec<ClusterState>; 9] = [
     counter("director_cluster_requests_total", "Requests handed to a backend (retries count again).",
         |c| count(c.stats.in_flight.total)),
     gauge("director_cluster_in_flight", "Requests being served by a backend.",
@@ -151,6 +151,9 @@ const CLUSTER_FAMILIES: [Spec<ClusterState>; 7] = [
         |c| count(c.stats.dropped)),
     counter("director_cluster_retries_total", "Attempts repeated after a backend failed.",
         |c| count(c.stats.retries)),
+    gauge("director_cluster_tunnels", "Upgraded connections (WebSocket and others) open now.",
+        |c| count(c.stats.tunnels.current)),
+    counter("director_cluster_tunnels_total", "Upgraded connections opened.", |c| count(c.stats.tunnels.total)),
 ];
 
 /// The `director_backend_info` family (its samples carry `role` and `url` labels too).
@@ -158,7 +161,7 @@ const BACKEND_INFO: Spec<BackendState> =
     gauge("director_backend_info", "Role and URL (always 1).", |_| Some(1.0));
 
 #[rustfmt::skip]
-const BACKEND_FAMILIES: [Spec<BackendState>; 12] = [
+const BACKEND_FAMILIES: [Spec<BackendState>; 14] = [
     counter("director_backend_requests_total", "Requests handed to the backend.",
         |b| count(b.stats.in_flight.total)),
     gauge("director_backend_in_flight", "Requests being served.", |b| count(b.stats.in_flight.current)),
@@ -179,6 +182,9 @@ const BACKEND_FAMILIES: [Spec<BackendState>; 12] = [
         |b| count(b.stats.bytes_in)),
     counter("director_backend_response_bytes_total", "Response body bytes relayed to clients.",
         |b| count(b.stats.bytes_out)),
+    gauge("director_backend_tunnels", "Upgraded connections (WebSocket and others) open now.",
+        |b| count(b.stats.tunnels.current)),
+    counter("director_backend_tunnels_total", "Upgraded connections opened.", |b| count(b.stats.tunnels.total)),
 ];
 
 #[rustfmt::skip]

@@ -499,6 +499,14 @@ impl Grant {
         &self.backend
     }
 
+    /// Returns the capacity now (a tunnel exempt from capacity); the grant still names its
+    /// backend.
+    pub fn release(&mut self) {
+        if let Some(a) = self.admission.take() {
+            a.release(self.bucket, self.backend.id, false);
+        }
+    }
+
     /// Returns the capacity after a failed attempt and stops scheduling this backend until
     /// the control plane marks it usable again.
     pub fn fail(mut self) {

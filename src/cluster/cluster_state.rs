@@ -58,6 +58,29 @@ pub struct SettingsView {
     pub on_client_abort: &'static str,
     /// The object cache's settings (`cache:`).
     pub cache: CacheSettingsView,
+    /// WebSocket and other `Upgrade` tunnels (`upgrades:`).
+    pub upgrades: UpgradesView,
+}
+
+/// A cluster's `upgrades:` settings as readers see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpgradesView {
+    pub enabled: bool,
+    pub hold_capacity: bool,
+    pub idle_timeout_ms: u64,
+    /// `None`: no limit.
+    pub max_lifetime_ms: Option<u64>,
+}
+
+impl UpgradesView {
+    pub fn new(c: &crate::config::UpgradesConfig) -> UpgradesView {
+        UpgradesView {
+            enabled: c.enabled,
+            hold_capacity: c.hold_capacity,
+            idle_timeout_ms: millis(c.idle_timeout),
+            max_lifetime_ms: c.max_lifetime.map(millis),
+        }
+    }
 }
 
 /// A cluster's `cache:` settings as readers see them (the `purge_method` networks left out).
@@ -165,6 +188,7 @@ impl SettingsView {
                 OnClientAbort::Ignore => "ignore",
             },
             cache: CacheSettingsView::new(&c.cache),
+            upgrades: UpgradesView::new(&c.upgrades),
         }
     }
 }

@@ -387,6 +387,7 @@ fn road_warrior_settings() -> ClusterConfig {
         backend_keep_alive: config::DEFAULT_BACKEND_KEEP_ALIVE,
         cache: CacheConfig::default(),
         on_client_abort: OnClientAbort::Close,
+        upgrades: Default::default(),
     }
 }
 

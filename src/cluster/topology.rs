@@ -19,7 +19,7 @@ use super::classify::{host_matches, Classifier};
 use crate::cache::{CacheSnapshot, CacheStats, ClusterCache};
 use crate::config::{
     CacheConfig, ClientRouting, ClusterConfig, ForwardedFor, OnClientAbort, PassiveHealthConfig,
-    RouteTimeouts,
+    RouteTimeouts, UpgradesConfig,
 };
 
 /// Where the current topology lives; `None` until the control plane has started.
@@ -86,6 +86,8 @@ pub struct ClusterSettings {
     pub via: Bytes,
     /// What the backend is told when the client leaves early.
     pub on_client_abort: OnClientAbort,
+    /// WebSocket and other `Upgrade` tunnels.
+    pub upgrades: UpgradesConfig,
 }
 
 impl ClusterSettings {
@@ -107,6 +109,7 @@ impl ClusterSettings {
             backend_keep_alive: c.backend_keep_alive,
             via: Bytes::from(crate::proto::http_headers::via_entry(&c.via)),
             on_client_abort: c.on_client_abort,
+            upgrades: c.upgrades,
         };
         let admission = AdmissionSettings {
             scheduler: c.scheduler,

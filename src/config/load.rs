@@ -39,6 +39,7 @@ mod sections;
 #[cfg(test)]
 mod tests;
 mod tracing;
+mod upgrades;
 
 /// One problem in a configuration, located by its path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]

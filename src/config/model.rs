@@ -302,6 +302,37 @@ pub struct ClusterConfig {
     /// `on_client_abort` (default `close`): what a backend is told when the client leaves
     /// before its answer is complete.
     pub on_client_abort: OnClientAbort,
+    /// `upgrades`: WebSocket and other `Upgrade` tunnels to HTTP backends.
+    pub upgrades: UpgradesConfig,
+}
+
+/// `upgrades:` of a cluster: requests asking to switch protocols (`Connection: upgrade` with
+/// `Upgrade: websocket` or another protocol) that an HTTP backend answers with `101` become a
+/// byte tunnel between client and backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpgradesConfig {
+    /// `enabled` (default true): forward `Upgrade`; off, it is dropped as nginx does without
+    /// `proxy_set_header Upgrade`, and the backend answers a plain request.
+    pub enabled: bool,
+    /// `hold_capacity` (default true): a tunnel keeps its admission slot (backend capacity
+    /// and bucket token) until it closes; false gives it back once the backend said `101`.
+    pub hold_capacity: bool,
+    /// `idle_timeout` (default 60s, nginx's `proxy_read_timeout`; HAProxy's `timeout
+    /// tunnel`): a tunnel with no byte in either direction for this long is closed.
+    pub idle_timeout: Duration,
+    /// `max_lifetime` (default none, `0s`): a tunnel open this long is closed however busy.
+    pub max_lifetime: Option<Duration>,
+}
+
+impl Default for UpgradesConfig {
+    fn default() -> Self {
+        UpgradesConfig {
+            enabled: true,
+            hold_capacity: true,
+            idle_timeout: Duration::from_secs(60),
+            max_lifetime: None,
+        }
+    }
 }
 
 /// `on_client_abort:` of a cluster.

@@ -17,6 +17,11 @@
 //!   hides the client's end from actix-http and drops what is written to it until the
 //!   request is over, so the backend finishes (nginx's `proxy_ignore_client_abort`).
 //!
+//! A WebSocket or other upgrade tunnel (`proxy::tunnel`) is the body of the response to its
+//! request, so the guard sees a request being served for the tunnel's whole life: its bytes
+//! are not scanned as heads and no head or idle deadline applies; the send timeout does. The
+//! tunnel's own idle timeout and lifetime are the tunnel's business.
+//!
 //! [`io`] is the IO wrapper, [`head_scan`] finds head ends and sizes, [`conn`] is what a
 //! connection shares with its requests (and the request-side API), [`server`] builds the
 //! actix-server `Server`, [`limits`] handles the open-file limit. Hot path except `server`

@@ -111,9 +111,59 @@ pub fn response_has_no_body(is_head: bool, status: u16) -> bool {
     is_head || (100..200).contains(&status) || status == 204 || status == 304
 }
 
+/// Whether a request head asks to switch protocols in a way director relays as a tunnel
+/// (RFC 9110 §7.8): `Connection` lists `upgrade` and not `close`, and an `Upgrade` value names
+/// a protocol other than `h2c` (HTTP/2 by upgrade is a conversation with director itself, not
+/// with the backend; HAProxy drops it too). The vendored actix-http reads the client's bytes
+/// after such a head as one stream (`vendor/README.md`), the tunnel's client side.
+pub fn requests_upgrade<'a>(
+    connection: impl IntoIterator<Item = &'a [u8]>,
+    upgrade: impl IntoIterator<Item = &'a [u8]>,
+) -> bool {
+    let mut asks = false;
+    for value in connection {
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"close") {
+                return false;
+            }
+            asks |= token.eq_ignore_ascii_case(b"upgrade");
+        }
+    }
+    asks && upgrade
+        .into_iter()
+        .map(<[u8]>::trim_ascii)
+        .any(is_tunnelled_protocol)
+}
+
+/// Whether an `Upgrade` value names a protocol director tunnels: anything but nothing and
+/// `h2c`. The vendored actix-http decoder applies the same rule (`vendor/README.md`).
+fn is_tunnelled_protocol(value: &[u8]) -> bool {
+    !value.is_empty() && !value.eq_ignore_ascii_case(b"h2c")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upgrade_requests_need_the_connection_token_and_a_protocol() {
+        let ask = |connection: &[&[u8]], upgrade: &[&[u8]]| {
+            requests_upgrade(connection.iter().copied(), upgrade.iter().copied())
+        };
+        assert!(ask(&[b"Upgrade"], &[b"websocket"]));
+        assert!(ask(&[b"keep-alive, upgrade"], &[b"WebSocket"]));
+        assert!(ask(&[b"keep-alive", b" upgrade "], &[b"my-proto/2"]));
+        assert!(!ask(&[b"keep-alive"], &[b"websocket"]), "no Connection token");
+        assert!(!ask(&[b"upgrade"], &[]), "no Upgrade header");
+        assert!(!ask(&[b"upgrade"], &[b" "]), "empty Upgrade header");
+        assert!(!ask(&[b"upgrade, close"], &[b"websocket"]), "close wins");
+        assert!(!ask(&[b"upgrade", b"close"], &[b"websocket"]), "close wins");
+        assert!(
+            !ask(&[b"Upgrade, HTTP2-Settings"], &[b"h2c"]),
+            "h2c is not relayed"
+        );
+        assert!(ask(&[b"upgrade"], &[b"h2c", b"websocket"]));
+    }
 
     #[test]
     fn hop_by_hop_names() {

@@ -166,6 +166,8 @@ pub struct AccessRecord {
     termination: Option<Termination>,
     phase: u8,
     written: bool,
+    /// Bytes the client sent through a tunnel (an upgraded connection); `None` otherwise.
+    bytes_in: Option<u64>,
 }
 
 impl AccessRecord {
@@ -192,6 +194,7 @@ impl AccessRecord {
             termination: None,
             phase: phase::REQUEST,
             written: false,
+            bytes_in: None,
         }
     }
 
@@ -256,6 +259,11 @@ impl AccessRecord {
         name.clone_into(&mut self.backend);
     }
 
+    /// The bytes a client sent through its tunnel (logged as `bytes_in`).
+    pub fn set_bytes_in(&mut self, bytes: u64) {
+        self.bytes_in = Some(bytes);
+    }
+
     /// Writes the line with the number of body bytes sent.
     pub fn finish(&mut self, bytes: u64) {
         self.written = true;
@@ -295,6 +303,12 @@ impl AccessRecord {
             self.retries,
             self.termination_text(),
         );
+        if let Some(n) = self.bytes_in {
+            // A tunnel's other direction, after the line's fields (parsers of the line as
+            // it was keep working).
+            line.pop();
+            let _ = writeln!(line, " bytes_in={n}");
+        }
         line
     }
 
@@ -329,6 +343,10 @@ impl AccessRecord {
             "termination": self.termination_text(),
         })
         .to_string();
+        if let Some(n) = self.bytes_in {
+            line.pop();
+            let _ = write!(line, ",\"bytes_in\":{n}}}");
+        }
         line.push('\n');
         line
     }

@@ -62,15 +62,17 @@ const HIT: &str = "director; hit";
 /// another, and pay nothing for the cache meanwhile.
 const UNCACHEABLE_FOR: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Looks the request up in the cluster's cache.
+/// Looks the request up in the cluster's cache; a request that asks to upgrade (`upgrade`)
+/// bypasses it: its answer is a tunnel, never stored.
 pub async fn lookup(
     cluster: &Arc<ClusterHandle>,
     req: &HttpRequest,
     host: Option<&str>,
     path: &str,
     log: &mut Option<Box<AccessRecord>>,
+    upgrade: bool,
 ) -> Step {
-    let Some(cache) = cluster.cache.load_full() else {
+    let Some(cache) = cluster.cache.load_full().filter(|_| !upgrade) else {
         return Step::Bypass;
     };
     let config = &cache.config;

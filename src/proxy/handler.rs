@@ -19,6 +19,7 @@ use super::relay_body::{record_dropped, record_status, RelayBody, Timing};
 use super::request_body::ClientBody;
 use super::response;
 use super::trace::TraceHeaders;
+use super::tunnel;
 use super::upstream::{self, Outgoing, Timeouts};
 use super::ProxyState;
 use crate::cluster::backend::BackendId;
@@ -102,7 +103,9 @@ async fn serve(
         let response = generated(StatusCode::SERVICE_UNAVAILABLE, text, settings.retry_after, log);
         return with_cluster_via(response, own_via(&settings));
     }
-    if settings.on_client_abort == OnClientAbort::Ignore {
+    // A tunnel's client leaving ends it: `on_client_abort: ignore` is for requests.
+    let upgrade = settings.upgrades.enabled && tunnel::asks_upgrade(&req);
+    if settings.on_client_abort == OnClientAbort::Ignore && !upgrade {
         // The backend finishes even if the client leaves (the connection's guard sees to it).
         if let Some(through_abort) = req.conn_data::<ThroughAbort>() {
             through_abort.set();
@@ -111,7 +114,7 @@ async fn serve(
     if let Some(routing) = &settings.client_routing {
         if let Some(name) = pinned_backend(&req, routing) {
             let timeouts = timeouts(&settings, route_timeouts.as_deref());
-            let request = Request::new(req, payload, &settings, timeouts, trace, log);
+            let request = Request::new(req, payload, upgrade, &settings, timeouts, trace, log);
             let response = Box::pin(serve_pinned(request, &cluster, &settings, &name)).await;
             return with_cluster_via(response, own_via(&settings));
         }
@@ -122,7 +125,7 @@ async fn serve(
             return with_cluster_via(generated_owned(status, text, log), own_via(&settings));
         }
     }
-    let plan = match cached::lookup(&cluster, &req, host, &route_path, &mut log).await {
+    let plan = match cached::lookup(&cluster, &req, host, &route_path, &mut log, upgrade).await {
         Step::Bypass => None,
         Step::Served { response, refresh } => {
             if let Some(plan) = refresh {
@@ -140,7 +143,7 @@ async fn serve(
         Step::Forward(plan) => Some(plan),
     };
     let timeouts = timeouts(&settings, route_timeouts.as_deref());
-    let mut request = Request::new(req, payload, &settings, timeouts, trace, log);
+    let mut request = Request::new(req, payload, upgrade, &settings, timeouts, trace, log);
     request.cache = plan;
     let forward = Forward {
         cluster,
@@ -283,6 +286,7 @@ impl Forward {
 async fn refresh_in_background(req: HttpRequest, plan: Box<CachePlan>, forward: Forward) {
     let request = Request {
         body: ClientBody::new(None, None, forward.settings.client_body_timeout),
+        tunnel: None,
         timeouts: forward.timeouts,
         idempotent: true,
         may_blame: true,
@@ -310,6 +314,8 @@ fn timeouts(settings: &ClusterSettings, route: Option<&RouteTimeouts>) -> Timeou
 struct Request {
     req: HttpRequest,
     body: ClientBody,
+    /// The client's side of a tunnel, for a request that asks to upgrade.
+    tunnel: Option<ClientBody>,
     timeouts: Timeouts,
     idempotent: bool,
     /// No attempt has counted a failure against a backend yet (passive health counts one per
@@ -326,13 +332,23 @@ impl Request {
     fn new(
         req: HttpRequest,
         payload: web::Payload,
+        upgrade: bool,
         settings: &ClusterSettings,
         timeouts: Timeouts,
         trace: Option<TraceHeaders>,
         log: Option<Box<AccessRecord>>,
     ) -> Request {
+        // A tunnel's client side has no pause limit of its own (`upgrades.idle_timeout`).
+        let (body, tunnel) = match upgrade {
+            true => (
+                ClientBody::default(),
+                Some(ClientBody::new(Some(payload.into_inner()), None, Duration::ZERO)),
+            ),
+            false => (client_body(&req, payload, settings), None),
+        };
         Request {
-            body: client_body(&req, payload, settings),
+            body,
+            tunnel,
             timeouts,
             idempotent: is_idempotent(req.method()),
             may_blame: true,
@@ -388,6 +404,7 @@ async fn attempt(
         rewrite: request.cache.as_ref().map(|plan| &plan.rewrite),
         trace: request.trace.as_ref(),
         notify_abort,
+        tunnel: request.tunnel.as_ref(),
     };
     match upstream::send(&out).await {
         Ok(upstream) => {

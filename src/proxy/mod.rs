@@ -1,4 +1,5 @@
-//! The data plane: the request pipeline, the HTTP and FastCGI forwarders and X-Sendfile.
+//! The data plane: the request pipeline, the HTTP and FastCGI forwarders, X-Sendfile and
+//! upgrade tunnels.
 //!
 //! Reads the topology snapshot and the admission state only; never awaits a control-plane
 //! actor.
@@ -14,6 +15,7 @@ pub mod request_body;
 pub mod response;
 pub mod sendfile;
 pub mod trace;
+pub mod tunnel;
 pub mod upstream;
 
 use std::sync::Arc;

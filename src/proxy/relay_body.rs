@@ -2,7 +2,9 @@
 //! request's admission grant until the last byte, then recycling the backend connection.
 //!
 //! Hot path. Also the place a request ends: it writes the access-log line when dropped, so
-//! completed, cut and aborted responses are all logged once.
+//! completed, cut and aborted responses are all logged once. For an upgrade tunnel it is the
+//! backend's side of the tunnel, under the tunnel's idle timeout and lifetime instead of the
+//! read timeout.
 
 use std::error::Error as StdError;
 use std::pin::Pin;
@@ -17,6 +19,7 @@ use super::access_log::AccessRecord;
 use super::blame;
 use super::error::ProxyError;
 use super::sendfile::{FileBody, FilePiece};
+use super::tunnel::Tunnel;
 use super::upstream::Exchange;
 use crate::cache::fill::Fill;
 use crate::cluster::{ClusterHandle, Grant};
@@ -33,6 +36,8 @@ struct Streaming {
     stall: StallTimer,
     /// This request has not yet counted a failure against any backend (it may count one).
     may_blame: bool,
+    /// The backend switched protocols: the exchange is a tunnel with limits of its own.
+    tunnel: Option<Box<Tunnel>>,
 }
 
 /// When an attempt started (for the backend's latency histogram), how long a read of its
@@ -112,6 +117,7 @@ impl RelayBody {
             timing,
             stall: StallTimer::default(),
             may_blame: timing.may_blame,
+            tunnel: None,
         };
         RelayBody {
             fixed: None,
@@ -131,6 +137,23 @@ impl RelayBody {
         self
     }
 
+    /// Makes the body a tunnel's backend side (the exchange switched protocols).
+    pub fn into_tunnel(mut self, tunnel: Tunnel) -> RelayBody {
+        if let Some(s) = self.streaming.as_mut() {
+            s.tunnel = Some(Box::new(tunnel));
+        }
+        self
+    }
+
+    /// Tells the access log what the client sent through a tunnel.
+    fn note_tunnel_bytes(&mut self) {
+        if let (Some(s), Some(log)) = (&self.streaming, self.log.as_mut()) {
+            if s.tunnel.is_some() {
+                log.set_bytes_in(s.exchange.tunnel_bytes_in());
+            }
+        }
+    }
+
     /// Copies the backend's body into the cache as it streams.
     pub fn with_fill(mut self, fill: Fill) -> RelayBody {
         if self.is_backend_body() {
@@ -146,6 +169,7 @@ impl RelayBody {
 
     /// The backend finished its message: recycle the connection and free the capacity now.
     fn finish(&mut self) {
+        self.note_tunnel_bytes();
         if let Some(fill) = self.fill.take() {
             fill.complete();
         }
@@ -159,6 +183,7 @@ impl RelayBody {
     /// The exchange failed mid-body: drop the connection, cut the client response, and blame
     /// the backend when it is at fault.
     fn fail(&mut self, error: &ProxyError) {
+        self.note_tunnel_bytes();
         self.fill = None;
         if let Some(log) = self.log.as_mut() {
             log.failed(error);
@@ -182,6 +207,7 @@ impl RelayBody {
 
 impl Drop for RelayBody {
     fn drop(&mut self) {
+        self.note_tunnel_bytes();
         if let Some(s) = &self.streaming {
             // The backend's answer is not over: the client left.
             if s.timing.notify_abort {
@@ -215,10 +241,21 @@ impl MessageBody for RelayBody {
             let Some(s) = this.streaming.as_mut() else {
                 return this.poll_file(cx);
             };
+            if let Some(tunnel) = s.tunnel.as_mut() {
+                let moved = this.sent + s.exchange.tunnel_bytes_in();
+                if let Some(reason) = tunnel.limit_reached(cx, moved) {
+                    log::debug!("backend {}: {reason}; closing it", s.grant.backend().name);
+                    if let Some(log) = this.log.as_mut() {
+                        log.terminate(*b"cD");
+                    }
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+            }
             let next = match s.exchange.poll_body(cx) {
                 // The read timeout runs only once the whole request was sent: until then a
                 // pause may be the client's (its body timeout covers that).
-                Poll::Pending if s.exchange.request_sent() => {
+                Poll::Pending if s.exchange.request_sent() && s.tunnel.is_none() => {
                     if s.stall.expired(cx, s.timing.read_timeout) {
                         this.fail(&ProxyError::Timeout("read"));
                         return Poll::Ready(Some(Err("backend read timed out".into())));

@@ -36,7 +36,8 @@ pub struct ClientBody {
 
 impl ClientBody {
     /// `payload` is `None` for requests without a body; `timeout` is the longest the client
-    /// may pause while sending it.
+    /// may pause while sending it (zero: no limit, for a tunnel's client side, which its own
+    /// idle timeout covers).
     pub fn new(payload: Option<Payload>, length: Option<u64>, timeout: Duration) -> ClientBody {
         ClientBody {
             shared: payload.map(|payload| {
@@ -98,7 +99,7 @@ impl BodyReader {
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ProxyError::ClientBody(e.to_string())))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending if self.stall.expired(cx, self.body.timeout) => {
+            Poll::Pending if !self.body.timeout.is_zero() && self.stall.expired(cx, self.body.timeout) => {
                 Poll::Ready(Some(Err(ProxyError::ClientTimeout)))
             }
             Poll::Pending => Poll::Pending,

@@ -2,7 +2,8 @@
 //! ones and director's own instructions (`X-Sendfile`, `X-Accel-Redirect`) dropped, `Via`
 //! appended, body framing chosen (never chunked to an HTTP/1.0 client), the body streamed by a
 //! [`RelayBody`] — or, for `X-Sendfile` / `X-Accel-Redirect` when the cluster allows it, the
-//! named file served instead of the backend's body.
+//! named file served instead of the backend's body; or, for a backend that switched protocols,
+//! the `101` and the tunnel behind it (`tunnel`).
 //!
 //! Hot path.
 
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use super::access_log::AccessRecord;
 use super::relay_body::{record_status, RelayBody, Timing};
 use super::sendfile::{self, FileResponse};
+use super::tunnel::Tunnel;
 use super::upstream::{Exchange, Response};
 use crate::cluster::{Backend, ClusterHandle, Grant};
 use crate::proto::http_headers as rules;
@@ -58,6 +60,11 @@ pub async fn relay(
         &mut find_target,
     );
     let backend = grant.backend().clone();
+    if exchange.is_tunnel() {
+        // Before X-Sendfile: a 101's bytes are the other protocol's, never a file.
+        let upgrade = upgrade_field(&head_bytes, &fields);
+        return relay_tunnel(builder, upgrade, exchange, grant, cluster, timing, log);
+    }
     if let (Some(target), Some(roots)) = (sendfile_target, roots) {
         let file = sendfile::serve(&target, roots, req.method(), req.headers());
         drop(settings); // the future borrows nothing: no guard is held while the file opens
@@ -84,6 +91,52 @@ pub async fn relay(
         response.head_mut().no_chunking(true);
         response.head_mut().set_connection_type(ConnectionType::Close);
     }
+    response
+}
+
+/// The backend's `Upgrade` field, if its head has one.
+fn upgrade_field(head: &Bytes, fields: &[(Range<usize>, Range<usize>)]) -> Option<ax::HeaderValue> {
+    let (_, value) = fields
+        .iter()
+        .find(|(n, _)| head[n.clone()].eq_ignore_ascii_case(b"upgrade"))?;
+    ax::HeaderValue::from_maybe_shared(head.slice(value.clone())).ok()
+}
+
+/// The client's `101` for a backend that switched protocols (with its `Upgrade` field), and
+/// the tunnel as its body: the other protocol's bytes as they come, neither chunked nor
+/// counted, on a connection that ends with the tunnel.
+fn relay_tunnel(
+    mut builder: HttpResponseBuilder,
+    upgrade: Option<ax::HeaderValue>,
+    exchange: Exchange,
+    mut grant: Grant,
+    cluster: &Arc<ClusterHandle>,
+    timing: Timing,
+    mut log: Option<Box<AccessRecord>>,
+) -> HttpResponse<RelayBody> {
+    let backend = grant.backend().clone();
+    record_status(cluster, Some(&backend), 101);
+    if let Some(l) = log.as_mut() {
+        l.set_backend(&backend.name);
+        l.set_status(101);
+    }
+    if let Some(upgrade) = upgrade {
+        builder.insert_header((ax::UPGRADE, upgrade));
+    }
+    let tunnel = Tunnel::open(&cluster.settings.load().upgrades, cluster, &mut grant);
+    let body = RelayBody::upstream(
+        exchange,
+        BodySize::Stream,
+        false,
+        grant,
+        timing,
+        cluster.clone(),
+        log,
+    )
+    .into_tunnel(tunnel);
+    let mut response = finish(builder, body);
+    response.head_mut().set_connection_type(ConnectionType::Upgrade);
+    response.head_mut().no_chunking(true);
     response
 }
 

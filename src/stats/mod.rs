@@ -95,6 +95,9 @@ pub struct TrafficStats {
     pub bytes_in: AtomicU64,
     /// Response body bytes relayed to clients.
     pub bytes_out: AtomicU64,
+    /// Upgraded connections (WebSocket and other `Upgrade` tunnels): open now, most at once,
+    /// opened ever.
+    pub tunnels: Gauge,
     /// How long requests took (see [`TrafficStats::record_latency`]); read with
     /// [`TrafficStats::latency_snapshot`], not part of [`TrafficSnapshot`].
     pub latency: Histogram,
@@ -112,6 +115,7 @@ pub struct TrafficSnapshot {
     pub dropped: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    pub tunnels: GaugeSnapshot,
 }
 
 impl TrafficStats {
@@ -147,6 +151,7 @@ impl TrafficStats {
             dropped: self.dropped.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
+            tunnels: self.tunnels.snapshot(),
         }
     }
 }

@@ -25,7 +25,7 @@ const CHILDREN: u32 = 4;
 
 /// A cluster `c` over `backends` (name, url) with `fastcgi: { document_root: tests/php }`
 /// (plus `script` when given) and extra cluster settings (one per line).
-fn php_config(settings: &str, script: Option<&str>, backends: &[(&str, String)]) -> String {
+pub(crate) fn php_config(settings: &str, script: Option<&str>, backends: &[(&str, String)]) -> String {
     let root = support::php::docroot();
     let script = script.map(|s| format!(", script: {s}")).unwrap_or_default();
     let mapping = format!("fastcgi: {{ document_root: \"{}\"{script} }}", root.display());

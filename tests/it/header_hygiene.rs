@@ -117,11 +117,14 @@ async fn an_unasked_101_is_a_502() {
         path => Step::Reply(ok(path)),
     })
     .await;
+    // With upgrades off, the client's upgrade is not forwarded: nothing asked for the 101.
     let d = start(&cluster_config(
-        "max_retry_count: 0",
+        "max_retry_count: 0\nupgrades: { enabled: false }",
         &[("b", b.url(), 0, "active")],
     ))
     .await;
+    let reply = one(&d, "GET /up HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(reply.status, 502);
     let reply = one(
         &d,
         "GET /up HTTP/1.1\r\nHost: x\r\nUpgrade: evil\r\nConnection: upgrade\r\n\r\n",

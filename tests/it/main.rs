@@ -40,3 +40,4 @@ mod slow_clients;
 mod terminate_protection;
 mod upstream_integrity;
 mod via;
+mod websocket;

@@ -301,6 +301,7 @@ fn hostile_state() -> ClusterState {
         via: "director".to_owned(),
         on_client_abort: "close",
         cache: CacheSettingsView::new(&crate::config::CacheConfig::default()),
+        upgrades: crate::cluster::cluster_state::UpgradesView::new(&Default::default()),
     };
     let bucket = BucketState {
         name: EVIL.to_owned(),

@@ -76,6 +76,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "cache",
     "on_client_abort",
     "backend_tls",
+    "upgrades",
     "backends",
 ];
 const BACKEND_KEYS: &[&str] = &[
@@ -604,6 +605,7 @@ impl Loader<'_> {
         let passive_health = take("passive_health");
         let cache = take("cache");
         let backend_tls = take("backend_tls");
+        let upgrades = take("upgrades");
         let raw: Option<RawCluster> = self.piece(Some(value), path, CLUSTER_KEYS, "a cluster");
         let (default_bucket, settings) = match raw {
             Some(mut raw) => (raw.default_bucket.take(), Some(self.cluster_settings(raw, path))),
@@ -623,6 +625,7 @@ impl Loader<'_> {
         let passive_health = self.passive_health(passive_health, &key_path(path, "passive_health"));
         let cache = self.cache(cache, &key_path(path, "cache"));
         let backend_tls = self.tls_section(backend_tls, &key_path(path, "backend_tls"));
+        let upgrades = self.upgrades(upgrades, &key_path(path, "upgrades"));
         let defaults = BackendDefaults {
             maps_scripts: matches!(fastcgi, Some(Some(_))),
             health: &health_base,
@@ -634,6 +637,7 @@ impl Loader<'_> {
         cluster.x_sendfile = x_sendfile?;
         cluster.passive_health = passive_health?;
         cluster.cache = cache?;
+        cluster.upgrades = upgrades?;
         cluster.client_routing = client_routing?;
         cluster.health = health?;
         (cluster.buckets, cluster.default_bucket) = tree?;
@@ -735,6 +739,7 @@ impl Loader<'_> {
             backend_keep_alive,
             cache: Default::default(),
             on_client_abort: on_client_abort?,
+            upgrades: Default::default(),
         })
     }
 

@@ -264,6 +264,7 @@ fn defaults() {
         backend_keep_alive: Duration::from_secs(4),
         cache: CacheConfig::default(),
         on_client_abort: OnClientAbort::Close,
+        upgrades: Default::default(),
     };
     assert_eq!(*shop, expected);
     let backend = &shop.backends[0];

@@ -11,6 +11,11 @@
 //! sent whole, the response was read to the end of its framing with nothing after it, and
 //! the backend kept the connection alive. Anything else (extra bytes, a cut or malformed body,
 //! both `Transfer-Encoding` and `Content-Length`, a write that failed) closes it.
+//!
+//! A request that asks to upgrade (`Outgoing::tunnel`) goes out with `Connection: upgrade` and
+//! its `Upgrade` field(s); its client bytes are held back. A `101` makes the exchange a tunnel
+//! (`proxy::tunnel`): the held-back stream is written as it comes, the backend's bytes are the
+//! body until it closes, and the connection is never pooled. A `101` nobody asked for is a 502.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -49,6 +54,14 @@ pub struct Exchange {
     keep_alive: bool,
     /// The response body ended cleanly.
     ended: bool,
+    /// The client's side of a tunnel, held back until the backend answers `101`.
+    tunnel_body: Option<BodyReader>,
+    /// The backend answered `101`: bytes flow both ways as they come.
+    tunnel: bool,
+    /// Tunnel bytes sent from the client to the backend.
+    tunnel_in: u64,
+    /// The client ended its side of the tunnel and the backend was told (write side shut).
+    tunnel_shut: bool,
 }
 
 /// The parsed response head and its bytes.
@@ -62,7 +75,7 @@ impl Exchange {
     pub fn new(conn: Conn, reused: bool, request: &Outgoing<'_>, endpoint: &Endpoint) -> Exchange {
         let length = request.body.length();
         let chunked_body = !request.body.is_empty() && length.is_none();
-        let head = request_head(request, endpoint, length, chunked_body);
+        let head = request_head(request, endpoint, length, chunked_body, request.tunnel.is_some());
         let mut out = VecDeque::with_capacity(4);
         out.push_back(head.freeze());
         Exchange {
@@ -77,7 +90,21 @@ impl Exchange {
             chunked: ChunkedDecoder::default(),
             keep_alive: false,
             ended: false,
+            tunnel_body: request.tunnel.map(|body| body.reader(request.backend)),
+            tunnel: false,
+            tunnel_in: 0,
+            tunnel_shut: false,
         }
+    }
+
+    /// Whether the backend switched protocols and the body is a tunnel.
+    pub fn is_tunnel(&self) -> bool {
+        self.tunnel
+    }
+
+    /// Tunnel bytes sent from the client to the backend so far.
+    pub fn tunnel_bytes_in(&self) -> u64 {
+        self.tunnel_in
     }
 
     /// Whether the whole request has been handed to the socket.
@@ -112,6 +139,7 @@ impl Exchange {
             match body.poll_chunk(cx) {
                 Poll::Ready(Some(Ok(data))) if data.is_empty() => {}
                 Poll::Ready(Some(Ok(data))) => {
+                    self.tunnel_in += if self.tunnel { data.len() as u64 } else { 0 };
                     if self.chunked_body {
                         self.out.push_back(Bytes::from(format!("{:x}\r\n", data.len())));
                         self.out.push_back(data);
@@ -165,15 +193,26 @@ impl Exchange {
             self.poll_send(cx).map_err(Failure::Fatal)?;
             match http1::parse_response_head(&self.conn.buf, head_request) {
                 Ok(Some(parsed)) if parsed.status == 101 => {
-                    // The Upgrade header is never forwarded, so no 101 was asked for.
-                    let msg = "101 Switching Protocols to a request that asked no upgrade";
-                    return Poll::Ready(Err(Failure::Fatal(ProxyError::BadResponse(msg.into()))));
+                    let Some(client_side) = self.tunnel_body.take() else {
+                        let msg = "101 Switching Protocols to a request that asked no upgrade";
+                        return Poll::Ready(Err(Failure::Fatal(ProxyError::BadResponse(msg.into()))));
+                    };
+                    // What follows the head (in the buffer already, or to come) is the other
+                    // protocol's, relayed as it is; the connection is never pooled again.
+                    let bytes = self.conn.buf.split_to(parsed.len).freeze();
+                    self.body = Some(client_side);
+                    self.chunked_body = false;
+                    self.tunnel = true;
+                    self.keep_alive = false;
+                    return Poll::Ready(Ok(Head { head: parsed, bytes }));
                 }
                 Ok(Some(parsed)) if parsed.status < 200 => {
                     let _ = self.conn.buf.split_to(parsed.len);
                     continue;
                 }
                 Ok(Some(parsed)) => {
+                    // Not switching: the client's side of a tunnel is never read.
+                    self.tunnel_body = None;
                     let bytes = self.conn.buf.split_to(parsed.len).freeze();
                     self.framing = parsed.framing;
                     // Both framings at once smell of smuggling: relay by Transfer-Encoding, but
@@ -210,6 +249,9 @@ impl Exchange {
     pub fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ProxyError>>> {
         if let Err(e) = self.poll_send(cx) {
             return Poll::Ready(Some(Err(e)));
+        }
+        if self.tunnel {
+            return self.poll_tunnel(cx);
         }
         loop {
             let data = match &mut self.framing {
@@ -253,6 +295,27 @@ impl Exchange {
         }
     }
 
+    /// The backend's side of a tunnel: whatever it sends, as it comes; `None` once it closed
+    /// (or its connection failed: a tunnel's end is nobody's fault). The client's end of its
+    /// side is passed on as a half-close.
+    fn poll_tunnel(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ProxyError>>> {
+        if self.request_sent() && !self.tunnel_shut && self.write_failed.is_none() {
+            match Pin::new(&mut self.conn.io).poll_shutdown(cx) {
+                Poll::Ready(_) => self.tunnel_shut = true,
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            if !self.conn.buf.is_empty() {
+                return Poll::Ready(Some(Ok(self.conn.buf.split().freeze())));
+            }
+            match ready!(self.poll_read(cx)) {
+                Ok(0) | Err(_) => return Poll::Ready(self.end()),
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// The response body ended.
     fn end(&mut self) -> Option<Result<Bytes, ProxyError>> {
         self.ended = true;
@@ -280,7 +343,13 @@ impl Exchange {
 
 /// Writes the upstream request head: the request line, end-to-end headers of the client's
 /// request, the body's framing, then the proxy's `X-Forwarded-*` and `Via`.
-fn request_head(request: &Outgoing<'_>, endpoint: &Endpoint, length: Option<u64>, chunked: bool) -> BytesMut {
+fn request_head(
+    request: &Outgoing<'_>,
+    endpoint: &Endpoint,
+    length: Option<u64>,
+    chunked: bool,
+    upgrade: bool,
+) -> BytesMut {
     let req = request.req;
     let mut out = BytesMut::with_capacity(512);
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -317,6 +386,13 @@ fn request_head(request: &Outgoing<'_>, endpoint: &Endpoint, length: Option<u64>
         (Some(host), _) => field(&mut out, b"host", host.as_bytes()),
         (None, Endpoint::Tcp { host, .. }) => field(&mut out, b"host", host.as_bytes()),
         (None, Endpoint::Unix(_)) => field(&mut out, b"host", b"localhost"),
+    }
+    if upgrade {
+        // The hop-by-hop pair that asks this hop to switch protocols, passed on as asked.
+        field(&mut out, b"connection", b"upgrade");
+        for value in headers.get_all(ax::UPGRADE) {
+            field(&mut out, b"upgrade", value.as_bytes());
+        }
     }
     if let Some(n) = length {
         let mut digits = itoa::Buffer::new();

@@ -11,6 +11,8 @@
 //!   idempotent requests whose body is untouched; it is never blamed on the backend.
 //! - [`Exchange::poll_body`] streams the response body, still sending the request body;
 //!   [`Exchange::finish`] pools the connection only after a clean end.
+//! - After a `101` to an upgrade request, [`Exchange::poll_body`] is the backend's side of a
+//!   tunnel (`proxy::tunnel`) and the connection is not pooled.
 
 pub mod fastcgi;
 pub mod http1;
@@ -66,6 +68,10 @@ pub struct Outgoing<'a> {
     pub trace: Option<&'a TraceHeaders>,
     /// Tell a FastCGI application when the client leaves (`on_client_abort: notify`).
     pub notify_abort: bool,
+    /// For a request that asks to switch protocols (WebSocket and others): the client's bytes
+    /// after the head, sent to an HTTP backend only once it answered `101`. FastCGI backends
+    /// get the request without the upgrade.
+    pub tunnel: Option<&'a ClientBody>,
 }
 
 /// How an exchange on one connection failed.
@@ -109,6 +115,19 @@ impl Exchange {
         match self {
             Exchange::Http(e) => e.poll_body(cx),
             Exchange::FastCgi(e) => e.poll_body(cx),
+        }
+    }
+
+    /// The backend switched protocols (`101`): the body is a byte tunnel both ways.
+    pub fn is_tunnel(&self) -> bool {
+        matches!(self, Exchange::Http(e) if e.is_tunnel())
+    }
+
+    /// Bytes the client sent through the tunnel so far (0 for other exchanges).
+    pub fn tunnel_bytes_in(&self) -> u64 {
+        match self {
+            Exchange::Http(e) => e.tunnel_bytes_in(),
+            Exchange::FastCgi(_) => 0,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod php;
 pub mod scripted;
 pub mod tls_backend;
 pub mod webdriver;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -80,6 +80,9 @@ pub(crate) trait MessageType: Sized {
     ) -> Result<PayloadLength, ParseError> {
         let mut ka = None;
         let mut has_upgrade_websocket = false;
+        // director patch: an upgrade to another protocol (not h2c) is a stream too, and no
+        // request with a body is one (its length frames it; see vendor/README.md).
+        let mut has_upgrade_other = false;
         let mut expect = false;
         let mut chunked = false;
         let mut seen_te = false;
@@ -185,6 +188,8 @@ pub(crate) trait MessageType: Sized {
                                 has_upgrade_websocket = true;
                             }
                         }
+                        let val = value.as_bytes().trim_ascii();
+                        has_upgrade_other |= !val.is_empty() && !val.eq_ignore_ascii_case(b"h2c");
                     }
 
                     header::EXPECT if version == Version::HTTP_11 => {
@@ -229,7 +234,10 @@ pub(crate) trait MessageType: Sized {
             Ok(PayloadLength::Payload(PayloadType::Payload(
                 PayloadDecoder::chunked(),
             )))
-        } else if has_upgrade_websocket {
+        } else if (has_upgrade_websocket
+            || (has_upgrade_other && ka == Some(ConnectionType::Upgrade)))
+            && content_length.unwrap_or(0) == 0
+        {
             Ok(PayloadLength::UpgradeWebSocket)
         } else if let Some(len) = content_length {
             // Content-Length
@@ -1147,6 +1155,33 @@ mod tests {
         assert_eq!(req.head().connection_type(), ConnectionType::Upgrade);
         assert!(req.upgrade());
         assert!(!pl.is_unhandled());
+    }
+
+    // director patch: any upgrade but h2c streams the bytes after the head, unless a body
+    // framing or `Connection: close` says otherwise.
+    #[test]
+    fn test_http_request_upgrade_other_protocol_streams() {
+        let decode = |head: &str| {
+            let mut buf = BytesMut::from(head);
+            let mut reader = MessageDecoder::<Request>::default();
+            let (_, pl) = reader.decode(&mut buf).unwrap().unwrap();
+            pl.is_unhandled()
+        };
+        assert!(decode("GET / HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: my-proto\r\n\r\n"));
+        assert!(decode(
+            "GET / HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: x\r\ncontent-length: 0\r\n\r\n"
+        ));
+        assert!(!decode(
+            "GET / HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: x\r\ncontent-length: 2\r\n\r\n"
+        ));
+        assert!(!decode("GET / HTTP/1.1\r\nhost: x\r\nupgrade: my-proto\r\n\r\n"));
+        // A body's length ends the request, websocket or not (else what follows it would be
+        // read as the body, whatever its length says: a request smuggled to the backend).
+        assert!(!decode(
+            "GET / HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\ncontent-length: 2\r\n\r\n"
+        ));
+        assert!(!decode("GET / HTTP/1.1\r\nhost: x\r\nconnection: upgrade, close\r\nupgrade: x\r\n\r\n"));
+        assert!(!decode("GET / HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n"));
     }
 
     #[test]
