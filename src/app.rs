@@ -142,6 +142,7 @@ pub fn start(document: Document, options: StartOptions) -> Result<Running, AppEr
         state_file: config.state_file.clone(),
         last_reload: None,
         state_file_error: None,
+        discovery: Vec::new(),
     }));
     let config_path = document.path.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -28,6 +28,9 @@ use tokio::sync::oneshot;
 
 use super::arbiters::Arbiters;
 use super::cluster_actor::{ApplyConfig, ClusterActor, RunningCluster, SharedClusters};
+use super::discovery::DiscoveryStatus;
+use super::discovery_actor::Resolved;
+use super::discovery_set::DiscoverySet;
 pub use super::next_config::ChangeError;
 use super::next_config::{edited, off_worker, reread, reshaped, restore, save_state, NextConfig};
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
@@ -51,6 +54,8 @@ pub struct ConfigStatus {
     pub last_reload: Option<ReloadOutcome>,
     /// A problem with the state file (unreadable, corrupt, unwritable), if the last use had one.
     pub state_file_error: Option<String>,
+    /// How each `discover:` entry is doing.
+    pub discovery: Vec<DiscoveryStatus>,
 }
 
 /// The result of the last reload.
@@ -118,6 +123,10 @@ pub struct DirectorActor {
     admin: SharedAdmin,
     /// The `haproxy_compat` settings, swapped on reload (see [`Self::with_haproxy_compat`]).
     haproxy_compat: Option<SharedHaproxyCompat>,
+    /// The `discover:` entries' actors, last good answers and status.
+    discovery: DiscoverySet,
+    /// The actor's own address (set when it starts), where Discovery actors report.
+    me: Option<Addr<DirectorActor>>,
 }
 
 impl DirectorActor {
@@ -147,6 +156,8 @@ impl DirectorActor {
             published: Some(published),
             admin: SharedAdmin::default(),
             haproxy_compat: None,
+            discovery: DiscoverySet::default(),
+            me: None,
         }
     }
 
@@ -175,8 +186,14 @@ impl DirectorActor {
     /// `operator_set_enabled` names the cluster and backend whose `enabled` an operator has
     /// just set (see [`ApplyConfig::operator_set_enabled`]).
     fn apply(&mut self, operator_set_enabled: Option<(&str, &str)>) {
+        if let Some(me) = &self.me {
+            self.discovery
+                .reconcile(&self.config, &me.clone().recipient(), &self.arbiters);
+        }
         let mut clusters = BTreeMap::new();
         for (name, config) in &self.config.clusters {
+            // With the backends its `discover:` entries last found.
+            let config = &self.discovery.expand(name, config);
             let cluster = match self.clusters.remove(name) {
                 Some(cluster) => {
                     cluster.actor.do_send(ApplyConfig {
@@ -255,6 +272,14 @@ impl DirectorActor {
         self.running.store(Arc::new(running));
         let mut status = ConfigStatus::clone(&self.status.load());
         status.generation += 1;
+        status.discovery = self.discovery.statuses();
+        self.status.store(Arc::new(status));
+    }
+
+    /// Publishes the discovery entries' status.
+    fn publish_discovery_status(&self) {
+        let mut status = ConfigStatus::clone(&self.status.load());
+        status.discovery = self.discovery.statuses();
         self.status.store(Arc::new(status));
     }
 
@@ -334,6 +359,7 @@ fn road_warrior(url: &BackendUrl, route: &RouteConfig) -> ClusterConfig {
         fastcgi: None,
         health: None,
         terminate_protection: false,
+        discovered_by: None,
     });
     config
 }
@@ -351,6 +377,7 @@ fn road_warrior_settings() -> ClusterConfig {
         read_timeout: Duration::from_secs(30),
         write_timeout: Duration::from_secs(8),
         backends: Vec::new(),
+        discover: Vec::new(),
         buckets: Vec::new(),
         default_bucket: None,
         debug_headers: false,
@@ -385,6 +412,7 @@ impl Actor for DirectorActor {
     /// Restores the runtime changes from the state file on the blocking pool (no message is
     /// handled meanwhile), then publishes the first topology with them.
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.me = Some(ctx.address());
         let Some(path) = self.config.state_file.clone() else {
             self.apply(None);
             self.tell_published();
@@ -491,6 +519,24 @@ impl Handler<ChangeTopology> for DirectorActor {
             move |document, overlay| reshaped(document, edit, &yaml, overlay),
             None,
         )
+    }
+}
+
+/// A discovery round is over: a changed answer re-applies its cluster with the backends it
+/// stands for (appearing ones added, vanishing ones drained by the Cluster actor, as for any
+/// removed backend); a failed one only changes the status.
+impl Handler<Resolved> for DirectorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Resolved, _: &mut Context<Self>) {
+        if let Some(name) = self.discovery.resolved(msg) {
+            if let (Some(config), Some(cluster)) = (self.config.clusters.get(&name), self.clusters.get(&name))
+            {
+                let expanded = self.discovery.expand(&name, config);
+                cluster.actor.do_send(ApplyConfig::from_config(expanded));
+            }
+        }
+        self.publish_discovery_status();
     }
 }
 

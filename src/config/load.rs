@@ -8,7 +8,7 @@
 //! when nothing is wrong. What each section means (raw shapes, defaults, checks) is in the child
 //! modules under `load/`: `sections`, except a cluster's bucket tree (`buckets`), its health
 //! checks and client routing (`health`), its `cache` and its `fastcgi` and `x_sendfile`
-//! (`fastcgi`), the `admin` section and `haproxy_compat`; the tests are in `tests` and its children.
+//! (`fastcgi`), a backend entry's `discover:` and the `resolver` section (`discovery`), the `admin` section and `haproxy_compat`; the tests are in `tests` and its children.
 //!
 //! Conventions: an explicit `null` (`key:` with no value) means "use the default"; keys are
 //! case-sensitive; a map key that is not a plain word is quoted in paths
@@ -29,6 +29,7 @@ use super::model::Config;
 pub(super) mod admin;
 mod buckets;
 mod cache;
+mod discovery;
 mod fastcgi;
 pub(super) mod haproxy_compat;
 mod health;
@@ -194,6 +195,7 @@ const TOP_KEYS: &[&str] = &[
     "routes",
     "clusters",
     "haproxy_compat",
+    "resolver",
 ];
 
 // ---- paths -------------------------------------------------------------------------------------
@@ -347,6 +349,7 @@ impl<'e> Loader<'e> {
         let routes = self.routes(root.remove("routes"), &cluster_names);
         let clusters = self.clusters(clusters);
         let haproxy_compat = self.haproxy_compat(root.remove("haproxy_compat"));
+        let resolver = self.resolver(root.remove("resolver"));
 
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
@@ -359,6 +362,7 @@ impl<'e> Loader<'e> {
             routes,
             clusters,
             haproxy_compat,
+            resolver,
         ) {
             (
                 Some(proxy),
@@ -368,6 +372,7 @@ impl<'e> Loader<'e> {
                 Some(routes),
                 Some(clusters),
                 Some(haproxy_compat),
+                Some(resolver),
             ) => Ok(Config {
                 proxy,
                 admin,
@@ -376,6 +381,7 @@ impl<'e> Loader<'e> {
                 routes,
                 clusters,
                 haproxy_compat,
+                resolver,
             }),
             _ => Err(single(
                 String::new(),

@@ -6,6 +6,7 @@
 //! same syntax at runtime.
 
 mod address;
+pub mod discovery;
 mod duration;
 pub mod edit;
 mod load;
@@ -17,6 +18,7 @@ pub mod topology_edit;
 pub mod watcher;
 
 pub use address::parse_backend_url;
+pub use discovery::{DiscoveryConfig, DnsQuery, DnsRecordType, ResolverConfig};
 pub use duration::parse_duration;
 pub use load::admin::{
     is_local, publish_reloaded_admin, reloaded_admin, SharedAdmin, DEFAULT_MAX_EVENT_STREAMS,

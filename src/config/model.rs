@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::discovery::{DiscoveryConfig, ResolverConfig};
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -21,6 +23,8 @@ pub struct Config {
     pub clusters: BTreeMap<String, ClusterConfig>,
     /// `haproxy_compat:` — HAProxy's stats and monitor URIs for HAProxy tooling.
     pub haproxy_compat: HaproxyCompatConfig,
+    /// `resolver:` — where backend discovery by DNS asks.
+    pub resolver: ResolverConfig,
 }
 
 /// `haproxy_compat:` — where HAProxy's stats URI (CSV at `<stats_uri>;csv`, HTML at
@@ -234,8 +238,11 @@ pub struct ClusterConfig {
     pub read_timeout: Duration,
     /// `write_timeout` (default 8s): a stalled write of the request to the backend.
     pub write_timeout: Duration,
-    /// `backends`, in configuration order (order matters for `chance`).
+    /// `backends`, in configuration order (order matters for `chance`): the fixed ones, and
+    /// (once the Director has expanded [`Self::discover`]) the discovered ones.
     pub backends: Vec<BackendConfig>,
+    /// The `backends` entries with `discover:` instead of `url:`, in configuration order.
+    pub discover: Vec<DiscoveryConfig>,
     /// `buckets`: the children of the root bucket (HTB partitioning), in configuration order.
     pub buckets: Vec<BucketConfig>,
     /// `default_bucket`: where requests that match no bucket rule go (default: the root).
@@ -607,6 +614,9 @@ pub struct BackendConfig {
     /// `terminate_protection` (default false): the API refuses to delete the backend (403)
     /// until it is turned off.
     pub terminate_protection: bool,
+    /// The `discover:` entry this backend was found by; `None` for a backend of the file or
+    /// the API.
+    pub discovered_by: Option<String>,
 }
 
 impl BackendConfig {

@@ -63,6 +63,7 @@ async fn the_health_monitor_runs_on_its_backends_arbiter() {
             fastcgi: None,
             health: None,
             terminate_protection: false,
+            discovered_by: None,
         };
         let backend = Backend::new("c", &config.name, url, None);
         let status = BackendActor::initial_status(&backend, &config, watch.health.as_ref());

@@ -17,7 +17,15 @@ use super::super::model::{
     HealthConfig, ListenAddr, OnClientAbort, Protocol, ProxyConfig, Role, RouteConfig, RouteTarget,
     RouteTimeouts, SchedulerKind, DEFAULT_BACKEND_KEEP_ALIVE,
 };
+use super::discovery::DiscoveryTemplate;
 use super::{index_path, key_path, kind, Loader};
+use crate::config::discovery::{DiscoveryConfig, DnsRecordType};
+
+/// One entry of a cluster's `backends:`.
+enum Entry {
+    Fixed(BackendConfig),
+    Discover(DiscoveryConfig),
+}
 
 // ---- raw shapes, as written in the file -------------------------------------------------------
 // Every field is optional so that a bad field can be blanked and the rest still checked; the
@@ -78,6 +86,7 @@ const CLUSTER_KEYS: &[&str] = &[
 const BACKEND_KEYS: &[&str] = &[
     "name",
     "url",
+    "discover",
     "capacity",
     "role",
     "enabled",
@@ -604,7 +613,7 @@ impl Loader<'_> {
         cluster.client_routing = client_routing?;
         cluster.health = health?;
         (cluster.buckets, cluster.default_bucket) = tree?;
-        cluster.backends = backends?;
+        (cluster.backends, cluster.discover) = backends?;
         Some(cluster)
     }
 
@@ -687,6 +696,7 @@ impl Loader<'_> {
             read_timeout,
             write_timeout,
             backends: Vec::new(),
+            discover: Vec::new(),
             buckets: Vec::new(),
             default_bucket: None,
             debug_headers: raw.debug_headers.unwrap_or(false),
@@ -704,19 +714,20 @@ impl Loader<'_> {
         })
     }
 
-    /// A cluster's `backends:` list; names must be unique. `cluster_maps_scripts`: the cluster
-    /// has a `fastcgi` mapping its FastCGI backends may use. `cluster_health`: the cluster's
-    /// `health` section as written (a map, `{}` when it has none) that a backend's own `health`
-    /// keys override, or `Null` when the cluster's is invalid (reported there already).
+    /// A cluster's `backends:` list — fixed backends and `discover:` entries; names must be
+    /// unique. `cluster_maps_scripts`: the cluster has a `fastcgi` mapping its FastCGI backends
+    /// may use. `cluster_health`: the cluster's `health` section as written (a map, `{}` when
+    /// it has none) that a backend's own `health` keys override, or `Null` when the cluster's
+    /// is invalid (reported there already).
     fn backends(
         &mut self,
         value: Option<Value>,
         path: &str,
         cluster_maps_scripts: bool,
         cluster_health: &Value,
-    ) -> Option<Vec<BackendConfig>> {
+    ) -> Option<(Vec<BackendConfig>, Vec<DiscoveryConfig>)> {
         let list = match value {
-            None | Some(Value::Null) => return Some(Vec::new()),
+            None | Some(Value::Null) => return Some((Vec::new(), Vec::new())),
             Some(Value::Array(list)) => list,
             Some(other) => {
                 let found = kind(&other);
@@ -725,18 +736,24 @@ impl Loader<'_> {
             }
         };
         let mut names = HashMap::new();
-        let backends: Vec<Option<BackendConfig>> = list
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let path = index_path(path, i);
-                self.backend(item, &path, &mut names, cluster_maps_scripts, cluster_health)
-            })
-            .collect();
-        backends.into_iter().collect()
+        let (mut fixed, mut discover, mut ok) = (Vec::new(), Vec::new(), true);
+        for (i, item) in list.into_iter().enumerate() {
+            let path = index_path(path, i);
+            match self.backend(item, &path, &mut names, cluster_maps_scripts, cluster_health) {
+                Some(Entry::Fixed(backend)) => fixed.push(backend),
+                Some(Entry::Discover(mut entry)) => {
+                    // Its backends take its place among the fixed ones.
+                    entry.position = fixed.len();
+                    discover.push(entry);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some((fixed, discover))
     }
 
-    /// One backend; `names` maps the names seen so far in the cluster to their paths.
+    /// One entry of `backends:`, a fixed backend (`url`) or a discovery entry (`discover`);
+    /// `names` maps the names seen so far in the cluster to their paths.
     fn backend(
         &mut self,
         value: Value,
@@ -744,10 +761,12 @@ impl Loader<'_> {
         names: &mut HashMap<String, String>,
         cluster_maps_scripts: bool,
         cluster_health: &Value,
-    ) -> Option<BackendConfig> {
+    ) -> Option<Entry> {
         let mut value = value;
-        let fastcgi = value.as_object_mut().and_then(|map| map.remove("fastcgi"));
-        let health = value.as_object_mut().and_then(|map| map.remove("health"));
+        let mut take = |key: &str| value.as_object_mut().and_then(|map| map.remove(key));
+        let fastcgi = take("fastcgi");
+        let health = take("health");
+        let discover = take("discover");
         let raw: RawBackend = self.piece(Some(value), path, BACKEND_KEYS, "a backend")?;
         let fastcgi = self.fastcgi(fastcgi, &key_path(path, "fastcgi"));
         let health = self.backend_health(health, cluster_health, &key_path(path, "health"));
@@ -777,35 +796,74 @@ impl Loader<'_> {
             },
         };
         let url_path = key_path(path, "url");
-        let url = match raw.url {
-            None => {
-                self.error(url_path, MISSING);
-                None
+        let (url, discover) = match (raw.url, discover) {
+            (Some(_), Some(_)) => {
+                self.error(url_path, "a backend has either `url` or `discover`, not both");
+                (None, None)
             }
-            Some(url) => parse_backend_url(&url)
-                .map_err(|message| self.error(url_path, message))
-                .ok(),
+            (None, Some(discover)) => (None, self.discover(discover, &key_path(path, "discover"))),
+            (None, None) => {
+                self.error(url_path, MISSING);
+                (None, None)
+            }
+            (Some(url), None) => (
+                parse_backend_url(&url)
+                    .map_err(|message| self.error(url_path, message))
+                    .ok(),
+                None,
+            ),
         };
+        let role_given = raw.role.is_some();
         let role = self.choice(key_path(path, "role"), raw.role, Role::Active, ROLES, "role");
-        let url = url?;
         let fastcgi = fastcgi?;
         let health = health?;
-        if url.protocol == Protocol::FastCgi && fastcgi.is_none() && !cluster_maps_scripts {
+        let protocol = match (&url, &discover) {
+            (Some(url), _) => url.protocol,
+            (None, Some(discover)) => discover.protocol,
+            (None, None) => return None,
+        };
+        if protocol == Protocol::FastCgi && fastcgi.is_none() && !cluster_maps_scripts {
             let message = "a FastCGI backend needs a script mapping: set `fastcgi: { document_root }` \
                            on the cluster or on the backend";
-            self.error(key_path(path, "url"), message);
+            let at = match url {
+                Some(_) => key_path(path, "url"),
+                None => key_path(&key_path(path, "discover"), "protocol"),
+            };
+            self.error(at, message);
             return None;
         }
-        Some(BackendConfig {
-            name: name?,
-            url,
-            capacity: raw.capacity.unwrap_or(0),
-            role: role?,
-            enabled: raw.enabled.unwrap_or(true),
+        let (name, role) = (name?, role?);
+        let capacity = raw.capacity.unwrap_or(0);
+        let enabled = raw.enabled.unwrap_or(true);
+        let terminate_protection = raw.terminate_protection.unwrap_or(false);
+        if let Some(discover) = discover {
+            if role_given && discover.query.record == DnsRecordType::Srv {
+                let message =
+                    "SRV targets take their role from their priority (see `discover.priority_roles`)";
+                self.error(key_path(path, "role"), message);
+                return None;
+            }
+            return Some(Entry::Discover(discover.entry(DiscoveryTemplate {
+                name,
+                capacity,
+                role,
+                enabled,
+                fastcgi,
+                health,
+                terminate_protection,
+            })));
+        }
+        Some(Entry::Fixed(BackendConfig {
+            name,
+            url: url?,
+            capacity,
+            role,
+            enabled,
             fastcgi,
             health,
-            terminate_protection: raw.terminate_protection.unwrap_or(false),
-        })
+            terminate_protection,
+            discovered_by: None,
+        }))
     }
 
     /// A backend's own `health` (absent or `null`: the cluster's applies, `Some(None)`): its

@@ -1,7 +1,8 @@
 //! Tests of the loader: whole documents in, `Config` or `(path, message)` errors out. The bucket
 //! tree's tests are in the child module `buckets`, those of the `admin` section in
 //! `admin_section`, those of health checks and client routing in `health`, those of `fastcgi`
-//! and `x_sendfile` in `fastcgi` (each in `tests/`).
+//! and `x_sendfile` in `fastcgi`, those of `discover:` and `resolver` in `discovery` (each in
+//! `tests/`).
 
 use std::path::PathBuf;
 
@@ -12,6 +13,7 @@ use crate::config::model::*;
 mod admin_section;
 mod buckets;
 mod client_facing;
+mod discovery;
 mod fastcgi;
 mod haproxy_compat_section;
 mod health;
@@ -168,6 +170,7 @@ clusters:
                 fastcgi: None,
                 health: None,
                 terminate_protection: false,
+                discovered_by: None,
             },
             BackendConfig {
                 name: "app02".to_owned(),
@@ -182,6 +185,7 @@ clusters:
                 fastcgi: None,
                 health: None,
                 terminate_protection: false,
+                discovered_by: None,
             },
             BackendConfig {
                 name: "app03".to_owned(),
@@ -192,6 +196,7 @@ clusters:
                 fastcgi: None,
                 health: None,
                 terminate_protection: false,
+                discovered_by: None,
             },
         ]
     );
@@ -237,6 +242,7 @@ fn defaults() {
         read_timeout: Duration::from_secs(30),
         write_timeout: Duration::from_secs(8),
         backends: shop.backends.clone(),
+        discover: Vec::new(),
         buckets: vec![],
         default_bucket: None,
         debug_headers: false,
@@ -334,7 +340,7 @@ fn unknown_keys() {
     let (_, message) = one_error(&format!("{MINIMAL}cache: {{}}\n"));
     assert_eq!(
         message,
-        "unknown key (expected one of: proxy, admin, state_file, access_log, routes, clusters, haproxy_compat)"
+        "unknown key (expected one of: proxy, admin, state_file, access_log, routes, clusters, haproxy_compat, resolver)"
     );
     assert_eq!(
         one_error("proxy: { listen: \"127.0.0.1:0\", threads: 2 }\n").0,
