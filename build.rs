@@ -6,7 +6,9 @@
 //! - Chromium (/usr/bin/chromium) and chromedriver (on PATH or in /usr/bin): sets
 //!   `cfg(has_chromium)`, `DIRECTOR_TEST_CHROMIUM` and `DIRECTOR_TEST_CHROMEDRIVER`;
 //! - Prometheus' haproxy_exporter (`prometheus-haproxy-exporter` on PATH), a real HAProxy CSV
-//!   consumer: sets `cfg(has_haproxy_exporter)` and `DIRECTOR_TEST_HAPROXY_EXPORTER`.
+//!   consumer: sets `cfg(has_haproxy_exporter)` and `DIRECTOR_TEST_HAPROXY_EXPORTER`;
+//! - dnsmasq (on PATH or in /usr/sbin), the DNS server of the discovery tests: sets
+//!   `cfg(has_dnsmasq)` and `DIRECTOR_TEST_DNSMASQ`.
 //!
 //! With `DIRECTOR_REQUIRE_ALL` set (to anything but empty or `0`; CI sets it), a missing tool
 //! fails the build instead. `DIRECTOR_TESTS_WITHOUT` (e.g. `php-fpm,chromium`) pretends the
@@ -26,6 +28,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(has_php_fpm)");
     println!("cargo::rustc-check-cfg=cfg(has_chromium)");
     println!("cargo::rustc-check-cfg=cfg(has_haproxy_exporter)");
+    println!("cargo::rustc-check-cfg=cfg(has_dnsmasq)");
 
     let path_dirs: Vec<PathBuf> = env::var_os("PATH")
         .map(|p| env::split_paths(&p).collect())
@@ -52,6 +55,9 @@ fn main() {
         .or_else(|| file("/usr/bin/chromedriver"))
         .filter(|_| !hidden("chromium"));
     let haproxy_exporter = on_path("prometheus-haproxy-exporter").filter(|_| !hidden("haproxy-exporter"));
+    let dnsmasq = on_path("dnsmasq")
+        .or_else(|| file("/usr/sbin/dnsmasq"))
+        .filter(|_| !hidden("dnsmasq"));
 
     let mut missing = Vec::new();
     match &php_fpm {
@@ -71,6 +77,10 @@ fn main() {
     match &haproxy_exporter {
         Some(bin) => found("has_haproxy_exporter", &[("DIRECTOR_TEST_HAPROXY_EXPORTER", bin)]),
         None => missing.push("haproxy_exporter (apt-get install prometheus-haproxy-exporter)"),
+    }
+    match &dnsmasq {
+        Some(bin) => found("has_dnsmasq", &[("DIRECTOR_TEST_DNSMASQ", bin)]),
+        None => missing.push("dnsmasq (apt-get install dnsmasq)"),
     }
 
     let required = env::var("DIRECTOR_REQUIRE_ALL").is_ok_and(|v| !v.is_empty() && v != "0");
