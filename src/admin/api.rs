@@ -108,6 +108,7 @@ async fn add_backend(data: Data, path: web::Path<String>, body: web::Bytes) -> A
 async fn patch_backend(data: Data, path: web::Path<(String, String)>, body: web::Bytes) -> ApiResult {
     let (c, b) = path.into_inner();
     let patch = object(&body)?;
+    refuse_discovered(&state_of(&data, &c).await?, &b)?;
     // Setting `enabled` applies also when the configuration already said so: an operator
     // re-enabling a backend that sticky offline mode disabled.
     change(&data, &c, ClusterEdit::PatchBackend(b.clone(), patch)).await?;
@@ -116,6 +117,7 @@ async fn patch_backend(data: Data, path: web::Path<(String, String)>, body: web:
 
 async fn remove_backend(data: Data, path: web::Path<(String, String)>) -> ApiResult {
     let (c, b) = path.into_inner();
+    refuse_discovered(&state_of(&data, &c).await?, &b)?;
     change(&data, &c, ClusterEdit::RemoveBackend(b.clone())).await?;
     // The answer shows it draining (or gone already when nothing was in flight).
     let state = state_of(&data, &c).await?;
@@ -183,15 +185,40 @@ async fn change(data: &AdminState, cluster: &str, edit: ClusterEdit) -> Result<u
     refusal(data.director.send(msg).await)
 }
 
+/// Backend `name` of `state`, or the `discover:` entry of that name (its status: what it
+/// asks, its records and the backends they stand for).
 fn backend_of(state: &ClusterState, name: &str) -> Result<Value, ApiError> {
     // A name may appear twice while a replaced backend drains: the live one comes first.
     let backend = state
         .backends
         .iter()
         .filter(|b| b.status.name == name)
-        .min_by_key(|b| b.status.draining)
-        .ok_or_else(|| ApiError::not_found(format!("no backend `{name}` in cluster `{}`", state.name)))?;
-    serde_json::to_value(backend).map_err(|e| ApiError::internal(e.to_string()))
+        .min_by_key(|b| b.status.draining);
+    let json = match (backend, state.discovery.iter().find(|d| d.entry == name)) {
+        (Some(backend), _) => serde_json::to_value(backend),
+        (None, Some(entry)) => serde_json::to_value(entry),
+        (None, None) => {
+            let detail = format!("no backend `{name}` in cluster `{}`", state.name);
+            return Err(ApiError::not_found(detail));
+        }
+    };
+    json.map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// A discovered backend is DNS's to add and remove: changing it is refused (409), pointing at
+/// its entry.
+fn refuse_discovered(state: &ClusterState, name: &str) -> Result<(), ApiError> {
+    let found_by = state
+        .backends
+        .iter()
+        .find(|b| b.status.name == name)
+        .and_then(|b| b.discovered_by.as_deref());
+    match found_by {
+        Some(entry) => Err(ApiError::conflict(format!(
+            "backend `{name}` was found by DNS through the entry `{entry}`: change or remove that entry instead"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn bucket_of(state: &ClusterState, name: &str) -> Result<Value, ApiError> {

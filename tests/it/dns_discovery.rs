@@ -337,3 +337,92 @@ async fn a_reload_keeps_the_discovered_backends() {
     d.settled("c").await;
     d.stop().await;
 }
+
+/// The admin API adds, changes and removes a discovery entry like any backend (validated as
+/// config.yaml is: a bad entry is a 400 naming its path); its discovered backends are DNS's,
+/// so changing one directly is refused with a pointer to the entry; the dashboard marks them.
+#[tokio::test]
+#[cfg_attr(
+    not(has_dnsmasq),
+    ignore = "dnsmasq not installed (apt-get install dnsmasq-base)"
+)]
+async fn the_api_manages_discovery_entries_and_the_dashboard_marks_their_backends() {
+    let (_one, _two, _three, port) = three_backends().await;
+    let dns = Dnsmasq::start(&[("127.0.0.1", "app.test"), ("127.0.0.2", "app.test")], &[]).await;
+    let d = start(&config(&dns.addr(), "")).await;
+    let (n1, n2) = (format!("app-127.0.0.1-{port}"), format!("app-127.0.0.2-{port}"));
+    let url = "/api/v1/clusters/c/backends";
+
+    let bad = serde_json::json!({ "name": "app", "discover": { "name": "app.test", "type": "a" } });
+    let (status, body) = admin(&d, "POST", url, Some(bad), None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"].to_string().contains("backends[0].discover.port"),
+        "{body}"
+    );
+
+    let entry = serde_json::json!({
+        "name": "app", "capacity": 3,
+        "discover": { "name": "app.test", "port": port, "min_interval": "100ms" },
+    });
+    let (status, body) = admin(&d, "POST", url, Some(entry), None).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (body["entry"].as_str(), body["name"].as_str()),
+        (Some("app"), Some("app.test")),
+        "{body}"
+    );
+    let c = backends_become(&d, &[n1.clone(), n2.clone()]).await;
+    assert_eq!(backend(&c, &n1)["capacity"], 3);
+
+    let page = support::admin_raw(&d, "GET", "/", None, None, &[]).await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(
+        html.contains("DNS · app"),
+        "the dashboard marks discovered backends"
+    );
+    assert!(
+        html.contains("set by DNS: change the entry app"),
+        "and offers no buttons for them"
+    );
+
+    let (status, body) = admin(
+        &d,
+        "PATCH",
+        &format!("{url}/{n1}"),
+        Some(serde_json::json!({"capacity": 9})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|t| t.contains("entry `app`")),
+        "{body}"
+    );
+    let (status, body) = admin(
+        &d,
+        "PATCH",
+        &format!("{url}/app"),
+        Some(serde_json::json!({"capacity": 9})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        backend(&cluster(&d).await, &n2)["capacity"],
+        9,
+        "the template applies to every discovered backend"
+    );
+
+    let (status, body) = admin(&d, "DELETE", &format!("{url}/app"), None, None).await;
+    assert_eq!(status, 200, "{body}");
+    backends_become(&d, &[]).await;
+    let (_, status) = admin(&d, "GET", "/api/v1/status", None, None).await;
+    assert_eq!(
+        status["discovery"],
+        serde_json::json!([]),
+        "the entry's discovery stopped"
+    );
+    d.stop().await;
+}
