@@ -108,7 +108,6 @@ async fn add_backend(data: Data, path: web::Path<String>, body: web::Bytes) -> A
 async fn patch_backend(data: Data, path: web::Path<(String, String)>, body: web::Bytes) -> ApiResult {
     let (c, b) = path.into_inner();
     let patch = object(&body)?;
-    refuse_discovered(&state_of(&data, &c).await?, &b)?;
     // Setting `enabled` applies also when the configuration already said so: an operator
     // re-enabling a backend that sticky offline mode disabled.
     change(&data, &c, ClusterEdit::PatchBackend(b.clone(), patch)).await?;
@@ -117,7 +116,6 @@ async fn patch_backend(data: Data, path: web::Path<(String, String)>, body: web:
 
 async fn remove_backend(data: Data, path: web::Path<(String, String)>) -> ApiResult {
     let (c, b) = path.into_inner();
-    refuse_discovered(&state_of(&data, &c).await?, &b)?;
     change(&data, &c, ClusterEdit::RemoveBackend(b.clone())).await?;
     // The answer shows it draining (or gone already when nothing was in flight).
     let state = state_of(&data, &c).await?;
@@ -203,22 +201,6 @@ fn backend_of(state: &ClusterState, name: &str) -> Result<Value, ApiError> {
         }
     };
     json.map_err(|e| ApiError::internal(e.to_string()))
-}
-
-/// A discovered backend is DNS's to add and remove: changing it is refused (409), pointing at
-/// its entry.
-fn refuse_discovered(state: &ClusterState, name: &str) -> Result<(), ApiError> {
-    let found_by = state
-        .backends
-        .iter()
-        .find(|b| b.status.name == name)
-        .and_then(|b| b.discovered_by.as_deref());
-    match found_by {
-        Some(entry) => Err(ApiError::conflict(format!(
-            "backend `{name}` was found by DNS through the entry `{entry}`: change or remove that entry instead"
-        ))),
-        None => Ok(()),
-    }
 }
 
 fn bucket_of(state: &ClusterState, name: &str) -> Result<Value, ApiError> {

@@ -34,7 +34,7 @@ use super::discovery_set::DiscoverySet;
 pub use super::next_config::ChangeError;
 use super::next_config::{edited, off_worker, reread, reshaped, restore, save_state, NextConfig};
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
-use crate::config::edit::ClusterEdit;
+use crate::config::edit::{ClusterEdit, EditError};
 use crate::config::overlay::{self, Overlay};
 use crate::config::state_file::StateFileError;
 use crate::config::topology_edit::TopologyEdit;
@@ -497,6 +497,9 @@ impl Handler<ChangeCluster> for DirectorActor {
         if !self.clusters.contains_key(&cluster) {
             return AtomicResponse::new(Box::pin(fut::ready(Err(ChangeError::UnknownCluster(cluster)))));
         }
+        if let Some(answer) = self.change_discovered(&cluster, &edit) {
+            return AtomicResponse::new(Box::pin(fut::ready(answer)));
+        }
         let operator_set_enabled = edit
             .sets_enabled()
             .map(|backend| (cluster.clone(), backend.to_owned()));
@@ -519,6 +522,39 @@ impl Handler<ChangeTopology> for DirectorActor {
             move |document, overlay| reshaped(document, edit, &yaml, overlay),
             None,
         )
+    }
+}
+
+impl DirectorActor {
+    /// An edit of a discovered backend, answered here (`None` for any other edit): DNS adds
+    /// and removes it and its entry sets it up, so only switching it off and on is an
+    /// operator's (kept by the discovery set, not in the state file); anything else is a
+    /// conflict pointing at the entry.
+    fn change_discovered(&mut self, cluster: &str, edit: &ClusterEdit) -> Option<Result<u64, ChangeError>> {
+        let (name, patch) = match edit {
+            ClusterEdit::PatchBackend(name, patch) => (name, Some(patch)),
+            ClusterEdit::RemoveBackend(name) => (name, None),
+            _ => return None,
+        };
+        let entry = self.discovery.entry_of(cluster, name)?.to_owned();
+        let enabled = patch
+            .filter(|patch| patch.len() == 1)
+            .and_then(|patch| patch.get("enabled")?.as_bool());
+        let Some(enabled) = enabled else {
+            return Some(Err(ChangeError::Edit(EditError::Conflict(format!(
+                "backend `{name}` was found by DNS through the entry `{entry}`: only `enabled` can be set on it; \
+                 change or remove the entry `{entry}` for anything else"
+            )))));
+        };
+        self.discovery.set_enabled(cluster, name, enabled);
+        if let (Some(config), Some(running)) = (self.config.clusters.get(cluster), self.clusters.get(cluster))
+        {
+            running.actor.do_send(ApplyConfig {
+                config: self.discovery.expand(cluster, config),
+                operator_set_enabled: Some(name.clone()),
+            });
+        }
+        Some(Ok(self.status.load().generation))
     }
 }
 

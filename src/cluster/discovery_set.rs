@@ -7,6 +7,10 @@
 //! (name, type, port) is unchanged keeps its last good answer across reloads — its backends
 //! stay as they are, no flapping — and its actor, unless the resolver or the interval bounds
 //! changed. A failed round changes no backend.
+//!
+//! An operator may switch a discovered backend off and on (its only setting that is not
+//! DNS's): the choice is kept here while its address stays in the answers, over the entry's
+//! `enabled`, and not in the state file — discovered backends are not persisted.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +27,8 @@ pub(super) struct DiscoverySet {
     running: BTreeMap<(String, String), Running>,
     /// Tells each actor's reports apart from those of the actor it replaced.
     next_id: u64,
+    /// An operator's `enabled` for discovered backends, by cluster and backend name.
+    enabled: BTreeMap<(String, String), bool>,
 }
 
 struct Running {
@@ -111,9 +117,17 @@ impl DiscoverySet {
         }
         let key = |entry: &str| (cluster.to_owned(), entry.to_owned());
         let running = &self.running;
-        let (expanded, taken) = expand(config, |entry| {
+        let (mut expanded, taken) = expand(config, |entry| {
             running.get(&key(entry)).and_then(|r| r.last_good.as_deref())
         });
+        for b in expanded.backends.iter_mut().filter(|b| b.discovered_by.is_some()) {
+            if let Some(enabled) = self.enabled.get(&key(&b.name)) {
+                b.enabled = *enabled;
+            }
+        }
+        // An address that left the answers takes its operator's choice along.
+        self.enabled
+            .retain(|(c, name), _| c != cluster || expanded.backends.iter().any(|b| b.name == *name));
         for entry in &config.discover {
             if let Some(r) = self.running.get_mut(&key(&entry.name)) {
                 r.status.backends = expanded
@@ -136,6 +150,21 @@ impl DiscoverySet {
             }
         }
         expanded
+    }
+
+    /// The entry that found backend `backend` of `cluster` (in its last expansion), if any.
+    pub(super) fn entry_of(&self, cluster: &str, backend: &str) -> Option<&str> {
+        self.running
+            .iter()
+            .find(|((c, _), r)| c == cluster && r.status.backends.iter().any(|b| b == backend))
+            .map(|((_, entry), _)| entry.as_str())
+    }
+
+    /// Records an operator's `enabled` for discovered backend `backend` of `cluster`; the
+    /// caller re-applies the cluster.
+    pub(super) fn set_enabled(&mut self, cluster: &str, backend: &str, enabled: bool) {
+        self.enabled
+            .insert((cluster.to_owned(), backend.to_owned()), enabled);
     }
 
     /// Takes one round's outcome; answers the cluster whose backends it changes, if any.

@@ -339,15 +339,16 @@ async fn a_reload_keeps_the_discovered_backends() {
 }
 
 /// The admin API adds, changes and removes a discovery entry like any backend (validated as
-/// config.yaml is: a bad entry is a 400 naming its path); its discovered backends are DNS's,
-/// so changing one directly is refused with a pointer to the entry; the dashboard marks them.
+/// config.yaml is: a bad entry is a 400 naming its path); its discovered backends are DNS's:
+/// an operator may switch one off (kept over later template changes), anything else is refused
+/// with a pointer to the entry; the dashboard marks them.
 #[tokio::test]
 #[cfg_attr(
     not(has_dnsmasq),
     ignore = "dnsmasq not installed (apt-get install dnsmasq-base)"
 )]
-async fn the_api_manages_discovery_entries_and_the_dashboard_marks_their_backends() {
-    let (_one, _two, _three, port) = three_backends().await;
+async fn the_api_manages_discovery_entries_and_switches_discovered_backends() {
+    let (_one, two, _three, port) = three_backends().await;
     let dns = Dnsmasq::start(&[("127.0.0.1", "app.test"), ("127.0.0.2", "app.test")], &[]).await;
     let d = start(&config(&dns.addr(), "")).await;
     let (n1, n2) = (format!("app-127.0.0.1-{port}"), format!("app-127.0.0.2-{port}"));
@@ -384,35 +385,41 @@ async fn the_api_manages_discovery_entries_and_the_dashboard_marks_their_backend
     );
     assert!(
         html.contains("set by DNS: change the entry app"),
-        "and offers no buttons for them"
+        "and offers no capacity or remove controls"
     );
 
-    let (status, body) = admin(
-        &d,
-        "PATCH",
-        &format!("{url}/{n1}"),
-        Some(serde_json::json!({"capacity": 9})),
-        None,
-    )
-    .await;
-    assert_eq!(status, 409, "{body}");
-    assert!(
-        body["detail"].as_str().is_some_and(|t| t.contains("entry `app`")),
-        "{body}"
-    );
-    let (status, body) = admin(
-        &d,
-        "PATCH",
-        &format!("{url}/app"),
-        Some(serde_json::json!({"capacity": 9})),
-        None,
-    )
-    .await;
+    // Only `enabled` is an operator's on a discovered backend.
+    for (method, patch) in [
+        ("PATCH", Some(serde_json::json!({"capacity": 9}))),
+        ("DELETE", None),
+    ] {
+        let (status, body) = admin(&d, method, &format!("{url}/{n1}"), patch, None).await;
+        assert_eq!(status, 409, "{method}: {body}");
+        assert!(
+            body["detail"].as_str().is_some_and(|t| t.contains("entry `app`")),
+            "{body}"
+        );
+    }
+    let off = serde_json::json!({"enabled": false});
+    let (status, body) = admin(&d, "PATCH", &format!("{url}/{n1}"), Some(off), None).await;
+    assert_eq!((status, &body["enabled"]), (200, &Value::Bool(false)), "{body}");
+    let two_before = two.hits();
+    spread(&d, 6).await;
+    assert_eq!(two.hits(), two_before + 6, "the disabled one gets no request");
+
+    let patch = serde_json::json!({"capacity": 9});
+    let (status, body) = admin(&d, "PATCH", &format!("{url}/app"), Some(patch), None).await;
     assert_eq!(status, 200, "{body}");
+    let c = cluster(&d).await;
     assert_eq!(
-        backend(&cluster(&d).await, &n2)["capacity"],
+        backend(&c, &n2)["capacity"],
         9,
         "the template applies to every discovered backend"
+    );
+    assert_eq!(
+        backend(&c, &n1)["enabled"],
+        false,
+        "the operator's switch stays over the template"
     );
 
     let (status, body) = admin(&d, "DELETE", &format!("{url}/app"), None, None).await;
