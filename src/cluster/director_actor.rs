@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
@@ -33,16 +33,14 @@ use super::discovery_actor::Resolved;
 use super::discovery_set::DiscoverySet;
 pub use super::next_config::ChangeError;
 use super::next_config::{edited, off_worker, reread, reshaped, restore, save_state, NextConfig};
+use super::road_warrior::{road_warrior, road_warrior_settings};
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
-use crate::config::edit::{ClusterEdit, EditError};
+use crate::config::edit::ClusterEdit;
 use crate::config::overlay::{self, Overlay};
 use crate::config::state_file::StateFileError;
 use crate::config::topology_edit::TopologyEdit;
 use crate::config::{self, ConfigError, ConfigErrors, Document, SharedAdmin, SharedHaproxyCompat};
-use crate::config::{
-    BackendConfig, BackendUrl, CacheConfig, ClusterConfig, Config, ForwardedFor, OnClientAbort,
-    PassiveHealthConfig, Role, RouteConfig, RouteTarget, SchedulerKind,
-};
+use crate::config::{ClusterConfig, Config, RouteTarget};
 
 /// What `/api/v1/status` reports about the configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -344,62 +342,6 @@ fn retire(cluster: &RunningCluster) {
     cluster.actor.do_send(ApplyConfig::from_config(empty));
 }
 
-/// A one-backend cluster for a "road warrior" route: unlimited, no queue, no retries, never
-/// taken out; the route's cache and FastCGI script mapping.
-fn road_warrior(url: &BackendUrl, route: &RouteConfig) -> ClusterConfig {
-    let mut config = road_warrior_settings();
-    config.cache = route.cache.clone();
-    config.fastcgi = route.fastcgi.clone();
-    config.backends.push(BackendConfig {
-        name: url.text.clone(),
-        url: url.clone(),
-        capacity: 0,
-        role: Role::Active,
-        enabled: true,
-        fastcgi: None,
-        health: None,
-        terminate_protection: false,
-        discovered_by: None,
-    });
-    config
-}
-
-fn road_warrior_settings() -> ClusterConfig {
-    ClusterConfig {
-        enabled: true,
-        scheduler: SchedulerKind::RoundRobin,
-        queue_limit: 0,
-        queue_timeout: Duration::from_secs(1),
-        retry_after: 0,
-        max_retry_count: 0,
-        enqueue_on_unavailable: false,
-        connect_timeout: Duration::from_secs(4),
-        read_timeout: Duration::from_secs(30),
-        write_timeout: Duration::from_secs(8),
-        backends: Vec::new(),
-        discover: Vec::new(),
-        buckets: Vec::new(),
-        default_bucket: None,
-        debug_headers: false,
-        health: None,
-        sticky_offline: false,
-        client_routing: None,
-        fastcgi: None,
-        x_sendfile: Default::default(),
-        // A road-warrior address is all there is: it is never taken out.
-        passive_health: PassiveHealthConfig {
-            max_fails: 0,
-            ..Default::default()
-        },
-        forwarded_for: ForwardedFor::Append,
-        via: "director".to_owned(),
-        client_body_timeout: Duration::from_secs(60),
-        backend_keep_alive: config::DEFAULT_BACKEND_KEEP_ALIVE,
-        cache: CacheConfig::default(),
-        on_client_abort: OnClientAbort::Close,
-    }
-}
-
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -526,32 +468,19 @@ impl Handler<ChangeTopology> for DirectorActor {
 }
 
 impl DirectorActor {
-    /// An edit of a discovered backend, answered here (`None` for any other edit): DNS adds
-    /// and removes it and its entry sets it up, so only switching it off and on is an
-    /// operator's (kept by the discovery set, not in the state file); anything else is a
-    /// conflict pointing at the entry.
+    /// An edit of a discovered backend, answered here (`None` for any other edit): only
+    /// switching it off and on is an operator's (see [`DiscoverySet::operator_edit`]); the
+    /// cluster is re-applied with the switch as an operator's.
     fn change_discovered(&mut self, cluster: &str, edit: &ClusterEdit) -> Option<Result<u64, ChangeError>> {
-        let (name, patch) = match edit {
-            ClusterEdit::PatchBackend(name, patch) => (name, Some(patch)),
-            ClusterEdit::RemoveBackend(name) => (name, None),
-            _ => return None,
+        let backend = match self.discovery.operator_edit(cluster, edit)? {
+            Ok(backend) => backend,
+            Err(refused) => return Some(Err(ChangeError::Edit(refused))),
         };
-        let entry = self.discovery.entry_of(cluster, name)?.to_owned();
-        let enabled = patch
-            .filter(|patch| patch.len() == 1)
-            .and_then(|patch| patch.get("enabled")?.as_bool());
-        let Some(enabled) = enabled else {
-            return Some(Err(ChangeError::Edit(EditError::Conflict(format!(
-                "backend `{name}` was found by DNS through the entry `{entry}`: only `enabled` can be set on it; \
-                 change or remove the entry `{entry}` for anything else"
-            )))));
-        };
-        self.discovery.set_enabled(cluster, name, enabled);
         if let (Some(config), Some(running)) = (self.config.clusters.get(cluster), self.clusters.get(cluster))
         {
             running.actor.do_send(ApplyConfig {
                 config: self.discovery.expand(cluster, config),
-                operator_set_enabled: Some(name.clone()),
+                operator_set_enabled: Some(backend),
             });
         }
         Some(Ok(self.status.load().generation))

@@ -19,6 +19,7 @@ use actix::prelude::*;
 use super::arbiters::Arbiters;
 use super::discovery::{expand, DiscoveryStatus, Target};
 use super::discovery_actor::{DiscoveryActor, Resolved, StopDiscovery};
+use crate::config::edit::{ClusterEdit, EditError};
 use crate::config::{ClusterConfig, Config, DiscoveryConfig, ResolverConfig};
 
 /// Every running discovery entry, by cluster and entry name.
@@ -153,18 +154,39 @@ impl DiscoverySet {
     }
 
     /// The entry that found backend `backend` of `cluster` (in its last expansion), if any.
-    pub(super) fn entry_of(&self, cluster: &str, backend: &str) -> Option<&str> {
+    fn entry_of(&self, cluster: &str, backend: &str) -> Option<&str> {
         self.running
             .iter()
             .find(|((c, _), r)| c == cluster && r.status.backends.iter().any(|b| b == backend))
             .map(|((_, entry), _)| entry.as_str())
     }
 
-    /// Records an operator's `enabled` for discovered backend `backend` of `cluster`; the
-    /// caller re-applies the cluster.
-    pub(super) fn set_enabled(&mut self, cluster: &str, backend: &str, enabled: bool) {
-        self.enabled
-            .insert((cluster.to_owned(), backend.to_owned()), enabled);
+    /// An operator's edit of a discovered backend of `cluster` (`None`: `edit` is not about
+    /// one). DNS adds and removes it and its entry sets it up, so only `{"enabled": bool}` is
+    /// taken (kept here; the caller re-applies the cluster): `Ok(backend)`. Anything else is a
+    /// conflict pointing at the entry.
+    pub(super) fn operator_edit(
+        &mut self,
+        cluster: &str,
+        edit: &ClusterEdit,
+    ) -> Option<Result<String, EditError>> {
+        let (name, patch) = match edit {
+            ClusterEdit::PatchBackend(name, patch) => (name, Some(patch)),
+            ClusterEdit::RemoveBackend(name) => (name, None),
+            _ => return None,
+        };
+        let entry = self.entry_of(cluster, name)?;
+        let enabled = patch
+            .filter(|patch| patch.len() == 1)
+            .and_then(|patch| patch.get("enabled")?.as_bool());
+        let Some(enabled) = enabled else {
+            return Some(Err(EditError::Conflict(format!(
+                "backend `{name}` was found by DNS through the entry `{entry}`: only `enabled` can be set on it; \
+                 change or remove the entry `{entry}` for anything else"
+            ))));
+        };
+        self.enabled.insert((cluster.to_owned(), name.clone()), enabled);
+        Some(Ok(name.clone()))
     }
 
     /// Takes one round's outcome; answers the cluster whose backends it changes, if any.

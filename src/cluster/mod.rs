@@ -27,6 +27,7 @@ pub mod health;
 pub mod health_monitor;
 pub mod health_probe;
 mod next_config;
+mod road_warrior;
 pub mod scheduler;
 pub mod topology;
 

@@ -6,9 +6,11 @@
 //! with a bad field is re-checked with that field blanked, so *every* problem is reported at
 //! once, each with its path (`clusters.shop.backends[1].url`). A [`Config`] is returned only
 //! when nothing is wrong. What each section means (raw shapes, defaults, checks) is in the child
-//! modules under `load/`: `sections`, except a cluster's bucket tree (`buckets`), its health
-//! checks and client routing (`health`), its `cache` and its `fastcgi` and `x_sendfile`
-//! (`fastcgi`), a backend entry's `discover:` and the `resolver` section (`discovery`), the `admin` section and `haproxy_compat`; the tests are in `tests` and its children.
+//! modules under `load/`: `sections`, except a cluster's `backends` list (`backends`), its
+//! bucket tree (`buckets`), its health checks and client routing (`health`), its `cache` and
+//! its `fastcgi` and `x_sendfile` (`fastcgi`), a backend entry's `discover:` and the
+//! `resolver` section (`discovery`), the `admin` section and `haproxy_compat`; the tests are
+//! in `tests` and its children.
 //!
 //! Conventions: an explicit `null` (`key:` with no value) means "use the default"; keys are
 //! case-sensitive; a map key that is not a plain word is quoted in paths
@@ -27,6 +29,7 @@ use super::duration::DurationValue;
 use super::model::Config;
 
 pub(super) mod admin;
+mod backends;
 mod buckets;
 mod cache;
 mod discovery;
