@@ -1,6 +1,7 @@
 //! Backend discovery by DNS against a real nameserver (Debian's dnsmasq on a loopback port,
 //! `resolver.nameservers` pointing at it), with the records changed during the test: A records
-//! of test backends on 127.0.0.1, .2 and .3 (one port) appear and vanish; SRV priorities and
+//! of test backends on 127.0.0.1, .2 and .3 (one port) appear and vanish; an AAAA record gives
+//! an IPv6 backend; SRV priorities and
 //! weights become roles and capacities; a stopped nameserver keeps the last good set and is
 //! reported; a reload keeps the discovered backends as they are.
 
@@ -431,5 +432,35 @@ async fn the_api_manages_discovery_entries_and_switches_discovered_backends() {
         serde_json::json!([]),
         "the entry's discovery stopped"
     );
+    d.stop().await;
+}
+
+/// AAAA records: an IPv6 address becomes a backend named with `_` for `:` and reached over
+/// IPv6.
+#[tokio::test]
+#[cfg_attr(
+    not(has_dnsmasq),
+    ignore = "dnsmasq not installed (apt-get install dnsmasq-base)"
+)]
+async fn aaaa_records_become_ipv6_backends() {
+    let six = TestBackend::start_v6("six").await;
+    let port: u16 = six
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let dns = Dnsmasq::start(&[("::1", "six.test")], &[]).await;
+    let entry = format!(
+        "      - {{ name: v6, discover: {{ name: six.test, type: aaaa, port: {port}, min_interval: 100ms }} }}\n"
+    );
+    let d = start(&config(&dns.addr(), &entry)).await;
+    let name = format!("v6-__1-{port}");
+    let c = backends_become(&d, std::slice::from_ref(&name)).await;
+    assert_eq!(backend(&c, &name)["url"], format!("http://[::1]:{port}"));
+    assert_eq!(c["discovery"][0]["records"], serde_json::json!(["::1"]), "{c:#}");
+    spread(&d, 3).await;
+    assert_eq!(six.hits(), 3);
+    d.settled("c").await;
     d.stop().await;
 }
