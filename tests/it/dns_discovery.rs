@@ -1,9 +1,9 @@
 //! Backend discovery by DNS against a real nameserver (Debian's dnsmasq on a loopback port,
 //! `resolver.nameservers` pointing at it), with the records changed during the test: A records
 //! of test backends on 127.0.0.1, .2 and .3 (one port) appear and vanish; an AAAA record gives
-//! an IPv6 backend; SRV priorities and
-//! weights become roles and capacities; a stopped nameserver keeps the last good set and is
-//! reported; a reload keeps the discovered backends as they are.
+//! an IPv6 backend; SRV priorities and weights become roles and capacities; a stopped
+//! nameserver keeps the last good set and is reported; a reload keeps the discovered backends
+//! as they are; the API manages discovery entries and switches discovered backends.
 
 use crate::support;
 
