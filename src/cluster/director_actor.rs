@@ -14,6 +14,12 @@
 //! then applied as a diff: clusters get [`ApplyConfig`] by message, never awaited (unchanged
 //! backends keep their health, counters and connections; removed ones drain), new clusters
 //! start, removed ones drain, and a new topology with the new routes is published.
+//!
+//! It also owns backend discovery by DNS (`discovery_set`): each cluster is applied with its
+//! `discover:` entries expanded into the backends of their last good answers, and a changed
+//! answer ([`Resolved`], from a Discovery actor) re-applies its cluster the same way — not
+//! validated or persisted again: only addresses changed, and they are DNS's, not the state
+//! file's.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
