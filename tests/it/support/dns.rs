@@ -41,18 +41,28 @@ impl Dnsmasq {
     /// Starts dnsmasq serving `hosts` (`(address, name)` lines of its hosts file) and `extra`
     /// options.
     pub async fn start(hosts: &[(&str, &str)], extra: &[String]) -> Dnsmasq {
-        let dir = temp_dir("dnsmasq");
-        let port = free_port();
+        // A free TCP port may be taken (or its UDP twin be in use): try a few.
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            match Self::try_start(hosts, extra).await {
+                Ok(dns) => return dns,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("dnsmasq did not start:\n{last_log}");
+    }
+
+    async fn try_start(hosts: &[(&str, &str)], extra: &[String]) -> Result<Dnsmasq, String> {
         let mut dns = Dnsmasq {
             child: None,
-            dir,
-            port,
+            dir: temp_dir("dnsmasq"),
+            port: free_port(),
         };
         fs::write(dns.hosts_path(), hosts_file(hosts)).expect("write hosts file");
         let log = fs::File::create(dns.log_path()).expect("create dnsmasq log");
         let mut cmd = Command::new(binary());
         cmd.arg("--no-daemon")
-            .arg(format!("--port={port}"))
+            .arg(format!("--port={}", dns.port))
             .arg("--listen-address=127.0.0.1")
             .arg("--bind-interfaces")
             .arg("--no-resolv")
@@ -69,17 +79,19 @@ impl Dnsmasq {
             cmd.arg("--user=root");
         }
         dns.child = Some(cmd.spawn().expect("spawn dnsmasq"));
-        let hosts = dns.hosts_path().display().to_string();
-        let reads = wait_until("dnsmasq to read its hosts file", async || {
-            let log = dns.log();
-            match log.matches(&format!("read {hosts}")).count() {
-                0 => Err(log),
-                n => Ok(n),
+        // It binds its sockets before it reads the hosts file.
+        let marker = format!("read {}", dns.hosts_path().display());
+        let started = wait_until("dnsmasq to read its hosts file", async || {
+            if dns.log().contains(&marker) {
+                return Ok(Ok(()));
+            }
+            match dns.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                Some(exit) => Ok(Err(format!("exit: {exit}\n{}", dns.log()))),
+                None => Err(dns.log()),
             }
         })
         .await;
-        assert_eq!(reads, 1);
-        dns
+        started.map(|()| dns)
     }
 
     /// `127.0.0.1:PORT`, for `resolver.nameservers`.
