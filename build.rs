@@ -9,6 +9,8 @@
 //!   consumer: sets `cfg(has_haproxy_exporter)` and `DIRECTOR_TEST_HAPROXY_EXPORTER`;
 //! - etcd (`etcd` on PATH or /usr/bin/etcd, Debian's `etcd-server`), for the replicas sharing
 //!   runtime state: sets `cfg(has_etcd)` and `DIRECTOR_TEST_ETCD`.
+//! - dnsmasq (on PATH or in /usr/sbin), the DNS server of the discovery tests: sets
+//!   `cfg(has_dnsmasq)` and `DIRECTOR_TEST_DNSMASQ`.
 //!
 //! With `DIRECTOR_REQUIRE_ALL` set (to anything but empty or `0`; CI sets it), a missing tool
 //! fails the build instead. `DIRECTOR_TESTS_WITHOUT` (e.g. `php-fpm,chromium`) pretends the
@@ -29,6 +31,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(has_chromium)");
     println!("cargo::rustc-check-cfg=cfg(has_haproxy_exporter)");
     println!("cargo::rustc-check-cfg=cfg(has_etcd)");
+    println!("cargo::rustc-check-cfg=cfg(has_dnsmasq)");
 
     let path_dirs: Vec<PathBuf> = env::var_os("PATH")
         .map(|p| env::split_paths(&p).collect())
@@ -58,6 +61,9 @@ fn main() {
     let etcd = on_path("etcd")
         .or_else(|| file("/usr/bin/etcd"))
         .filter(|_| !hidden("etcd"));
+    let dnsmasq = on_path("dnsmasq")
+        .or_else(|| file("/usr/sbin/dnsmasq"))
+        .filter(|_| !hidden("dnsmasq"));
 
     let mut missing = Vec::new();
     match &php_fpm {
@@ -81,6 +87,10 @@ fn main() {
     match &etcd {
         Some(bin) => found("has_etcd", &[("DIRECTOR_TEST_ETCD", bin)]),
         None => missing.push("etcd (apt-get install etcd-server)"),
+    }
+    match &dnsmasq {
+        Some(bin) => found("has_dnsmasq", &[("DIRECTOR_TEST_DNSMASQ", bin)]),
+        None => missing.push("dnsmasq (apt-get install dnsmasq)"),
     }
 
     let required = env::var("DIRECTOR_REQUIRE_ALL").is_ok_and(|v| !v.is_empty() && v != "0");

@@ -146,6 +146,7 @@ pub fn start(document: Document, options: StartOptions) -> Result<Running, AppEr
         last_reload: None,
         state_file_error: None,
         shared_state_error: None,
+        discovery: Vec::new(),
     }));
     let config_path = document.path.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();

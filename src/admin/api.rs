@@ -65,6 +65,7 @@ async fn status(data: Data) -> ApiResult {
             view["apply_error"] = json!(status.shared_state_error);
             view
         }),
+        "discovery": status.discovery,
     })))
 }
 
@@ -189,15 +190,24 @@ async fn change(data: &AdminState, cluster: &str, edit: ClusterEdit) -> Result<u
     refusal(data.director.send(msg).await)
 }
 
+/// Backend `name` of `state`, or the `discover:` entry of that name (its status: what it
+/// asks, its records and the backends they stand for).
 fn backend_of(state: &ClusterState, name: &str) -> Result<Value, ApiError> {
     // A name may appear twice while a replaced backend drains: the live one comes first.
     let backend = state
         .backends
         .iter()
         .filter(|b| b.status.name == name)
-        .min_by_key(|b| b.status.draining)
-        .ok_or_else(|| ApiError::not_found(format!("no backend `{name}` in cluster `{}`", state.name)))?;
-    serde_json::to_value(backend).map_err(|e| ApiError::internal(e.to_string()))
+        .min_by_key(|b| b.status.draining);
+    let json = match (backend, state.discovery.iter().find(|d| d.entry == name)) {
+        (Some(backend), _) => serde_json::to_value(backend),
+        (None, Some(entry)) => serde_json::to_value(entry),
+        (None, None) => {
+            let detail = format!("no backend `{name}` in cluster `{}`", state.name);
+            return Err(ApiError::not_found(detail));
+        }
+    };
+    json.map_err(|e| ApiError::internal(e.to_string()))
 }
 
 fn bucket_of(state: &ClusterState, name: &str) -> Result<Value, ApiError> {

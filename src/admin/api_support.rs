@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
-use super::{cluster_state, AdminState};
+use super::AdminState;
 use crate::cluster::cluster_state::ClusterState;
 use crate::cluster::director_actor::ChangeError;
 use crate::config::edit::EditError;
@@ -69,7 +69,7 @@ pub async fn state_of(data: &AdminState, name: &str) -> Result<ClusterState, Api
     let cluster = data
         .running(name)
         .ok_or_else(|| ApiError::not_found(format!("no cluster `{name}`")))?;
-    cluster_state(&cluster)
+    data.cluster_state(&cluster)
         .await
         .ok_or_else(|| ApiError::internal("the cluster actor is not running"))
 }

@@ -476,6 +476,7 @@ pub(crate) mod test_fixtures {
     pub fn backend(name: &str, role: Role, capacity: u32) -> BackendState {
         BackendState {
             terminate_protection: false,
+            discovered_by: None,
             status: BackendStatus {
                 id: 0,
                 name: name.to_owned(),
@@ -518,6 +519,7 @@ pub(crate) mod test_fixtures {
     pub fn cluster(name: &str, health_checks: bool, backends: Vec<BackendState>) -> ClusterState {
         ClusterState {
             cache: Default::default(),
+            discovery: Vec::new(),
             name: name.to_owned(),
             settings: SettingsView {
                 enabled: true,

@@ -137,17 +137,23 @@ impl AdminState {
         let running: Vec<RunningCluster> = self.clusters.load().values().cloned().collect();
         let mut states = Vec::new();
         for cluster in &running {
-            if let Some(state) = cluster_state(cluster).await {
+            if let Some(state) = self.cluster_state(cluster).await {
                 states.push(state);
             }
         }
         states
     }
-}
 
-/// The full state of one cluster, asked of its actor.
-pub async fn cluster_state(cluster: &RunningCluster) -> Option<ClusterState> {
-    cluster.actor.send(GetClusterState).await.ok()
+    /// The full state of one cluster, asked of its actor, with how its `discover:` entries
+    /// are doing.
+    pub async fn cluster_state(&self, cluster: &RunningCluster) -> Option<ClusterState> {
+        let mut state = cluster.actor.send(GetClusterState).await.ok()?;
+        state.discovery = (self.status.load().discovery.iter())
+            .filter(|d| d.cluster == state.name)
+            .cloned()
+            .collect();
+        Some(state)
+    }
 }
 
 /// The admin HTTP server (one worker: the admin surface is light), under the connection

@@ -519,19 +519,20 @@ impl Handler<GetClusterState> for ClusterActor {
                 .members
                 .iter()
                 .chain(&self.draining)
-                .map(|m| BackendState {
-                    terminate_protection: !m.status.draining
-                        && self
-                            .config
-                            .backends
-                            .iter()
-                            .any(|b| b.name == m.status.name && b.terminate_protection),
-                    status: m.status.clone(),
-                    stats: m.backend.stats.snapshot(),
+                .map(|m| {
+                    let configured = self.config.backends.iter().find(|b| b.name == m.status.name);
+                    BackendState {
+                        terminate_protection: !m.status.draining
+                            && configured.is_some_and(|b| b.terminate_protection),
+                        discovered_by: configured.and_then(|b| b.discovered_by.clone()),
+                        status: m.status.clone(),
+                        stats: m.backend.stats.snapshot(),
+                    }
                 })
                 .collect(),
             stats: self.handle.admission.stats.snapshot(),
             cache: self.handle.cache_snapshot().unwrap_or_default(),
+            discovery: Vec::new(),
         })
     }
 }

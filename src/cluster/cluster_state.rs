@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::admission::BucketState;
 use super::backend_status::BackendStatus;
+use super::discovery::DiscoveryStatus;
 use crate::cache::CacheSnapshot;
 use crate::config::{
     CacheConfig, CacheQuery, CacheUpdate, ClusterConfig, ForwardedFor, OnClientAbort, SchedulerKind,
@@ -28,6 +29,10 @@ pub struct ClusterState {
     pub stats: TrafficSnapshot,
     /// The object cache's counters (`enabled: false` while it is off).
     pub cache: CacheSnapshot,
+    /// How the cluster's `discover:` entries are doing (added by the admin surface from the
+    /// Director's status; left out when the cluster has none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub discovery: Vec<DiscoveryStatus>,
 }
 
 /// A cluster's settings as readers see them.
@@ -149,6 +154,8 @@ pub struct BackendState {
     pub status: BackendStatus,
     /// `terminate_protection` as configured (false while draining: it is being removed).
     pub terminate_protection: bool,
+    /// The `discover:` entry that found the backend; `null` for one of the file or the API.
+    pub discovered_by: Option<String>,
     pub stats: TrafficSnapshot,
 }
 

@@ -15,6 +15,11 @@
 //! backends keep their health, counters and connections; removed ones drain), new clusters
 //! start, removed ones drain, and a new topology with the new routes is published.
 //!
+//! It also owns backend discovery by DNS (`discovery_set`): each cluster is applied with its
+//! `discover:` entries expanded into the backends of their last good answers, and a changed
+//! answer ([`Resolved`], from a Discovery actor) re-applies its cluster the same way — not
+//! validated or persisted again: only addresses changed, and they are DNS's, not the state
+//! file's.
 //! With `cluster_state` configured, the runtime changes are also shared with the other
 //! replicas (see [`shared`]): a local change is pushed after it is adopted, and the shared
 //! overlay, as it changes, is adopted like a reload adopts the state file.
@@ -22,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use arc_swap::ArcSwap;
@@ -32,19 +37,20 @@ use tokio::sync::oneshot;
 
 use super::arbiters::Arbiters;
 use super::cluster_actor::{ApplyConfig, ClusterActor, RunningCluster, SharedClusters};
+use super::discovery::DiscoveryStatus;
+use super::discovery_actor::Resolved;
+use super::discovery_set::DiscoverySet;
 pub use super::next_config::ChangeError;
 use super::next_config::{edited, off_worker, reread, reshaped, restore, save_state, NextConfig};
 use super::replica_share::ReplicaShare;
+use super::road_warrior::{road_warrior, road_warrior_settings};
 use super::topology::{ClusterHandle, Route, SharedTopology, Topology};
 use crate::config::edit::ClusterEdit;
 use crate::config::overlay::{self, Overlay};
 use crate::config::state_file::StateFileError;
 use crate::config::topology_edit::TopologyEdit;
 use crate::config::{self, ConfigError, ConfigErrors, Document, SharedAdmin, SharedHaproxyCompat};
-use crate::config::{
-    BackendConfig, BackendUrl, CacheConfig, ClusterConfig, Config, ForwardedFor, OnClientAbort,
-    PassiveHealthConfig, Role, RouteConfig, RouteTarget, SchedulerKind,
-};
+use crate::config::{ClusterConfig, Config, RouteTarget};
 
 pub mod shared;
 
@@ -61,6 +67,8 @@ pub struct ConfigStatus {
     /// Why the last runtime changes shared by the other replicas were not applied here (they
     /// don't fit this replica's `config.yaml`), if they weren't.
     pub shared_state_error: Option<String>,
+    /// How each `discover:` entry is doing.
+    pub discovery: Vec<DiscoveryStatus>,
 }
 
 /// The result of the last reload.
@@ -132,6 +140,10 @@ pub struct DirectorActor {
     shared: Option<shared::SharedLink>,
     /// This replica's share of each backend's capacity (the whole while it is alone).
     share: ReplicaShare,
+    /// The `discover:` entries' actors, last good answers and status.
+    discovery: DiscoverySet,
+    /// The actor's own address (set when it starts), where Discovery actors report.
+    me: Option<Addr<DirectorActor>>,
 }
 
 impl DirectorActor {
@@ -163,6 +175,8 @@ impl DirectorActor {
             haproxy_compat: None,
             shared: None,
             share: ReplicaShare::default(),
+            discovery: DiscoverySet::default(),
+            me: None,
         }
     }
 
@@ -191,8 +205,14 @@ impl DirectorActor {
     /// `operator_set_enabled` names the cluster and backend whose `enabled` an operator has
     /// just set (see [`ApplyConfig::operator_set_enabled`]).
     fn apply(&mut self, operator_set_enabled: Option<(&str, &str)>) {
+        if let Some(me) = &self.me {
+            self.discovery
+                .reconcile(&self.config, &me.clone().recipient(), &self.arbiters);
+        }
         let mut clusters = BTreeMap::new();
         for (name, config) in &self.config.clusters {
+            // With the backends its `discover:` entries last found.
+            let config = &self.discovery.expand(name, config);
             let cluster = match self.clusters.remove(name) {
                 Some(cluster) => {
                     cluster.actor.do_send(ApplyConfig {
@@ -271,6 +291,14 @@ impl DirectorActor {
         self.running.store(Arc::new(running));
         let mut status = ConfigStatus::clone(&self.status.load());
         status.generation += 1;
+        status.discovery = self.discovery.statuses();
+        self.status.store(Arc::new(status));
+    }
+
+    /// Publishes the discovery entries' status.
+    fn publish_discovery_status(&self) {
+        let mut status = ConfigStatus::clone(&self.status.load());
+        status.discovery = self.discovery.statuses();
         self.status.store(Arc::new(status));
     }
 
@@ -335,62 +363,6 @@ fn retire(cluster: &RunningCluster) {
     cluster.actor.do_send(ApplyConfig::from_config(empty));
 }
 
-/// A one-backend cluster for a "road warrior" route: unlimited, no queue, no retries, never
-/// taken out; the route's cache and FastCGI script mapping.
-fn road_warrior(url: &BackendUrl, route: &RouteConfig) -> ClusterConfig {
-    let mut config = road_warrior_settings();
-    config.cache = route.cache.clone();
-    config.fastcgi = route.fastcgi.clone();
-    config.backends.push(BackendConfig {
-        name: url.text.clone(),
-        url: url.clone(),
-        capacity: 0,
-        role: Role::Active,
-        enabled: true,
-        fastcgi: None,
-        health: None,
-        terminate_protection: false,
-        tls: route.tls.clone(),
-    });
-    config
-}
-
-fn road_warrior_settings() -> ClusterConfig {
-    ClusterConfig {
-        enabled: true,
-        scheduler: SchedulerKind::RoundRobin,
-        queue_limit: 0,
-        queue_timeout: Duration::from_secs(1),
-        retry_after: 0,
-        max_retry_count: 0,
-        enqueue_on_unavailable: false,
-        connect_timeout: Duration::from_secs(4),
-        read_timeout: Duration::from_secs(30),
-        write_timeout: Duration::from_secs(8),
-        backends: Vec::new(),
-        buckets: Vec::new(),
-        default_bucket: None,
-        debug_headers: false,
-        health: None,
-        sticky_offline: false,
-        client_routing: None,
-        fastcgi: None,
-        x_sendfile: Default::default(),
-        // A road-warrior address is all there is: it is never taken out.
-        passive_health: PassiveHealthConfig {
-            max_fails: 0,
-            ..Default::default()
-        },
-        forwarded_for: ForwardedFor::Append,
-        via: "director".to_owned(),
-        client_body_timeout: Duration::from_secs(60),
-        backend_keep_alive: config::DEFAULT_BACKEND_KEEP_ALIVE,
-        cache: CacheConfig::default(),
-        on_client_abort: OnClientAbort::Close,
-        upgrades: Default::default(),
-    }
-}
-
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -403,6 +375,7 @@ impl Actor for DirectorActor {
     /// Restores the runtime changes from the state file on the blocking pool (no message is
     /// handled meanwhile), then publishes the first topology with them.
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.me = Some(ctx.address());
         let Some(path) = self.config.state_file.clone() else {
             self.apply(None);
             self.tell_published();
@@ -490,6 +463,9 @@ impl Handler<ChangeCluster> for DirectorActor {
         if !self.clusters.contains_key(&cluster) {
             return AtomicResponse::new(Box::pin(fut::ready(Err(ChangeError::UnknownCluster(cluster)))));
         }
+        if let Some(answer) = self.change_discovered(&cluster, &edit) {
+            return AtomicResponse::new(Box::pin(fut::ready(answer)));
+        }
         let operator_set_enabled = edit
             .sets_enabled()
             .map(|backend| (cluster.clone(), backend.to_owned()));
@@ -512,6 +488,44 @@ impl Handler<ChangeTopology> for DirectorActor {
             move |document, overlay| reshaped(document, edit, &yaml, overlay),
             None,
         )
+    }
+}
+
+impl DirectorActor {
+    /// An edit of a discovered backend, answered here (`None` for any other edit): only
+    /// switching it off and on is an operator's (see [`DiscoverySet::operator_edit`]); the
+    /// cluster is re-applied with the switch as an operator's.
+    fn change_discovered(&mut self, cluster: &str, edit: &ClusterEdit) -> Option<Result<u64, ChangeError>> {
+        let backend = match self.discovery.operator_edit(cluster, edit)? {
+            Ok(backend) => backend,
+            Err(refused) => return Some(Err(ChangeError::Edit(refused))),
+        };
+        if let (Some(config), Some(running)) = (self.config.clusters.get(cluster), self.clusters.get(cluster))
+        {
+            running.actor.do_send(ApplyConfig {
+                config: self.discovery.expand(cluster, config),
+                operator_set_enabled: Some(backend),
+            });
+        }
+        Some(Ok(self.status.load().generation))
+    }
+}
+
+/// A discovery round is over: a changed answer re-applies its cluster with the backends it
+/// stands for (appearing ones added, vanishing ones drained by the Cluster actor, as for any
+/// removed backend); a failed one only changes the status.
+impl Handler<Resolved> for DirectorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Resolved, _: &mut Context<Self>) {
+        if let Some(name) = self.discovery.resolved(msg) {
+            if let (Some(config), Some(cluster)) = (self.config.clusters.get(&name), self.clusters.get(&name))
+            {
+                let expanded = self.discovery.expand(&name, config);
+                cluster.actor.do_send(ApplyConfig::from_config(expanded));
+            }
+        }
+        self.publish_discovery_status();
     }
 }
 

@@ -20,11 +20,15 @@ pub mod classify;
 pub mod cluster_actor;
 pub mod cluster_state;
 pub mod director_actor;
+pub mod discovery;
+pub mod discovery_actor;
+mod discovery_set;
 pub mod health;
 pub mod health_monitor;
 pub mod health_probe;
 mod next_config;
 pub mod replica_share;
+mod road_warrior;
 pub mod scheduler;
 pub mod topology;
 

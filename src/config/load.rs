@@ -6,10 +6,12 @@
 //! with a bad field is re-checked with that field blanked, so *every* problem is reported at
 //! once, each with its path (`clusters.shop.backends[1].url`). A [`Config`] is returned only
 //! when nothing is wrong. What each section means (raw shapes, defaults, checks) is in the child
-//! modules under `load/`: `sections`, except a cluster's bucket tree (`buckets`), its health
-//! checks and client routing (`health`), its `cache` and its `fastcgi` and `x_sendfile`
-//! (`fastcgi`), the TLS settings of `https://` backends (`backend_tls`), the `admin` section,
-//! `haproxy_compat` and `cluster_state`; the tests are in `tests` and its children.
+//! modules under `load/`: `sections`, except a cluster's `backends` list (`backends`), its
+//! bucket tree (`buckets`), its health checks and client routing (`health`), its `cache` and
+//! its `fastcgi` and `x_sendfile` (`fastcgi`), the TLS settings of `https://` backends
+//! (`backend_tls`), a backend entry's `discover:` and the `resolver` section (`discovery`), the
+//! `admin` section, `haproxy_compat` and `cluster_state`; the tests are in `tests` and its
+//! children.
 //!
 //! Conventions: an explicit `null` (`key:` with no value) means "use the default"; keys are
 //! case-sensitive; a map key that is not a plain word is quoted in paths
@@ -29,9 +31,11 @@ use super::model::Config;
 
 pub(super) mod admin;
 mod backend_tls;
+mod backends;
 mod buckets;
 mod cache;
 mod cluster_state;
+mod discovery;
 mod fastcgi;
 pub(super) mod haproxy_compat;
 mod health;
@@ -199,6 +203,7 @@ const TOP_KEYS: &[&str] = &[
     "clusters",
     "haproxy_compat",
     "cluster_state",
+    "resolver",
 ];
 
 // ---- paths -------------------------------------------------------------------------------------
@@ -353,6 +358,7 @@ impl<'e> Loader<'e> {
         let clusters = self.clusters(clusters);
         let haproxy_compat = self.haproxy_compat(root.remove("haproxy_compat"));
         let cluster_state = self.cluster_state(root.remove("cluster_state"));
+        let resolver = self.resolver(root.remove("resolver"));
 
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
@@ -366,6 +372,7 @@ impl<'e> Loader<'e> {
             clusters,
             haproxy_compat,
             cluster_state,
+            resolver,
         ) {
             (
                 Some(proxy),
@@ -376,6 +383,7 @@ impl<'e> Loader<'e> {
                 Some(clusters),
                 Some(haproxy_compat),
                 Some(cluster_state),
+                Some(resolver),
             ) => Ok(Config {
                 proxy,
                 admin,
@@ -385,6 +393,7 @@ impl<'e> Loader<'e> {
                 clusters,
                 haproxy_compat,
                 cluster_state,
+                resolver,
             }),
             _ => Err(single(
                 String::new(),

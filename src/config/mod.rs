@@ -7,6 +7,7 @@
 
 mod address;
 mod backend_tls;
+pub mod discovery;
 mod duration;
 pub mod edit;
 mod load;
@@ -20,6 +21,7 @@ pub mod watcher;
 
 pub use address::parse_backend_url;
 pub use backend_tls::{BackendTls, BackendTlsSettings, TlsSettingError};
+pub use discovery::{DiscoveryConfig, DnsQuery, DnsRecordType, ResolverConfig};
 pub use duration::parse_duration;
 pub use load::admin::{
     is_local, publish_reloaded_admin, reloaded_admin, SharedAdmin, DEFAULT_MAX_EVENT_STREAMS,

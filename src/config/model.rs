@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::backend_tls::BackendTls;
+use super::discovery::{DiscoveryConfig, ResolverConfig};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +24,8 @@ pub struct Config {
     pub clusters: BTreeMap<String, ClusterConfig>,
     /// `haproxy_compat:` — HAProxy's stats and monitor URIs for HAProxy tooling.
     pub haproxy_compat: HaproxyCompatConfig,
+    /// `resolver:` — where backend discovery by DNS asks.
+    pub resolver: ResolverConfig,
     /// `cluster_state:` — runtime state shared with other replicas; `None`: this replica's
     /// runtime changes stay its own (the state file alone).
     pub cluster_state: Option<ClusterStateConfig>,
@@ -263,8 +266,11 @@ pub struct ClusterConfig {
     pub read_timeout: Duration,
     /// `write_timeout` (default 8s): a stalled write of the request to the backend.
     pub write_timeout: Duration,
-    /// `backends`, in configuration order (order matters for `chance`).
+    /// `backends`, in configuration order (order matters for `chance`): the fixed ones, and
+    /// (once the Director has expanded [`Self::discover`]) the discovered ones.
     pub backends: Vec<BackendConfig>,
+    /// The `backends` entries with `discover:` instead of `url:`, in configuration order.
+    pub discover: Vec<DiscoveryConfig>,
     /// `buckets`: the children of the root bucket (HTB partitioning), in configuration order.
     pub buckets: Vec<BucketConfig>,
     /// `default_bucket`: where requests that match no bucket rule go (default: the root).
@@ -670,6 +676,9 @@ pub struct BackendConfig {
     /// How an `https://` backend is reached: its `tls` keys laid over its cluster's
     /// `backend_tls`, with the client configuration built from them; `None` for every other URL.
     pub tls: Option<BackendTls>,
+    /// The `discover:` entry this backend was found by; `None` for a backend of the file or
+    /// the API.
+    pub discovered_by: Option<String>,
 }
 
 impl BackendConfig {

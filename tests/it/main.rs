@@ -21,6 +21,7 @@ mod dashboard_lifecycle;
 mod dashboard_live;
 mod dashboard_pages;
 mod demo;
+mod dns_discovery;
 mod fastcgi;
 mod fastcgi_faults;
 mod forwarding;

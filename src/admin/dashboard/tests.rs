@@ -54,6 +54,7 @@ async fn admin_state(token: Option<&str>) -> web::Data<AdminState> {
         last_reload: None,
         state_file_error: None,
         shared_state_error: None,
+        discovery: Vec::new(),
     }));
     let arbiters = Arbiters::new(vec![Arbiter::current()]);
     let (published, is_published) = oneshot::channel();
@@ -354,10 +355,12 @@ fn hostile_state() -> ClusterState {
         buckets: vec![bucket],
         backends: vec![BackendState {
             terminate_protection: false,
+            discovered_by: None,
             status,
             stats: TrafficSnapshot::default(),
         }],
         stats: TrafficSnapshot::default(),
+        discovery: Vec::new(),
     }
 }
 
@@ -370,6 +373,7 @@ fn overview_escapes_names_from_configuration_and_state() {
         last_reload: None,
         state_file_error: Some("<img src=x onerror=alert(2)>".to_owned()),
         shared_state_error: None,
+        discovery: Vec::new(),
     };
     status.last_reload = Some(crate::cluster::director_actor::ReloadOutcome {
         at: 0.0,

@@ -100,6 +100,8 @@ pub struct BucketView {
 pub struct BackendView {
     pub name: String,
     pub url: String,
+    /// The `discover:` entry that found it: DNS manages it, the dashboard doesn't.
+    pub discovered_by: Option<String>,
     pub role: &'static str,
     /// `online` / `offline`.
     pub health: &'static str,
@@ -346,6 +348,7 @@ impl BackendView {
         BackendView {
             name: status.name.clone(),
             url: status.url.clone(),
+            discovered_by: state.discovered_by.clone(),
             role: role_name(status.role),
             health: health_word(status.health),
             probe: probe_text(status, now),

@@ -64,6 +64,7 @@ async fn the_health_monitor_runs_on_its_backends_arbiter() {
             health: None,
             terminate_protection: false,
             tls: None,
+            discovered_by: None,
         };
         let backend = Backend::new("c", &config.name, url, None, None);
         let status = BackendActor::initial_status(&backend, &config, watch.health.as_ref());

@@ -13,11 +13,11 @@ use serde_json::Value;
 use super::super::address::{parse_backend_url, parse_listen};
 use super::super::duration::DurationValue;
 use super::super::model::{
-    AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, FastCgiConfig, ForwardedFor,
-    HealthConfig, ListenAddr, OnClientAbort, Protocol, ProxyConfig, Role, RouteConfig, RouteTarget,
-    RouteTimeouts, SchedulerKind, DEFAULT_BACKEND_KEEP_ALIVE,
+    AccessLogConfig, AccessLogFormat, ClusterConfig, FastCgiConfig, ForwardedFor, ListenAddr, OnClientAbort,
+    Protocol, ProxyConfig, Role, RouteConfig, RouteTarget, RouteTimeouts, SchedulerKind,
+    DEFAULT_BACKEND_KEEP_ALIVE,
 };
-use super::backend_tls::TlsSection;
+use super::backends::BackendDefaults;
 use super::{index_path, key_path, kind, Loader};
 
 // ---- raw shapes, as written in the file -------------------------------------------------------
@@ -78,17 +78,6 @@ const CLUSTER_KEYS: &[&str] = &[
     "backend_tls",
     "upgrades",
     "backends",
-];
-const BACKEND_KEYS: &[&str] = &[
-    "name",
-    "url",
-    "capacity",
-    "role",
-    "enabled",
-    "fastcgi",
-    "health",
-    "terminate_protection",
-    "tls",
 ];
 
 #[derive(Deserialize)]
@@ -153,31 +142,6 @@ struct RawCluster {
     on_client_abort: Option<String>,
 }
 
-/// A backend without `fastcgi` and `health`, which are checked on their own.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBackend {
-    name: Option<String>,
-    url: Option<String>,
-    capacity: Option<u32>,
-    role: Option<String>,
-    enabled: Option<bool>,
-    terminate_protection: Option<bool>,
-}
-
-/// What a cluster gives each of its backends.
-struct BackendDefaults<'a> {
-    /// The cluster has a `fastcgi` mapping its FastCGI backends may use.
-    maps_scripts: bool,
-    /// The cluster's `health` section as written (a map, `{}` when it has none) that a
-    /// backend's own `health` keys override, or `Null` when the cluster's is invalid (reported
-    /// there already).
-    health: &'a Value,
-    /// The cluster's `backend_tls` that a backend's own `tls` keys override; `None` when it is
-    /// invalid (reported there already).
-    tls: Option<Option<&'a TlsSection>>,
-}
-
 /// A cluster's `via` when not given.
 pub const DEFAULT_VIA: &str = "director";
 
@@ -205,7 +169,7 @@ const SCHEDULERS: &[(&str, SchedulerKind)] = &[
     ("chance", SchedulerKind::Chance),
     ("least-load", SchedulerKind::LeastLoad),
 ];
-const ROLES: &[(&str, Role)] = &[
+pub(super) const ROLES: &[(&str, Role)] = &[
     ("active", Role::Active),
     ("standby", Role::Standby),
     ("backup", Role::Backup),
@@ -641,7 +605,7 @@ impl Loader<'_> {
         cluster.client_routing = client_routing?;
         cluster.health = health?;
         (cluster.buckets, cluster.default_bucket) = tree?;
-        cluster.backends = backends?;
+        (cluster.backends, cluster.discover) = backends?;
         backend_tls?;
         Some(cluster)
     }
@@ -725,6 +689,7 @@ impl Loader<'_> {
             read_timeout,
             write_timeout,
             backends: Vec::new(),
+            discover: Vec::new(),
             buckets: Vec::new(),
             default_bucket: None,
             debug_headers: raw.debug_headers.unwrap_or(false),
@@ -741,134 +706,5 @@ impl Loader<'_> {
             on_client_abort: on_client_abort?,
             upgrades: Default::default(),
         })
-    }
-
-    /// A cluster's `backends:` list; names must be unique.
-    fn backends(
-        &mut self,
-        value: Option<Value>,
-        path: &str,
-        defaults: &BackendDefaults<'_>,
-    ) -> Option<Vec<BackendConfig>> {
-        let list = match value {
-            None | Some(Value::Null) => return Some(Vec::new()),
-            Some(Value::Array(list)) => list,
-            Some(other) => {
-                let found = kind(&other);
-                self.error(path, format!("expected a list of backends, found {found}"));
-                return None;
-            }
-        };
-        let mut names = HashMap::new();
-        let backends: Vec<Option<BackendConfig>> = list
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let path = index_path(path, i);
-                self.backend(item, &path, &mut names, defaults)
-            })
-            .collect();
-        backends.into_iter().collect()
-    }
-
-    /// One backend; `names` maps the names seen so far in the cluster to their paths.
-    fn backend(
-        &mut self,
-        value: Value,
-        path: &str,
-        names: &mut HashMap<String, String>,
-        defaults: &BackendDefaults<'_>,
-    ) -> Option<BackendConfig> {
-        let mut value = value;
-        let fastcgi = value.as_object_mut().and_then(|map| map.remove("fastcgi"));
-        let health = value.as_object_mut().and_then(|map| map.remove("health"));
-        let tls = value.as_object_mut().and_then(|map| map.remove("tls"));
-        let raw: RawBackend = self.piece(Some(value), path, BACKEND_KEYS, "a backend")?;
-        let fastcgi = self.fastcgi(fastcgi, &key_path(path, "fastcgi"));
-        let health = self.backend_health(health, defaults.health, &key_path(path, "health"));
-        let tls = self.tls_section(tls, &key_path(path, "tls"));
-        let name_path = key_path(path, "name");
-        let name = match raw.name {
-            None => {
-                self.error(name_path, MISSING);
-                None
-            }
-            Some(name) if !is_valid_name(&name) => {
-                self.error(
-                    name_path,
-                    format!("invalid backend name `{name}` (use letters, digits, '_', '.', '-')"),
-                );
-                None
-            }
-            Some(name) => match names.get(&name) {
-                Some(first) => {
-                    let message = format!("duplicate backend name `{name}` (also at {first})");
-                    self.error(name_path, message);
-                    None
-                }
-                None => {
-                    names.insert(name.clone(), name_path);
-                    Some(name)
-                }
-            },
-        };
-        let url_path = key_path(path, "url");
-        let url = match raw.url {
-            None => {
-                self.error(url_path, MISSING);
-                None
-            }
-            Some(url) => parse_backend_url(&url)
-                .map_err(|message| self.error(url_path, message))
-                .ok(),
-        };
-        let role = self.choice(key_path(path, "role"), raw.role, Role::Active, ROLES, "role");
-        let url = url?;
-        let tls = self.backend_tls(&url, tls?.as_ref(), defaults.tls, path, "url");
-        let fastcgi = fastcgi?;
-        let health = health?;
-        if url.protocol == Protocol::FastCgi && fastcgi.is_none() && !defaults.maps_scripts {
-            let message = "a FastCGI backend needs a script mapping: set `fastcgi: { document_root }` \
-                           on the cluster or on the backend";
-            self.error(key_path(path, "url"), message);
-            return None;
-        }
-        Some(BackendConfig {
-            name: name?,
-            url,
-            capacity: raw.capacity.unwrap_or(0),
-            role: role?,
-            enabled: raw.enabled.unwrap_or(true),
-            fastcgi,
-            health,
-            terminate_protection: raw.terminate_protection.unwrap_or(false),
-            tls: tls?,
-        })
-    }
-
-    /// A backend's own `health` (absent or `null`: the cluster's applies, `Some(None)`): its
-    /// keys laid over the cluster's `health` section, checked like it; a backend with its own
-    /// section is probed even when the cluster has none.
-    fn backend_health(
-        &mut self,
-        own: Option<Value>,
-        cluster: &Value,
-        path: &str,
-    ) -> Option<Option<HealthConfig>> {
-        let own = match own {
-            None | Some(Value::Null) => return Some(None),
-            Some(own) => own,
-        };
-        let merged = match (cluster, own) {
-            (Value::Object(base), Value::Object(own)) => {
-                let mut merged = base.clone();
-                merged.extend(own);
-                Value::Object(merged)
-            }
-            // The cluster's section is invalid: check the backend's own keys alone.
-            (_, own) => own,
-        };
-        let health = self.health(Some(merged), path)?;
-        (!cluster.is_null()).then_some(health)
     }
 }

@@ -1,7 +1,8 @@
 //! Tests of the loader: whole documents in, `Config` or `(path, message)` errors out. The bucket
 //! tree's tests are in the child module `buckets`, those of the `admin` section in
 //! `admin_section`, those of health checks and client routing in `health`, those of `fastcgi`
-//! and `x_sendfile` in `fastcgi`, those of `tls` and `backend_tls` in `backend_tls` (each in
+//! and `x_sendfile` in `fastcgi`, those of `tls` and `backend_tls` in `backend_tls`, those of
+//! `discover:` and `resolver` in `discovery` (each in
 //! `tests/`).
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ mod admin_section;
 mod backend_tls;
 mod buckets;
 mod client_facing;
+mod discovery;
 mod fastcgi;
 mod haproxy_compat_section;
 mod health;
@@ -174,6 +176,7 @@ clusters:
                 health: None,
                 terminate_protection: false,
                 tls: None,
+                discovered_by: None,
             },
             BackendConfig {
                 name: "app02".to_owned(),
@@ -190,6 +193,7 @@ clusters:
                 health: None,
                 terminate_protection: false,
                 tls: None,
+                discovered_by: None,
             },
             BackendConfig {
                 name: "app03".to_owned(),
@@ -201,6 +205,7 @@ clusters:
                 health: None,
                 terminate_protection: false,
                 tls: None,
+                discovered_by: None,
             },
         ]
     );
@@ -246,6 +251,7 @@ fn defaults() {
         read_timeout: Duration::from_secs(30),
         write_timeout: Duration::from_secs(8),
         backends: shop.backends.clone(),
+        discover: Vec::new(),
         buckets: vec![],
         default_bucket: None,
         debug_headers: false,
@@ -344,7 +350,7 @@ fn unknown_keys() {
     let (_, message) = one_error(&format!("{MINIMAL}cache: {{}}\n"));
     assert_eq!(
         message,
-        "unknown key (expected one of: proxy, admin, state_file, access_log, routes, clusters, haproxy_compat, cluster_state)"
+        "unknown key (expected one of: proxy, admin, state_file, access_log, routes, clusters, haproxy_compat, cluster_state, resolver)"
     );
     assert_eq!(
         one_error("proxy: { listen: \"127.0.0.1:0\", threads: 2 }\n").0,

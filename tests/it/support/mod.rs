@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod binary;
+pub mod dns;
 pub mod origin;
 pub mod php;
 pub mod scripted;
