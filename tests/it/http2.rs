@@ -17,6 +17,7 @@ use support::backend::{pattern, pattern_checksum, TestBackend};
 use support::php::{Listen, PhpFpm};
 use support::{cluster_config, eventually, start, Director};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
 /// The host the test routes serve.
 const HOST: &str = "h2.example";
@@ -35,6 +36,11 @@ fn h2c(yaml: String) -> String {
 /// An HTTP/2 connection to `addr` (prior knowledge); its `window` is the client's receive
 /// window per stream and for the connection (h2's default, 64 KiB, when `None`).
 async fn connect(addr: SocketAddr, window: Option<u32>) -> SendRequest<Bytes> {
+    connect_with_task(addr, window).await.0
+}
+
+/// [`connect`], and the task that ends when the connection does.
+async fn connect_with_task(addr: SocketAddr, window: Option<u32>) -> (SendRequest<Bytes>, JoinHandle<()>) {
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let mut builder = h2::client::Builder::new();
     if let Some(window) = window {
@@ -43,10 +49,10 @@ async fn connect(addr: SocketAddr, window: Option<u32>) -> SendRequest<Bytes> {
             .initial_connection_window_size(window);
     }
     let (client, conn) = builder.handshake(tcp).await.expect("HTTP/2 handshake");
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let _ = conn.await;
     });
-    client
+    (client, task)
 }
 
 /// A request for `path` on `authority` (`HOST` and director's port when `None`).
@@ -469,5 +475,53 @@ async fn h2c_is_off_by_default() {
         handshake.await.is_err(),
         "an HTTP/1 listener does not speak HTTP/2"
     );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_of_http2_connections() {
+    let a = TestBackend::start("a").await;
+    let yaml = h2c(cluster_config("", &[("a", a.url(), 4, "active")])).replacen(
+        "  h2c: true\n",
+        "  h2c: true\n  keep_alive: 300ms\n  max_request_line: 256\n  max_header_size: 1024\n",
+        1,
+    );
+    let d = start(&yaml).await;
+    let (client, connection) = connect_with_task(d.addr(), None).await;
+    let (head, _) = fetch(&client, request(&d, "GET", "/", None)).await;
+    assert_eq!(head.status, 200);
+    // A method and target longer than `max_request_line` allows.
+    let long = format!("/{}", "x".repeat(300));
+    let (head, body) = fetch(&client, request(&d, "GET", &long, None)).await;
+    assert_eq!(
+        (head.status.as_u16(), body.as_slice()),
+        (414, &b"request line too long\n"[..])
+    );
+    // A header list over `max_header_size` (h2 itself answers).
+    let url = format!("http://{HOST}:{}/", d.addr().port());
+    let resolve = format!("{HOST}:{}:127.0.0.1", d.addr().port());
+    let big = format!("x-big: {}", "y".repeat(2000));
+    let out = curl(vec![
+        "--resolve".into(),
+        resolve,
+        "-H".into(),
+        big,
+        "-o".into(),
+        "/dev/null".into(),
+        "-w".into(),
+        "%{response_code}".into(),
+        url,
+    ])
+    .await;
+    assert_eq!(out, "431");
+    // Without open streams the connection is closed after `keep_alive` (GOAWAY), while the
+    // client still holds it (h2's client would close one it no longer holds by itself).
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("the idle connection was closed")
+        .expect("connection task");
+    assert_eq!(a.hits(), 1);
+    drop(client);
+    d.settled("c").await;
     d.stop().await;
 }

@@ -64,7 +64,8 @@ pub struct H2Settings {
     /// as for HTTP/1.
     pub max_request_line: usize,
     /// From the accept (or the end of the TLS handshake) until the client's preface and
-    /// settings are in; also how long a closing connection may take to say goodbye.
+    /// settings are in, and then until its first request; also how long a closing connection
+    /// may take to say goodbye.
     pub handshake_timeout: Duration,
     /// A connection without open streams for this long is closed (GOAWAY).
     pub idle_timeout: Duration,
@@ -135,7 +136,13 @@ where
     loop {
         let open = streams.open.get();
         let idle_since = streams.idle_since.get();
-        let idle_at = idle_since + settings.idle_timeout;
+        // Until its first request a client has `handshake_timeout` (as an HTTP/1 client has
+        // for its first head), then `idle_timeout` between requests.
+        let idle_at = idle_since
+            + match streams.served.get() {
+                true => settings.idle_timeout,
+                false => settings.handshake_timeout,
+            };
         let gone_at = closing.unwrap_or(idle_since).max(idle_since) + settings.handshake_timeout;
         tokio::select! {
             next = conn.accept() => match next {
@@ -166,6 +173,8 @@ where
 /// The streams of one connection being served, for its idle timeout.
 struct OpenStreams {
     open: Cell<usize>,
+    /// A stream was opened.
+    served: Cell<bool>,
     /// When the last stream ended (or the connection began).
     idle_since: Cell<Instant>,
     /// Wakes the connection when a stream ends.
@@ -176,6 +185,7 @@ impl Default for OpenStreams {
     fn default() -> Self {
         OpenStreams {
             open: Cell::new(0),
+            served: Cell::new(false),
             idle_since: Cell::new(Instant::now()),
             ended: Notify::new(),
         }
@@ -185,6 +195,7 @@ impl Default for OpenStreams {
 impl OpenStreams {
     fn opened(self: &Rc<Self>) -> OpenStream {
         self.open.set(self.open.get() + 1);
+        self.served.set(true);
         OpenStream(self.clone())
     }
 }
@@ -244,11 +255,14 @@ where
             Ok(fn_service(move |stream: T| {
                 let (app, h1, shutdown) = (app.clone(), h1.clone(), shutdown.clone());
                 async move {
-                    if preface::sent(&stream, settings.handshake_timeout).await {
-                        let peer = prepare(&stream);
-                        serve_h2(stream, peer, app, settings, Some(shutdown)).await
-                    } else {
-                        h1.call(stream).await
+                    match preface::sent(&stream, settings.handshake_timeout).await {
+                        Some(true) => {
+                            let peer = prepare(&stream);
+                            serve_h2(stream, peer, app, settings, Some(shutdown)).await
+                        }
+                        Some(false) => h1.call(stream).await,
+                        // Silent for the head deadline: closed as the HTTP/1 guard closes it.
+                        None => Ok(()),
                     }
                 }
             }))

@@ -58,12 +58,13 @@ fn peek_preface(fd: std::os::fd::RawFd) -> io::Result<bool> {
     }
 }
 
-/// Whether the client of `stream` sent the HTTP/2 preface within `wait`. No (HTTP/1, or
-/// nothing yet) when the wait runs out or the socket fails: the HTTP/1 side's guard then deals
-/// with the client as with any other.
-pub(super) async fn sent<T: Preface>(stream: &T, wait: Duration) -> bool {
+/// Whether the client of `stream` opened with the HTTP/2 preface: `Some(false)` for anything
+/// else (HTTP/1, the end of the stream, a failed socket: the HTTP/1 side deals with those as
+/// with any client), `None` when it sent nothing (or only a beginning of the preface) within
+/// `wait` — the HTTP/1 guard's head deadline, which such a client has used up.
+pub(super) async fn sent<T: Preface>(stream: &T, wait: Duration) -> Option<bool> {
     let seen = tokio::time::timeout(wait, poll_fn(|cx| stream.poll_preface(cx))).await;
-    matches!(seen, Ok(Ok(true)))
+    seen.ok().map(|seen| matches!(seen, Ok(true)))
 }
 
 #[cfg(test)]
@@ -86,7 +87,7 @@ mod tests {
         tokio::task::yield_now().await;
         client.write_all(&PREFACE[5..]).await.unwrap();
         let (seen, server) = waiting.await.unwrap();
-        assert!(seen);
+        assert_eq!(seen, Some(true));
         let mut buf = [0u8; 24];
         assert_eq!(server.peek(&mut buf).await.unwrap(), 24, "nothing was consumed");
     }
@@ -95,9 +96,22 @@ mod tests {
     async fn http1_is_told_apart_at_its_first_differing_byte() {
         let (mut client, server) = pair().await;
         client.write_all(b"PO").await.unwrap();
-        assert!(!sent(&server, Duration::from_secs(5)).await);
+        assert_eq!(sent(&server, Duration::from_secs(5)).await, Some(false));
         let (mut client, server) = pair().await;
         client.shutdown().await.unwrap();
-        assert!(!sent(&server, Duration::from_secs(5)).await, "end of stream");
+        assert_eq!(
+            sent(&server, Duration::from_secs(5)).await,
+            Some(false),
+            "end of stream"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_that_sends_nothing_or_half_a_preface_runs_out_of_time() {
+        let (_client, server) = pair().await;
+        assert_eq!(sent(&server, Duration::from_millis(50)).await, None);
+        let (mut client, server) = pair().await;
+        client.write_all(&PREFACE[..10]).await.unwrap();
+        assert_eq!(sent(&server, Duration::from_millis(50)).await, None);
     }
 }
