@@ -6,6 +6,7 @@
 //!
 //! Clients: h2's (the crate director serves with) and `curl --http2-prior-knowledge`.
 
+use crate::access_log_fields::{json_lines, logged};
 use crate::support;
 
 use std::net::SocketAddr;
@@ -367,14 +368,34 @@ async fn held_stream(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_the_client_resets_frees_its_capacity() {
     let a = TestBackend::start("a").await;
-    let d = start(&h2c(cluster_config("", &[("a", a.url(), 4, "active")]))).await;
+    let dir = support::temp_dir("h2-reset");
+    let log = dir.path().join("access.log");
+    let yaml = logged(
+        h2c(cluster_config("", &[("a", a.url(), 4, "active")])),
+        "json",
+        &log,
+    );
+    let d = start(&yaml).await;
     let client = connect(d.addr(), None).await;
 
-    // Reset while the backend holds the answer: the backend request ends, the capacity is free.
+    // Reset while the backend holds the answer: the backend request ends, the capacity is free,
+    // and the log says the client left, as for an HTTP/1.1 client.
     let (mut stream, _response) = held_stream(&d, &client, &a).await;
     stream.send_reset(h2::Reason::CANCEL);
     eventually("the backend request ended", || a.current() == 0).await;
     d.settled("c").await;
+    let line = &json_lines(&log, 1).await[0];
+    assert_eq!(
+        (line["status"].as_u64(), line["termination"].as_str()),
+        (Some(499), Some("CH")),
+        "{line}"
+    );
+    assert!(
+        line["request"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("/hold HTTP/2.0")),
+        "{line}"
+    );
     let (_, api) = support::admin(&d, "GET", "/api/v1/clusters/c", None, None).await;
     assert_eq!(api["in_use"], 0, "{api}");
     assert_eq!(api["backends"][0]["stats"]["in_flight"]["current"], 0, "{api}");
