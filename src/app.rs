@@ -25,7 +25,7 @@ use crate::cluster::director_actor::{ConfigStatus, DirectorActor, Reload, Shared
 use crate::cluster::SharedTopology;
 use crate::config::watcher::ConfigWatcher;
 use crate::config::{is_local, Config, Document, ListenAddr, SharedAdmin, SharedHaproxyCompat};
-use crate::listener::{self, limits, GuardSettings, Listener, ServerOptions};
+use crate::listener::{self, limits, GuardSettings, H2Settings, Listener, ServerOptions};
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::{handler, ProxyState};
 use crate::replicas;
@@ -247,6 +247,7 @@ async fn serve(
         guard: GuardSettings::from_config(&config.proxy),
         shutdown_timeout: SHUTDOWN_TIMEOUT,
         handle_signals: options.handle_signals,
+        h2c: config.proxy.h2c.then(|| H2Settings::from_config(&config.proxy)),
     };
     let server = listener::http_server(listeners.proxy, server_options, move || {
         // Runs on each worker thread: report its arbiter so actors can be placed there.
@@ -433,6 +434,7 @@ fn admin_options(config: &Config) -> ServerOptions {
         shutdown_timeout: Duration::from_secs(1),
         // It stops with the proxy server.
         handle_signals: false,
+        h2c: None,
     }
 }
 

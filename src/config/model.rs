@@ -121,6 +121,12 @@ pub struct ProxyConfig {
     /// `traceparent`: W3C trace context handling; `None` when off (the default: the header
     /// passes through like any other).
     pub traceparent: Option<TraceparentConfig>,
+    /// `h2c` (default false): plain listeners also serve HTTP/2 to clients that open with its
+    /// preface (prior knowledge, as `curl --http2-prior-knowledge` and `h2load` do).
+    pub h2c: bool,
+    /// `http2_max_concurrent_streams` (default 128, nginx's): streams an HTTP/2 client may
+    /// have open at once on one connection.
+    pub http2_max_concurrent_streams: u32,
 }
 
 /// `proxy.request_id:` — `{ enabled, header }`.

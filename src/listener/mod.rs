@@ -22,12 +22,16 @@
 //! are not scanned as heads and no head or idle deadline applies; the send timeout does. The
 //! tunnel's own idle timeout and lifetime are the tunnel's business.
 //!
+//! HTTP/2 connections ([`h2`]) are not wrapped in the guard (it reads HTTP/1 heads): they have
+//! limits of their own, from the same settings.
+//!
 //! [`io`] is the IO wrapper, [`head_scan`] finds head ends and sizes, [`conn`] is what a
 //! connection shares with its requests (and the request-side API), [`server`] builds the
 //! actix-server `Server`, [`limits`] handles the open-file limit. Hot path except `server`
 //! and `limits` (start-up).
 
 pub mod conn;
+pub mod h2;
 pub mod head_scan;
 pub mod io;
 pub mod limits;
@@ -40,6 +44,7 @@ use socket2::{Domain, Socket, Type};
 pub use conn::{
     guarded, refuse_oversized, request_started, track_requests, GuardSettings, InFlightBody, RequestInFlight,
 };
+pub use h2::{serve_h2, H2Settings};
 pub use server::{http_server, ServerOptions};
 
 use crate::config::ListenAddr;

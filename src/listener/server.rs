@@ -1,25 +1,28 @@
 //! Building an HTTP/1 server whose connections run under the connection guard: what
 //! actix-web's `HttpServer` does (actix-server workers, actix-http's HTTP/1 service, graceful
 //! shutdown, signals), with each accepted TCP or UNIX stream wrapped in a [`GuardedIo`] before
-//! actix-http sees it.
+//! actix-http sees it; with h2c on, HTTP/2 clients (prior knowledge) are served by `h2`.
 //!
 //! Start-up only; the service it builds runs on each worker.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use actix_http::body::MessageBody;
 use actix_http::error::DispatchError;
 use actix_http::{HttpService, KeepAlive, Request, Response};
 use actix_server::{GracefulShutdownSignal, Server, ServerBuilder};
+use actix_service::boxed::{self, BoxServiceFactory};
 use actix_service::{fn_service, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt};
 use actix_web::dev::AppConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::conn::GuardSettings;
+use super::h2::{h2c_or_h1, H2Settings};
 use super::io::{FileTarget, GuardedIo};
 use super::Listener;
 
@@ -36,6 +39,9 @@ pub struct ServerOptions {
     pub shutdown_timeout: Duration,
     /// Stop on SIGINT/SIGTERM/SIGQUIT (actix-server's handling).
     pub handle_signals: bool,
+    /// Serve clients that open with HTTP/2's preface (h2c prior knowledge) as HTTP/2, with
+    /// these limits; `None`: HTTP/1 only.
+    pub h2c: Option<H2Settings>,
 }
 
 /// How long actix-http waits for a client to close after director closed its side; as
@@ -81,7 +87,7 @@ pub fn http_server<F, I, S, B>(
 ) -> io::Result<Server>
 where
     F: Fn() -> I + Send + Clone + 'static,
-    I: IntoServiceFactory<S, Request>,
+    I: IntoServiceFactory<S, Request> + 'static,
     S: ServiceFactory<Request, Config = AppConfig> + 'static,
     S::Error: Into<actix_web::Error> + 'static,
     S::InitError: fmt::Debug,
@@ -105,7 +111,7 @@ where
                 let addr = l.local_addr()?;
                 builder.listen(format!("director-{addr}"), l, move || {
                     let app = app_service(factory(), addr);
-                    guarded_h1::<TcpStream, _, _>(app, options.guard, shutdown.clone(), Some(addr))
+                    serve::<TcpStream, _, _>(app, options, shutdown.clone(), Some(addr))
                 })?
             }
             Listener::Unix(l) => {
@@ -114,7 +120,7 @@ where
                 let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
                 builder.listen_uds(name, l, move || {
                     let app = app_service(factory(), addr);
-                    guarded_h1::<UnixStream, _, _>(app, options.guard, shutdown.clone(), None)
+                    serve::<UnixStream, _, _>(app, options, shutdown.clone(), None)
                 })?
             }
         };
@@ -146,6 +152,39 @@ where
     // `AppConfig::new` is crate-private; this is how actix-web's test server builds one.
     let config = AppConfig::__priv_test_new(false, addr.to_string(), addr);
     map_config(app, move |_| config.clone())
+}
+
+/// A listener's service: HTTP/1 under the connection guard, and with h2c on, HTTP/2 for the
+/// clients that open with its preface (`h2`).
+fn serve<T, S, B>(
+    app: S,
+    options: ServerOptions,
+    shutdown: GracefulShutdownSignal,
+    local: Option<SocketAddr>,
+) -> BoxServiceFactory<(), T, (), DispatchError, ()>
+where
+    T: Accepted + super::h2::Preface,
+    S: ServiceFactory<Request, Config = ()> + 'static,
+    S::Error: Into<Response<actix_http::body::BoxBody>> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    B: MessageBody + 'static,
+{
+    let guard = options.guard;
+    let Some(h2) = options.h2c else {
+        return boxed::factory(guarded_h1(app, guard, shutdown, local));
+    };
+    let h1_shutdown = shutdown.clone();
+    let h1 = move |app| {
+        let shared = actix_service::fn_factory(move || std::future::ready(Ok::<_, ()>(Rc::clone(&app))));
+        guarded_h1(shared, guard, h1_shutdown.clone(), local)
+    };
+    let prepare = |stream: &T| {
+        stream.tune();
+        stream.peer()
+    };
+    boxed::factory(h2c_or_h1(app, h2, shutdown, h1, prepare))
 }
 
 /// Wraps each accepted stream in the connection guard and serves it with actix-http's

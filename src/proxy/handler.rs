@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
+use actix_web::dev::Payload;
 use actix_web::http::{header as ax, Method, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use super::access_log::AccessRecord;
 use super::blame;
@@ -107,8 +108,14 @@ async fn serve(
     let upgrade = settings.upgrades.enabled && tunnel::asks_upgrade(&req);
     if settings.on_client_abort == OnClientAbort::Ignore && !upgrade {
         // The backend finishes even if the client leaves (the connection's guard sees to it).
-        if let Some(through_abort) = req.conn_data::<ThroughAbort>() {
-            through_abort.set();
+        // HTTP/1 keeps the flag per connection, HTTP/2 per stream (in the request).
+        match req.conn_data::<ThroughAbort>() {
+            Some(through_abort) => through_abort.set(),
+            None => {
+                if let Some(through_abort) = req.extensions().get::<ThroughAbort>() {
+                    through_abort.set();
+                }
+            }
         }
     }
     if let Some(routing) = &settings.client_routing {
@@ -569,10 +576,14 @@ fn client_body(req: &HttpRequest, payload: web::Payload, settings: &ClusterSetti
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = headers.contains_key(ax::TRANSFER_ENCODING);
-    if length.unwrap_or(0) == 0 && !chunked {
+    let payload = payload.into_inner();
+    // HTTP/2 frames a body itself: a request has one unless its head ended the stream, with
+    // or without a `Content-Length`.
+    let framed = req.version() == actix_web::http::Version::HTTP_2 && !matches!(payload, Payload::None);
+    if length == Some(0) || (length.is_none() && !chunked && !framed) {
         return ClientBody::new(None, None, settings.client_body_timeout);
     }
-    ClientBody::new(Some(payload.into_inner()), length, settings.client_body_timeout)
+    ClientBody::new(Some(payload), length, settings.client_body_timeout)
 }
 
 /// The host that routes the request: an absolute-form target's authority wins over `Host`

@@ -28,6 +28,7 @@ mod forwarding;
 mod haproxy_compat;
 mod header_hygiene;
 mod health;
+mod http2;
 mod layering;
 mod lifecycle;
 mod live_history;

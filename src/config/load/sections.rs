@@ -35,6 +35,8 @@ const PROXY_KEYS: &[&str] = &[
     "max_connections",
     "request_id",
     "traceparent",
+    "h2c",
+    "http2_max_concurrent_streams",
 ];
 const ACCESS_LOG_KEYS: &[&str] = &["enabled", "format", "path"];
 const ROUTE_KEYS: &[&str] = &[
@@ -95,6 +97,8 @@ struct RawProxy {
     /// Checked in `load/tracing.rs`.
     request_id: Option<Value>,
     traceparent: Option<Value>,
+    h2c: Option<bool>,
+    http2_max_concurrent_streams: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +154,9 @@ const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_REQUEST_LINE: usize = 8 * 1024;
 const DEFAULT_MAX_HEADER_SIZE: usize = 32 * 1024;
+const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 128;
+/// Accepted `http2_max_concurrent_streams` values.
+const HTTP2_MAX_CONCURRENT_STREAMS_RANGE: (u32, u32) = (1, 10_000);
 /// Accepted `max_request_line` and `max_header_size` values, in bytes. Below these, common
 /// clients break; above them, actix-http's own head buffer (128 KiB, request line and headers
 /// together) would answer first.
@@ -248,6 +255,18 @@ impl Loader<'_> {
             }
             n => Some(n),
         };
+        let streams = raw
+            .http2_max_concurrent_streams
+            .unwrap_or(DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS);
+        let (min, max) = HTTP2_MAX_CONCURRENT_STREAMS_RANGE;
+        let http2_max_concurrent_streams = match (min..=max).contains(&streams) {
+            true => Some(streams),
+            false => {
+                let message = format!("must be between {min} and {max} (got {streams})");
+                self.error(key_path(path, "http2_max_concurrent_streams"), message);
+                None
+            }
+        };
         let request_id = self.request_id(raw.request_id, &key_path(path, "request_id"));
         let traceparent = self.traceparent(raw.traceparent, &key_path(path, "traceparent"));
         Some(ProxyConfig {
@@ -261,6 +280,8 @@ impl Loader<'_> {
             max_connections: max_connections?,
             request_id: request_id?,
             traceparent: traceparent?,
+            h2c: raw.h2c.unwrap_or(false),
+            http2_max_concurrent_streams: http2_max_concurrent_streams?,
         })
     }
 

@@ -120,6 +120,8 @@ clusters:
             max_connections: Some(10000),
             request_id: None,
             traceparent: None,
+            h2c: false,
+            http2_max_concurrent_streams: 128,
         }
     );
     assert_eq!(
