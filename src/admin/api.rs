@@ -58,6 +58,7 @@ async fn status(data: Data) -> ApiResult {
         "state_file": status.state_file,
         "state_file_error": status.state_file_error,
         "last_reload": status.last_reload,
+        "tls": crate::listener::tls::status(&data.tls),
     })))
 }
 

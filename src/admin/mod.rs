@@ -33,7 +33,8 @@ use crate::cluster::cluster_state::ClusterState;
 use crate::cluster::director_actor::{DirectorActor, SharedStatus};
 use crate::cluster::ClusterHandle;
 use crate::config::{AdminConfig, SharedAdmin, SharedHaproxyCompat};
-use crate::listener::{self, Listener, ServerOptions};
+use crate::listener::tls::TlsListeners;
+use crate::listener::{self, Bound, ServerOptions};
 use basic_auth::BasicAuth;
 use live::LiveStats;
 
@@ -59,6 +60,8 @@ pub struct AdminState {
     pub haproxy_compat: SharedHaproxyCompat,
     /// HTTP Basic verification of the stats users, shared by both listeners.
     pub basic_auth: BasicAuth,
+    /// The certificates of the TLS listeners, for the status.
+    pub tls: TlsListeners,
 }
 
 impl AdminState {
@@ -80,7 +83,14 @@ impl AdminState {
             streams,
             haproxy_compat: SharedHaproxyCompat::default(),
             basic_auth: BasicAuth::default(),
+            tls: TlsListeners::default(),
         }
+    }
+
+    /// Shows the certificates of `tls` in the status.
+    pub fn with_tls(mut self, tls: TlsListeners) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Serves HAProxy's URIs as `shared` says (default: `haproxy_compat`'s defaults).
@@ -137,7 +147,7 @@ pub async fn cluster_state(cluster: &RunningCluster) -> Option<ClusterState> {
 /// outermost middleware, so event streams are not cut by the head deadline.
 pub fn server(
     state: web::Data<AdminState>,
-    listener: Listener,
+    listener: Bound,
     options: ServerOptions,
 ) -> std::io::Result<actix_web::dev::Server> {
     let live = web::Data::new(state.live.clone());

@@ -35,6 +35,7 @@ mod health;
 mod sections;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod tracing;
 
 /// One problem in a configuration, located by its path.

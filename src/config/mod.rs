@@ -6,6 +6,7 @@
 //! same syntax at runtime.
 
 mod address;
+pub mod certificates;
 mod duration;
 pub mod edit;
 mod load;

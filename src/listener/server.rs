@@ -1,27 +1,35 @@
 //! Building an HTTP/1 server whose connections run under the connection guard: what
 //! actix-web's `HttpServer` does (actix-server workers, actix-http's HTTP/1 service, graceful
-//! shutdown, signals), with each accepted TCP or UNIX stream wrapped in a [`GuardedIo`] before
-//! actix-http sees it.
+//! shutdown, signals), with each accepted TCP or UNIX stream — after the TLS handshake on a
+//! TLS listener — wrapped in a [`GuardedIo`] before actix-http sees it.
 //!
 //! Start-up only; the service it builds runs on each worker.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_http::body::MessageBody;
 use actix_http::error::DispatchError;
 use actix_http::{HttpService, KeepAlive, Request, Response};
 use actix_server::{GracefulShutdownSignal, Server, ServerBuilder};
-use actix_service::{fn_service, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt};
+use actix_service::{
+    fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt,
+};
 use actix_web::dev::AppConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::TlsAcceptor;
 
+use super::client_stream::{handshake, ClientStream};
 use super::conn::GuardSettings;
+use super::https_policy::HttpsPolicy;
 use super::io::{FileTarget, GuardedIo};
-use super::Listener;
+use super::tls::ALPN_HTTP1;
+use super::{Bound, Listener};
 
 /// How a server runs.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +83,7 @@ impl Accepted for UnixStream {
 /// An HTTP/1 server on `listeners` for the app `factory` builds (called once per worker and
 /// listener, on the worker's thread, like `HttpServer::new`'s).
 pub fn http_server<F, I, S, B>(
-    listeners: Vec<Listener>,
+    listeners: Vec<Bound>,
     options: ServerOptions,
     factory: F,
 ) -> io::Result<Server>
@@ -97,15 +105,21 @@ where
         builder = builder.disable_signals();
     }
     let shutdown = builder.graceful_shutdown_signal();
-    for listener in listeners {
+    for bound in listeners {
         let factory = factory.clone();
         let shutdown = shutdown.clone();
-        builder = match listener {
+        let listener = ListenerSetup {
+            guard: options.guard,
+            shutdown,
+            tls: bound.tls.map(TlsAcceptor::from),
+            policy: bound.policy.is_active().then(|| Arc::new(bound.policy)),
+        };
+        builder = match bound.socket {
             Listener::Tcp(l) => {
                 let addr = l.local_addr()?;
                 builder.listen(format!("director-{addr}"), l, move || {
-                    let app = app_service(factory(), addr);
-                    guarded_h1::<TcpStream, _, _>(app, options.guard, shutdown.clone(), Some(addr))
+                    let app = app_service(factory(), addr, listener.tls.is_some());
+                    guarded_h1::<TcpStream, _, _>(app, listener.clone(), Some(addr))
                 })?
             }
             Listener::Unix(l) => {
@@ -113,8 +127,8 @@ where
                 // What actix-web's HttpServer reports as the local address of a UNIX listener.
                 let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
                 builder.listen_uds(name, l, move || {
-                    let app = app_service(factory(), addr);
-                    guarded_h1::<UnixStream, _, _>(app, options.guard, shutdown.clone(), None)
+                    let app = app_service(factory(), addr, listener.tls.is_some());
+                    guarded_h1::<UnixStream, _, _>(app, listener.clone(), None)
                 })?
             }
         };
@@ -122,11 +136,24 @@ where
     Ok(builder.run())
 }
 
+/// What each connection of one listener is served with, besides its app.
+#[derive(Clone)]
+struct ListenerSetup {
+    guard: GuardSettings,
+    shutdown: GracefulShutdownSignal,
+    /// The listener terminates TLS.
+    tls: Option<TlsAcceptor>,
+    /// Its redirect / HSTS policy, when it has one (connection data of each connection).
+    policy: Option<Arc<HttpsPolicy>>,
+}
+
 /// The app as actix-http's service: errors turned into responses, configured as listening
-/// on `addr` (for `HttpRequest::app_config`, e.g. FastCGI's `SERVER_PORT`).
+/// on `addr` (for `HttpRequest::app_config`, e.g. FastCGI's `SERVER_PORT`), over TLS when
+/// `secure` (`app_config().secure()`: `X-Forwarded-Proto`, FastCGI's `HTTPS`).
 fn app_service<I, S, B>(
     app: I,
     addr: SocketAddr,
+    secure: bool,
 ) -> impl ServiceFactory<
     Request,
     Config = (),
@@ -144,16 +171,17 @@ where
         .into_factory()
         .map_err(|err| err.into().error_response().into());
     // `AppConfig::new` is crate-private; this is how actix-web's test server builds one.
-    let config = AppConfig::__priv_test_new(false, addr.to_string(), addr);
+    let config = AppConfig::__priv_test_new(secure, addr.to_string(), addr);
     map_config(app, move |_| config.clone())
 }
 
-/// Wraps each accepted stream in the connection guard and serves it with actix-http's
-/// HTTP/1 dispatcher; each connection's guard state becomes its requests' connection data.
+/// Serves each accepted stream: over TLS, the handshake first (within `client_timeout`), then
+/// the protocol ALPN chose; the stream is wrapped in the connection guard and served with
+/// actix-http's HTTP/1 dispatcher; each connection's guard state becomes its requests'
+/// connection data.
 fn guarded_h1<T, S, B>(
     app: S,
-    guard: GuardSettings,
-    shutdown: GracefulShutdownSignal,
+    listener: ListenerSetup,
     local: Option<SocketAddr>,
 ) -> impl ServiceFactory<T, Config = (), Response = (), Error = DispatchError, InitError = ()>
 where
@@ -165,6 +193,67 @@ where
     <S::Service as Service<Request>>::Future: 'static,
     B: MessageBody + 'static,
 {
+    let guard = listener.guard;
+    let h1 = h1_service::<ClientStream<T>, S, B>(app, &listener, local);
+    fn_factory(move || {
+        let h1 = h1.new_service(());
+        let tls = listener.tls.clone();
+        async move {
+            let h1 = Rc::new(h1.await?);
+            Ok(fn_service(move |stream: T| {
+                let (h1, tls) = (h1.clone(), tls.clone());
+                async move {
+                    let peer = stream.peer();
+                    stream.tune();
+                    let Some(acceptor) = tls else {
+                        let io = GuardedIo::new(ClientStream::Plain(stream), guard);
+                        return h1.call((io, peer)).await;
+                    };
+                    let Some(tls) = handshake(&acceptor, stream, guard.client_timeout).await else {
+                        return Ok(());
+                    };
+                    // The one place where the protocol ALPN chose picks the service.
+                    match tls.get_ref().1.alpn_protocol() {
+                        None | Some(ALPN_HTTP1) => {
+                            let io = GuardedIo::new(ClientStream::Tls(Box::new(tls)), guard);
+                            h1.call((io, peer)).await
+                        }
+                        Some(other) => {
+                            let other = String::from_utf8_lossy(other);
+                            log::debug!("tls: ALPN chose `{other}`, which is not served; closing");
+                            Ok(())
+                        }
+                    }
+                }
+            }))
+        }
+    })
+}
+
+/// actix-http's HTTP/1 service over guarded streams of type `T`.
+fn h1_service<T, S, B>(
+    app: S,
+    listener: &ListenerSetup,
+    local: Option<SocketAddr>,
+) -> impl ServiceFactory<
+    (GuardedIo<T>, Option<SocketAddr>),
+    Config = (),
+    Response = (),
+    Error = DispatchError,
+    InitError = (),
+>
+where
+    T: AsyncRead + AsyncWrite + FileTarget + Unpin + 'static,
+    S: ServiceFactory<Request, Config = ()> + 'static,
+    S::Error: Into<Response<actix_http::body::BoxBody>> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    B: MessageBody + 'static,
+{
+    let guard = listener.guard;
+    let shutdown = listener.shutdown.clone();
+    let policy = listener.policy.clone();
     // actix-http's own timers are off: the guard owns head and idle timing (keep_alive 0
     // still turns keep-alive off).
     let keep_alive = match guard.keep_alive.is_zero() {
@@ -185,21 +274,21 @@ where
             let signal = shutdown.clone();
             async move { signal.notified().await }
         })
-        .on_connect_ext(|io: &GuardedIo<T>, data| {
+        .on_connect_ext(move |io: &GuardedIo<T>, data| {
             let handle = io.handle();
-            data.insert(handle.0.files.clone());
+            if io.stream().sends_files() {
+                data.insert(handle.0.files.clone());
+            }
             data.insert(handle.0.through_abort.clone());
             data.insert(handle);
+            if let Some(policy) = &policy {
+                data.insert(policy.clone());
+            }
         });
     if let Some(addr) = local {
         http = http.local_addr(addr);
     }
-    fn_service(move |stream: T| {
-        let peer = stream.peer();
-        stream.tune();
-        std::future::ready(Ok::<_, DispatchError>((GuardedIo::new(stream, guard), peer)))
-    })
-    .and_then(http.h1(app))
+    http.h1(app)
 }
 
 #[cfg(test)]

@@ -36,5 +36,7 @@ mod road_warrior;
 mod sendfile;
 mod slow_clients;
 mod terminate_protection;
+mod tls;
+mod tls_requests;
 mod upstream_integrity;
 mod via;

@@ -14,8 +14,8 @@ use super::super::address::{parse_backend_url, parse_listen};
 use super::super::duration::DurationValue;
 use super::super::model::{
     AccessLogConfig, AccessLogFormat, BackendConfig, ClusterConfig, FastCgiConfig, ForwardedFor,
-    HealthConfig, ListenAddr, OnClientAbort, Protocol, ProxyConfig, Role, RouteConfig, RouteTarget,
-    RouteTimeouts, SchedulerKind, DEFAULT_BACKEND_KEEP_ALIVE,
+    HealthConfig, ListenAddr, ListenerConfig, OnClientAbort, Protocol, ProxyConfig, Role, RouteConfig,
+    RouteTarget, RouteTimeouts, SchedulerKind, DEFAULT_BACKEND_KEEP_ALIVE,
 };
 use super::{index_path, key_path, kind, Loader};
 
@@ -89,7 +89,7 @@ const BACKEND_KEYS: &[&str] = &[
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProxy {
-    /// A string or a list of strings; checked element by element.
+    /// An address, or a list of addresses and listener maps; checked element by element.
     listen: Option<Value>,
     workers: Option<usize>,
     keep_alive: Option<DurationValue>,
@@ -301,8 +301,9 @@ impl Loader<'_> {
         None
     }
 
-    /// `proxy.listen`: one address or a non-empty list, each checked, no duplicates.
-    fn listen(&mut self, value: Option<Value>, path: &str) -> Option<Vec<ListenAddr>> {
+    /// `proxy.listen`: one address or a non-empty list of addresses and listener maps
+    /// (`load/tls.rs`), each checked, no duplicate addresses.
+    fn listen(&mut self, value: Option<Value>, path: &str) -> Option<Vec<ListenerConfig>> {
         let items: Vec<(String, Value)> = match value {
             None | Some(Value::Null) => {
                 self.error(path, MISSING);
@@ -331,20 +332,30 @@ impl Loader<'_> {
         let mut out = Some(Vec::with_capacity(items.len()));
         for (at, item) in items {
             let parsed = match item {
-                Value::String(s) => parse_listen(&s),
-                other => Err(format!("expected an address string, found {}", kind(&other))),
+                Value::String(s) => parse_listen(&s).map(ListenerConfig::plain),
+                Value::Object(map) => match self.listener_entry(Value::Object(map), &at) {
+                    Some(listener) => Ok(listener),
+                    None => {
+                        out = None;
+                        continue;
+                    }
+                },
+                other => Err(format!(
+                    "expected an address string or a listener map, found {}",
+                    kind(&other)
+                )),
             };
             match parsed {
-                Ok(addr) => match seen.get(&addr) {
+                Ok(listener) => match seen.get(&listener.address) {
                     Some(first) => {
                         let message = format!("duplicate listen address (also at {first})");
                         self.error(at, message);
                         out = None;
                     }
                     None => {
-                        seen.insert(addr.clone(), at);
+                        seen.insert(listener.address.clone(), at);
                         if let Some(out) = out.as_mut() {
-                            out.push(addr);
+                            out.push(listener);
                         }
                     }
                 },

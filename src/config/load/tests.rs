@@ -1,9 +1,9 @@
 //! Tests of the loader: whole documents in, `Config` or `(path, message)` errors out. The bucket
 //! tree's tests are in the child module `buckets`, those of the `admin` section in
 //! `admin_section`, those of health checks and client routing in `health`, those of `fastcgi`
-//! and `x_sendfile` in `fastcgi` (each in `tests/`).
+//! and `x_sendfile` in `fastcgi`, listener maps and `tls` in `tls_section` (each in `tests/`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::sections::MISSING;
 use super::*;
@@ -15,6 +15,7 @@ mod client_facing;
 mod fastcgi;
 mod haproxy_compat_section;
 mod health;
+mod tls_section;
 
 /// The environment seen by the tests.
 fn test_env(name: &str) -> Result<String, VarError> {
@@ -105,7 +106,10 @@ clusters:
                 ListenAddr::Tcp("0.0.0.0:8080".parse().expect("addr")),
                 ListenAddr::Tcp("[::]:8080".parse().expect("addr")),
                 ListenAddr::Unix(PathBuf::from("/run/director.sock")),
-            ],
+            ]
+            .into_iter()
+            .map(ListenerConfig::plain)
+            .collect(),
             workers: 4,
             keep_alive: Duration::from_secs(20),
             client_timeout: Duration::from_millis(1500),
@@ -586,7 +590,9 @@ routes: [{ backend: "http://${APP_HOST}:${APP_PORT}/" }]
 "#);
     assert_eq!(
         c.proxy.listen,
-        [ListenAddr::Tcp("127.0.0.1:8081".parse().expect("addr"))]
+        [ListenerConfig::plain(ListenAddr::Tcp(
+            "127.0.0.1:8081".parse().expect("addr")
+        ))]
     );
     assert_eq!(
         c.access_log.path,

@@ -8,6 +8,7 @@ pub mod binary;
 pub mod origin;
 pub mod php;
 pub mod scripted;
+pub mod tls;
 pub mod webdriver;
 
 use std::net::SocketAddr;
