@@ -49,7 +49,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientStream<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            // A client that closes without TLS' close_notify (browsers often do) has ended
+            // its stream as a plain one does: the guard and `on_client_abort` see an end,
+            // not an error. Requests are framed by HTTP, so nothing is taken as complete
+            // that was cut short.
+            ClientStream::Tls(s) => match Pin::new(s.as_mut()).poll_read(cx, buf) {
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(())),
+                other => other,
+            },
         }
     }
 }

@@ -175,3 +175,37 @@ async fn a_plain_listener_redirects_to_https_and_tls_responses_carry_hsts() {
     );
     setup.director.stop().await;
 }
+
+#[tokio::test]
+async fn a_tls_client_that_leaves_without_close_notify_ends_its_stream_as_a_plain_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cert = make_cert(&["gone.test"]);
+    let extras = Extras {
+        cluster: "    on_client_abort: ignore\n".to_owned(),
+        ..Extras::default()
+    };
+    let setup = TlsSetup::start(&[("gone", &cert)], extras).await;
+    let mut stream = tls::connect(setup.listener(0), Some("gone.test"), &[])
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /hold HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("request");
+    setup.backend.wait_current(1).await;
+    // Takes in what the server sent after the handshake (TLS 1.3 session tickets, long in the
+    // socket by now): closing over unread bytes would reset the connection instead.
+    let mut scratch = [0u8; 64];
+    let unanswered = futures_util::FutureExt::now_or_never(stream.read(&mut scratch));
+    assert!(unanswered.is_none(), "no answer while the backend holds it");
+    // The TCP connection closes under the TLS session: no close_notify, as browsers leave.
+    let (tcp, _) = stream.into_inner();
+    drop(tcp);
+    // A bound for something that must not happen: a read error instead of an end would end
+    // the request at once (as `close` does), not the client's end under `ignore`.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(setup.backend.current(), 1, "the backend request goes on");
+    setup.backend.release_holds();
+    setup.director.settled("c").await;
+    setup.director.stop().await;
+}
