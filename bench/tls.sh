@@ -4,8 +4,11 @@
 # one shared nginx backend (plain HTTP, keep-alive), loaded with wrk:
 #
 #   https-ka   HTTPS keep-alive requests per second (wrk -c CONNS over TLS sessions that stay)
-#   https-new  new TLS handshakes per second: wrk with `Connection: close`, so every request
-#              opens a new connection with a full handshake (wrk resumes no sessions)
+#   https-new  new TLS connections per second: wrk with `Connection: close`, so every request
+#              opens a new connection; wrk offers to resume its last session (SSL_clear keeps
+#              it), so this is a returning client's handshake, resumed where the proxy allows
+#   tls-full   full TLS handshakes per second without resumption or HTTP: openssl s_time -new
+#              (one connection at a time)
 #
 # Printed per mode as rps per proxy (median of ROUNDS, each round runs the proxies in a
 # rotated order) and the ratios director / haproxy and director / nginx.
@@ -175,7 +178,7 @@ start_haproxy() {
     cat >"$dir/haproxy.cfg" <<EOF
 global
     nbthread 1
-    maxconn 20000
+    maxconn 4096
     tune.ssl.default-dh-param 2048
 defaults
     mode http
@@ -204,7 +207,7 @@ worker_processes 1;
 daemon off;
 pid $dir/nginx.pid;
 error_log $dir/logs/error.log warn;
-events { worker_connections 20000; }
+events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 100000000;
@@ -232,6 +235,12 @@ EOF
     PID[nginx]=$LAST_PID
 }
 
+run_s_time() {  # run_s_time SECONDS PROXY: full handshakes, one at a time
+    local pin=()
+    [[ "$PIN" == 1 ]] && pin=(taskset -c 1)
+    run_bounded $(($1 + 30)) "${pin[@]}" openssl s_time -connect "127.0.0.1:${PORT[$2]}" -new -time "$1"
+}
+
 run_wrk() {  # run_wrk SECONDS PROXY MODE
     local pin=() args=(-t1 -c"$CONNS")
     [[ "$PIN" == 1 ]] && pin=(taskset -c 1)
@@ -241,11 +250,17 @@ run_wrk() {  # run_wrk SECONDS PROXY MODE
 
 declare -A RESULTS=()   # "mode proxy" -> rps of each round, space separated
 measure() {  # measure PROXY MODE ROUND
-    local out=$TMP/$1.$2.r$3.wrk rps errors
-    ((WARMUP > 0)) && { run_wrk "$WARMUP" "$1" "$2" >/dev/null || die "$1: warm-up failed"; }
-    run_wrk "$DURATION" "$1" "$2" >"$out" || die "$1 $2: wrk failed"
-    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-    errors=$(awk '/Socket errors|Non-2xx/ {print}' "$out" | tr '\n' ' ')
+    local out=$TMP/$1.$2.r$3.out rps errors=""
+    if [[ "$2" == tls-full ]]; then
+        run_s_time "$DURATION" "$1" >"$out" 2>&1 || die "$1 $2: openssl s_time failed"
+        # "N connections in T real seconds"
+        rps=$(awk '/connections in .* real seconds/ {printf "%.2f", $1 / $4}' "$out")
+    else
+        ((WARMUP > 0)) && { run_wrk "$WARMUP" "$1" "$2" >/dev/null || die "$1: warm-up failed"; }
+        run_wrk "$DURATION" "$1" "$2" >"$out" || die "$1 $2: wrk failed"
+        rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+        errors=$(awk '/Socket errors|Non-2xx/ {print}' "$out" | tr '\n' ' ')
+    fi
     log "  $2 $1 round $3: ${rps:-?} req/s ${errors}"
     RESULTS["$2 $1"]+="${rps:-0} "
 }
@@ -266,7 +281,7 @@ main() {
     done
     log "certificate: $CERT; ${ROUNDS} round(s) of ${WARMUP}s warm-up + ${DURATION}s per proxy and mode"
     local mode round i n=${#PROXIES[@]}
-    for mode in https-ka https-new; do
+    for mode in https-ka https-new tls-full; do
         for ((round = 1; round <= ROUNDS; round++)); do
             for ((i = 0; i < n; i++)); do
                 measure "${PROXIES[$(((i + round - 1) % n))]}" "$mode" "$round"
@@ -274,7 +289,7 @@ main() {
         done
     done
     printf '\n%-10s %12s %12s %12s %16s %14s\n' mode director haproxy nginx "dir/haproxy" "dir/nginx"
-    for mode in https-ka https-new; do
+    for mode in https-ka https-new tls-full; do
         local d h g
         d=$(median <<<"${RESULTS["$mode director"]}")
         h=$(median <<<"${RESULTS["$mode haproxy"]}")
@@ -283,7 +298,8 @@ main() {
             printf "%-10s %12.0f %12.0f %12.0f %16.3f %14.3f\n", m, d, h, g, (h > 0 ? d / h : 0), (g > 0 ? d / g : 0)
         }'
     done
-    echo "(https-ka: keep-alive requests/s over TLS; https-new: new connections with a full TLS handshake per second)"
+    echo "(https-ka: keep-alive requests/s over TLS; https-new: new connections per second, resumed where granted;"
+    echo " tls-full: full handshakes per second, one at a time, no HTTP)"
 }
 
 main "$@"

@@ -195,7 +195,8 @@ impl CertStore {
     }
 
     /// The rustls configuration of a listener serving this store: TLS 1.3 and 1.2, no client
-    /// certificates, the certificate picked by SNI, ALPN as [`ALPN_PROTOCOLS`].
+    /// certificates, the certificate picked by SNI, ALPN as [`ALPN_PROTOCOLS`], session
+    /// tickets.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -203,6 +204,10 @@ impl CertStore {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(SniResolver(self.clone())));
         config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+        // Stateless session tickets (keys rotated every 6 hours, per process), as nginx and
+        // HAProxy issue by default: a returning client resumes without a full handshake, also
+        // past the 256 sessions of the in-memory cache rustls keeps for session IDs.
+        config.ticketer = rustls::crypto::ring::Ticketer::new()?;
         Ok(Arc::new(config))
     }
 }

@@ -1,7 +1,8 @@
-//! What a request over a TLS listener carries on: `X-Forwarded-Proto: https` to an HTTP
-//! backend (`http` from a plain listener), FastCGI's `HTTPS=on`, `REQUEST_SCHEME=https` and the
-//! TLS listener's `SERVER_PORT` to php-fpm, X-Sendfile bodies written through the TLS session
-//! (no `sendfile(2)` into it), `redirect_to_https` on a plain listener and HSTS on the TLS one.
+//! What a request over a TLS listener carries on: `X-Forwarded-Proto: https` and the client's
+//! address to an HTTP backend (`http` from a plain listener), FastCGI's `HTTPS=on`,
+//! `REQUEST_SCHEME=https` and the TLS listener's `SERVER_PORT` to php-fpm, X-Sendfile bodies
+//! written through the TLS session (no `sendfile(2)` into it), a client that leaves without
+//! close_notify, `redirect_to_https` on a plain listener and HSTS on the TLS one.
 
 use crate::support;
 use crate::tls::{Extras, TlsSetup};
@@ -35,6 +36,9 @@ async fn x_forwarded_proto_says_https_for_tls_requests_only() {
         "{}",
         over_tls.text()
     );
+    // The client's address reaches the request through the TLS session too.
+    let forwarded_for = echoed(&over_tls.text(), "x-forwarded-for").map(str::to_owned);
+    assert_eq!(forwarded_for.as_deref(), Some("127.0.0.1"), "{}", over_tls.text());
     let plain = support::get(&Target::Tcp(setup.listener(1)), "/headers").await;
     assert_eq!(
         echoed(&plain.text(), "x-forwarded-proto"),
