@@ -252,9 +252,13 @@ declare -A RESULTS=()   # "mode proxy" -> rps of each round, space separated
 measure() {  # measure PROXY MODE ROUND
     local out=$TMP/$1.$2.r$3.out rps errors=""
     if [[ "$2" == tls-full ]]; then
+        local t0 t1
+        t0=$(date +%s.%N)
         run_s_time "$DURATION" "$1" >"$out" 2>&1 || die "$1 $2: openssl s_time failed"
-        # "N connections in T real seconds"
-        rps=$(awk '/connections in .* real seconds/ {printf "%.2f", $1 / $4}' "$out")
+        t1=$(date +%s.%N)
+        # "N connections in T real seconds" (T is rounded to whole seconds: timed here instead)
+        rps=$(awk -v t="$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" \
+            '/connections in .* real seconds/ {printf "%.2f", $1 / t}' "$out")
     else
         ((WARMUP > 0)) && { run_wrk "$WARMUP" "$1" "$2" >/dev/null || die "$1: warm-up failed"; }
         run_wrk "$DURATION" "$1" "$2" >"$out" || die "$1 $2: wrk failed"
