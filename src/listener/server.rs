@@ -205,29 +205,49 @@ where
                 async move {
                     let peer = stream.peer();
                     stream.tune();
-                    let Some(acceptor) = tls else {
-                        let io = GuardedIo::new(ClientStream::Plain(stream), guard);
-                        return h1.call((io, peer)).await;
-                    };
-                    let Some(tls) = handshake(&acceptor, stream, guard.client_timeout).await else {
-                        return Ok(());
-                    };
-                    // The one place where the protocol ALPN chose picks the service.
-                    match tls.get_ref().1.alpn_protocol() {
-                        None | Some(ALPN_HTTP1) => {
-                            let io = GuardedIo::new(ClientStream::Tls(Box::new(tls)), guard);
+                    match tls {
+                        None => {
+                            let io = GuardedIo::new(ClientStream::Plain(stream), guard);
                             h1.call((io, peer)).await
                         }
-                        Some(other) => {
-                            let other = String::from_utf8_lossy(other);
-                            log::debug!("tls: ALPN chose `{other}`, which is not served; closing");
-                            Ok(())
-                        }
+                        // Boxed: a plain connection's future does not carry the handshake's
+                        // state (an idle keep-alive connection keeps its future for its life).
+                        Some(acceptor) => Box::pin(serve_tls(h1, acceptor, stream, peer, guard)).await,
                     }
                 }
             }))
         }
     })
+}
+
+/// A TLS connection: the handshake within `client_timeout`, then the service of the protocol
+/// ALPN chose.
+async fn serve_tls<T, H>(
+    h1: Rc<H>,
+    acceptor: TlsAcceptor,
+    stream: T,
+    peer: Option<SocketAddr>,
+    guard: GuardSettings,
+) -> Result<(), DispatchError>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    H: Service<(GuardedIo<ClientStream<T>>, Option<SocketAddr>), Response = (), Error = DispatchError>,
+{
+    let Some(tls) = handshake(&acceptor, stream, guard.client_timeout).await else {
+        return Ok(());
+    };
+    // The one place where the protocol ALPN chose picks the service.
+    match tls.get_ref().1.alpn_protocol() {
+        None | Some(ALPN_HTTP1) => {
+            let io = GuardedIo::new(ClientStream::Tls(Box::new(tls)), guard);
+            h1.call((io, peer)).await
+        }
+        Some(other) => {
+            let other = String::from_utf8_lossy(other);
+            log::debug!("tls: ALPN chose `{other}`, which is not served; closing");
+            Ok(())
+        }
+    }
 }
 
 /// actix-http's HTTP/1 service over guarded streams of type `T`.
