@@ -24,8 +24,10 @@ use crate::cluster::director_actor::shared::AttachShared;
 use crate::cluster::director_actor::{ConfigStatus, DirectorActor, Reload, SharedStatus};
 use crate::cluster::SharedTopology;
 use crate::config::watcher::ConfigWatcher;
-use crate::config::{is_local, Config, Document, ListenAddr, SharedAdmin, SharedHaproxyCompat};
-use crate::listener::{self, limits, GuardSettings, H2Settings, Listener, ServerOptions};
+use crate::config::{is_local, Config, Document, ListenAddr, SharedAdmin, SharedHaproxyCompat, TlsConfig};
+use crate::listener::cert_watch::{self, CertWatchers};
+use crate::listener::tls::{CertStore, TlsListeners};
+use crate::listener::{self, limits, Bound, GuardSettings, H2Settings, HttpsPolicy, Listener, ServerOptions};
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::{handler, ProxyState};
 use crate::replicas;
@@ -36,6 +38,8 @@ use crate::replicas::sync_actor::StateSync;
 pub enum AppError {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: io::Error },
+    #[error("cannot serve TLS on {addr}: {message}")]
+    Tls { addr: String, message: String },
     #[error("cannot open the access log: {0}")]
     AccessLog(io::Error),
     #[error("the server thread failed to start: {0}")]
@@ -54,7 +58,8 @@ pub struct StartOptions {
     /// Stop gracefully on SIGINT/SIGTERM and reload on SIGHUP (the binary); off for
     /// in-process tests.
     pub handle_signals: bool,
-    /// Watch the configuration file and reload when it changes.
+    /// Watch the configuration file and reload when it changes; watch the TLS certificate
+    /// and key files and reload them when they change.
     pub watch_config: bool,
 }
 
@@ -71,6 +76,7 @@ pub struct Running {
     server: ServerHandle,
     admin_server: Option<ServerHandle>,
     _watcher: Option<ConfigWatcher>,
+    _cert_watchers: Option<CertWatchers>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
@@ -112,6 +118,30 @@ fn bind(addr: &ListenAddr) -> Result<(Listener, ListenAddr), AppError> {
     })
 }
 
+/// Binds a listener and loads its TLS certificates (their store is added to `tls_stores`).
+fn bind_listener(
+    addr: &ListenAddr,
+    tls: Option<&TlsConfig>,
+    policy: HttpsPolicy,
+    tls_stores: &mut Vec<Arc<CertStore>>,
+) -> Result<(Bound, ListenAddr), AppError> {
+    let (socket, actual) = bind(addr)?;
+    let tls = match tls {
+        None => None,
+        Some(tls) => {
+            let failed = |message: String| AppError::Tls {
+                addr: actual.to_string(),
+                message,
+            };
+            let store = CertStore::load(actual.to_string(), tls).map_err(failed)?;
+            let config = store.server_config().map_err(|e| failed(e.to_string()))?;
+            tls_stores.push(store);
+            Some(config)
+        }
+    };
+    Ok((Bound { socket, tls, policy }, actual))
+}
+
 /// What the server thread reports once it serves.
 struct Started {
     server: ServerHandle,
@@ -122,20 +152,28 @@ struct Started {
 /// Starts director on its own thread and returns once it serves the configured topology.
 pub fn start(document: Document, options: StartOptions) -> Result<Running, AppError> {
     let config = &document.config;
+    let mut tls_stores = Vec::new();
     let admin_listener = match &config.admin {
         Some(admin) if admin.token.is_none() && !is_local(&admin.listen) => {
             return Err(AppError::InsecureAdmin(admin.listen.to_string()))
         }
-        Some(admin) => Some(bind(&admin.listen)?),
+        Some(admin) => Some(bind_listener(
+            &admin.listen,
+            admin.tls.as_ref(),
+            HttpsPolicy::default(),
+            &mut tls_stores,
+        )?),
         None => None,
     };
     let mut listeners = Vec::new();
     let mut proxy_addrs = Vec::new();
-    for addr in &config.proxy.listen {
-        let (listener, actual) = bind(addr)?;
+    for entry in &config.proxy.listen {
+        let policy = HttpsPolicy::of(entry);
+        let (listener, actual) = bind_listener(&entry.address, entry.tls.as_ref(), policy, &mut tls_stores)?;
         listeners.push(listener);
         proxy_addrs.push(actual);
     }
+    let tls_listeners: TlsListeners = Arc::new(tls_stores);
     let admin_addr = admin_listener.as_ref().map(|(_, addr)| addr.clone());
     let access_log = AccessLog::start(&config.access_log).map_err(AppError::AccessLog)?;
     let topology: SharedTopology = Arc::new(ArcSwapOption::empty());
@@ -153,6 +191,7 @@ pub fn start(document: Document, options: StartOptions) -> Result<Running, AppEr
     let shared = Shared {
         topology: topology.clone(),
         status: status.clone(),
+        tls: tls_listeners.clone(),
     };
     let thread = std::thread::Builder::new()
         .name("director-main".into())
@@ -193,6 +232,9 @@ pub fn start(document: Document, options: StartOptions) -> Result<Running, AppEr
         }
         _ => None,
     };
+    let cert_watchers = options
+        .watch_config
+        .then(|| cert_watch::watch(&tls_listeners, WATCH_POLL_INTERVAL, WATCH_DEBOUNCE));
     Ok(Running {
         proxy_addrs,
         admin_addr,
@@ -202,6 +244,7 @@ pub fn start(document: Document, options: StartOptions) -> Result<Running, AppEr
         server: started.server,
         admin_server: started.admin_server,
         _watcher: watcher,
+        _cert_watchers: cert_watchers,
         thread: Some(thread),
     })
 }
@@ -215,11 +258,12 @@ const WATCH_DEBOUNCE: Duration = Duration::from_millis(150);
 struct Shared {
     topology: SharedTopology,
     status: SharedStatus,
+    tls: TlsListeners,
 }
 
 struct Listeners {
-    proxy: Vec<Listener>,
-    admin: Option<Listener>,
+    proxy: Vec<Bound>,
+    admin: Option<Bound>,
 }
 
 async fn serve(
@@ -247,7 +291,9 @@ async fn serve(
         guard: GuardSettings::from_config(&config.proxy),
         shutdown_timeout: SHUTDOWN_TIMEOUT,
         handle_signals: options.handle_signals,
-        h2c: config.proxy.h2c.then(|| H2Settings::from_config(&config.proxy)),
+        h2: (config.proxy.http2 || config.proxy.h2c).then(|| H2Settings::from_config(&config.proxy)),
+        http2: config.proxy.http2,
+        h2c: config.proxy.h2c,
     };
     let server = listener::http_server(listeners.proxy, server_options, move || {
         // Runs on each worker thread: report its arbiter so actors can be placed there.
@@ -335,7 +381,8 @@ async fn serve(
     let kept_live = live.clone();
     let admin = AdminState::new(clusters, shared.status, director.clone(), admin_settings, live)
         .with_haproxy_compat(haproxy_compat)
-        .with_replication(replication);
+        .with_replication(replication)
+        .with_tls(shared.tls);
     let admin = web::Data::new(admin);
     let _ = front.0.set(admin.clone());
     let admin_server = match listeners.admin {
@@ -434,7 +481,9 @@ fn admin_options(config: &Config) -> ServerOptions {
         shutdown_timeout: Duration::from_secs(1),
         // It stops with the proxy server.
         handle_signals: false,
-        h2c: None,
+        h2: None,
+        http2: false,
+        h2c: false,
     }
 }
 

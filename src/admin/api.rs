@@ -66,6 +66,7 @@ async fn status(data: Data) -> ApiResult {
             view
         }),
         "discovery": status.discovery,
+        "tls": crate::listener::tls::status(&data.tls),
     })))
 }
 

@@ -197,6 +197,7 @@ mod tests {
             session_ttl: DEFAULT_SESSION_TTL,
             max_event_streams,
             max_connections: 64,
+            tls: None,
         }))
     }
 

@@ -33,7 +33,8 @@ use crate::cluster::cluster_state::ClusterState;
 use crate::cluster::director_actor::{DirectorActor, SharedStatus};
 use crate::cluster::ClusterHandle;
 use crate::config::{AdminConfig, SharedAdmin, SharedHaproxyCompat};
-use crate::listener::{self, Listener, ServerOptions};
+use crate::listener::tls::TlsListeners;
+use crate::listener::{self, Bound, ServerOptions};
 use crate::replicas::sync_actor::StateSync;
 use crate::replicas::SharedReplication;
 use basic_auth::BasicAuth;
@@ -63,6 +64,8 @@ pub struct AdminState {
     pub basic_auth: BasicAuth,
     /// The runtime state shared with other replicas, when `cluster_state` is configured.
     pub replication: Option<Replication>,
+    /// The certificates of the TLS listeners, for the status.
+    pub tls: TlsListeners,
 }
 
 /// This replica's link to the shared runtime state: its status, and where purges go.
@@ -92,7 +95,14 @@ impl AdminState {
             haproxy_compat: SharedHaproxyCompat::default(),
             basic_auth: BasicAuth::default(),
             replication: None,
+            tls: TlsListeners::default(),
         }
+    }
+
+    /// Shows the certificates of `tls` in the status.
+    pub fn with_tls(mut self, tls: TlsListeners) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Reports on (and passes purges to) the shared runtime state.
@@ -161,7 +171,7 @@ impl AdminState {
 /// outermost middleware, so event streams are not cut by the head deadline.
 pub fn server(
     state: web::Data<AdminState>,
-    listener: Listener,
+    listener: Bound,
     options: ServerOptions,
 ) -> std::io::Result<actix_web::dev::Server> {
     let live = web::Data::new(state.live.clone());

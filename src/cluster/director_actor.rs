@@ -430,6 +430,12 @@ impl Handler<Reload> for DirectorActor {
                     if next.config.cluster_state != act.config.cluster_state {
                         log::warn!("cluster_state changed in {shown}; it takes effect at the next restart");
                     }
+                    if next.config.proxy.listen != act.config.proxy.listen {
+                        log::warn!(
+                            "reload: proxy.listen changed; listeners (addresses, tls, redirect_to_https, hsts) \
+                             change only with a restart (certificate files reload by themselves)"
+                        );
+                    }
                     config::publish_reloaded_admin(&act.admin, next.config.admin.as_ref());
                     if let Some(shared) = &act.haproxy_compat {
                         shared.store(Arc::new(next.config.haproxy_compat.clone()));

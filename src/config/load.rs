@@ -42,6 +42,7 @@ mod health;
 mod sections;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod tracing;
 mod upgrades;
 

@@ -7,6 +7,7 @@
 
 mod address;
 mod backend_tls;
+pub mod certificates;
 pub mod discovery;
 mod duration;
 pub mod edit;

@@ -94,7 +94,7 @@ pub struct StatsUser {
 /// `proxy:` — the client-facing listeners.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProxyConfig {
-    pub listen: Vec<ListenAddr>,
+    pub listen: Vec<ListenerConfig>,
     /// Worker threads; 0 in the file means one per CPU core and is resolved at load time.
     pub workers: usize,
     /// How long an idle client keep-alive connection is kept open between requests
@@ -121,6 +121,9 @@ pub struct ProxyConfig {
     /// `traceparent`: W3C trace context handling; `None` when off (the default: the header
     /// passes through like any other).
     pub traceparent: Option<TraceparentConfig>,
+    /// `http2` (default true): TLS listeners offer HTTP/2 in ALPN (`h2`, then `http/1.1`);
+    /// false keeps them to HTTP/1.1.
+    pub http2: bool,
     /// `h2c` (default false): plain listeners also serve HTTP/2 to clients that open with its
     /// preface (prior knowledge, as `curl --http2-prior-knowledge` and `h2load` do).
     pub h2c: bool,
@@ -160,6 +163,74 @@ pub struct AdminConfig {
     pub max_event_streams: usize,
     /// `max_connections` (default 64): admin connections served at once.
     pub max_connections: usize,
+    /// `tls`: the admin listener serves HTTPS (its session cookie is then `Secure`).
+    pub tls: Option<TlsConfig>,
+}
+
+/// One `proxy.listen` entry: an address string, or a map `{ address, tls, redirect_to_https,
+/// hsts }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub address: ListenAddr,
+    /// `tls`: the listener serves HTTPS.
+    pub tls: Option<TlsConfig>,
+    /// `redirect_to_https` (plain listeners only): every request is answered with a redirect
+    /// to `https://` on this port (`true` means 443, left out of the URL).
+    pub redirect_to_https: Option<u16>,
+    /// `hsts` (TLS listeners only): the `Strict-Transport-Security` header of its responses.
+    pub hsts: Option<HstsConfig>,
+}
+
+impl ListenerConfig {
+    /// A plain listener at `address` (what a bare address string means).
+    pub fn plain(address: ListenAddr) -> ListenerConfig {
+        ListenerConfig {
+            address,
+            tls: None,
+            redirect_to_https: None,
+            hsts: None,
+        }
+    }
+}
+
+/// `tls:` of a listener — `{ certificates: [{ cert, key }, ...] }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Chosen by the client's SNI among their names; the first is the default (no SNI, or a
+    /// name none of them has).
+    pub certificates: Vec<CertificateFiles>,
+}
+
+/// One certificate: PEM files of the chain (end-entity first) and of its private key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `hsts:` — `{ max_age, include_subdomains, preload }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HstsConfig {
+    /// `max_age` (default 365 days, written e.g. `8760h`).
+    pub max_age: Duration,
+    /// `include_subdomains` (default false).
+    pub include_subdomains: bool,
+    /// `preload` (default false).
+    pub preload: bool,
+}
+
+impl HstsConfig {
+    /// The header value: `max-age=31536000; includeSubDomains; preload`.
+    pub fn header_value(&self) -> String {
+        let mut value = format!("max-age={}", self.max_age.as_secs());
+        if self.include_subdomains {
+            value.push_str("; includeSubDomains");
+        }
+        if self.preload {
+            value.push_str("; preload");
+        }
+        value
+    }
 }
 
 /// One listener address: `"0.0.0.0:8080"`, `"[::]:8080"` or `"unix:/run/director.sock"`.

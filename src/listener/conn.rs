@@ -22,6 +22,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::head_scan::HeadLimits;
+use super::https_policy;
 use crate::config::ProxyConfig;
 use crate::transport::client_abort::ThroughAbort;
 use crate::transport::file_sink::FileSink;
@@ -211,7 +212,8 @@ impl<B: MessageBody + Unpin> MessageBody for InFlightBody<B> {
 }
 
 /// Serves `req` with `serve` as a tracked request: refuses a head over the listener's limits
-/// (`414`/`431`, then closes), else runs `serve` and holds the request's guard in the body.
+/// (`414`/`431`, then closes), redirects it when its listener redirects to HTTPS, else runs
+/// `serve`; adds the listener's HSTS header and holds the request's guard in the body.
 pub async fn guarded<B, F, Fut>(req: HttpRequest, serve: F) -> HttpResponse<InFlightBody<EitherBody<B>>>
 where
     B: MessageBody,
@@ -219,14 +221,18 @@ where
     Fut: Future<Output = HttpResponse<B>>,
 {
     let in_flight = request_started(&req);
-    let res = match refuse_oversized(&req) {
+    let policy = https_policy::of_request(&req);
+    let refusal = refuse_oversized(&req).or_else(|| https_policy::redirect(&req, policy.as_deref()));
+    let mut res = match refusal {
         Some(refusal) => refusal.map_into_right_body(),
         None => serve(req).await.map_into_left_body(),
     };
+    https_policy::add_hsts(&mut res, policy.as_deref());
     res.map_body(|_, body| InFlightBody::new(body, in_flight))
 }
 
-/// The admin listener's outermost middleware: what [`guarded`] does for the proxy. Event
+/// The admin listener's outermost middleware: what [`guarded`] does for the proxy (an admin
+/// listener has no HTTPS policy today; this applies one if it gets one). Event
 /// streams are long responses, so they are not cut by the head deadline; the send timeout
 /// still applies.
 pub async fn track_requests<B: MessageBody>(
@@ -234,10 +240,14 @@ pub async fn track_requests<B: MessageBody>(
     next: Next<B>,
 ) -> Result<ServiceResponse<InFlightBody<EitherBody<B>>>, actix_web::Error> {
     let in_flight = request_started(req.request());
-    let res = match refuse_oversized(req.request()) {
+    let policy = https_policy::of_request(req.request());
+    let refusal =
+        refuse_oversized(req.request()).or_else(|| https_policy::redirect(req.request(), policy.as_deref()));
+    let mut res = match refusal {
         Some(refusal) => req.into_response(refusal).map_into_right_body(),
         None => next.call(req).await?.map_into_left_body(),
     };
+    https_policy::add_hsts(res.response_mut(), policy.as_deref());
     Ok(res.map_body(|_, body| InFlightBody::new(body, in_flight)))
 }
 

@@ -124,6 +124,11 @@ impl<T> GuardedIo<T> {
         }
     }
 
+    /// The stream beneath the guard.
+    pub(super) fn stream(&self) -> &T {
+        &self.io
+    }
+
     /// What the connection's requests get as connection data.
     pub(super) fn handle(&self) -> ConnHandle {
         ConnHandle(self.conn.clone())
@@ -495,6 +500,12 @@ impl<T: AsyncRead + AsyncWrite + FileTarget + Unpin> AsyncWrite for GuardedIo<T>
 
 /// A client stream `sendfile(2)` can write to.
 pub trait FileTarget {
+    /// Whether [`FileTarget::poll_send_file`] works on this stream (not on a TLS session: its
+    /// connection then gets no file sink).
+    fn sends_files(&self) -> bool {
+        true
+    }
+
     /// Writes up to `len` bytes of `file` at `offset`; `Pending` (woken when writable) while
     /// the socket is full.
     fn poll_send_file(

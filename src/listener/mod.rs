@@ -27,15 +27,21 @@
 //!
 //! [`io`] is the IO wrapper, [`head_scan`] finds head ends and sizes, [`conn`] is what a
 //! connection shares with its requests (and the request-side API), [`server`] builds the
-//! actix-server `Server`, [`limits`] handles the open-file limit. Hot path except `server`
-//! and `limits` (start-up).
+//! actix-server `Server`, [`limits`] handles the open-file limit. [`client_stream`] is the
+//! plain-or-TLS stream beneath the guard, [`tls`] the certificates a TLS listener serves (SNI,
+//! reload), [`https_policy`] `redirect_to_https` and HSTS. Hot path except `server`, `tls`
+//! and `limits` (start-up, reload).
 
+pub mod cert_watch;
+pub mod client_stream;
 pub mod conn;
 pub mod h2;
 pub mod head_scan;
+pub mod https_policy;
 pub mod io;
 pub mod limits;
 pub mod server;
+pub mod tls;
 
 use std::os::unix::fs::FileTypeExt;
 
@@ -45,6 +51,7 @@ pub use conn::{
     guarded, refuse_oversized, request_started, track_requests, GuardSettings, InFlightBody, RequestInFlight,
 };
 pub use h2::{serve_h2, H2Settings};
+pub use https_policy::HttpsPolicy;
 pub use server::{http_server, ServerOptions};
 
 use crate::config::ListenAddr;
@@ -57,6 +64,25 @@ pub const BACKLOG: i32 = 4096;
 pub enum Listener {
     Tcp(std::net::TcpListener),
     Unix(std::os::unix::net::UnixListener),
+}
+
+/// A bound listener and what it serves on top of plain HTTP.
+pub struct Bound {
+    pub socket: Listener,
+    /// TLS termination (the rustls configuration of its certificates).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    pub policy: HttpsPolicy,
+}
+
+impl Bound {
+    /// A plain listener without a policy.
+    pub fn plain(socket: Listener) -> Bound {
+        Bound {
+            socket,
+            tls: None,
+            policy: HttpsPolicy::default(),
+        }
+    }
 }
 
 /// Binds `addr`; returns the listener and its actual address (the port the OS chose for

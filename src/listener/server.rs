@@ -1,7 +1,9 @@
 //! Building an HTTP/1 server whose connections run under the connection guard: what
 //! actix-web's `HttpServer` does (actix-server workers, actix-http's HTTP/1 service, graceful
-//! shutdown, signals), with each accepted TCP or UNIX stream wrapped in a [`GuardedIo`] before
-//! actix-http sees it; with h2c on, HTTP/2 clients (prior knowledge) are served by `h2`.
+//! shutdown, signals), with each accepted TCP or UNIX stream — after the TLS handshake on a
+//! TLS listener — wrapped in a [`GuardedIo`] before actix-http sees it. HTTP/2 clients — ALPN
+//! `h2` on a TLS listener, the h2c preface on a plain one with h2c on — are served by `h2`,
+//! through the same app service, without the guard.
 //!
 //! Start-up only; the service it builds runs on each worker.
 
@@ -9,22 +11,28 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_http::body::MessageBody;
 use actix_http::error::DispatchError;
 use actix_http::{HttpService, KeepAlive, Request, Response};
 use actix_server::{GracefulShutdownSignal, Server, ServerBuilder};
-use actix_service::boxed::{self, BoxServiceFactory};
-use actix_service::{fn_service, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt};
+use actix_service::{
+    fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt,
+};
 use actix_web::dev::AppConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::TlsAcceptor;
 
+use super::client_stream::{handshake, ClientStream};
 use super::conn::GuardSettings;
-use super::h2::{h2c_or_h1, H2Settings};
+use super::h2::{self, serve_h2, H2Settings, Preface};
+use super::https_policy::HttpsPolicy;
 use super::io::{FileTarget, GuardedIo};
-use super::Listener;
+use super::tls::{ALPN_H2, ALPN_HTTP1};
+use super::{Bound, Listener};
 
 /// How a server runs.
 #[derive(Debug, Clone, Copy)]
@@ -39,9 +47,13 @@ pub struct ServerOptions {
     pub shutdown_timeout: Duration,
     /// Stop on SIGINT/SIGTERM/SIGQUIT (actix-server's handling).
     pub handle_signals: bool,
-    /// Serve clients that open with HTTP/2's preface (h2c prior knowledge) as HTTP/2, with
-    /// these limits; `None`: HTTP/1 only.
-    pub h2c: Option<H2Settings>,
+    /// HTTP/2's limits; `None`: HTTP/1 only.
+    pub h2: Option<H2Settings>,
+    /// TLS listeners offer HTTP/2 in ALPN (needs `h2`).
+    pub http2: bool,
+    /// Plain listeners also serve clients that open with HTTP/2's preface (h2c prior
+    /// knowledge; needs `h2`).
+    pub h2c: bool,
 }
 
 /// How long actix-http waits for a client to close after director closed its side; as
@@ -81,7 +93,7 @@ impl Accepted for UnixStream {
 /// An HTTP/1 server on `listeners` for the app `factory` builds (called once per worker and
 /// listener, on the worker's thread, like `HttpServer::new`'s).
 pub fn http_server<F, I, S, B>(
-    listeners: Vec<Listener>,
+    listeners: Vec<Bound>,
     options: ServerOptions,
     factory: F,
 ) -> io::Result<Server>
@@ -103,15 +115,26 @@ where
         builder = builder.disable_signals();
     }
     let shutdown = builder.graceful_shutdown_signal();
-    for listener in listeners {
+    let h2_tls = options.h2.filter(|_| options.http2);
+    for bound in listeners {
         let factory = factory.clone();
         let shutdown = shutdown.clone();
-        builder = match listener {
+        let listener = ListenerSetup {
+            guard: options.guard,
+            shutdown,
+            tls: bound
+                .tls
+                .map(|tls| TlsAcceptor::from(offer_alpn(tls, h2_tls.is_some()))),
+            policy: bound.policy.is_active().then(|| Arc::new(bound.policy)),
+            h2: h2_tls,
+            h2c: options.h2.filter(|_| options.h2c),
+        };
+        builder = match bound.socket {
             Listener::Tcp(l) => {
                 let addr = l.local_addr()?;
                 builder.listen(format!("director-{addr}"), l, move || {
-                    let app = app_service(factory(), addr);
-                    serve::<TcpStream, _, _>(app, options, shutdown.clone(), Some(addr))
+                    let app = app_service(factory(), addr, listener.tls.is_some());
+                    serve::<TcpStream, _, _>(app, listener.clone(), Some(addr))
                 })?
             }
             Listener::Unix(l) => {
@@ -119,8 +142,8 @@ where
                 // What actix-web's HttpServer reports as the local address of a UNIX listener.
                 let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
                 builder.listen_uds(name, l, move || {
-                    let app = app_service(factory(), addr);
-                    serve::<UnixStream, _, _>(app, options, shutdown.clone(), None)
+                    let app = app_service(factory(), addr, listener.tls.is_some());
+                    serve::<UnixStream, _, _>(app, listener.clone(), None)
                 })?
             }
         };
@@ -128,11 +151,40 @@ where
     Ok(builder.run())
 }
 
+/// `tls` offering `h2` before `http/1.1` in ALPN when HTTP/2 is on (the certificates, picked
+/// by a shared resolver, stay the ones that reload).
+fn offer_alpn(tls: Arc<rustls::ServerConfig>, h2: bool) -> Arc<rustls::ServerConfig> {
+    if !h2 {
+        return tls;
+    }
+    let mut config = (*tls).clone();
+    config.alpn_protocols = [ALPN_H2, ALPN_HTTP1].iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// What each connection of one listener is served with, besides its app.
+#[derive(Clone)]
+struct ListenerSetup {
+    guard: GuardSettings,
+    shutdown: GracefulShutdownSignal,
+    /// The listener terminates TLS.
+    tls: Option<TlsAcceptor>,
+    /// Its redirect / HSTS policy, when it has one (connection data of each connection, or
+    /// each HTTP/2 request's extensions).
+    policy: Option<Arc<HttpsPolicy>>,
+    /// HTTP/2 on a TLS listener (ALPN `h2`), with these limits.
+    h2: Option<H2Settings>,
+    /// HTTP/2 on a plain listener for clients that open with its preface (h2c).
+    h2c: Option<H2Settings>,
+}
+
 /// The app as actix-http's service: errors turned into responses, configured as listening
-/// on `addr` (for `HttpRequest::app_config`, e.g. FastCGI's `SERVER_PORT`).
+/// on `addr` (for `HttpRequest::app_config`, e.g. FastCGI's `SERVER_PORT`), over TLS when
+/// `secure` (`app_config().secure()`: `X-Forwarded-Proto`, FastCGI's `HTTPS`).
 fn app_service<I, S, B>(
     app: I,
     addr: SocketAddr,
+    secure: bool,
 ) -> impl ServiceFactory<
     Request,
     Config = (),
@@ -150,53 +202,147 @@ where
         .into_factory()
         .map_err(|err| err.into().error_response().into());
     // `AppConfig::new` is crate-private; this is how actix-web's test server builds one.
-    let config = AppConfig::__priv_test_new(false, addr.to_string(), addr);
+    let config = AppConfig::__priv_test_new(secure, addr.to_string(), addr);
     map_config(app, move |_| config.clone())
 }
 
-/// A listener's service: HTTP/1 under the connection guard, and with h2c on, HTTP/2 for the
-/// clients that open with its preface (`h2`).
+/// Serves each accepted stream: over TLS, the handshake first (within `client_timeout`), then
+/// the protocol ALPN chose; on a plain listener with h2c on, HTTP/2 for a client that opens
+/// with its preface. HTTP/1 streams are wrapped in the connection guard and served with
+/// actix-http's HTTP/1 dispatcher (each connection's guard state becomes its requests'
+/// connection data); HTTP/2 ones by `h2`. One app service per worker and listener serves both.
 fn serve<T, S, B>(
     app: S,
-    options: ServerOptions,
-    shutdown: GracefulShutdownSignal,
-    local: Option<SocketAddr>,
-) -> BoxServiceFactory<(), T, (), DispatchError, ()>
-where
-    T: Accepted + super::h2::Preface,
-    S: ServiceFactory<Request, Config = ()> + 'static,
-    S::Error: Into<Response<actix_http::body::BoxBody>> + 'static,
-    S::InitError: fmt::Debug,
-    S::Response: Into<Response<B>> + 'static,
-    <S::Service as Service<Request>>::Future: 'static,
-    B: MessageBody + 'static,
-{
-    let guard = options.guard;
-    let Some(h2) = options.h2c else {
-        return boxed::factory(guarded_h1(app, guard, shutdown, local));
-    };
-    let h1_shutdown = shutdown.clone();
-    let h1 = move |app| {
-        let shared = actix_service::fn_factory(move || std::future::ready(Ok::<_, ()>(Rc::clone(&app))));
-        guarded_h1(shared, guard, h1_shutdown.clone(), local)
-    };
-    let prepare = |stream: &T| {
-        stream.tune();
-        stream.peer()
-    };
-    boxed::factory(h2c_or_h1(app, h2, shutdown, h1, prepare))
-}
-
-/// Wraps each accepted stream in the connection guard and serves it with actix-http's
-/// HTTP/1 dispatcher; each connection's guard state becomes its requests' connection data.
-fn guarded_h1<T, S, B>(
-    app: S,
-    guard: GuardSettings,
-    shutdown: GracefulShutdownSignal,
+    listener: ListenerSetup,
     local: Option<SocketAddr>,
 ) -> impl ServiceFactory<T, Config = (), Response = (), Error = DispatchError, InitError = ()>
 where
-    T: Accepted,
+    T: Accepted + Preface,
+    S: ServiceFactory<Request, Config = ()> + 'static,
+    S::Service: 'static,
+    S::Error: Into<Response<actix_http::body::BoxBody>> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    B: MessageBody + 'static,
+{
+    let listener = Rc::new(listener);
+    let app = Rc::new(app);
+    fn_factory(move || {
+        let (listener, app) = (listener.clone(), app.clone());
+        async move {
+            let app = Rc::new(app.new_service(()).await.map_err(|e| {
+                log::error!("the app service did not start: {e:?}");
+            })?);
+            let shared = app.clone();
+            let shared = fn_factory(move || std::future::ready(Ok::<_, ()>(Rc::clone(&shared))));
+            let h1 = h1_service::<ClientStream<T>, _, B>(shared, &listener, local);
+            let h1 = Rc::new(h1.new_service(()).await?);
+            Ok(fn_service(move |stream: T| {
+                let conn = Conn {
+                    h1: h1.clone(),
+                    app: app.clone(),
+                    listener: listener.clone(),
+                    peer: stream.peer(),
+                };
+                stream.tune();
+                async move {
+                    match conn.listener.tls.clone() {
+                        None => match conn.listener.h2c {
+                            Some(settings) => {
+                                match h2::preface_sent(&stream, settings.handshake_timeout).await {
+                                    Some(true) => conn.h2(stream, settings).await,
+                                    Some(false) => conn.h1(ClientStream::Plain(stream)).await,
+                                    // Silent for the head deadline: closed as the guard closes it.
+                                    None => Ok(()),
+                                }
+                            }
+                            None => conn.h1(ClientStream::Plain(stream)).await,
+                        },
+                        // Boxed: a plain connection's future does not carry the handshake's
+                        // state (an idle keep-alive connection keeps its future for its life).
+                        Some(acceptor) => Box::pin(conn.tls(acceptor, stream)).await,
+                    }
+                }
+            }))
+        }
+    })
+}
+
+/// One accepted connection and what serves it.
+struct Conn<H, A> {
+    h1: Rc<H>,
+    app: Rc<A>,
+    listener: Rc<ListenerSetup>,
+    peer: Option<SocketAddr>,
+}
+
+impl<H, A> Conn<H, A> {
+    /// HTTP/1 under the connection guard.
+    async fn h1<T>(self, stream: ClientStream<T>) -> Result<(), DispatchError>
+    where
+        H: Service<(GuardedIo<ClientStream<T>>, Option<SocketAddr>), Response = (), Error = DispatchError>,
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        let io = GuardedIo::new(stream, self.listener.guard);
+        self.h1.call((io, self.peer)).await
+    }
+
+    /// HTTP/2 through the same app service.
+    async fn h2<T, B>(self, stream: T, settings: H2Settings) -> Result<(), DispatchError>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + 'static,
+        A: Service<Request> + 'static,
+        A::Error: Into<Response<actix_http::body::BoxBody>>,
+        A::Response: Into<Response<B>>,
+        B: MessageBody + 'static,
+    {
+        let shutdown = Some(self.listener.shutdown.clone());
+        let policy = self.listener.policy.clone();
+        serve_h2(stream, self.peer, self.app, settings, shutdown, policy).await
+    }
+
+    /// A TLS connection: the handshake within `client_timeout`, then the service of the
+    /// protocol ALPN chose.
+    async fn tls<T, B>(self, acceptor: TlsAcceptor, stream: T) -> Result<(), DispatchError>
+    where
+        H: Service<(GuardedIo<ClientStream<T>>, Option<SocketAddr>), Response = (), Error = DispatchError>,
+        T: AsyncRead + AsyncWrite + Unpin + 'static,
+        A: Service<Request> + 'static,
+        A::Error: Into<Response<actix_http::body::BoxBody>>,
+        A::Response: Into<Response<B>>,
+        B: MessageBody + 'static,
+    {
+        let Some(tls) = handshake(&acceptor, stream, self.listener.guard.client_timeout).await else {
+            return Ok(());
+        };
+        // The one place where the protocol ALPN chose picks the service.
+        match (tls.get_ref().1.alpn_protocol(), self.listener.h2) {
+            (None | Some(ALPN_HTTP1), _) => self.h1(ClientStream::Tls(Box::new(tls))).await,
+            (Some(ALPN_H2), Some(settings)) => self.h2(tls, settings).await,
+            (Some(other), _) => {
+                let other = String::from_utf8_lossy(other);
+                log::debug!("tls: ALPN chose `{other}`, which is not served; closing");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// actix-http's HTTP/1 service over guarded streams of type `T`.
+fn h1_service<T, S, B>(
+    app: S,
+    listener: &ListenerSetup,
+    local: Option<SocketAddr>,
+) -> impl ServiceFactory<
+    (GuardedIo<T>, Option<SocketAddr>),
+    Config = (),
+    Response = (),
+    Error = DispatchError,
+    InitError = (),
+>
+where
+    T: AsyncRead + AsyncWrite + FileTarget + Unpin + 'static,
     S: ServiceFactory<Request, Config = ()> + 'static,
     S::Error: Into<Response<actix_http::body::BoxBody>> + 'static,
     S::InitError: fmt::Debug,
@@ -204,6 +350,9 @@ where
     <S::Service as Service<Request>>::Future: 'static,
     B: MessageBody + 'static,
 {
+    let guard = listener.guard;
+    let shutdown = listener.shutdown.clone();
+    let policy = listener.policy.clone();
     // actix-http's own timers are off: the guard owns head and idle timing (keep_alive 0
     // still turns keep-alive off).
     let keep_alive = match guard.keep_alive.is_zero() {
@@ -224,21 +373,21 @@ where
             let signal = shutdown.clone();
             async move { signal.notified().await }
         })
-        .on_connect_ext(|io: &GuardedIo<T>, data| {
+        .on_connect_ext(move |io: &GuardedIo<T>, data| {
             let handle = io.handle();
-            data.insert(handle.0.files.clone());
+            if io.stream().sends_files() {
+                data.insert(handle.0.files.clone());
+            }
             data.insert(handle.0.through_abort.clone());
             data.insert(handle);
+            if let Some(policy) = &policy {
+                data.insert(policy.clone());
+            }
         });
     if let Some(addr) = local {
         http = http.local_addr(addr);
     }
-    fn_service(move |stream: T| {
-        let peer = stream.peer();
-        stream.tune();
-        std::future::ready(Ok::<_, DispatchError>((GuardedIo::new(stream, guard), peer)))
-    })
-    .and_then(http.h1(app))
+    http.h1(app)
 }
 
 #[cfg(test)]

@@ -110,6 +110,9 @@ pub fn write_params(
     }
     if req.app_config().secure() {
         put(b"HTTPS", b"on")?;
+        put(b"REQUEST_SCHEME", b"https")?;
+    } else {
+        put(b"REQUEST_SCHEME", b"http")?;
     }
     let headers = req.headers();
     if let Some(t) = headers.get(ax::CONTENT_TYPE) {

@@ -20,6 +20,7 @@ fn settings(listen: &str, token: Option<&str>) -> AdminConfig {
         session_ttl: DEFAULT_SESSION_TTL,
         max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
         max_connections: 64,
+        tls: None,
     }
 }
 

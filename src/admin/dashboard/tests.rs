@@ -69,6 +69,7 @@ async fn admin_state(token: Option<&str>) -> web::Data<AdminState> {
         session_ttl: DEFAULT_SESSION_TTL,
         max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
         max_connections: 64,
+        tls: None,
     }));
     web::Data::new(AdminState::new(clusters, status, director, settings, live))
 }

@@ -11,9 +11,10 @@
 //! - `session_ttl`: how long a dashboard login lasts, 1m to 720h (default 12h).
 //! - `max_event_streams`: concurrent `/api/v1/events` streams, at least 1 (default 16).
 //! - `state_file`: a non-empty path (relative paths are relative to the working directory).
-//! - On reload, the listener stays where it was bound; the token, `session_ttl` and
-//!   `max_event_streams` change, except that a reload never takes the token away from a
-//!   listener off loopback (see [`reloaded_admin`]).
+//! - `tls`: the listener serves HTTPS (`load/tls.rs` checks the section).
+//! - On reload, the listener stays where it was bound and keeps its `tls` certificate list;
+//!   the token, `session_ttl` and `max_event_streams` change, except that a reload never takes
+//!   the token away from a listener off loopback (see [`reloaded_admin`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ const ADMIN_KEYS: &[&str] = &[
     "session_ttl",
     "max_event_streams",
     "max_connections",
+    "tls",
 ];
 
 /// Admin connections served at once when `admin.max_connections` is not given.
@@ -63,6 +65,8 @@ struct RawAdmin {
     session_ttl: Option<DurationValue>,
     max_event_streams: Option<usize>,
     max_connections: Option<usize>,
+    /// Checked in `load/tls.rs`.
+    tls: Option<Value>,
 }
 
 impl Loader<'_> {
@@ -120,8 +124,10 @@ impl Loader<'_> {
             "max_connections",
             raw.max_connections.unwrap_or(DEFAULT_ADMIN_MAX_CONNECTIONS),
         );
+        let tls = self.tls(raw.tls, &key_path(path, "tls"));
         Some(Some(AdminConfig {
             listen: listen?,
+            tls: tls?,
             token: token?,
             session_ttl: session_ttl?,
             max_event_streams: max_event_streams?,
@@ -195,6 +201,14 @@ pub fn reloaded_admin(
             new.listen, running.listen
         ));
         next.listen = running.listen.clone();
+    }
+    if new.tls != running.tls {
+        notes.push(
+            "admin.tls: a changed certificate list takes effect with a restart (the certificate files \
+             themselves reload when they change)"
+                .to_owned(),
+        );
+        next.tls = running.tls.clone();
     }
     if next.token.is_none() && running.token.is_some() && !is_local(&next.listen) {
         notes.push(format!(

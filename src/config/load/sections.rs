@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::super::address::{parse_backend_url, parse_listen};
 use super::super::duration::DurationValue;
 use super::super::model::{
-    AccessLogConfig, AccessLogFormat, ClusterConfig, FastCgiConfig, ForwardedFor, ListenAddr, OnClientAbort,
-    Protocol, ProxyConfig, Role, RouteConfig, RouteTarget, RouteTimeouts, SchedulerKind,
+    AccessLogConfig, AccessLogFormat, ClusterConfig, FastCgiConfig, ForwardedFor, ListenAddr, ListenerConfig,
+    OnClientAbort, Protocol, ProxyConfig, Role, RouteConfig, RouteTarget, RouteTimeouts, SchedulerKind,
     DEFAULT_BACKEND_KEEP_ALIVE,
 };
 use super::backends::BackendDefaults;
@@ -35,6 +35,7 @@ const PROXY_KEYS: &[&str] = &[
     "max_connections",
     "request_id",
     "traceparent",
+    "http2",
     "h2c",
     "http2_max_concurrent_streams",
 ];
@@ -85,7 +86,7 @@ const CLUSTER_KEYS: &[&str] = &[
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProxy {
-    /// A string or a list of strings; checked element by element.
+    /// An address, or a list of addresses and listener maps; checked element by element.
     listen: Option<Value>,
     workers: Option<usize>,
     keep_alive: Option<DurationValue>,
@@ -97,6 +98,7 @@ struct RawProxy {
     /// Checked in `load/tracing.rs`.
     request_id: Option<Value>,
     traceparent: Option<Value>,
+    http2: Option<bool>,
     h2c: Option<bool>,
     http2_max_concurrent_streams: Option<u32>,
 }
@@ -280,6 +282,7 @@ impl Loader<'_> {
             max_connections: max_connections?,
             request_id: request_id?,
             traceparent: traceparent?,
+            http2: raw.http2.unwrap_or(true),
             h2c: raw.h2c.unwrap_or(false),
             http2_max_concurrent_streams: http2_max_concurrent_streams?,
         })
@@ -304,8 +307,9 @@ impl Loader<'_> {
         None
     }
 
-    /// `proxy.listen`: one address or a non-empty list, each checked, no duplicates.
-    fn listen(&mut self, value: Option<Value>, path: &str) -> Option<Vec<ListenAddr>> {
+    /// `proxy.listen`: one address or a non-empty list of addresses and listener maps
+    /// (`load/tls.rs`), each checked, no duplicate addresses.
+    fn listen(&mut self, value: Option<Value>, path: &str) -> Option<Vec<ListenerConfig>> {
         let items: Vec<(String, Value)> = match value {
             None | Some(Value::Null) => {
                 self.error(path, MISSING);
@@ -334,20 +338,30 @@ impl Loader<'_> {
         let mut out = Some(Vec::with_capacity(items.len()));
         for (at, item) in items {
             let parsed = match item {
-                Value::String(s) => parse_listen(&s),
-                other => Err(format!("expected an address string, found {}", kind(&other))),
+                Value::String(s) => parse_listen(&s).map(ListenerConfig::plain),
+                Value::Object(map) => match self.listener_entry(Value::Object(map), &at) {
+                    Some(listener) => Ok(listener),
+                    None => {
+                        out = None;
+                        continue;
+                    }
+                },
+                other => Err(format!(
+                    "expected an address string or a listener map, found {}",
+                    kind(&other)
+                )),
             };
             match parsed {
-                Ok(addr) => match seen.get(&addr) {
+                Ok(listener) => match seen.get(&listener.address) {
                     Some(first) => {
                         let message = format!("duplicate listen address (also at {first})");
                         self.error(at, message);
                         out = None;
                     }
                     None => {
-                        seen.insert(addr.clone(), at);
+                        seen.insert(listener.address.clone(), at);
                         if let Some(out) = out.as_mut() {
-                            out.push(addr);
+                            out.push(listener);
                         }
                     }
                 },

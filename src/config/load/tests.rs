@@ -2,10 +2,10 @@
 //! tree's tests are in the child module `buckets`, those of the `admin` section in
 //! `admin_section`, those of health checks and client routing in `health`, those of `fastcgi`
 //! and `x_sendfile` in `fastcgi`, those of `tls` and `backend_tls` in `backend_tls`, those of
-//! `discover:` and `resolver` in `discovery` (each in
+//! `discover:` and `resolver` in `discovery`, listener maps and `tls` in `tls_section` (each in
 //! `tests/`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::sections::MISSING;
 use super::*;
@@ -19,6 +19,7 @@ mod discovery;
 mod fastcgi;
 mod haproxy_compat_section;
 mod health;
+mod tls_section;
 
 /// The environment seen by the tests.
 fn test_env(name: &str) -> Result<String, VarError> {
@@ -110,7 +111,10 @@ clusters:
                 ListenAddr::Tcp("0.0.0.0:8080".parse().expect("addr")),
                 ListenAddr::Tcp("[::]:8080".parse().expect("addr")),
                 ListenAddr::Unix(PathBuf::from("/run/director.sock")),
-            ],
+            ]
+            .into_iter()
+            .map(ListenerConfig::plain)
+            .collect(),
             workers: 4,
             keep_alive: Duration::from_secs(20),
             client_timeout: Duration::from_millis(1500),
@@ -120,6 +124,7 @@ clusters:
             max_connections: Some(10000),
             request_id: None,
             traceparent: None,
+            http2: true,
             h2c: false,
             http2_max_concurrent_streams: 128,
         }
@@ -605,7 +610,9 @@ routes: [{ backend: "http://${APP_HOST}:${APP_PORT}/" }]
 "#);
     assert_eq!(
         c.proxy.listen,
-        [ListenAddr::Tcp("127.0.0.1:8081".parse().expect("addr"))]
+        [ListenerConfig::plain(ListenAddr::Tcp(
+            "127.0.0.1:8081".parse().expect("addr")
+        ))]
     );
     assert_eq!(
         c.access_log.path,

@@ -27,23 +27,25 @@ mod preface;
 mod stream;
 
 use std::cell::Cell;
-use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_http::body::{BoxBody, MessageBody};
 use actix_http::error::DispatchError;
 use actix_http::{Request, Response};
 use actix_server::GracefulShutdownSignal;
-use actix_service::{fn_factory, fn_service, Service, ServiceFactory};
+use actix_service::Service;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::time::{sleep_until, timeout, Instant};
 
+pub(super) use preface::sent as preface_sent;
 pub use preface::Preface;
 
+use super::https_policy::HttpsPolicy;
 use crate::config::ProxyConfig;
 
 /// Each stream's receive window: how much of a request body a client may send ahead of
@@ -91,7 +93,8 @@ impl H2Settings {
 
 /// Serves the accepted stream `io` as HTTP/2 with `app` (one worker's app service, shared by
 /// its connections) until the client closes, the connection idles out, or `shutdown` fires
-/// (then GOAWAY, and the streams in flight finish). `peer` is the client's address.
+/// (then GOAWAY, and the streams in flight finish). `peer` is the client's address, `policy`
+/// its listener's redirect / HSTS policy (in each request's extensions).
 ///
 /// Each request runs on a task of its own (`spawn_local`), so this must run inside a
 /// `LocalSet` (an actix worker).
@@ -101,6 +104,7 @@ pub async fn serve_h2<T, S, B>(
     app: Rc<S>,
     settings: H2Settings,
     shutdown: Option<GracefulShutdownSignal>,
+    policy: Option<Arc<HttpsPolicy>>,
 ) -> Result<(), DispatchError>
 where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
@@ -148,7 +152,8 @@ where
             next = conn.accept() => match next {
                 Some(Ok((req, respond))) => {
                     let open = streams.opened();
-                    tokio::task::spawn_local(stream::serve(req, respond, app.clone(), peer, settings, open));
+                    let policy = policy.clone();
+                    tokio::task::spawn_local(stream::serve(req, respond, app.clone(), peer, settings, open, policy));
                 }
                 Some(Err(e)) => {
                     log::debug!("HTTP/2 connection failed: {e}");
@@ -213,59 +218,4 @@ impl Drop for OpenStream {
             streams.ended.notify_one();
         }
     }
-}
-
-/// One worker's app service, built once and shared by its HTTP/1 and HTTP/2 connections.
-pub type SharedApp<S> = Rc<S>;
-
-/// A listener's service for a plain listener with h2c on: a client whose first bytes are
-/// HTTP/2's connection preface (prior knowledge) is served by [`serve_h2`], any other by the
-/// HTTP/1 service `h1` builds on the same app service. `prepare` tunes an HTTP/2 client's socket
-/// and gives its address (what `h1` does for its own).
-pub(super) fn h2c_or_h1<T, S, H, F, B>(
-    app: S,
-    settings: H2Settings,
-    shutdown: GracefulShutdownSignal,
-    h1: F,
-    prepare: fn(&T) -> Option<SocketAddr>,
-) -> impl ServiceFactory<T, Config = (), Response = (), Error = DispatchError, InitError = ()>
-where
-    T: AsyncRead + AsyncWrite + Preface + Unpin + 'static,
-    S: ServiceFactory<Request, Config = ()> + 'static,
-    S::Service: 'static,
-    S::Error: Into<Response<BoxBody>> + 'static,
-    S::InitError: fmt::Debug,
-    S::Response: Into<Response<B>> + 'static,
-    <S::Service as Service<Request>>::Future: 'static,
-    F: Fn(SharedApp<S::Service>) -> H + 'static,
-    H: ServiceFactory<T, Config = (), Response = (), Error = DispatchError, InitError = ()> + 'static,
-    H::Service: 'static,
-    B: MessageBody + 'static,
-{
-    let parts = Rc::new((app, h1));
-    fn_factory(move || {
-        let parts = parts.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            let (app, h1) = &*parts;
-            let app = Rc::new(app.new_service(()).await.map_err(|e| {
-                log::error!("the app service did not start: {e:?}");
-            })?);
-            let h1 = Rc::new(h1(app.clone()).new_service(()).await?);
-            Ok(fn_service(move |stream: T| {
-                let (app, h1, shutdown) = (app.clone(), h1.clone(), shutdown.clone());
-                async move {
-                    match preface::sent(&stream, settings.handshake_timeout).await {
-                        Some(true) => {
-                            let peer = prepare(&stream);
-                            serve_h2(stream, peer, app, settings, Some(shutdown)).await
-                        }
-                        Some(false) => h1.call(stream).await,
-                        // Silent for the head deadline: closed as the HTTP/1 guard closes it.
-                        None => Ok(()),
-                    }
-                }
-            }))
-        }
-    })
 }

@@ -62,7 +62,7 @@ fn peek_preface(fd: std::os::fd::RawFd) -> io::Result<bool> {
 /// else (HTTP/1, the end of the stream, a failed socket: the HTTP/1 side deals with those as
 /// with any client), `None` when it sent nothing (or only a beginning of the preface) within
 /// `wait` — the HTTP/1 guard's head deadline, which such a client has used up.
-pub(super) async fn sent<T: Preface>(stream: &T, wait: Duration) -> Option<bool> {
+pub(in crate::listener) async fn sent<T: Preface>(stream: &T, wait: Duration) -> Option<bool> {
     let seen = tokio::time::timeout(wait, poll_fn(|cx| stream.poll_preface(cx))).await;
     seen.ok().map(|seen| matches!(seen, Ok(true)))
 }

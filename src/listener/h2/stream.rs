@@ -9,6 +9,7 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +27,7 @@ use tokio::time::{timeout_at, Instant};
 
 use super::{H2Settings, OpenStream};
 use crate::listener::conn::REQUEST_LINE_TOO_LONG;
+use crate::listener::https_policy::HttpsPolicy;
 use crate::transport::client_abort::ThroughAbort;
 
 /// Serves one stream: `req` through `app`, the answer to `respond`.
@@ -36,6 +38,7 @@ pub(super) async fn serve<S, B>(
     peer: Option<SocketAddr>,
     settings: H2Settings,
     _open: OpenStream,
+    policy: Option<Arc<HttpsPolicy>>,
 ) where
     S: Service<Request> + 'static,
     S::Error: Into<Response<BoxBody>>,
@@ -62,6 +65,9 @@ pub(super) async fn serve<S, B>(
     // `on_client_abort: ignore`.
     let through_abort = ThroughAbort::default();
     request.extensions_mut().insert(through_abort.clone());
+    if let Some(policy) = policy {
+        request.extensions_mut().insert(policy);
+    }
     let is_head = request.method() == Method::HEAD;
     let answer = app.call(request);
     let mut answer = pin!(answer);

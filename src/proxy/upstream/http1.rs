@@ -414,7 +414,11 @@ fn request_head(
         }
         out.extend_from_slice(b"\r\n");
     }
-    field(&mut out, b"x-forwarded-proto", b"http");
+    let scheme: &[u8] = match req.app_config().secure() {
+        true => b"https",
+        false => b"http",
+    };
+    field(&mut out, b"x-forwarded-proto", scheme);
     if let Some(host) = request.host {
         field(&mut out, b"x-forwarded-host", host.as_bytes());
     }

@@ -9,6 +9,7 @@ pub mod dns;
 pub mod origin;
 pub mod php;
 pub mod scripted;
+pub mod tls;
 pub mod tls_backend;
 pub mod webdriver;
 pub mod websocket;
