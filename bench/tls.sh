@@ -9,7 +9,9 @@
 #              it), so this is a returning client's handshake, resumed where the proxy allows
 #   tls-full   full TLS handshakes per second without resumption or HTTP: openssl s_time -new
 #              (one connection at a time)
+#   h2         HTTP/2 over TLS (ALPN h2) requests per second: h2load -c H2_CLIENTS -m H2_STREAMS
 #
+# MODES picks and orders the modes (default all four).
 # Printed per mode as rps per proxy (median of ROUNDS, each round runs the proxies in a
 # rotated order) and the ratios director / haproxy and director / nginx.
 #
@@ -27,6 +29,9 @@ DURATION=${DURATION:-10}          # seconds per measured wrk run
 WARMUP=${WARMUP:-2}               # seconds of unmeasured load before each measured run
 CONNS=${CONNS:-64}                # wrk connections in the keep-alive mode
 NEW_CONNS=${NEW_CONNS:-16}        # wrk connections in the new-handshake mode
+H2_CLIENTS=${H2_CLIENTS:-16}      # h2load connections in the h2 mode
+H2_STREAMS=${H2_STREAMS:-16}      # h2load concurrent streams per connection
+read -r -a MODES <<<"${MODES:-https-ka https-new tls-full h2}"
 ROUNDS=${ROUNDS:-3}
 CERT=${CERT:-ecdsa}               # ecdsa | rsa
 PIN=${PIN:-0}                     # 1: proxies on CPU 0, wrk and the backend on CPU 1
@@ -100,8 +105,8 @@ check_https() {  # check_https NAME PORT: one request answered with the backend'
 
 ensure_tools() {
     local t
-    for t in wrk haproxy nginx openssl curl; do
-        command -v "$t" >/dev/null || die "$t is missing (apt-get install wrk haproxy nginx-light openssl curl)"
+    for t in wrk haproxy nginx openssl curl h2load; do
+        command -v "$t" >/dev/null || die "$t is missing (apt-get install wrk haproxy nginx-light openssl curl nghttp2-client)"
     done
     nginx -V 2>&1 | grep -q http_ssl_module || die "nginx lacks http_ssl_module"
 }
@@ -190,7 +195,7 @@ defaults
     timeout http-request 60s
     timeout http-keep-alive 300s
 frontend fe
-    bind 127.0.0.1:${PORT[haproxy]} ssl crt $TMP/tls/combined.pem alpn http/1.1
+    bind 127.0.0.1:${PORT[haproxy]} ssl crt $TMP/tls/combined.pem alpn h2,http/1.1
     default_backend be
 backend be
     server b1 127.0.0.1:$BACKEND_PORT
@@ -220,7 +225,7 @@ http {
         keepalive_requests 100000000;
     }
     server {
-        listen 127.0.0.1:${PORT[nginx]} ssl backlog=4096;
+        listen 127.0.0.1:${PORT[nginx]} ssl http2 backlog=4096;
         ssl_certificate $TMP/tls/cert.pem;
         ssl_certificate_key $TMP/tls/key.pem;
         location / {
@@ -248,6 +253,13 @@ run_wrk() {  # run_wrk SECONDS PROXY MODE
     run_bounded $(($1 + 30)) "${pin[@]}" wrk "${args[@]}" -d"$1"s "https://127.0.0.1:${PORT[$2]}/"
 }
 
+run_h2load() {  # run_h2load SECONDS PROXY: HTTP/2 over TLS
+    local pin=()
+    [[ "$PIN" == 1 ]] && pin=(taskset -c 1)
+    run_bounded $(($1 + 30)) "${pin[@]}" h2load -t1 -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "$1" \
+        "https://127.0.0.1:${PORT[$2]}/"
+}
+
 declare -A RESULTS=()   # "mode proxy" -> rps of each round, space separated
 measure() {  # measure PROXY MODE ROUND
     local out=$TMP/$1.$2.r$3.out rps errors=""
@@ -259,6 +271,14 @@ measure() {  # measure PROXY MODE ROUND
         # "N connections in T real seconds" (T is rounded to whole seconds: timed here instead)
         rps=$(awk -v t="$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" \
             '/connections in .* real seconds/ {printf "%.2f", $1 / t}' "$out")
+    elif [[ "$2" == h2 ]]; then
+        ((WARMUP > 0)) && { run_h2load "$WARMUP" "$1" >/dev/null || die "$1: h2 warm-up failed"; }
+        run_h2load "$DURATION" "$1" >"$out" 2>&1 || die "$1 h2: h2load failed"
+        # "finished in 10.00s, 29092.10 req/s, 2.10MB/s"; the protocol line must say h2
+        grep -q "Application protocol: h2" "$out" || die "$1 h2: ALPN did not pick h2"
+        rps=$(awk '/^finished in/ {gsub(",", "", $4); print $4}' "$out")
+        # "requests: N total, N started, N done, N succeeded, F failed, E errored, T timeout"
+        errors=$(awk '/^requests:/ && ($10 + $12) > 0 {print "failed: " $10 ", errored: " $12}' "$out")
     else
         ((WARMUP > 0)) && { run_wrk "$WARMUP" "$1" "$2" >/dev/null || die "$1: warm-up failed"; }
         run_wrk "$DURATION" "$1" "$2" >"$out" || die "$1 $2: wrk failed"
@@ -285,7 +305,7 @@ main() {
     done
     log "certificate: $CERT; ${ROUNDS} round(s) of ${WARMUP}s warm-up + ${DURATION}s per proxy and mode"
     local mode round i n=${#PROXIES[@]}
-    for mode in https-ka https-new tls-full; do
+    for mode in "${MODES[@]}"; do
         for ((round = 1; round <= ROUNDS; round++)); do
             for ((i = 0; i < n; i++)); do
                 measure "${PROXIES[$(((i + round - 1) % n))]}" "$mode" "$round"
@@ -293,7 +313,7 @@ main() {
         done
     done
     printf '\n%-10s %12s %12s %12s %16s %14s\n' mode director haproxy nginx "dir/haproxy" "dir/nginx"
-    for mode in https-ka https-new tls-full; do
+    for mode in "${MODES[@]}"; do
         local d h g
         d=$(median <<<"${RESULTS["$mode director"]}")
         h=$(median <<<"${RESULTS["$mode haproxy"]}")
@@ -303,7 +323,7 @@ main() {
         }'
     done
     echo "(https-ka: keep-alive requests/s over TLS; https-new: new connections per second, resumed where granted;"
-    echo " tls-full: full handshakes per second, one at a time, no HTTP)"
+    echo " tls-full: full handshakes per second, one at a time, no HTTP; h2: HTTP/2 over TLS requests/s, h2load)"
 }
 
 main "$@"

@@ -247,21 +247,13 @@ where
                 };
                 stream.tune();
                 async move {
-                    match conn.listener.tls.clone() {
-                        None => match conn.listener.h2c {
-                            Some(settings) => {
-                                match h2::preface_sent(&stream, settings.handshake_timeout).await {
-                                    Some(true) => conn.h2(stream, settings).await,
-                                    Some(false) => conn.h1(ClientStream::Plain(stream)).await,
-                                    // Silent for the head deadline: closed as the guard closes it.
-                                    None => Ok(()),
-                                }
-                            }
-                            None => conn.h1(ClientStream::Plain(stream)).await,
-                        },
-                        // Boxed: a plain connection's future does not carry the handshake's
-                        // state (an idle keep-alive connection keeps its future for its life).
-                        Some(acceptor) => Box::pin(conn.tls(acceptor, stream)).await,
+                    // Boxed below: a plain HTTP/1 connection's future does not carry the
+                    // state of a TLS handshake or an HTTP/2 connection (an idle keep-alive
+                    // connection keeps its future for its life).
+                    match (conn.listener.tls.clone(), conn.listener.h2c) {
+                        (None, None) => conn.h1(ClientStream::Plain(stream)).await,
+                        (None, Some(settings)) => Box::pin(conn.h2c_or_h1(stream, settings)).await,
+                        (Some(acceptor), _) => Box::pin(conn.tls(acceptor, stream)).await,
                     }
                 }
             }))
@@ -300,6 +292,24 @@ impl<H, A> Conn<H, A> {
         let shutdown = Some(self.listener.shutdown.clone());
         let policy = self.listener.policy.clone();
         serve_h2(stream, self.peer, self.app, settings, shutdown, policy).await
+    }
+
+    /// A plain connection with h2c on: HTTP/2 when the client opens with its preface.
+    async fn h2c_or_h1<T, B>(self, stream: T, settings: H2Settings) -> Result<(), DispatchError>
+    where
+        H: Service<(GuardedIo<ClientStream<T>>, Option<SocketAddr>), Response = (), Error = DispatchError>,
+        T: AsyncRead + AsyncWrite + Preface + Unpin + 'static,
+        A: Service<Request> + 'static,
+        A::Error: Into<Response<actix_http::body::BoxBody>>,
+        A::Response: Into<Response<B>>,
+        B: MessageBody + 'static,
+    {
+        match h2::preface_sent(&stream, settings.handshake_timeout).await {
+            Some(true) => self.h2(stream, settings).await,
+            Some(false) => self.h1(ClientStream::Plain(stream)).await,
+            // Silent for the head deadline: closed as the guard closes it.
+            None => Ok(()),
+        }
     }
 
     /// A TLS connection: the handshake within `client_timeout`, then the service of the
