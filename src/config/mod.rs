@@ -21,7 +21,7 @@ pub mod topology_edit;
 pub mod watcher;
 
 pub use address::parse_backend_url;
-pub use backend_tls::{BackendTls, BackendTlsSettings, TlsSettingError};
+pub use backend_tls::{accept_any_certificate, BackendTls, BackendTlsSettings, TlsSettingError};
 pub use discovery::{DiscoveryConfig, DnsQuery, DnsRecordType, ResolverConfig};
 pub use duration::parse_duration;
 pub use load::admin::{
