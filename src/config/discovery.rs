@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::model::{FastCgiConfig, HealthConfig, Protocol, Role};
+use super::backend_kinds::{FastCgiConfig, HealthConfig, Protocol, Role};
 
 /// `resolver:` — where discovery queries go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use serde_path_to_error::Segment;
 
 use super::duration::DurationValue;
-use super::model::Config;
+use super::model::{Config, Role};
 
 pub(super) mod admin;
 mod backend_tls;
@@ -206,6 +206,35 @@ const TOP_KEYS: &[&str] = &[
     "cluster_state",
     "resolver",
 ];
+
+// ---- names and shared messages ----------------------------------------------------------------
+
+/// `role:` values of a backend or discovery entry.
+const ROLES: &[(&str, Role)] = &[
+    ("active", Role::Active),
+    ("standby", Role::Standby),
+    ("backup", Role::Backup),
+];
+
+/// The message for an absent required key.
+const MISSING: &str = "required key is missing";
+
+/// Names of clusters, backends and buckets: `[A-Za-z0-9_.-]+`.
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// A route's or bucket rule's `host`: a DNS name / IPv4 address, or a bracketed IPv6 literal;
+/// no port.
+fn is_valid_host(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    is_valid_name(host)
+}
 
 // ---- paths -------------------------------------------------------------------------------------
 

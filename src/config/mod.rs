@@ -6,6 +6,7 @@
 //! same syntax at runtime.
 
 mod address;
+mod backend_kinds;
 mod backend_tls;
 pub mod certificates;
 pub mod discovery;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::backend_kinds::{FastCgiConfig, HealthConfig, HealthMode, InitialHealth, Protocol, Role};
 use super::backend_tls::BackendTls;
 use super::discovery::{DiscoveryConfig, ResolverConfig};
 
@@ -622,16 +623,6 @@ pub enum ForwardedFor {
     Replace,
 }
 
-/// `fastcgi:` of a cluster or a backend: where `SCRIPT_FILENAME` points.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FastCgiConfig {
-    /// `document_root`: an absolute directory (`DOCUMENT_ROOT`).
-    pub document_root: PathBuf,
-    /// `script`: a front controller every request runs (absolute, or relative to the document
-    /// root, resolved at load time). Without it the script is document root + request path.
-    pub script: Option<PathBuf>,
-}
-
 /// `x_sendfile:` of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct XSendfileConfig {
@@ -639,50 +630,6 @@ pub struct XSendfileConfig {
     pub enabled: bool,
     /// `roots`: absolute directories files may be served from; required when enabled.
     pub roots: Vec<PathBuf>,
-}
-
-/// `health:` of a cluster.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HealthConfig {
-    /// `mode` (default `paranoid`).
-    pub mode: HealthMode,
-    /// `interval` between probes (default 2s), > 0.
-    pub interval: Duration,
-    /// `timeout` of one probe: connect, send, and read the response head (default 1s), > 0.
-    pub timeout: Duration,
-    /// `rise` (default 2): consecutive successes to come online, >= 1.
-    pub rise: u32,
-    /// `fall` (default 3): consecutive failures to go offline, >= 1.
-    pub fall: u32,
-    /// `path` of the probe request (default `/`), starts with `/` (a query is allowed).
-    pub path: String,
-    /// `host`: the probe's `Host` header (default: the backend's address).
-    pub host: Option<String>,
-    /// `expect`: accepted status codes (100..=599); empty (the default) accepts 2xx and 3xx.
-    pub expect: Vec<u16>,
-    /// `initial` (default `online`): the state before the first probe.
-    pub initial: InitialHealth,
-    /// `fcgi_script_filename`: `SCRIPT_FILENAME` of probes to FastCGI backends (default: the
-    /// cluster's mapping of `path`).
-    pub fcgi_script_filename: Option<PathBuf>,
-}
-
-/// `health.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HealthMode {
-    /// `lazy`: probe only backends that are offline.
-    Lazy,
-    /// `opportunistic`: also online backends idle for an interval; a probe takes a slot.
-    Opportunistic,
-    /// `paranoid`: probe always.
-    Paranoid,
-}
-
-/// `health.initial`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InitialHealth {
-    Online,
-    Offline,
 }
 
 /// `client_routing:` — exactly one of `{ cookie: NAME }` or `{ header: NAME }`.
@@ -718,16 +665,6 @@ pub struct BucketRule {
     pub method: Option<String>,
     /// `header: { name, value }`: the request has this header with exactly this value.
     pub header: Option<(String, String)>,
-}
-
-/// Backend role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    Active,
-    /// Overflow: used when every active backend is full.
-    Standby,
-    /// Failover: used only when no active or standby backend is available.
-    Backup,
 }
 
 /// One entry of a cluster's `backends:`.
@@ -775,12 +712,6 @@ pub struct BackendUrl {
     pub tls: bool,
     /// The URL as written, for logs and the API.
     pub text: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Http,
-    FastCgi,
 }
 
 /// Where a backend listens.

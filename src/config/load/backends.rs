@@ -12,8 +12,8 @@ use super::super::discovery::{DiscoveryConfig, DnsRecordType};
 use super::super::model::{BackendConfig, HealthConfig, Protocol, Role};
 use super::backend_tls::TlsSection;
 use super::discovery::DiscoveryTemplate;
-use super::sections::{is_valid_name, MISSING, ROLES};
 use super::{index_path, key_path, kind, Loader};
+use super::{is_valid_name, MISSING, ROLES};
 
 const BACKEND_KEYS: &[&str] = &[
     "name",

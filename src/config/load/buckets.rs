@@ -25,8 +25,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::super::model::{BucketConfig, BucketRule};
-use super::sections::{is_valid_host, is_valid_name, MISSING};
 use super::{index_path, key_path, kind, Loader};
+use super::{is_valid_host, is_valid_name, MISSING};
 
 const BUCKET_KEYS: &[&str] = &["name", "rate", "ceil", "match", "buckets"];
 const MATCH_KEYS: &[&str] = &["host", "path_prefix", "method", "header"];

@@ -29,7 +29,7 @@ use super::super::discovery::{
 };
 use super::super::duration::DurationValue;
 use super::super::model::{FastCgiConfig, HealthConfig, Protocol, Role};
-use super::sections::MISSING;
+use super::MISSING;
 use super::{index_path, key_path, Loader};
 
 const DISCOVER_KEYS: &[&str] = &[

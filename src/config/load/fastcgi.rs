@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::super::model::{FastCgiConfig, XSendfileConfig};
-use super::sections::MISSING;
+use super::MISSING;
 use super::{index_path, key_path, kind, Loader};
 
 const FASTCGI_KEYS: &[&str] = &["document_root", "script"];

@@ -35,7 +35,7 @@ use super::super::duration::DurationValue;
 use super::super::model::{ClientRouting, HealthConfig, HealthMode, InitialHealth, PassiveHealthConfig};
 use super::buckets::is_token;
 use super::fastcgi::absolute_path_problem;
-use super::sections::is_valid_host;
+use super::is_valid_host;
 use super::{index_path, key_path, kind, Loader};
 
 const HEALTH_KEYS: &[&str] = &[

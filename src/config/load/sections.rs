@@ -14,11 +14,11 @@ use super::super::address::{parse_backend_url, parse_listen};
 use super::super::duration::DurationValue;
 use super::super::model::{
     AccessLogConfig, AccessLogFormat, ClusterConfig, FastCgiConfig, ForwardedFor, ListenAddr, ListenerConfig,
-    OnClientAbort, Protocol, ProxyConfig, Role, RouteConfig, RouteTarget, RouteTimeouts, SchedulerKind,
+    OnClientAbort, Protocol, ProxyConfig, RouteConfig, RouteTarget, RouteTimeouts, SchedulerKind,
     DEFAULT_BACKEND_KEEP_ALIVE,
 };
 use super::backends::BackendDefaults;
-use super::{index_path, key_path, kind, Loader};
+use super::{index_path, is_valid_host, is_valid_name, key_path, kind, Loader, MISSING};
 
 // ---- raw shapes, as written in the file -------------------------------------------------------
 // Every field is optional so that a bad field can be blanked and the rest still checked; the
@@ -178,11 +178,6 @@ const SCHEDULERS: &[(&str, SchedulerKind)] = &[
     ("chance", SchedulerKind::Chance),
     ("least-load", SchedulerKind::LeastLoad),
 ];
-pub(super) const ROLES: &[(&str, Role)] = &[
-    ("active", Role::Active),
-    ("standby", Role::Standby),
-    ("backup", Role::Backup),
-];
 const FORWARDED_FOR: &[(&str, ForwardedFor)] = &[
     ("append", ForwardedFor::Append),
     ("replace", ForwardedFor::Replace),
@@ -196,26 +191,6 @@ const FORMATS: &[(&str, AccessLogFormat)] = &[
     ("combined", AccessLogFormat::Combined),
     ("json", AccessLogFormat::Json),
 ];
-
-/// The message for an absent required key.
-pub(super) const MISSING: &str = "required key is missing";
-
-/// Names of clusters, backends and buckets: `[A-Za-z0-9_.-]+`.
-pub(super) fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-/// A route's or bucket rule's `host`: a DNS name / IPv4 address, or a bracketed IPv6 literal;
-/// no port.
-pub(super) fn is_valid_host(host: &str) -> bool {
-    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return v6.parse::<std::net::Ipv6Addr>().is_ok();
-    }
-    is_valid_name(host)
-}
 
 impl Loader<'_> {
     /// `proxy:` (required).

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::sections::MISSING;
+use super::MISSING;
 use super::*;
 use crate::config::model::*;
 

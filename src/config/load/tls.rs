@@ -17,7 +17,7 @@ use super::super::address::parse_listen;
 use super::super::certificates::load_certificate;
 use super::super::duration::DurationValue;
 use super::super::model::{CertificateFiles, HstsConfig, ListenerConfig, TlsConfig};
-use super::sections::MISSING;
+use super::MISSING;
 use super::{index_path, key_path, kind, Loader};
 
 const LISTENER_KEYS: &[&str] = &["address", "tls", "redirect_to_https", "hsts"];
