@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side load benchmark: director (root bucket only), director-2b (same binary,
 # two HTB buckets), HAProxy and nginx, one worker each, all in front of the same nginx
-# backend on loopback; plus a FastCGI leg pair (director vs nginx fastcgi_pass in front of
-# one php-fpm pool) and an X-Sendfile leg pair (director x_sendfile vs nginx
+# backend on loopback; plus a FastCGI leg pair (director vs nginx fastcgi_pass, each in front
+# of its own identical php-fpm pool) and an X-Sendfile leg pair (director x_sendfile vs nginx
 # X-Accel-Redirect, a 1 MiB file named by the same nginx backend); plus cache legs
 # (director's object cache vs nginx proxy_cache vs Varnish, all hammering one small
 # cacheable file of the same backend) and a miss-path pair (director with the cache on vs
@@ -54,7 +54,8 @@ BASE_PORT=${BASE_PORT:-18080}     # backend=BASE, director=+1, haproxy=+2, nginx
                                   # director-sendfile=+8, nginx-sendfile=+9, director-base=+10,
                                   # director-cache=+11, nginx-cache=+12, varnish-cache=+13,
                                   # director-misscache=+14, director-missoff=+15,
-                                  # director-w2=+16, haproxy-w2=+17, nginx-w2=+18
+                                  # director-w2=+16, haproxy-w2=+17, nginx-w2=+18,
+                                  # nginx-fcgi's php-fpm=+19
 PIN=${PIN:-0}                     # 1: pin proxies to CPU 0, wrk + backend to CPU 1
 SKIP_DIRECTOR=${SKIP_DIRECTOR:-0} # 1: leave both director legs out (only for testing this script)
 DIRECTOR_CAPACITY=${DIRECTOR_CAPACITY:-512}  # backend capacity in the HTTP director legs (> CONNS)
@@ -91,6 +92,7 @@ DIRECTOR_MISSOFF_PORT=$((BASE_PORT + 15))
 DIRECTOR_W2_PORT=$((BASE_PORT + 16))
 HAPROXY_W2_PORT=$((BASE_PORT + 17))
 NGINX_W2_PORT=$((BASE_PORT + 18))
+NGINX_FPM_PORT=$((BASE_PORT + 19))
 
 PIDS=()        # process-group leaders of the long-running services we started
 CHILD=""       # the current bounded client (wrk / python), if any
@@ -670,12 +672,15 @@ EOF
     check_hello "$leg" "$port"
 }
 
-# start_fpm: the php-fpm pool both FastCGI legs share: pm = static with FCGI_CHILDREN
-# workers on 127.0.0.1:FPM_PORT, no php.ini (-n) but opcache on, serving hello.php.
+# start_fpm NAME PORT: a php-fpm pool for one FastCGI leg: pm = static with FCGI_CHILDREN
+# workers on 127.0.0.1:PORT, no php.ini (-n) but opcache on, serving hello.php from the
+# shared docroot; sets LAST_PID. Each leg has its own pool: a php-fpm worker stays bound to
+# a kept-alive connection while it is idle, so one proxy's idle upstream connections would
+# hold a shared pool's workers and starve the other proxy's run.
 start_fpm() {
-    local dir=$TMP/fpm bin opcache args
-    mkdir -p "$dir/docroot"
-    printf '<?php\necho "hello world\\n";\n' >"$dir/docroot/hello.php"
+    local name=$1 port=$2 dir=$TMP/$1 bin opcache args
+    mkdir -p "$dir" "$TMP/fpm/docroot"
+    printf '<?php\necho "hello world\\n";\n' >"$TMP/fpm/docroot/hello.php"
     cat >"$dir/php-fpm.conf" <<EOF
 [global]
 pid = $dir/php-fpm.pid
@@ -684,7 +689,7 @@ log_level = warning
 daemonize = no
 
 [bench]
-listen = 127.0.0.1:$FPM_PORT
+listen = 127.0.0.1:$port
 listen.backlog = 4096
 pm = static
 pm.max_children = $FCGI_CHILDREN
@@ -703,9 +708,10 @@ EOF
     else
         log "note: opcache.so not found; php-fpm runs without opcache"
     fi
-    start_service fpm 1 "$bin" "${args[@]}"
-    FPM_PID=$LAST_PID
-    wait_for_port fpm "$FPM_PORT" "$FPM_PID"
+    start_service "$name" 1 "$bin" "${args[@]}"
+    local pid=$LAST_PID
+    wait_for_port "$name" "$port" "$pid"
+    LAST_PID=$pid
     PHP_FPM_V=$("$bin" -n -v 2>/dev/null | awk 'NR==1 {print $2}')
 }
 
@@ -717,7 +723,7 @@ start_nginx_fcgi() {
     cat >"$dir/nginx.conf" <<EOF
 $(nginx_head "$dir")
     upstream php {
-        server 127.0.0.1:$FPM_PORT;
+        server 127.0.0.1:$NGINX_FPM_PORT;
         keepalive $FCGI_CHILDREN;
         keepalive_requests 100000000;
         keepalive_timeout 300s;
@@ -922,7 +928,8 @@ wrk_threads_of() {
 # backend_pid_of LEG: the backend process whose CPU the leg's run is charged with.
 backend_pid_of() {
     case $1 in
-        director-fcgi|nginx-fcgi) echo "$FPM_PID" ;;
+        director-fcgi) echo "$FPM_PID" ;;
+        nginx-fcgi) echo "$NGINX_FPM_PID" ;;
         *) echo "$BACKEND_PID" ;;
     esac
 }
@@ -1067,7 +1074,7 @@ main() {
     for p in "$BACKEND_PORT" "$DIRECTOR_PORT" "$HAPROXY_PORT" "$NGINX_PORT" "$DIRECTOR2B_PORT" \
         "$DIRECTOR_BASE_PORT" "$FPM_PORT" "$DIRECTOR_FCGI_PORT" "$NGINX_FCGI_PORT" "$DIRECTOR_SF_PORT" "$NGINX_SF_PORT" \
         "$DIRECTOR_CACHE_PORT" "$NGINX_CACHE_PORT" "$VARNISH_CACHE_PORT" "$DIRECTOR_MISSCACHE_PORT" \
-        "$DIRECTOR_MISSOFF_PORT" "$DIRECTOR_W2_PORT" "$HAPROXY_W2_PORT" "$NGINX_W2_PORT"; do
+        "$DIRECTOR_MISSOFF_PORT" "$DIRECTOR_W2_PORT" "$HAPROXY_W2_PORT" "$NGINX_W2_PORT" "$NGINX_FPM_PORT"; do
         port_in_use "$p" && die "port 127.0.0.1:$p is already in use (set BASE_PORT)"
     done
 
@@ -1110,15 +1117,17 @@ main() {
         log "nginx proxy on :$NGINX_PORT"
         start_nginx_proxy
     fi
-    if want director-fcgi || want nginx-fcgi; then
-        log "php-fpm ($FCGI_CHILDREN static workers) on :$FPM_PORT"
-        start_fpm
-    fi
     if want director-fcgi; then
+        log "php-fpm for director-fcgi ($FCGI_CHILDREN static workers) on :$FPM_PORT"
+        start_fpm fpm "$FPM_PORT"
+        FPM_PID=$LAST_PID
         log "director-fcgi (fastcgi backend, capacity $FCGI_CHILDREN) on :$DIRECTOR_FCGI_PORT"
         start_director director-fcgi
     fi
     if want nginx-fcgi; then
+        log "php-fpm for nginx-fcgi ($FCGI_CHILDREN static workers) on :$NGINX_FPM_PORT"
+        start_fpm fpm-nginx "$NGINX_FPM_PORT"
+        NGINX_FPM_PID=$LAST_PID
         log "nginx-fcgi (fastcgi_pass, keep-alive) on :$NGINX_FCGI_PORT"
         start_nginx_fcgi
     fi

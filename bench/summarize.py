@@ -362,7 +362,7 @@ def main() -> int:
                           for x in ratios["director_over_base_per_round"]))
     if df and nf:
         print()
-        print(f"FastCGI (one php-fpm pool, {c.get('fcgi_children', '?')} static workers, hello.php;"
+        print(f"FastCGI (a php-fpm pool per leg, {c.get('fcgi_children', '?')} static workers, hello.php;"
               f" wrk -c{fcgi_conns if fcgi_conns is not None else '?'}):")
         print(f"director-fcgi / nginx-fcgi rps : "
               f"{fmt(ratios['director_fcgi_over_nginx_fcgi_rps'], '.3f')}")
