@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpRequest};
+use actix_web::dev::{fn_service, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::{web, App, FromRequest};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{mpsc, oneshot};
 
@@ -298,10 +298,10 @@ async fn serve(
     let server = listener::http_server(listeners.proxy, server_options, move || {
         // Runs on each worker thread: report its arbiter so actors can be placed there.
         let _ = arbiter_tx.send((std::thread::current().id(), actix_rt::Arbiter::current()));
-        App::new()
-            .app_data(state.clone())
-            .app_data(worker_front.clone())
-            .default_service(web::to(proxy_entry))
+        let (state, front) = (state.clone(), worker_front.clone());
+        App::new().default_service(fn_service(move |req| {
+            proxy_entry(req, state.clone(), front.clone())
+        }))
     })?;
     let handle = server.handle();
     let running = actix_rt::spawn(server);
@@ -421,13 +421,18 @@ struct ProxyFront(OnceLock<web::Data<AdminState>>);
 /// The proxy's entry point: the request is tracked on its connection (no head deadline while
 /// it is served; see `listener`), refused when its head is over the limits, answered by
 /// `haproxy_compat` when it is one of HAProxy's URIs served here, else served by the pipeline.
+///
+/// A plain service rather than a handler (`web::to`): the state comes with the call instead
+/// of being looked up in the app data by type, and the response is boxed once here instead
+/// of going through extractors and a `Responder`.
 async fn proxy_entry(
-    req: HttpRequest,
-    payload: web::Payload,
+    req: ServiceRequest,
     state: web::Data<ProxyState>,
     front: web::Data<ProxyFront>,
-) -> actix_web::HttpResponse<impl actix_web::body::MessageBody> {
-    listener::guarded(req, |req| async move {
+) -> Result<ServiceResponse, actix_web::Error> {
+    let (req, mut payload) = req.into_parts();
+    let payload = web::Payload::from_request(&req, &mut payload).into_inner()?;
+    let response = listener::guarded(req.clone(), |req| async move {
         let compat = front
             .0
             .get()
@@ -439,7 +444,8 @@ async fn proxy_entry(
         }
         handler::handle(req, payload, state).await.map_into_left_body()
     })
-    .await
+    .await;
+    Ok(ServiceResponse::new(req, response.map_into_boxed_body()))
 }
 
 /// Client connections the proxy serves at once: `proxy.max_connections`, or what the

@@ -96,7 +96,7 @@ impl HeadScan {
                 },
                 Part::RequestLine | Part::Headers => {
                     let rest = &bytes[at..];
-                    let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+                    let Some(end) = memchr::memchr(b'\n', rest) else {
                         self.line += rest.len();
                         self.last_cr = rest.last() == Some(&b'\r');
                         return self.check_partial(limits);
