@@ -106,19 +106,7 @@ die()  { log "ERROR: $*"; exit 1; }
 # shellcheck source=procs.sh
 source "$BENCH_DIR/procs.sh"
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    set +e
-    [[ -n "$CHILD" ]] && stop_pid "$CHILD"
-    local pid
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    [[ -n "$TMP" && -d "$TMP" ]] && rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
+trap_cleanup
 
 # ---------------------------------------------------------------- helpers ---
 

@@ -250,7 +250,18 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Reply {
-    let mut sender = connect(target).await;
+    send(&mut connect(target).await, method, path, headers, body).await
+}
+
+/// Sends one request on `sender` (plain or TLS; `Host: test.local` unless `headers` name one)
+/// and reads the whole response.
+pub async fn send(
+    sender: &mut http1::SendRequest<Full<Bytes>>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Reply {
     let mut req = http::Request::builder().method(method).uri(path);
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
         req = req.header("host", "test.local");
@@ -258,6 +269,7 @@ pub async fn request(
     for (n, v) in headers {
         req = req.header(*n, *v);
     }
+    sender.ready().await.expect("connection ready");
     let res = sender
         .send_request(req.body(Full::new(body)).expect("request"))
         .await

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -146,34 +146,7 @@ pub async fn http(stream: TlsStream<TcpStream>) -> http1::SendRequest<Full<Bytes
     sender
 }
 
-/// Sends `method path` with `headers` (Host `test.local` unless given) on `sender`.
-pub async fn send(
-    sender: &mut http1::SendRequest<Full<Bytes>>,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Bytes,
-) -> Reply {
-    let mut req = http::Request::builder().method(method).uri(path);
-    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
-        req = req.header("host", "test.local");
-    }
-    for (n, v) in headers {
-        req = req.header(*n, *v);
-    }
-    sender.ready().await.expect("connection ready");
-    let res = sender
-        .send_request(req.body(Full::new(body)).expect("request"))
-        .await
-        .expect("response");
-    let (head, body) = res.into_parts();
-    let body = body.collect().await.expect("body").to_bytes();
-    Reply {
-        status: head.status.as_u16(),
-        headers: head.headers,
-        body,
-    }
-}
+pub use super::send;
 
 /// One GET over a new TLS connection (SNI `sni`).
 pub async fn get(addr: SocketAddr, sni: Option<&str>, path: &str, headers: &[(&str, &str)]) -> Reply {
