@@ -14,6 +14,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
 use crate::config::ListenerConfig;
+use crate::proto::http_headers as rules;
 
 /// The port `https://` URLs leave out.
 const HTTPS_PORT: u16 = 443;
@@ -86,9 +87,11 @@ pub(super) fn redirect(req: &HttpRequest, policy: Option<&HttpsPolicy>) -> Optio
 /// Adds the listener's `Strict-Transport-Security` to `res` unless the response has one.
 pub(super) fn add_hsts<B>(res: &mut HttpResponse<B>, policy: Option<&HttpsPolicy>) {
     if let Some(value) = policy.and_then(|p| p.hsts.as_ref()) {
-        let headers = res.headers_mut();
-        if !headers.contains_key(header::STRICT_TRANSPORT_SECURITY) {
-            headers.insert(header::STRICT_TRANSPORT_SECURITY, value.clone());
+        let has_hsts = res.headers().contains_key(header::STRICT_TRANSPORT_SECURITY)
+            || rules::lines_have_field(res.head().raw_headers(), b"strict-transport-security");
+        if !has_hsts {
+            res.headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, value.clone());
         }
     }
 }

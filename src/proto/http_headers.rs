@@ -19,17 +19,17 @@ const HOP_BY_HOP: [&str; 9] = [
     "proxy-authorization",
 ];
 
-/// Whether `name` (lower case) is hop-by-hop by definition.
-pub fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.contains(&name)
+/// Whether `name` (in any letter case) is hop-by-hop by definition.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
 }
 
 /// Whether `name` is listed in any of the `Connection` header values (so hop-by-hop too).
-pub fn listed_in_connection<'a>(name: &str, connection: impl IntoIterator<Item = &'a [u8]>) -> bool {
+pub fn listed_in_connection<'a>(name: &[u8], connection: impl IntoIterator<Item = &'a [u8]>) -> bool {
     connection.into_iter().any(|value| {
         value
             .split(|&b| b == b',')
-            .any(|token| token.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
     })
 }
 
@@ -100,10 +100,18 @@ pub fn put_list_all<'a>(out: &mut impl bytes::BufMut, existing: impl Iterator<It
     out.put_slice(item);
 }
 
-/// Response headers that are instructions from a backend to director and never reach a
-/// client, whether or not the cluster serves files for them.
-pub fn is_internal_response(name: &str) -> bool {
-    matches!(name, "x-sendfile" | "x-accel-redirect")
+/// Response headers (in any letter case) that are instructions from a backend to director and
+/// never reach a client, whether or not the cluster serves files for them.
+pub fn is_internal_response(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"x-sendfile") || name.eq_ignore_ascii_case(b"x-accel-redirect")
+}
+
+/// Whether ready-made HTTP/1 header lines (`name: value\r\n` each) hold a field `name` (in
+/// any letter case).
+pub fn lines_have_field(lines: &[u8], name: &[u8]) -> bool {
+    lines.split(|&b| b == b'\n').any(|line| {
+        line.len() > name.len() && line[name.len()] == b':' && line[..name.len()].eq_ignore_ascii_case(name)
+    })
 }
 
 /// Whether a response to `method` with `status` has no body whatever its headers say.
@@ -175,19 +183,30 @@ mod tests {
             "te",
             "trailer",
         ] {
-            assert!(is_hop_by_hop(n), "{n}");
+            assert!(is_hop_by_hop(n.as_bytes()), "{n}");
         }
-        assert!(!is_hop_by_hop("content-length"));
-        assert!(!is_hop_by_hop("host"));
+        assert!(is_hop_by_hop(b"Keep-Alive"));
+        assert!(!is_hop_by_hop(b"content-length"));
+        assert!(!is_hop_by_hop(b"host"));
+    }
+
+    #[test]
+    fn fields_are_found_in_ready_made_lines() {
+        let lines = b"Date: x\r\nstrict-transport-security: max-age=1\r\nX-Hsts: y\r\n";
+        assert!(lines_have_field(lines, b"date"));
+        assert!(lines_have_field(lines, b"Strict-Transport-Security"));
+        assert!(!lines_have_field(lines, b"x-hst"));
+        assert!(!lines_have_field(lines, b"hsts"));
+        assert!(!lines_have_field(b"", b"date"));
     }
 
     #[test]
     fn connection_tokens_are_matched_case_insensitively() {
         let values: [&[u8]; 2] = [b"keep-alive, X-Secret", b"close"];
-        assert!(listed_in_connection("x-secret", values));
-        assert!(listed_in_connection("close", values));
-        assert!(!listed_in_connection("x-other", values));
-        assert!(!listed_in_connection("x-secret", []));
+        assert!(listed_in_connection(b"x-secret", values));
+        assert!(listed_in_connection(b"close", values));
+        assert!(!listed_in_connection(b"x-other", values));
+        assert!(!listed_in_connection(b"x-secret", []));
         assert!(connection_names_fields(values));
         assert!(!connection_names_fields([b"keep-alive".as_slice()]));
         assert!(!connection_names_fields([

@@ -438,7 +438,20 @@ async fn attempt(
             };
             let length = upstream.content_length;
             let log = request.log.take();
-            let mut response = response::relay(&request.req, upstream, grant, cluster, timing, log).await;
+            // The cache reads the response's header map, and a request ID replaces the field
+            // of that name: both need the map; otherwise no map is built for the backend's head.
+            let ready_made_head =
+                request.cache.is_none() && request.trace.as_ref().is_none_or(|t| t.request_id().is_none());
+            let mut response = response::relay(
+                &request.req,
+                upstream,
+                grant,
+                cluster,
+                timing,
+                log,
+                ready_made_head,
+            )
+            .await;
             if let Some(plan) = request.cache.take() {
                 response = plan.fill(response, &request.req, length);
             }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use actix_web::body::BodySize;
 use actix_web::http::{header as ax, ConnectionType, StatusCode, Version};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::access_log::AccessRecord;
 use super::relay_body::{record_status, RelayBody, Timing};
@@ -24,7 +24,9 @@ use crate::cluster::{Backend, ClusterHandle, Grant};
 use crate::proto::http_headers as rules;
 use crate::transport::file_sink::FileSink;
 
-/// Builds the client's response around the backend's.
+/// Builds the client's response around the backend's. With `ready_made_head` (the caller
+/// reads and changes nothing of the head but by inserting fields of its own), an HTTP/1
+/// client's head gets the backend's fields as ready-made lines instead of a header map.
 pub async fn relay(
     req: &HttpRequest,
     upstream: Response,
@@ -32,17 +34,12 @@ pub async fn relay(
     cluster: &Arc<ClusterHandle>,
     timing: Timing,
     mut log: Option<Box<AccessRecord>>,
+    ready_made_head: bool,
 ) -> HttpResponse<RelayBody> {
     let is_head = req.method() == actix_web::http::Method::HEAD;
     // A guard, not a clone: no shared reference count is touched per request.
     let settings = cluster.settings.load();
     let roots = settings.x_sendfile_roots.as_deref();
-    let mut sendfile_target = None;
-    let mut find_target = |name: &[u8], value: &[u8]| {
-        if roots.is_some() && sendfile_target.is_none() && is_sendfile_header(name) {
-            sendfile_target = Some(value.to_vec());
-        }
-    };
     let Response {
         status,
         head_bytes,
@@ -51,14 +48,23 @@ pub async fn relay(
         exchange,
         ..
     } = upstream;
+    let sendfile_target = roots.and_then(|_| {
+        let field = |(n, v): &(Range<usize>, Range<usize>)| (&head_bytes[n.clone()], &head_bytes[v.clone()]);
+        fields
+            .iter()
+            .map(field)
+            .find(|(n, _)| rules::is_internal_response(n))
+            .map(|(_, v)| v.to_vec())
+    });
     let mut builder = HttpResponse::build(status_code(status));
-    copy_ranged(
-        &mut builder,
-        &settings.via,
-        &head_bytes,
-        &fields,
-        &mut find_target,
-    );
+    let lines = (ready_made_head
+        && req.version() < Version::HTTP_2
+        && sendfile_target.is_none()
+        && !exchange.is_tunnel())
+    .then(|| header_lines(&settings.via, &head_bytes, &fields, status == 304));
+    if lines.is_none() {
+        copy_ranged(&mut builder, &settings.via, &head_bytes, &fields);
+    }
     let backend = grant.backend().clone();
     if exchange.is_tunnel() {
         // Before X-Sendfile: a 101's bytes are the other protocol's, never a file.
@@ -86,6 +92,9 @@ pub async fn relay(
     }
     let body = RelayBody::upstream(exchange, size, no_body, grant, timing, cluster.clone(), log);
     let mut response = finish(builder, body);
+    if let Some((lines, has_date)) = lines {
+        response.head_mut().set_raw_headers(lines, has_date);
+    }
     if size == BodySize::Stream && req.version() < Version::HTTP_11 {
         // An HTTP/1.0 client can't read chunked: the body ends where the connection does.
         response.head_mut().no_chunking(true);
@@ -140,20 +149,90 @@ fn relay_tunnel(
     response
 }
 
-/// Copies header fields given as ranges of `bytes` (a parsed head) into `builder` — zero-copy:
-/// values are slices of the head's buffer — and shows each to `find_target`.
+/// Copies the end-to-end header fields given as ranges of `bytes` (a parsed head) into
+/// `builder` — zero-copy: values are slices of the head's buffer — and appends our `Via` entry
+/// `via_entry`.
 fn copy_ranged(
     builder: &mut HttpResponseBuilder,
     via_entry: &[u8],
     bytes: &Bytes,
     ranges: &[(Range<usize>, Range<usize>)],
-    find_target: &mut impl FnMut(&[u8], &[u8]),
 ) {
-    let fields = || ranges.iter().map(|(n, v)| (&bytes[n.clone()], &bytes[v.clone()]));
-    fields().for_each(|(n, v)| find_target(n, v));
-    copy_headers(builder, via_entry, fields, |v| {
-        ax::HeaderValue::from_maybe_shared(bytes.slice_ref(v)).ok()
+    let via = end_to_end_fields(bytes, ranges, |name, value| {
+        // Standard names are recognised without allocating and come out in lower case.
+        let Ok(name) = ax::HeaderName::from_bytes(name) else {
+            return;
+        };
+        if let Ok(value) = ax::HeaderValue::from_maybe_shared(bytes.slice_ref(value)) {
+            builder.append_header((name, value));
+        }
     });
+    if let Ok(v) = ax::HeaderValue::from_bytes(&rules::via_as(via, via_entry)) {
+        builder.insert_header((ax::VIA, v));
+    }
+}
+
+/// The end-to-end header fields given as ranges of `bytes` as HTTP/1 header lines, our `Via`
+/// entry `via_entry` appended, for actix-http to write as they are
+/// (`ResponseHead::set_raw_headers`, vendored): no header map is built. `Content-Length` is
+/// left to actix-http's encoder, as it is for a map, except on a `304`, where it describes the
+/// stored representation (`keep_length`). Also whether the lines hold a `Date`.
+fn header_lines(
+    via_entry: &[u8],
+    bytes: &[u8],
+    ranges: &[(Range<usize>, Range<usize>)],
+    keep_length: bool,
+) -> (Bytes, bool) {
+    let mut lines = BytesMut::with_capacity(bytes.len() + via_entry.len() + 8);
+    let mut has_date = false;
+    let via = end_to_end_fields(bytes, ranges, |name, value| {
+        // Both come from httparse (the backend's head or a FastCGI header block), which takes
+        // only tokens for names and HTAB, SP, visible characters and obs-text for values: no
+        // line break or other control can reach the client's head.
+        debug_assert!(value.iter().all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f)));
+        if !keep_length && name.eq_ignore_ascii_case(b"content-length") {
+            return;
+        }
+        has_date |= name.eq_ignore_ascii_case(b"date");
+        lines.extend_from_slice(name);
+        lines.extend_from_slice(b": ");
+        lines.extend_from_slice(value);
+        lines.extend_from_slice(b"\r\n");
+    });
+    lines.extend_from_slice(b"via: ");
+    rules::put_list(&mut lines, via, via_entry);
+    lines.extend_from_slice(b"\r\n");
+    (lines.freeze(), has_date)
+}
+
+/// Shows each end-to-end field of a parsed head (`ranges` into `bytes`) to `keep`: hop-by-hop
+/// fields, those the `Connection` field names, director's own instructions (`X-Sendfile`,
+/// `X-Accel-Redirect`) and `Via` are left out. Returns the backend's `Via`, for the caller to
+/// extend with director's entry.
+fn end_to_end_fields<'a>(
+    bytes: &'a [u8],
+    ranges: &[(Range<usize>, Range<usize>)],
+    mut keep: impl FnMut(&'a [u8], &'a [u8]),
+) -> Option<&'a [u8]> {
+    let fields = || ranges.iter().map(|(n, v)| (&bytes[n.clone()], &bytes[v.clone()]));
+    let connection = || {
+        fields()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+            .map(|(_, v)| v)
+    };
+    let has_connection = rules::connection_names_fields(connection());
+    let mut via = None;
+    for (name, value) in fields() {
+        if name.eq_ignore_ascii_case(b"via") {
+            via = Some(value);
+        } else if !(rules::is_hop_by_hop(name)
+            || rules::is_internal_response(name)
+            || (has_connection && rules::listed_in_connection(name, connection())))
+        {
+            keep(name, value);
+        }
+    }
+    via
 }
 
 /// The end-to-end header fields of a backend's response head as a map (for the cache, off
@@ -166,7 +245,7 @@ pub fn header_map(upstream: &Response) -> ax::HeaderMap {
         .filter_map(|(n, v)| {
             let name = ax::HeaderName::from_bytes(&bytes[n.clone()]).ok()?;
             let value = ax::HeaderValue::from_bytes(&bytes[v.clone()]).ok()?;
-            (!rules::is_hop_by_hop(name.as_str())).then_some((name, value))
+            (!rules::is_hop_by_hop(name.as_str().as_bytes())).then_some((name, value))
         })
         .collect()
 }
@@ -179,11 +258,6 @@ fn finish(mut builder: HttpResponseBuilder, body: RelayBody) -> HttpResponse<Rel
             RelayBody::fixed("bad response head\n", None),
         )
     })
-}
-
-/// Whether a backend response header asks director to serve a file.
-fn is_sendfile_header(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"x-sendfile") || name.eq_ignore_ascii_case(b"x-accel-redirect")
 }
 
 /// Backend headers that describe the backend's body (or ask for the file) and so make no sense
@@ -278,46 +352,4 @@ pub fn with_debug_headers(
 
 fn status_code(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY)
-}
-
-/// Copies end-to-end header fields into `builder` and appends our `Via` entry `via_entry`.
-/// `fields` yields the backend's header fields afresh on each call.
-fn copy_headers<'a, I>(
-    builder: &mut HttpResponseBuilder,
-    via_entry: &[u8],
-    fields: impl Fn() -> I,
-    value: impl Fn(&'a [u8]) -> Option<ax::HeaderValue>,
-) where
-    I: Iterator<Item = (&'a [u8], &'a [u8])>,
-{
-    let connection = || {
-        fields()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
-            .map(|(_, v)| v)
-    };
-    let has_connection = rules::connection_names_fields(connection());
-    let mut via = None;
-    for (name, v) in fields() {
-        // Standard names are recognised without allocating and come out in lower case.
-        let Ok(name) = ax::HeaderName::from_bytes(name) else {
-            continue;
-        };
-        let n = name.as_str();
-        if n == "via" {
-            via = Some(v);
-            continue;
-        }
-        if rules::is_hop_by_hop(n)
-            || rules::is_internal_response(n)
-            || (has_connection && rules::listed_in_connection(n, connection()))
-        {
-            continue;
-        }
-        if let Some(v) = value(v) {
-            builder.append_header((name, v));
-        }
-    }
-    if let Ok(v) = ax::HeaderValue::from_bytes(&rules::via_as(via, via_entry)) {
-        builder.insert_header((ax::VIA, v));
-    }
 }

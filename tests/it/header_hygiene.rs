@@ -200,3 +200,76 @@ async fn malformed_response_heads_are_502_and_never_relayed() {
     );
     d.settled("c").await;
 }
+
+/// A backend head with every kind of field a relay must sort: hop-by-hop ones, one the
+/// `Connection` field names, its own `Via` and `Date`, repeated and mixed-case fields.
+const BACKEND_HEAD: &str =
+    "Date: Tue, 01 Dec 2026 10:00:00 GMT\r\nConnection: keep-alive, X-Backend-Secret\r\n\
+    Keep-Alive: timeout=5\r\nX-Backend-Secret: s\r\nSet-Cookie: a=1\r\nX-App: one\r\nSet-Cookie: b=2\r\n\
+    Via: 1.0 origin\r\nETag: \"v1\"\r\n";
+
+/// The reply's fields as (lower-case name, value), sorted by name, without the cache's
+/// `Cache-Status`; fields of one name keep their order.
+fn fields(reply: &support::scripted::RawReply) -> Vec<(String, String)> {
+    let mut fields: Vec<_> = reply
+        .head
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            Some((n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        })
+        .filter(|(n, _)| n != "cache-status")
+        .collect();
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    fields
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_heads_carry_each_end_to_end_field_once_with_and_without_a_header_map() {
+    let b = Scripted::start(|seen| {
+        let reply = match seen.path.as_str() {
+            "/nm" => format!("HTTP/1.1 304 Not Modified\r\n{BACKEND_HEAD}Content-Length: 5\r\n\r\n"),
+            _ => format!("HTTP/1.1 200 OK\r\n{BACKEND_HEAD}Content-Length: 5\r\n\r\nhello"),
+        };
+        Step::Reply(reply.into_bytes())
+    })
+    .await;
+    // Without a cache the backend's fields go out as ready-made lines; with one (the
+    // `Set-Cookie` keeps the response out of it) they pass through a header map first.
+    let lines = start(&cluster_config("", &[("b", b.url(), 0, "active")])).await;
+    let map = start(&cluster_config(
+        "cache: { enabled: true }",
+        &[("b", b.url(), 0, "active")],
+    ))
+    .await;
+    let want: Vec<_> = [
+        ("content-length", "5"),
+        ("date", "Tue, 01 Dec 2026 10:00:00 GMT"),
+        ("etag", "\"v1\""),
+        ("set-cookie", "a=1"),
+        ("set-cookie", "b=2"),
+        ("via", "1.0 origin, 1.1 director"),
+        ("x-app", "one"),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_owned(), v.to_owned()))
+    .collect();
+    for (d, named) in [(&lines, "lines"), (&map, "map")] {
+        for (request, body) in [("GET / HTTP/1.1", "hello"), ("HEAD / HTTP/1.1", "")] {
+            let reply = one(d, &format!("{request}\r\nHost: x\r\n\r\n")).await;
+            assert_eq!(
+                (reply.status, reply.text().as_str()),
+                (200, body),
+                "{named} {request}"
+            );
+            assert_eq!(fields(&reply), want, "{named} {request}: {}", reply.head);
+        }
+        // A 304 keeps the length of the representation it stands for.
+        let reply = one(d, "GET /nm HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(reply.status, 304, "{named}");
+        assert_eq!(fields(&reply), want, "{named} 304: {}", reply.head);
+    }
+    lines.settled("c").await;
+    map.settled("c").await;
+}

@@ -177,6 +177,12 @@ async fn a_plain_listener_redirects_to_https_and_tls_responses_carry_hsts() {
         over_tls.header("strict-transport-security"),
         Some("max-age=600; includeSubDomains")
     );
+    // A backend's own policy is relayed and not joined by the listener's.
+    let own = tls::get(setup.listener(0), Some("h.test"), "/hsts", &[]).await;
+    assert_eq!(own.status, 200);
+    let policies = own.headers.get_all("strict-transport-security").iter().count();
+    assert_eq!(policies, 1, "{:?}", own.headers);
+    assert_eq!(own.header("strict-transport-security"), Some("max-age=1"));
     setup.director.stop().await;
 }
 

@@ -289,6 +289,11 @@ fn response_head(head: &ResponseHead, size: &mut BodySize) -> http02::Response<(
     if head.status == StatusCode::NO_CONTENT || head.status.is_informational() {
         *size = BodySize::None;
     }
+    // Ready-made HTTP/1 lines are set only for HTTP/1 requests (`proxy::response::relay`).
+    debug_assert!(
+        head.raw_headers().is_empty(),
+        "HTTP/1 header lines on an HTTP/2 response"
+    );
     let mut res = http02::Response::new(());
     *res.status_mut() = head.status;
     *res.version_mut() = Version::HTTP_2;

@@ -363,10 +363,10 @@ fn request_head(
     let has_connection = rules::connection_names_fields(connection.clone());
     for (name, value) in headers.iter() {
         let n = name.as_str();
-        if rules::is_hop_by_hop(n)
+        if rules::is_hop_by_hop(n.as_bytes())
             || rules::is_replaced_upstream(n)
             || matches!(n, "host" | "x-forwarded-for" | "via" | "content-length")
-            || (has_connection && rules::listed_in_connection(n, connection.clone()))
+            || (has_connection && rules::listed_in_connection(n.as_bytes(), connection.clone()))
             || (request.rewrite.is_some() && Rewrite::replaces(n))
             || request.trace.is_some_and(|t| t.replaces(n))
         {

@@ -16,6 +16,7 @@
 //! - `/upload`: consumes the body, replies `"{len} {sum}"` (sum = wrapping u64 sum of the bytes)
 //! - `/cacheable[?max_age=N]`: 200, body = backend name, `Cache-Control: max-age=N` (60 by
 //!   default): a response director's object cache stores
+//! - `/hsts`: 200 with the backend's own `strict-transport-security: max-age=1`
 //! - `/xsendfile?path=P[&accel=1]`: 200 with `X-Sendfile: P` (or `X-Accel-Redirect: P`; P is
 //!   percent-decoded), `content-type: text/x-backend-body` and the body [`XSENDFILE_BODY`]
 //!
@@ -566,6 +567,13 @@ async fn handle(state: Arc<State>, kill: Arc<AtomicBool>, req: Request<Incoming>
             let mut resp = Response::new(full(name));
             let value = HeaderValue::from_str(&format!("max-age={max_age}")).expect("a header value");
             resp.headers_mut().insert(header::CACHE_CONTROL, value);
+            resp
+        }
+        "/hsts" => {
+            let mut resp = Response::new(full(name));
+            let value = HeaderValue::from_static("max-age=1");
+            resp.headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, value);
             resp
         }
         "/xsendfile" => {

@@ -49,6 +49,12 @@ pub(crate) trait MessageType: Sized {
 
     fn extra_headers(&self) -> Option<&HeaderMap>;
 
+    /// director patch: header lines written verbatim after the map's, and whether they hold a
+    /// `Date` (see `ResponseHead::set_raw_headers`).
+    fn raw_headers(&self) -> (&[u8], bool) {
+        (&[], false)
+    }
+
     fn camel_case(&self) -> bool {
         false
     }
@@ -239,6 +245,11 @@ pub(crate) trait MessageType: Sized {
             dst.advance_mut(pos);
         }
 
+        // director patch: ready-made lines (see `ResponseHead::set_raw_headers`).
+        let (raw, raw_has_date) = self.raw_headers();
+        dst.extend_from_slice(raw);
+        has_date |= raw_has_date;
+
         if !has_date {
             // optimized date header, write_date_header writes its own \r\n
             config.write_date_header(dst, camel_case);
@@ -286,6 +297,11 @@ impl MessageType for Response<()> {
         None
     }
 
+    fn raw_headers(&self) -> (&[u8], bool) {
+        let raw = &self.head().raw_headers;
+        (&raw.lines, raw.has_date)
+    }
+
     fn camel_case(&self) -> bool {
         self.head()
             .flags
@@ -295,8 +311,12 @@ impl MessageType for Response<()> {
     fn encode_status(&mut self, dst: &mut BytesMut) -> io::Result<()> {
         let head = self.head();
         let reason = head.reason().as_bytes();
+        // director patch: room for the ready-made lines too.
         dst.reserve(
-            INITIAL_HEAD_CAPACITY + head.headers.len() * AVERAGE_HEADER_SIZE + reason.len(),
+            INITIAL_HEAD_CAPACITY
+                + head.headers.len() * AVERAGE_HEADER_SIZE
+                + head.raw_headers.lines.len()
+                + reason.len(),
         );
 
         // status line
@@ -708,5 +728,37 @@ mod tests {
         let data = String::from_utf8(Vec::from(bytes.split().freeze().as_ref())).unwrap();
         assert!(!data.contains("content-length: 0\r\n"));
         assert!(!data.contains("transfer-encoding: chunked\r\n"));
+    }
+
+    // director patch: ready-made header lines.
+    #[actix_rt::test]
+    async fn test_raw_headers() {
+        for (lines, has_date) in [
+            (&b"X-App: 1\r\nDate: then\r\n"[..], true),
+            (&b"X-App: 1\r\n"[..], false),
+        ] {
+            let mut bytes = BytesMut::new();
+            let mut res = Response::with_body(StatusCode::OK, ());
+            res.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            res.head_mut()
+                .set_raw_headers(Bytes::from_static(lines), has_date);
+            res.encode_status(&mut bytes).unwrap();
+            let _ = res.encode_headers(
+                &mut bytes,
+                Version::HTTP_11,
+                BodySize::Sized(5),
+                ConnectionType::KeepAlive,
+                &ServiceConfig::default(),
+            );
+            let data = String::from_utf8(bytes.to_vec()).unwrap();
+            assert!(
+                data.contains("content-type: text/plain\r\nX-App: 1\r\n"),
+                "{data}"
+            );
+            assert_eq!(data.matches("date: ").count() + data.matches("Date: ").count(), 1, "{data}");
+            assert_eq!(data.contains("Date: then\r\n"), has_date, "{data}");
+            assert!(data.ends_with("\r\n\r\n"), "{data}");
+        }
     }
 }

@@ -15,6 +15,17 @@ pub struct ResponseHead {
     pub headers: HeaderMap,
     pub reason: Option<&'static str>,
     pub(crate) flags: Flags,
+    /// director patch: header lines written verbatim after `headers` (see `set_raw_headers`).
+    pub(crate) raw_headers: RawHeaders,
+}
+
+/// director patch: ready-made HTTP/1 header lines (`name: value\r\n` each) that the HTTP/1
+/// encoder writes after the map's fields, for a proxy relaying a backend's fields without
+/// building a map of them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawHeaders {
+    pub(crate) lines: bytes::Bytes,
+    pub(crate) has_date: bool,
 }
 
 impl ResponseHead {
@@ -27,7 +38,25 @@ impl ResponseHead {
             headers: HeaderMap::with_capacity(12),
             reason: None,
             flags: Flags::empty(),
+            raw_headers: RawHeaders::default(),
         }
+    }
+
+    /// director patch: header lines written verbatim, after the map's fields, by the HTTP/1
+    /// encoder: each `name: value\r\n`, none of them framing (`Content-Length`,
+    /// `Transfer-Encoding`) or `Connection` fields, which the encoder writes itself. With
+    /// `has_date`, the lines carry a `Date` and the encoder adds none. The lines are not part
+    /// of [`headers`](Self::headers): whoever sets them answers HTTP/1 only (the HTTP/2
+    /// dispatcher does not write them).
+    #[inline]
+    pub fn set_raw_headers(&mut self, lines: bytes::Bytes, has_date: bool) {
+        self.raw_headers = RawHeaders { lines, has_date };
+    }
+
+    /// director patch: the lines given to [`set_raw_headers`](Self::set_raw_headers).
+    #[inline]
+    pub fn raw_headers(&self) -> &[u8] {
+        &self.raw_headers.lines
     }
 
     /// Read the message headers.
@@ -191,7 +220,9 @@ impl BoxedResponsePool {
 
     /// Release request instance.
     #[inline]
-    fn release(&self, msg: Box<ResponseHead>) {
+    fn release(&self, mut msg: Box<ResponseHead>) {
+        // director patch: the lines may be a slice of a larger buffer; don't keep it alive.
+        msg.raw_headers = RawHeaders::default();
         let pool = &mut self.0.borrow_mut();
 
         if pool.len() < 128 {
