@@ -10,6 +10,7 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 
 use super::policy::Freshness;
+use crate::proto::header_lines::{HeaderLines, LinesBuilder};
 
 /// Header fields a cache never stores: hop-by-hop ones, director's own, `Set-Cookie` (it
 /// belonged to the first client), `Age` (computed on every answer) and `Via` (added then).
@@ -31,12 +32,20 @@ const NOT_STORED: &[&str] = &[
     "x-accel-redirect",
 ];
 
-/// Bytes counted for every object on top of its keys, headers and body: the struct, the
-/// store's entry, the header map and allocator slack. Measured with `bench/cache_memory.py`:
-/// 1 KiB objects grow the process by ~1,990 B each; with this they are counted ~2,030 B.
+/// Bytes counted for every object on top of its keys, headers, lines and body: the struct,
+/// the store's entry, the header map and allocator slack. Measured with
+/// `bench/cache_memory.py`: 1 KiB objects grow the process by ~2,210 B each (with their
+/// rendered lines); they are counted ~2,200 B.
 pub const OBJECT_OVERHEAD: usize = 640;
 /// Bytes counted per header field on top of its name and value.
 const FIELD_OVERHEAD: usize = 48;
+/// Bytes counted for the rendered lines on top of their length: their allocation's slack and
+/// the shared header `Bytes` adds on the first hit that clones them.
+const LINES_OVERHEAD: usize = 48;
+
+/// Stored fields every answer from the object replaces (`proxy::cached::respond`), left out of
+/// its rendered [`Object::lines`].
+const NOT_IN_LINES: &[&str] = &["content-range", "cache-status"];
 
 /// A field `Vary` names and the request's value of it (`None`: absent).
 type VaryField = (HeaderName, Option<Box<[u8]>>);
@@ -55,6 +64,8 @@ pub enum StaleUse {
 pub struct Object {
     pub status: u16,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `headers` rendered as HTTP/1 lines once, for the common hit (a full answer).
+    lines: HeaderLines,
     pub body: Bytes,
     stored_at: Instant,
     pub freshness: Freshness,
@@ -86,6 +97,7 @@ impl Object {
         Object {
             status,
             headers,
+            lines: HeaderLines::default(),
             body,
             stored_at: now,
             freshness,
@@ -110,6 +122,7 @@ impl Object {
         Object {
             status: 0,
             headers: Vec::new(),
+            lines: HeaderLines::default(),
             body: Bytes::new(),
             stored_at: Instant::now(),
             freshness,
@@ -125,10 +138,26 @@ impl Object {
         self.status == 0
     }
 
-    /// The object with its size counted.
+    /// The object with its lines rendered and its size counted.
     fn measured(mut self) -> Object {
+        let fields = self
+            .headers
+            .iter()
+            .filter(|(n, _)| !NOT_IN_LINES.contains(&n.as_str()));
+        let length = fields.clone().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+        let mut lines = LinesBuilder::with_capacity(length);
+        for (name, value) in fields {
+            lines.push(name.as_str().as_bytes(), value.as_bytes());
+        }
+        self.lines = lines.finish();
         self.size = self.measure();
         self
+    }
+
+    /// Its stored fields as HTTP/1 lines, without those every answer replaces
+    /// (`Content-Range`, `Cache-Status`).
+    pub fn lines(&self) -> &HeaderLines {
+        &self.lines
     }
 
     fn measure(&self) -> usize {
@@ -143,7 +172,7 @@ impl Object {
             .map(|(n, v)| n.as_str().len() + v.as_ref().map_or(0, |v| v.len()) + FIELD_OVERHEAD)
             .sum();
         let tags: usize = self.tags.iter().map(|t| t.len() + 16).sum();
-        OBJECT_OVERHEAD + self.body.len() + fields + vary + tags
+        OBJECT_OVERHEAD + self.body.len() + fields + self.lines.bytes.len() + LINES_OVERHEAD + vary + tags
     }
 
     /// Bytes the object is counted for.
@@ -226,6 +255,7 @@ impl Object {
         Object {
             status: self.status,
             headers,
+            lines: HeaderLines::default(),
             body: self.body.clone(),
             stored_at: now,
             freshness,

@@ -14,7 +14,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
 use crate::config::ListenerConfig;
-use crate::proto::http_headers as rules;
+use crate::proto::header_lines;
 
 /// The port `https://` URLs leave out.
 const HTTPS_PORT: u16 = 443;
@@ -88,7 +88,7 @@ pub(super) fn redirect(req: &HttpRequest, policy: Option<&HttpsPolicy>) -> Optio
 pub(super) fn add_hsts<B>(res: &mut HttpResponse<B>, policy: Option<&HttpsPolicy>) {
     if let Some(value) = policy.and_then(|p| p.hsts.as_ref()) {
         let has_hsts = res.headers().contains_key(header::STRICT_TRANSPORT_SECURITY)
-            || rules::lines_have_field(res.head().raw_headers(), b"strict-transport-security");
+            || header_lines::has_field(res.head().raw_headers(), b"strict-transport-security");
         if !has_hsts {
             res.headers_mut()
                 .insert(header::STRICT_TRANSPORT_SECURITY, value.clone());

@@ -106,14 +106,6 @@ pub fn is_internal_response(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"x-sendfile") || name.eq_ignore_ascii_case(b"x-accel-redirect")
 }
 
-/// Whether ready-made HTTP/1 header lines (`name: value\r\n` each) hold a field `name` (in
-/// any letter case).
-pub fn lines_have_field(lines: &[u8], name: &[u8]) -> bool {
-    lines.split(|&b| b == b'\n').any(|line| {
-        line.len() > name.len() && line[name.len()] == b':' && line[..name.len()].eq_ignore_ascii_case(name)
-    })
-}
-
 /// Whether a response to `method` with `status` has no body whatever its headers say.
 pub fn response_has_no_body(is_head: bool, status: u16) -> bool {
     is_head || (100..200).contains(&status) || status == 204 || status == 304
@@ -188,16 +180,6 @@ mod tests {
         assert!(is_hop_by_hop(b"Keep-Alive"));
         assert!(!is_hop_by_hop(b"content-length"));
         assert!(!is_hop_by_hop(b"host"));
-    }
-
-    #[test]
-    fn fields_are_found_in_ready_made_lines() {
-        let lines = b"Date: x\r\nstrict-transport-security: max-age=1\r\nX-Hsts: y\r\n";
-        assert!(lines_have_field(lines, b"date"));
-        assert!(lines_have_field(lines, b"Strict-Transport-Security"));
-        assert!(!lines_have_field(lines, b"x-hst"));
-        assert!(!lines_have_field(lines, b"hsts"));
-        assert!(!lines_have_field(b"", b"date"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use actix_web::http::header::{self as ax, HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::{Method, StatusCode, Version};
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::access_log::AccessRecord;
@@ -357,7 +357,7 @@ pub fn serve(
     if !ok || !asks_conditionally(req.headers()) {
         // The common hit: nothing to evaluate.
         let (status, body, range) = full();
-        return respond(object, cache_status, cluster, log, status, body, range);
+        return respond(object, req, cache_status, cluster, log, status, body, range);
     }
     let validators = Validators::of_response(
         object.header("etag").map(HeaderValue::as_bytes),
@@ -368,7 +368,16 @@ pub fn serve(
         Some(Precondition::Failed) => (StatusCode::PRECONDITION_FAILED, bytes::Bytes::new(), None),
         _ => ranged(object, req, &validators),
     };
-    respond(object, cache_status, cluster, log, status, body, content_range)
+    respond(
+        object,
+        req,
+        cache_status,
+        cluster,
+        log,
+        status,
+        body,
+        content_range,
+    )
 }
 
 /// Whether a request carries conditionals or a range the object must be checked against.
@@ -379,6 +388,7 @@ fn asks_conditionally(headers: &HeaderMap) -> bool {
 #[allow(clippy::too_many_arguments)]
 fn respond(
     object: &Object,
+    req: &HttpRequest,
     cache_status: &str,
     cluster: &Arc<ClusterHandle>,
     mut log: Option<Box<AccessRecord>>,
@@ -391,16 +401,29 @@ fn respond(
         l.set_status(status.as_u16());
     }
     let mut response = HttpResponse::with_body(status, RelayBody::cached(body, cluster.clone(), log));
+    // A full answer to an HTTP/1 client (the common hit) writes the object's fields as it
+    // rendered them when stored; the others pick fields from them.
+    let full = content_range.is_none()
+        && !matches!(status, StatusCode::NOT_MODIFIED | StatusCode::PRECONDITION_FAILED);
+    let with_lines = full && req.version() < Version::HTTP_2;
+    if with_lines {
+        let lines = object.lines();
+        response
+            .head_mut()
+            .set_raw_headers(lines.bytes.clone(), lines.has_date);
+    }
     let headers = response.headers_mut();
-    headers.reserve(object.headers.len() + 4);
-    for (name, value) in &object.headers {
-        let skip = match status {
-            StatusCode::NOT_MODIFIED => not_in_304(name.as_str()),
-            StatusCode::PRECONDITION_FAILED => true,
-            _ => name.as_str() == "content-range",
-        };
-        if !skip {
-            headers.append(name.clone(), value.clone());
+    if !with_lines {
+        headers.reserve(object.headers.len() + 4);
+        for (name, value) in &object.headers {
+            let skip = match status {
+                StatusCode::NOT_MODIFIED => not_in_304(name.as_str()),
+                StatusCode::PRECONDITION_FAILED => true,
+                _ => name.as_str() == "content-range",
+            };
+            if !skip {
+                headers.append(name.clone(), value.clone());
+            }
         }
     }
     if let Some(range) = content_range.and_then(|r| HeaderValue::from_str(&r).ok()) {

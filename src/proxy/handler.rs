@@ -29,6 +29,7 @@ use crate::cluster::classify::RequestView;
 use crate::cluster::topology::ClusterSettings;
 use crate::cluster::{Admit, Backend, ClusterHandle, Grant};
 use crate::config::{ClientRouting, OnClientAbort, RouteTimeouts};
+use crate::proto::header_lines;
 use crate::proto::http_headers as rules;
 use crate::proto::path;
 use crate::stats::TrafficStats;
@@ -45,7 +46,14 @@ pub async fn handle(
         return serve(req, payload, state, trace).await;
     };
     let mut response = serve(req, payload, state, trace).await;
-    response.headers_mut().insert(request_id.0, request_id.1);
+    // The ID replaces a field of its name, in the header map or the ready-made lines.
+    let (name, value) = request_id;
+    let head = response.head_mut();
+    if header_lines::has_field(head.raw_headers(), name.as_str().as_bytes()) {
+        let kept = header_lines::without_field(head.raw_headers(), name.as_str().as_bytes());
+        head.set_raw_headers(kept.bytes, kept.has_date);
+    }
+    response.headers_mut().insert(name, value);
     response
 }
 
@@ -438,10 +446,9 @@ async fn attempt(
             };
             let length = upstream.content_length;
             let log = request.log.take();
-            // The cache reads the response's header map, and a request ID replaces the field
-            // of that name: both need the map; otherwise no map is built for the backend's head.
-            let ready_made_head =
-                request.cache.is_none() && request.trace.as_ref().is_none_or(|t| t.request_id().is_none());
+            // The cache reads the response's header map; otherwise none is built for the
+            // backend's head.
+            let ready_made_head = request.cache.is_none();
             let mut response = response::relay(
                 &request.req,
                 upstream,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use actix_web::body::BodySize;
 use actix_web::http::{header as ax, ConnectionType, StatusCode, Version};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::access_log::AccessRecord;
 use super::relay_body::{record_status, RelayBody, Timing};
@@ -21,6 +21,7 @@ use super::sendfile::{self, FileResponse};
 use super::tunnel::Tunnel;
 use super::upstream::{Exchange, Response};
 use crate::cluster::{Backend, ClusterHandle, Grant};
+use crate::proto::header_lines::{HeaderLines, LinesBuilder};
 use crate::proto::http_headers as rules;
 use crate::transport::file_sink::FileSink;
 
@@ -92,8 +93,8 @@ pub async fn relay(
     }
     let body = RelayBody::upstream(exchange, size, no_body, grant, timing, cluster.clone(), log);
     let mut response = finish(builder, body);
-    if let Some((lines, has_date)) = lines {
-        response.head_mut().set_raw_headers(lines, has_date);
+    if let Some(lines) = lines {
+        response.head_mut().set_raw_headers(lines.bytes, lines.has_date);
     }
     if size == BodySize::Stream && req.version() < Version::HTTP_11 {
         // An HTTP/1.0 client can't read chunked: the body ends where the connection does.
@@ -176,33 +177,26 @@ fn copy_ranged(
 /// entry `via_entry` appended, for actix-http to write as they are
 /// (`ResponseHead::set_raw_headers`, vendored): no header map is built. `Content-Length` is
 /// left to actix-http's encoder, as it is for a map, except on a `304`, where it describes the
-/// stored representation (`keep_length`). Also whether the lines hold a `Date`.
+/// stored representation (`keep_length`).
 fn header_lines(
     via_entry: &[u8],
     bytes: &[u8],
     ranges: &[(Range<usize>, Range<usize>)],
     keep_length: bool,
-) -> (Bytes, bool) {
-    let mut lines = BytesMut::with_capacity(bytes.len() + via_entry.len() + 8);
-    let mut has_date = false;
+) -> HeaderLines {
+    let mut lines = LinesBuilder::with_capacity(bytes.len() + via_entry.len() + 8);
+    // Names and values come from httparse (the backend's head or a FastCGI header block),
+    // which takes only tokens for names and HTAB, SP, visible characters and obs-text for
+    // values: no line break or other control can reach the client's head.
     let via = end_to_end_fields(bytes, ranges, |name, value| {
-        // Both come from httparse (the backend's head or a FastCGI header block), which takes
-        // only tokens for names and HTAB, SP, visible characters and obs-text for values: no
-        // line break or other control can reach the client's head.
-        debug_assert!(value.iter().all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f)));
-        if !keep_length && name.eq_ignore_ascii_case(b"content-length") {
-            return;
+        if keep_length || !name.eq_ignore_ascii_case(b"content-length") {
+            lines.push(name, value);
         }
-        has_date |= name.eq_ignore_ascii_case(b"date");
-        lines.extend_from_slice(name);
-        lines.extend_from_slice(b": ");
-        lines.extend_from_slice(value);
-        lines.extend_from_slice(b"\r\n");
     });
-    lines.extend_from_slice(b"via: ");
-    rules::put_list(&mut lines, via, via_entry);
-    lines.extend_from_slice(b"\r\n");
-    (lines.freeze(), has_date)
+    lines.start(b"via");
+    rules::put_list(lines.value_mut(), via, via_entry);
+    lines.end();
+    lines.finish()
 }
 
 /// Shows each end-to-end field of a parsed head (`ranges` into `bytes`) to `keep`: hop-by-hop

@@ -273,3 +273,79 @@ async fn relayed_heads_carry_each_end_to_end_field_once_with_and_without_a_heade
     lines.settled("c").await;
     map.settled("c").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_hit_carries_each_stored_field_once_with_its_own_age_via_and_status() {
+    // A Date of now: the object's age counts from it.
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nDate: {date}\r\nCache-Control: max-age=60\r\nETag: \"v1\"\r\nX-App: one\r\n\
+         Via: 1.0 origin\r\nCache-Status: upstream; hit\r\nContent-Length: 5\r\n\r\nhello"
+    );
+    let b = Scripted::start(move |_| Step::Reply(head.clone().into_bytes())).await;
+    let d = start(&cluster_config(
+        "cache: { enabled: true }",
+        &[("b", b.url(), 0, "active")],
+    ))
+    .await;
+    assert_eq!(one(&d, "GET /p HTTP/1.1\r\nHost: x\r\n\r\n").await.status, 200);
+    for (request, body) in [("GET /p HTTP/1.1", "hello"), ("HEAD /p HTTP/1.1", "")] {
+        let reply = one(&d, &format!("{request}\r\nHost: x\r\n\r\n")).await;
+        assert_eq!((reply.status, reply.text().as_str()), (200, body), "{request}");
+        assert_eq!(reply.header("cache-status").as_deref(), Some("director; hit"));
+        let mut got = fields(&reply);
+        let age = got.iter().position(|(n, _)| n == "age").expect("an Age");
+        assert!(got.remove(age).1.bytes().all(|b| b.is_ascii_digit()));
+        let want = [
+            ("cache-control", "max-age=60"),
+            ("content-length", "5"),
+            ("date", date.as_str()),
+            ("etag", "\"v1\""),
+            ("via", "1.1 director"),
+            ("x-app", "one"),
+        ];
+        let want: Vec<_> = want.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        assert_eq!(got, want, "{request}: {}", reply.head);
+        assert_eq!(
+            reply.head.matches("ache-Status").count() + reply.head.matches("ache-status").count(),
+            1
+        );
+    }
+    assert_eq!(b.seen().len(), 1, "the hits came from the cache");
+    d.settled("c").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_replaces_the_backend_s_field_of_that_name_relayed_or_cached() {
+    let b = Scripted::start(|_| {
+        Step::Reply(
+            b"HTTP/1.1 200 OK\r\nX-Request-Id: from-backend\r\nCache-Control: max-age=60\r\n\
+              Content-Length: 2\r\n\r\nhi"
+                .to_vec(),
+        )
+    })
+    .await;
+    for cache in ["false", "true"] {
+        let yaml = cluster_config(
+            &format!("cache: {{ enabled: {cache} }}"),
+            &[("b", b.url(), 0, "active")],
+        )
+        .replacen(
+            "  workers: 2\n",
+            "  workers: 2\n  request_id: { enabled: true }\n",
+            1,
+        );
+        let d = start(&yaml).await;
+        // With the cache: a miss, then a hit; without: relayed twice.
+        for round in 0..2 {
+            let reply = one(&d, "GET /p HTTP/1.1\r\nHost: x\r\nX-Request-Id: mine-1\r\n\r\n").await;
+            let ids: Vec<_> = fields(&reply)
+                .into_iter()
+                .filter(|(n, _)| n == "x-request-id")
+                .map(|(_, v)| v)
+                .collect();
+            assert_eq!(ids, ["mine-1"], "cache {cache}, round {round}: {}", reply.head);
+        }
+        d.settled("c").await;
+    }
+}
