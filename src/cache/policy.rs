@@ -163,6 +163,17 @@ fn storable_status(status: u16) -> bool {
     heuristically_cacheable(status) || matches!(status, 302 | 303 | 307)
 }
 
+/// Whether a response can't be stored whatever else its head says: its status, or a
+/// `Cache-Control` (every value given) with `no-store` or `private`. Read from a head's raw
+/// fields, before any header map of them exists; [`storable`] decides the rest.
+pub fn never_storable<'a>(status: u16, cache_control: impl Iterator<Item = &'a [u8]>) -> bool {
+    if !storable_status(status) {
+        return true;
+    }
+    let cc = CacheControl::parse(cache_control);
+    cc.no_store || cc.private
+}
+
 /// Whether and how a response may be stored: `None` = not stored.
 /// `request_authorized`: the request carried `Authorization`.
 pub fn storable(
@@ -243,6 +254,26 @@ mod tests {
     use actix_web::http::Method;
 
     use super::*;
+
+    #[test]
+    fn never_storable_agrees_with_storable_on_what_it_rules_out() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let cases: [(u16, &[&str], bool); 6] = [
+            (200, &["max-age=60"], false),
+            (200, &["max-age=60", "No-Store"], true),
+            (200, &["private, max-age=60"], true),
+            (206, &["max-age=60"], true),
+            (500, &["max-age=60"], true),
+            (404, &[], false),
+        ];
+        for (status, values, expected) in cases {
+            let never = never_storable(status, values.iter().map(|v| v.as_bytes()));
+            assert_eq!(never, expected, "{status} {values:?}");
+            let pairs: Vec<_> = values.iter().map(|v| ("cache-control", *v)).collect();
+            let stored = storable(status, &headers(&pairs), false, Duration::from_secs(10), now);
+            assert!(!never || stored.is_none(), "{status} {values:?}");
+        }
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -18,7 +18,7 @@ use super::access_log::AccessRecord;
 use super::relay_body::{record_status, RelayBody};
 use super::sendfile::conditional::{self, Precondition, Validators};
 use super::sendfile::ranges::{self, RangeRequest};
-use super::upstream::Rewrite;
+use super::upstream::{Response, Rewrite};
 use crate::cache::fill::Fill;
 use crate::cache::policy::{self, RequestUse};
 use crate::cache::{CacheStats, ClusterCache, FillGuard, Lock, Object, PrimaryKey, Purge, StaleUse};
@@ -255,6 +255,13 @@ impl CachePlan {
         }
     }
 
+    /// Whether `upstream` will not be stored whatever its other fields say (its status, or
+    /// `Cache-Control: no-store` or `private`): [`fill`](Self::fill) then reads nothing of
+    /// the relayed head, so it needs no header map.
+    pub fn never_stores(&self, upstream: &Response) -> bool {
+        policy::never_storable(upstream.status, upstream.values(b"cache-control"))
+    }
+
     /// Attaches a fill to a relayed response when it may be stored, and says what the cache
     /// did in `Cache-Status`. An answer that can't be stored marks the key uncacheable for a
     /// while, so later requests for it don't wait on one another.
@@ -263,6 +270,7 @@ impl CachePlan {
         response: HttpResponse<RelayBody>,
         req: &HttpRequest,
         content_length: Option<u64>,
+        may_store: bool,
     ) -> HttpResponse<RelayBody> {
         let CachePlan {
             cache,
@@ -275,7 +283,7 @@ impl CachePlan {
         let status = response.status().as_u16();
         // A HEAD sent as HEAD (the method is part of the key) has no body to store.
         let has_body = *req.method() != Method::HEAD || rewrite.get_for_head;
-        let freshness = if has_body && response.body().is_backend_body() {
+        let freshness = if may_store && has_body && response.body().is_backend_body() {
             let config = &cache.config;
             policy::storable(
                 status,

@@ -446,9 +446,13 @@ async fn attempt(
             };
             let length = upstream.content_length;
             let log = request.log.take();
-            // The cache reads the response's header map; otherwise none is built for the
-            // backend's head.
-            let ready_made_head = request.cache.is_none();
+            // A response the cache may store is read through its header map; otherwise none
+            // is built for the backend's head.
+            let may_store = request
+                .cache
+                .as_ref()
+                .is_some_and(|plan| !plan.never_stores(&upstream));
+            let ready_made_head = !may_store;
             let mut response = response::relay(
                 &request.req,
                 upstream,
@@ -460,7 +464,7 @@ async fn attempt(
             )
             .await;
             if let Some(plan) = request.cache.take() {
-                response = plan.fill(response, &request.req, length);
+                response = plan.fill(response, &request.req, length, may_store);
             }
             Ok(response::with_debug_headers(response, debug_bucket, &backend))
         }

@@ -230,13 +230,17 @@ async fn relayed_heads_carry_each_end_to_end_field_once_with_and_without_a_heade
     let b = Scripted::start(|seen| {
         let reply = match seen.path.as_str() {
             "/nm" => format!("HTTP/1.1 304 Not Modified\r\n{BACKEND_HEAD}Content-Length: 5\r\n\r\n"),
+            "/ns" => format!(
+                "HTTP/1.1 200 OK\r\n{BACKEND_HEAD}Cache-Control: no-store\r\nContent-Length: 5\r\n\r\nhello"
+            ),
             _ => format!("HTTP/1.1 200 OK\r\n{BACKEND_HEAD}Content-Length: 5\r\n\r\nhello"),
         };
         Step::Reply(reply.into_bytes())
     })
     .await;
     // Without a cache the backend's fields go out as ready-made lines; with one (the
-    // `Set-Cookie` keeps the response out of it) they pass through a header map first.
+    // `Set-Cookie` keeps the response out of it) they pass through a header map first, unless
+    // the head says at once that it is never stored (`no-store`: lines again).
     let lines = start(&cluster_config("", &[("b", b.url(), 0, "active")])).await;
     let map = start(&cluster_config(
         "cache: { enabled: true }",
@@ -269,6 +273,11 @@ async fn relayed_heads_carry_each_end_to_end_field_once_with_and_without_a_heade
         let reply = one(d, "GET /nm HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert_eq!(reply.status, 304, "{named}");
         assert_eq!(fields(&reply), want, "{named} 304: {}", reply.head);
+        let reply = one(d, "GET /ns HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!((reply.status, reply.text().as_str()), (200, "hello"), "{named}");
+        let mut no_store = want.clone();
+        no_store.insert(0, ("cache-control".to_owned(), "no-store".to_owned()));
+        assert_eq!(fields(&reply), no_store, "{named} no-store: {}", reply.head);
     }
     lines.settled("c").await;
     map.settled("c").await;

@@ -94,6 +94,16 @@ pub struct Response {
     pub connect_time: Option<Duration>,
 }
 
+impl Response {
+    /// The values of the head's fields named `name` (in any letter case).
+    pub fn values<'a>(&'a self, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| self.head_bytes[n.clone()].eq_ignore_ascii_case(name))
+            .map(|(_, v)| &self.head_bytes[v.clone()])
+    }
+}
+
 /// One request in flight on a backend connection. Boxed (a few hundred bytes): it travels by
 /// value from the attempt into the response body, through every layer a response passes.
 pub enum Exchange {
