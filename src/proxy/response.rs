@@ -41,6 +41,18 @@ pub async fn relay(
     // A guard, not a clone: no shared reference count is touched per request.
     let settings = cluster.settings.load();
     let roots = settings.x_sendfile_roots.as_deref();
+    let sendfile_target = roots.and_then(|_| {
+        let (_, target) = upstream.pairs().find(|(n, _)| rules::is_internal_response(n))?;
+        Some(target.to_vec())
+    });
+    // A 101's `Upgrade` field goes to the client with it.
+    let upgrade = upstream
+        .exchange
+        .is_tunnel()
+        .then(|| upstream.values(b"upgrade").next());
+    let upgrade = upgrade
+        .flatten()
+        .and_then(|v| ax::HeaderValue::from_maybe_shared(upstream.head_bytes.slice_ref(v)).ok());
     let Response {
         status,
         head_bytes,
@@ -49,14 +61,6 @@ pub async fn relay(
         exchange,
         ..
     } = upstream;
-    let sendfile_target = roots.and_then(|_| {
-        let field = |(n, v): &(Range<usize>, Range<usize>)| (&head_bytes[n.clone()], &head_bytes[v.clone()]);
-        fields
-            .iter()
-            .map(field)
-            .find(|(n, _)| rules::is_internal_response(n))
-            .map(|(_, v)| v.to_vec())
-    });
     let mut builder = HttpResponse::build(status_code(status));
     let lines = (ready_made_head
         && req.version() < Version::HTTP_2
@@ -69,7 +73,6 @@ pub async fn relay(
     let backend = grant.backend().clone();
     if exchange.is_tunnel() {
         // Before X-Sendfile: a 101's bytes are the other protocol's, never a file.
-        let upgrade = upgrade_field(&head_bytes, &fields);
         return relay_tunnel(builder, upgrade, exchange, grant, cluster, timing, log);
     }
     if let (Some(target), Some(roots)) = (sendfile_target, roots) {
@@ -102,14 +105,6 @@ pub async fn relay(
         response.head_mut().set_connection_type(ConnectionType::Close);
     }
     response
-}
-
-/// The backend's `Upgrade` field, if its head has one.
-fn upgrade_field(head: &Bytes, fields: &[(Range<usize>, Range<usize>)]) -> Option<ax::HeaderValue> {
-    let (_, value) = fields
-        .iter()
-        .find(|(n, _)| head[n.clone()].eq_ignore_ascii_case(b"upgrade"))?;
-    ax::HeaderValue::from_maybe_shared(head.slice(value.clone())).ok()
 }
 
 /// The client's `101` for a backend that switched protocols (with its `Upgrade` field), and

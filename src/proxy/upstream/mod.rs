@@ -95,12 +95,19 @@ pub struct Response {
 }
 
 impl Response {
-    /// The values of the head's fields named `name` (in any letter case).
-    pub fn values<'a>(&'a self, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    /// The head's fields as (name, value), in order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let bytes = &self.head_bytes;
         self.fields
             .iter()
-            .filter(move |(n, _)| self.head_bytes[n.clone()].eq_ignore_ascii_case(name))
-            .map(|(_, v)| &self.head_bytes[v.clone()])
+            .map(|(n, v)| (&bytes[n.clone()], &bytes[v.clone()]))
+    }
+
+    /// The values of the head's fields named `name` (in any letter case).
+    pub fn values<'a>(&'a self, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.pairs()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 }
 
