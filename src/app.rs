@@ -440,9 +440,11 @@ async fn proxy_entry(
         if let Some((admin, kind)) = compat {
             // Boxed: the proxied request's future stays as small as it was.
             let reply = Box::pin(haproxy_compat::proxy_answer(req, admin.clone(), kind)).await;
-            return reply.map_into_right_body();
+            return reply.map_into_boxed_body();
         }
-        handler::handle(req, payload, state).await.map_into_left_body()
+        // Boxed here, where the response is first whole: the layers above move a small
+        // `HttpResponse<BoxBody>` instead of the relay body by value.
+        handler::handle(req, payload, state).await.map_into_boxed_body()
     })
     .await;
     Ok(ServiceResponse::new(req, response.map_into_boxed_body()))

@@ -90,6 +90,17 @@ impl AccessLog {
         }
     }
 
+    /// A log whose lines queue in the returned receiver, and a record in it (tests).
+    #[cfg(test)]
+    pub fn test_record() -> (Box<AccessRecord>, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::sync_channel(8);
+        let log = Arc::new(AccessLog {
+            tx,
+            format: AccessLogFormat::Combined,
+        });
+        (Box::new(AccessRecord::new(log)), rx)
+    }
+
     /// Begins the record of one request.
     pub fn record(self: &Arc<Self>, req: &HttpRequest, cluster: &str) -> Box<AccessRecord> {
         // Raw bytes: a value with obs-text is logged escaped rather than replaced by `-`.

@@ -57,8 +57,9 @@ pub struct RelayBody {
     /// A generated body, sent once.
     fixed: Option<Bytes>,
     streaming: Option<Streaming>,
-    /// An X-Sendfile file, sent once the backend's (discarded) body has ended.
-    file: Option<FileBody>,
+    /// An X-Sendfile file, sent once the backend's (discarded) body has ended. Boxed: few
+    /// responses have one, and every response moves this body through several layers.
+    file: Option<Box<FileBody>>,
     /// The cache's copy of the backend's body, stored when it ends cleanly.
     fill: Option<Box<Fill>>,
     size: BodySize,
@@ -133,7 +134,7 @@ impl RelayBody {
 
     /// Sends `file` after the backend's body, which should be discarded.
     pub fn then_file(mut self, file: FileBody) -> RelayBody {
-        self.file = Some(file);
+        self.file = Some(Box::new(file));
         self
     }
 
@@ -230,6 +231,21 @@ impl MessageBody for RelayBody {
 
     fn size(&self) -> BodySize {
         self.size
+    }
+
+    /// A body sent in one piece that nothing follows to its end (no access-log line, no
+    /// backend message, file or cache fill) is handed over as plain bytes: actix-http then
+    /// writes it without boxing a stream (cache hits and director's own answers).
+    fn try_into_bytes(mut self) -> Result<Bytes, Self> {
+        let followed =
+            self.streaming.is_some() || self.file.is_some() || self.fill.is_some() || self.log.is_some();
+        match self.fixed.take() {
+            Some(bytes) if !followed => Ok(bytes),
+            fixed => {
+                self.fixed = fixed;
+                Err(self)
+            }
+        }
     }
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
@@ -345,4 +361,31 @@ pub fn record_status(cluster: &ClusterHandle, backend: Option<&crate::cluster::B
 /// Counts a generated 503/504.
 pub fn record_dropped(cluster: &ClusterHandle) {
     TrafficStats::count(&cluster.admission.stats.dropped);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::access_log::AccessLog;
+
+    #[test]
+    fn a_fixed_body_nothing_follows_is_handed_over_as_bytes() {
+        let body = RelayBody::fixed("not found\n", None);
+        assert_eq!(body.size(), BodySize::Sized(10));
+        let bytes = body.try_into_bytes().ok().expect("plain bytes");
+        assert_eq!(&bytes[..], b"not found\n");
+    }
+
+    #[test]
+    fn a_logged_body_stays_a_body_until_it_is_sent() {
+        let (record, lines) = AccessLog::test_record();
+        let body = RelayBody::fixed("hello", Some(record));
+        let Err(body) = body.try_into_bytes() else {
+            panic!("a logged body must not be handed over as bytes: its line is written when it ends");
+        };
+        assert!(lines.try_recv().is_err(), "no line before the body is done");
+        drop(body);
+        let line = lines.try_recv().expect("the line is written when the body goes");
+        assert!(line.contains(" 5 "), "bytes sent are logged: {line}");
+    }
 }
