@@ -18,7 +18,7 @@ use super::cached::{self, CachePlan, Step};
 use super::error::ProxyError;
 use super::relay_body::{record_dropped, record_status, RelayBody, Timing};
 use super::request_body::ClientBody;
-use super::response;
+use super::response::{self, Relayed};
 use super::trace::TraceHeaders;
 use super::tunnel;
 use super::upstream::{self, Outgoing, Timeouts};
@@ -41,7 +41,8 @@ pub async fn handle(
     payload: web::Payload,
     state: web::Data<ProxyState>,
 ) -> HttpResponse<RelayBody> {
-    let trace = state.tracing.as_ref().map(|t| t.headers(&req));
+    // Boxed: most listeners trace nothing, and every request's future would carry its size.
+    let trace = state.tracing.as_ref().map(|t| Box::new(t.headers(&req)));
     let Some(request_id) = trace.as_ref().and_then(|t| t.request_id()).cloned() else {
         return serve(req, payload, state, trace).await;
     };
@@ -62,7 +63,7 @@ async fn serve(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<ProxyState>,
-    trace: Option<TraceHeaders>,
+    trace: Option<Box<TraceHeaders>>,
 ) -> HttpResponse<RelayBody> {
     let host = routed_host(&req);
     let new_record = |cluster: &str| {
@@ -340,7 +341,7 @@ struct Request {
     /// What the cache wants done with the answer.
     cache: Option<Box<CachePlan>>,
     /// The request ID and trace context sent to the backend.
-    trace: Option<TraceHeaders>,
+    trace: Option<Box<TraceHeaders>>,
 }
 
 impl Request {
@@ -350,7 +351,7 @@ impl Request {
         upgrade: bool,
         settings: &ClusterSettings,
         timeouts: Timeouts,
-        trace: Option<TraceHeaders>,
+        trace: Option<Box<TraceHeaders>>,
         log: Option<Box<AccessRecord>>,
     ) -> Request {
         // A tunnel's client side has no pause limit of its own (`upgrades.idle_timeout`).
@@ -417,7 +418,7 @@ async fn attempt(
         idempotent: request.idempotent,
         timeouts: request.timeouts,
         rewrite: request.cache.as_ref().map(|plan| &plan.rewrite),
-        trace: request.trace.as_ref(),
+        trace: request.trace.as_deref(),
         notify_abort,
         tunnel: request.tunnel.as_ref(),
     };
@@ -453,7 +454,7 @@ async fn attempt(
                 .as_ref()
                 .is_some_and(|plan| !plan.never_stores(&upstream));
             let ready_made_head = !may_store;
-            let mut response = response::relay(
+            let relayed = response::relay(
                 &request.req,
                 upstream,
                 grant,
@@ -461,8 +462,11 @@ async fn attempt(
                 timing,
                 log,
                 ready_made_head,
-            )
-            .await;
+            );
+            let mut response = match relayed {
+                Relayed::Ready(response) => response,
+                Relayed::File(file) => file.await,
+            };
             if let Some(plan) = request.cache.take() {
                 response = plan.fill(response, &request.req, length, may_store);
             }

@@ -7,7 +7,9 @@
 //!
 //! Hot path.
 
+use std::future::Future;
 use std::ops::Range;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::body::BodySize;
@@ -25,10 +27,20 @@ use crate::proto::header_lines::{HeaderLines, LinesBuilder};
 use crate::proto::http_headers as rules;
 use crate::transport::file_sink::FileSink;
 
+/// The client's response, or for `X-Sendfile` the file's answer once the file is open.
+// The large variant is the common one: boxing it would cost every response an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Relayed {
+    Ready(HttpResponse<RelayBody>),
+    /// Boxed, so that a request's future holds only a pointer for the rare file answer
+    /// rather than its opening state.
+    File(Pin<Box<dyn Future<Output = HttpResponse<RelayBody>>>>),
+}
+
 /// Builds the client's response around the backend's. With `ready_made_head` (the caller
 /// reads and changes nothing of the head but by inserting fields of its own), an HTTP/1
 /// client's head gets the backend's fields as ready-made lines instead of a header map.
-pub async fn relay(
+pub fn relay(
     req: &HttpRequest,
     upstream: Response,
     grant: Grant,
@@ -36,7 +48,7 @@ pub async fn relay(
     timing: Timing,
     mut log: Option<Box<AccessRecord>>,
     ready_made_head: bool,
-) -> HttpResponse<RelayBody> {
+) -> Relayed {
     let is_head = req.method() == actix_web::http::Method::HEAD;
     // A guard, not a clone: no shared reference count is touched per request.
     let settings = cluster.settings.load();
@@ -73,14 +85,20 @@ pub async fn relay(
     let backend = grant.backend().clone();
     if exchange.is_tunnel() {
         // Before X-Sendfile: a 101's bytes are the other protocol's, never a file.
-        return relay_tunnel(builder, upgrade, exchange, grant, cluster, timing, log);
+        return Relayed::Ready(relay_tunnel(
+            builder, upgrade, exchange, grant, cluster, timing, log,
+        ));
     }
     if let (Some(target), Some(roots)) = (sendfile_target, roots) {
+        // Boxed: only X-Sendfile answers should carry the file-opening future's size.
+        // The future borrows nothing: no settings guard is held while the file opens.
         let file = sendfile::serve(&target, roots, req.method(), req.headers());
-        drop(settings); // the future borrows nothing: no guard is held while the file opens
-        let file = file.await;
         let sink = req.conn_data::<FileSink>().cloned();
-        return serve_file(builder, file, sink, exchange, grant, timing, cluster, log);
+        let cluster = cluster.clone();
+        return Relayed::File(Box::pin(async move {
+            let file = file.await;
+            serve_file(builder, file, sink, exchange, grant, timing, &cluster, log)
+        }));
     }
     let no_body = rules::response_has_no_body(is_head, status);
     let size = match content_length {
@@ -104,7 +122,7 @@ pub async fn relay(
         response.head_mut().no_chunking(true);
         response.head_mut().set_connection_type(ConnectionType::Close);
     }
-    response
+    Relayed::Ready(response)
 }
 
 /// The client's `101` for a backend that switched protocols (with its `Upgrade` field), and

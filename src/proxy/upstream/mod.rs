@@ -205,7 +205,10 @@ pub async fn send(out: &Outgoing<'_>) -> Result<Response, ProxyError> {
             Some(conn) => conn,
             None => {
                 let began = Instant::now();
-                let conn = connect(out).await?;
+                // Boxed: a new connection's future (TCP or UNIX, maybe TLS) is large, and
+                // holding it inline would make every request's future, pooled or not, carry
+                // and copy it.
+                let conn = Box::pin(connect(out)).await?;
                 connect_time = Some(began.elapsed());
                 conn
             }
