@@ -37,6 +37,12 @@ impl LinesBuilder {
         self.end();
     }
 
+    /// Adds lines rendered before.
+    pub fn push_lines(&mut self, lines: &HeaderLines) {
+        self.has_date |= lines.has_date;
+        self.buf.put_slice(&lines.bytes);
+    }
+
     /// Starts a field whose value the caller writes into [`value_mut`](Self::value_mut);
     /// [`end`](Self::end) closes it.
     pub fn start(&mut self, name: &[u8]) {

@@ -24,6 +24,7 @@ use crate::cache::policy::{self, RequestUse};
 use crate::cache::{CacheStats, ClusterCache, FillGuard, Lock, Object, PrimaryKey, Purge, StaleUse};
 use crate::cluster::ClusterHandle;
 use crate::config::CacheUpdate;
+use crate::proto::header_lines::{HeaderLines, LinesBuilder};
 
 /// What the cache step decided. Lives on the stack for one request: a hit's response is not
 /// boxed (no allocation on the hit path).
@@ -340,6 +341,18 @@ fn set_status(headers: &mut HeaderMap, text: &str) {
     }
 }
 
+/// A full answer's head fields for an HTTP/1 client: the object's rendered lines, then
+/// `Age`, the cluster's `Via` entry and `Cache-Status`.
+fn answer_lines(object: &HeaderLines, age: u64, via: &[u8], cache_status: &str) -> HeaderLines {
+    let added = "age: \r\nvia: \r\ncache-status: \r\n".len() + 20 + via.len() + cache_status.len();
+    let mut lines = LinesBuilder::with_capacity(object.bytes.len() + added);
+    lines.push_lines(object);
+    lines.push(b"age", itoa::Buffer::new().format(age).as_bytes());
+    lines.push(b"via", via);
+    lines.push(CACHE_STATUS.as_str().as_bytes(), cache_status.as_bytes());
+    lines.finish()
+}
+
 /// Object fields a 304 does not carry (RFC 9110 §15.4.5).
 fn not_in_304(name: &str) -> bool {
     name.starts_with("content-") && name != "content-location"
@@ -413,32 +426,31 @@ fn respond(
     // rendered them when stored; the others pick fields from them.
     let full = content_range.is_none()
         && !matches!(status, StatusCode::NOT_MODIFIED | StatusCode::PRECONDITION_FAILED);
-    let with_lines = full && req.version() < Version::HTTP_2;
-    if with_lines {
-        let lines = object.lines();
-        response
-            .head_mut()
-            .set_raw_headers(lines.bytes.clone(), lines.has_date);
+    let age = object.age(Instant::now()).as_secs();
+    let via = cluster.settings.load().via.clone();
+    if full && req.version() < Version::HTTP_2 {
+        // The fields this answer adds go into the lines too: copying the object's lines
+        // once costs less than three header-map inserts.
+        let lines = answer_lines(object.lines(), age, &via, cache_status);
+        response.head_mut().set_raw_headers(lines.bytes, lines.has_date);
+        return response;
     }
     let headers = response.headers_mut();
-    if !with_lines {
-        headers.reserve(object.headers.len() + 4);
-        for (name, value) in &object.headers {
-            let skip = match status {
-                StatusCode::NOT_MODIFIED => not_in_304(name.as_str()),
-                StatusCode::PRECONDITION_FAILED => true,
-                _ => name.as_str() == "content-range",
-            };
-            if !skip {
-                headers.append(name.clone(), value.clone());
-            }
+    headers.reserve(object.headers.len() + 4);
+    for (name, value) in &object.headers {
+        let skip = match status {
+            StatusCode::NOT_MODIFIED => not_in_304(name.as_str()),
+            StatusCode::PRECONDITION_FAILED => true,
+            _ => name.as_str() == "content-range",
+        };
+        if !skip {
+            headers.append(name.clone(), value.clone());
         }
     }
     if let Some(range) = content_range.and_then(|r| HeaderValue::from_str(&r).ok()) {
         headers.insert(ax::CONTENT_RANGE, range);
     }
-    headers.insert(ax::AGE, HeaderValue::from(object.age(Instant::now()).as_secs()));
-    let via = cluster.settings.load().via.clone();
+    headers.insert(ax::AGE, HeaderValue::from(age));
     if let Ok(via) = HeaderValue::from_maybe_shared(via) {
         headers.insert(ax::VIA, via);
     }
