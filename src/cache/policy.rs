@@ -40,31 +40,36 @@ impl CacheControl {
     pub fn parse<'a>(values: impl Iterator<Item = &'a [u8]>) -> CacheControl {
         let mut cc = CacheControl::default();
         for value in values {
-            for directive in value.split(|&b| b == b',') {
-                let directive = directive.trim_ascii();
-                let (name, arg) = match directive.iter().position(|&b| b == b'=') {
-                    Some(i) => (&directive[..i], Some(&directive[i + 1..])),
-                    None => (directive, None),
-                };
-                let seconds = || arg.map_or(0, delta_seconds);
-                match name.to_ascii_lowercase().as_slice() {
-                    b"no-store" => cc.no_store = true,
-                    // `no-cache="field"` and `private="field"` name fields; treating them as
-                    // the unqualified directive is the conservative reading.
-                    b"no-cache" => cc.no_cache = true,
-                    b"private" => cc.private = true,
-                    b"public" => cc.public = true,
-                    b"must-revalidate" => cc.must_revalidate = true,
-                    b"proxy-revalidate" => cc.proxy_revalidate = true,
-                    b"max-age" => cc.max_age = Some(seconds()),
-                    b"s-maxage" => cc.s_maxage = Some(seconds()),
-                    b"stale-while-revalidate" => cc.stale_while_revalidate = Some(seconds()),
-                    b"stale-if-error" => cc.stale_if_error = Some(seconds()),
-                    _ => {}
-                }
-            }
+            cc.add(value);
         }
         cc
+    }
+
+    /// Adds the directives of one `Cache-Control` value.
+    fn add(&mut self, value: &[u8]) {
+        for directive in value.split(|&b| b == b',') {
+            let directive = directive.trim_ascii();
+            let (name, arg) = match directive.iter().position(|&b| b == b'=') {
+                Some(i) => (&directive[..i], Some(&directive[i + 1..])),
+                None => (directive, None),
+            };
+            let seconds = || arg.map_or(0, delta_seconds);
+            match name.to_ascii_lowercase().as_slice() {
+                b"no-store" => self.no_store = true,
+                // `no-cache="field"` and `private="field"` name fields; treating them as
+                // the unqualified directive is the conservative reading.
+                b"no-cache" => self.no_cache = true,
+                b"private" => self.private = true,
+                b"public" => self.public = true,
+                b"must-revalidate" => self.must_revalidate = true,
+                b"proxy-revalidate" => self.proxy_revalidate = true,
+                b"max-age" => self.max_age = Some(seconds()),
+                b"s-maxage" => self.s_maxage = Some(seconds()),
+                b"stale-while-revalidate" => self.stale_while_revalidate = Some(seconds()),
+                b"stale-if-error" => self.stale_if_error = Some(seconds()),
+                _ => {}
+            }
+        }
     }
 
     fn of(headers: &HeaderMap) -> CacheControl {
@@ -108,25 +113,26 @@ pub fn request_use(
     if *method != Method::GET && *method != Method::HEAD {
         return RequestUse::Bypass;
     }
-    if headers.contains_key(header::AUTHORIZATION) {
-        return RequestUse::Bypass;
+    // One pass over the request's fields rather than a lookup per name: requests carry few.
+    let mut cc = CacheControl::default();
+    let (mut has_cache_control, mut pragma_no_cache) = (false, false);
+    for (name, value) in headers.iter() {
+        if *name == header::AUTHORIZATION {
+            return RequestUse::Bypass;
+        } else if *name == header::CACHE_CONTROL {
+            has_cache_control = true;
+            cc.add(value.as_bytes());
+        } else if *name == header::PRAGMA {
+            pragma_no_cache |= value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|d| d.trim_ascii().eq_ignore_ascii_case(b"no-cache"));
+        }
     }
-    let cc = CacheControl::of(headers);
     if cc.no_store {
         return RequestUse::Bypass;
     }
-    let pragma_no_cache = || {
-        headers.get_all(header::PRAGMA).any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|d| d.trim_ascii().eq_ignore_ascii_case(b"no-cache"))
-        })
-    };
-    if !ignore_no_cache
-        && (cc.no_cache
-            || cc.max_age == Some(0)
-            || (!headers.contains_key(header::CACHE_CONTROL) && pragma_no_cache()))
-    {
+    if !ignore_no_cache && (cc.no_cache || cc.max_age == Some(0) || (!has_cache_control && pragma_no_cache)) {
         return RequestUse::Revalidate;
     }
     RequestUse::Lookup
@@ -346,6 +352,12 @@ mod tests {
             request_use(&get, &both, false),
             RequestUse::Lookup,
             "Cache-Control wins over Pragma"
+        );
+        let two_fields = headers(&[("cache-control", "max-age=60"), ("cache-control", "no-store")]);
+        assert_eq!(
+            request_use(&get, &two_fields, false),
+            RequestUse::Bypass,
+            "every Cache-Control field counts"
         );
     }
 
