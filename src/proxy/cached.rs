@@ -427,11 +427,11 @@ fn respond(
     let full = content_range.is_none()
         && !matches!(status, StatusCode::NOT_MODIFIED | StatusCode::PRECONDITION_FAILED);
     let age = object.age(Instant::now()).as_secs();
-    let via = cluster.settings.load().via.clone();
+    let settings = cluster.settings.load();
     if full && req.version() < Version::HTTP_2 {
         // The fields this answer adds go into the lines too: copying the object's lines
         // once costs less than three header-map inserts.
-        let lines = answer_lines(object.lines(), age, &via, cache_status);
+        let lines = answer_lines(object.lines(), age, &settings.via, cache_status);
         response.head_mut().set_raw_headers(lines.bytes, lines.has_date);
         return response;
     }
@@ -451,7 +451,7 @@ fn respond(
         headers.insert(ax::CONTENT_RANGE, range);
     }
     headers.insert(ax::AGE, HeaderValue::from(age));
-    if let Ok(via) = HeaderValue::from_maybe_shared(via) {
+    if let Ok(via) = HeaderValue::from_maybe_shared(settings.via.clone()) {
         headers.insert(ax::VIA, via);
     }
     if cache_status == HIT {

@@ -90,11 +90,11 @@ pub fn relay(
         ));
     }
     if let (Some(target), Some(roots)) = (sendfile_target, roots) {
-        // Boxed: only X-Sendfile answers should carry the file-opening future's size.
         // The future borrows nothing: no settings guard is held while the file opens.
         let file = sendfile::serve(&target, roots, req.method(), req.headers());
         let sink = req.conn_data::<FileSink>().cloned();
         let cluster = cluster.clone();
+        // Boxed: only X-Sendfile answers should carry the file-opening future's size.
         return Relayed::File(Box::pin(async move {
             let file = file.await;
             serve_file(builder, file, sink, exchange, grant, timing, &cluster, log)
