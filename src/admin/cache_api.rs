@@ -21,8 +21,8 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::AdminState;
-use crate::cache::key::normal_host;
-use crate::cache::{CacheSnapshot, PrimaryKey, Purge};
+use crate::cache::key::{normal_host, KeyText};
+use crate::cache::{CacheSnapshot, Purge};
 use crate::cluster::ClusterHandle;
 use crate::proto::path;
 use crate::replicas::sync_actor::PublishPurge;
@@ -94,14 +94,14 @@ async fn purge(data: Data, path: web::Path<String>, body: web::Bytes) -> ApiResu
             let uri: Uri = url.parse().map_err(|_| invalid("`url` is not a URL"))?;
             let host = uri.authority().map(|a| a.as_str().to_owned()).or(request.host);
             let normal = path::normalize(uri.path()).map_err(|_| invalid("`url` has a bad path"))?;
-            let key = PrimaryKey::new(
+            let key = KeyText::new(
                 &cache.config.key,
                 "GET",
                 host.as_deref(),
                 &normal,
                 uri.query().unwrap_or(""),
             );
-            Purge::Key(key.text)
+            Purge::Key(key.as_str().into())
         }
         (None, None, Some(prefix), None) if prefix.starts_with('/') => Purge::Prefix {
             host: request.host.as_deref().map(normal_host),

@@ -20,6 +20,7 @@ use super::sendfile::conditional::{self, Precondition, Validators};
 use super::sendfile::ranges::{self, RangeRequest};
 use super::upstream::{Response, Rewrite};
 use crate::cache::fill::Fill;
+use crate::cache::key::KeyText;
 use crate::cache::policy::{self, RequestUse};
 use crate::cache::{CacheStats, ClusterCache, FillGuard, Lock, Object, PrimaryKey, Purge, StaleUse};
 use crate::cluster::ClusterHandle;
@@ -76,50 +77,31 @@ pub async fn lookup(
     let Some(cache) = cluster.cache.load_full().filter(|_| !upgrade) else {
         return Step::Bypass;
     };
-    let config = &cache.config;
-    let method = req.method();
-    let key = |method: &str| PrimaryKey::new(&config.key, method, host, path, req.query_string());
-    let request_use = policy::request_use(method, req.headers(), config.ignore_client_no_cache);
-    if request_use == RequestUse::Bypass {
-        if !is_safe(method) {
-            // An unsafe request invalidates what the cache holds for its URL (RFC 9111 §4.4).
-            cache.purge(&Purge::Key(key("GET").text));
-        }
-        return Step::Bypass;
-    }
-    let key = key(method.as_str());
-    CacheStats::count(&cache.stats.lookups);
-    let now = Instant::now();
-    let found = cache.store.lookup(&key.text, req.headers());
-    if let Some(object) = &found {
-        if object.is_pass_marker() && object.is_fresh(now) {
-            // Known uncacheable: straight to the backend, as if the cache were off.
-            CacheStats::count(&cache.stats.misses);
-            return Step::Bypass;
-        } else if request_use == RequestUse::Lookup && object.is_fresh(now) {
-            CacheStats::count(&cache.stats.hits);
-            let response = serve(object, req, HIT, cluster, log.take());
+    let (key, found, request_use) = match first_look(&cache, req, host, path) {
+        FirstLook::Bypass => return Step::Bypass,
+        FirstLook::Fresh(object) => {
+            let response = serve(&object, req, HIT, cluster, log.take());
             return Step::Served {
                 response,
                 refresh: None,
             };
-        } else if request_use == RequestUse::Lookup
-            && config.update == CacheUpdate::Shadowed
-            && object.usable_stale(now, StaleUse::WhileRevalidate, config.stale_while_revalidate)
-        {
-            CacheStats::count(&cache.stats.stale_while_revalidate);
-            let refresh = cache.locks.try_lead(&key.text).map(|lock| {
-                CacheStats::count(&cache.stats.background_refreshes);
-                Box::new(plan(&cache, key.clone(), found.clone(), Some(lock), "stale", req))
-            });
+        }
+        FirstLook::WhileRevalidate { object, refresh } => {
             let status = format!(
                 "{NAME}; hit; ttl={}; detail=stale-while-revalidate",
-                object.ttl_secs(now)
+                object.ttl_secs(Instant::now())
             );
-            let response = serve(object, req, &status, cluster, log.take());
+            let response = serve(&object, req, &status, cluster, log.take());
             return Step::Served { response, refresh };
         }
-    }
+        FirstLook::Missed {
+            key,
+            found,
+            request_use,
+        } => (key, found, request_use),
+    };
+    let config = &cache.config;
+    let method = req.method();
     let found = found.filter(|o| !o.is_pass_marker());
     let fwd = match (&found, request_use) {
         (_, RequestUse::Revalidate) => "request",
@@ -156,6 +138,76 @@ pub async fn lookup(
     };
     CacheStats::count(&cache.stats.misses);
     Step::Forward(Box::new(plan(&cache, key, found, lock, fwd, req)))
+}
+
+/// What the lookup found before any waiting.
+enum FirstLook {
+    Bypass,
+    /// A fresh object to answer with.
+    Fresh(Arc<Object>),
+    /// A stale object to answer with at once, and the background refresh to start, if this
+    /// request leads it.
+    WhileRevalidate {
+        object: Arc<Object>,
+        refresh: Option<Box<CachePlan>>,
+    },
+    /// Nothing fresh for this request: the owned key, and a stored object that may still serve
+    /// (stale, or to revalidate).
+    Missed {
+        key: PrimaryKey,
+        found: Option<Arc<Object>>,
+        request_use: RequestUse,
+    },
+}
+
+/// The part of the lookup that never waits: the key is built on the stack, and only a miss
+/// makes an owned copy of it.
+fn first_look(cache: &Arc<ClusterCache>, req: &HttpRequest, host: Option<&str>, path: &str) -> FirstLook {
+    let config = &cache.config;
+    let method = req.method();
+    let request_use = policy::request_use(method, req.headers(), config.ignore_client_no_cache);
+    if request_use == RequestUse::Bypass {
+        if !is_safe(method) {
+            // An unsafe request invalidates what the cache holds for its URL (RFC 9111 §4.4).
+            let key = KeyText::new(&config.key, "GET", host, path, req.query_string()).into_key();
+            cache.purge(&Purge::Key(key.text));
+        }
+        return FirstLook::Bypass;
+    }
+    let key = KeyText::new(&config.key, method.as_str(), host, path, req.query_string());
+    CacheStats::count(&cache.stats.lookups);
+    let now = Instant::now();
+    let Some(object) = cache.store.lookup(key.as_str(), req.headers()) else {
+        return FirstLook::Missed {
+            key: key.into_key(),
+            found: None,
+            request_use,
+        };
+    };
+    if object.is_pass_marker() && object.is_fresh(now) {
+        // Known uncacheable: straight to the backend, as if the cache were off.
+        CacheStats::count(&cache.stats.misses);
+        return FirstLook::Bypass;
+    } else if request_use == RequestUse::Lookup && object.is_fresh(now) {
+        CacheStats::count(&cache.stats.hits);
+        return FirstLook::Fresh(object);
+    } else if request_use == RequestUse::Lookup
+        && config.update == CacheUpdate::Shadowed
+        && object.usable_stale(now, StaleUse::WhileRevalidate, config.stale_while_revalidate)
+    {
+        CacheStats::count(&cache.stats.stale_while_revalidate);
+        let refresh = cache.locks.try_lead(key.as_str()).map(|lock| {
+            CacheStats::count(&cache.stats.background_refreshes);
+            let stored = Some(object.clone());
+            Box::new(plan(cache, key.into_key(), stored, Some(lock), "stale", req))
+        });
+        return FirstLook::WhileRevalidate { object, refresh };
+    }
+    FirstLook::Missed {
+        key: key.into_key(),
+        found: Some(object),
+        request_use,
+    }
 }
 
 fn plan(
@@ -529,7 +581,7 @@ pub fn purge_method(
             "purging is not allowed from this address\n".into(),
         ));
     }
-    let key = PrimaryKey::new(&config.key, "GET", host, path, req.query_string());
+    let key = KeyText::new(&config.key, "GET", host, path, req.query_string()).into_key();
     let n = cache.purge(&Purge::Key(key.text));
     Some((StatusCode::OK, format!("{{\"purged\":{n}}}\n")))
 }

@@ -244,7 +244,7 @@ fn cache_samples_carry_the_interval_hit_ratio_and_the_size() {
     count(&cache.stats.hits, 3);
     count(&cache.stats.misses, 1);
     count(&cache.stats.stale_if_error, 1);
-    let key = crate::cache::PrimaryKey::new(&settings.cache.key, "GET", Some("h"), "/a", "");
+    let key = crate::cache::key::KeyText::new(&settings.cache.key, "GET", Some("h"), "/a", "").into_key();
     let object = crate::cache::Object::pass_marker(Duration::from_secs(60));
     cache.store.insert(key, Arc::new(object));
     let second = sampler.sample(&clusters, start + Duration::from_secs(3), 3);
