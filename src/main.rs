@@ -75,7 +75,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_logger();
     match parse_args(std::env::args().skip(1)) {
         Ok(Command::Print(text)) => {
             println!("{text}");
@@ -210,6 +210,24 @@ fn describe(addr: &ListenAddr) -> String {
         ListenAddr::Tcp(sa) => format!("http://{sa}/"),
         ListenAddr::Unix(_) => addr.to_string(),
     }
+}
+
+/// `RUST_LOG` as env_logger reads it, `info` by default, with one rule before it: rustls logs
+/// below `error` only when `RUST_LOG` names rustls. rustls warns about what a client sends
+/// (an IP address as SNI, as wrk and many health checkers send it): a line per handshake that
+/// any client could make director write.
+fn init_logger() {
+    let mut logger = env_logger::Builder::new();
+    logger
+        .filter_level(log::LevelFilter::Info)
+        .filter_module("rustls", log::LevelFilter::Error);
+    if let Ok(filters) = std::env::var("RUST_LOG") {
+        logger.parse_filters(&filters);
+    }
+    if let Ok(style) = std::env::var("RUST_LOG_STYLE") {
+        logger.parse_write_style(&style);
+    }
+    logger.init();
 }
 
 /// `--health-check URL`: exit 0 when `GET URL` answers 2xx, else 1 with the reason on stderr.

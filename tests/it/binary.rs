@@ -8,6 +8,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use support::backend::{pattern, pattern_checksum, TestBackend};
 use support::binary::{command, Binary, Stream};
+use support::wait_until;
 
 const SIZE: u64 = 64 * 1024 * 1024;
 
@@ -253,4 +254,61 @@ async fn idle_keep_alive_connections_hold_no_buffers() {
         "{per_connection:.1} KiB resident per idle connection ({before} -> {after} KiB over {CONNECTIONS})"
     );
     drop(idle);
+}
+
+/// A client that sends an IP address as its TLS server name (wrk does, and many health
+/// checkers) makes rustls warn, once per handshake: with `RUST_LOG=info` that line stays out
+/// of the log, so no client can fill it; naming rustls in `RUST_LOG` brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_fill_the_log_with_tls_warnings() {
+    let backend = TestBackend::start("b1").await;
+    let cert = support::tls::make_cert(&["localhost"]);
+    for (rust_log, warned) in [("info", false), ("info,rustls=warn", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), &cert.cert_pem).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &cert.key_pem).unwrap();
+        let yaml = format!(
+            "proxy:\n  listen:\n    - {{ address: \"127.0.0.1:0\", tls: {{ certificates: [{{ cert: cert.pem, key: key.pem }}] }} }}\n  workers: 1\nroutes:\n  - {{ cluster: c }}\nclusters:\n  c:\n    backends:\n      - {{ name: b1, url: \"{}\" }}\n",
+            backend.url()
+        );
+        let config = write_config(&dir, "config.yaml", &yaml);
+        let bin = Binary::spawn(|c| {
+            c.arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", rust_log)
+                .current_dir(dir.path());
+        });
+        let addr = bin.listening("proxy").await;
+        let handshake = command_output(
+            "openssl",
+            &[
+                "s_client",
+                "-connect",
+                &addr.to_string(),
+                "-servername",
+                "127.0.0.1",
+            ],
+        );
+        assert!(handshake.contains("Verify return code"), "{handshake}");
+        // A line logged after the handshake: everything the handshake logged is in by then.
+        let mark = bin.log_len();
+        bin.signal("-HUP");
+        wait_until("the reload's log line", async || {
+            bin.logged_since(mark, &["SIGHUP: reloading the configuration"])
+                .then_some(())
+        })
+        .await;
+        let log = bin.output(Stream::Stderr);
+        assert_eq!(log.contains("Illegal SNI"), warned, "RUST_LOG={rust_log}:\n{log}");
+    }
+}
+
+/// Runs `program` with `args` and its standard input closed; its standard output.
+fn command_output(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
