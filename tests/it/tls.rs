@@ -159,6 +159,49 @@ async fn tls_1_2_and_1_3_both_handshake() {
     setup.director.stop().await;
 }
 
+/// The server's order of cipher suites wins: a client that puts AES-256-GCM first, as
+/// OpenSSL's do, gets AES-128-GCM (SHA-256) on TLS 1.3 and 1.2; a client offering only
+/// ChaCha20-Poly1305 still gets it.
+#[tokio::test]
+async fn the_server_prefers_aes_128_gcm_and_every_suite_stays_on_offer() {
+    use rustls::crypto::ring::cipher_suite as suite;
+    use rustls::version::{TLS12, TLS13};
+    use rustls::CipherSuite as S;
+    let cert = make_cert(&["s.test"]);
+    let setup = TlsSetup::start(&[("s", &cert)], Extras::default()).await;
+    let addr = setup.listener(0);
+    let openssl_order_13 = [
+        suite::TLS13_AES_256_GCM_SHA384,
+        suite::TLS13_CHACHA20_POLY1305_SHA256,
+        suite::TLS13_AES_128_GCM_SHA256,
+    ];
+    let openssl_order_12 = [
+        suite::TLS13_AES_256_GCM_SHA384,
+        suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ];
+    let chacha_only = [suite::TLS13_CHACHA20_POLY1305_SHA256];
+    for (version, offered, expected) in [
+        (&TLS13, &openssl_order_13[..], S::TLS13_AES_128_GCM_SHA256),
+        (
+            &TLS12,
+            &openssl_order_12[..],
+            S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+        (&TLS13, &chacha_only[..], S::TLS13_CHACHA20_POLY1305_SHA256),
+    ] {
+        let stream = tls::connect_suites(addr, &[version], offered)
+            .await
+            .expect("handshake");
+        let negotiated = stream.get_ref().1.negotiated_cipher_suite().map(|s| s.suite());
+        assert_eq!(negotiated, Some(expected), "offered {offered:?}");
+        let reply = tls::send(&mut tls::http(stream).await, "GET", "/", &[], Bytes::new()).await;
+        assert_eq!(reply.status, 200);
+    }
+    setup.director.stop().await;
+}
+
 #[tokio::test]
 async fn a_changed_certificate_reaches_new_connections_and_open_ones_go_on() {
     let first = make_cert(&["r.test"]);

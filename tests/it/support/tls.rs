@@ -105,6 +105,29 @@ pub async fn connect_offering(
     alpn: &[&[u8]],
 ) -> Result<TlsStream<TcpStream>, std::io::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    connect_with(provider, addr, sni, versions, alpn).await
+}
+
+/// [`connect`] without SNI, offering only `suites`, in that order of preference.
+pub async fn connect_suites(
+    addr: SocketAddr,
+    versions: &[&'static SupportedProtocolVersion],
+    suites: &[rustls::SupportedCipherSuite],
+) -> Result<TlsStream<TcpStream>, std::io::Error> {
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: suites.to_vec(),
+        ..rustls::crypto::ring::default_provider()
+    };
+    connect_with(Arc::new(provider), addr, None, versions, &[b"http/1.1"]).await
+}
+
+async fn connect_with(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    addr: SocketAddr,
+    sni: Option<&str>,
+    versions: &[&'static SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> Result<TlsStream<TcpStream>, std::io::Error> {
     let versions = match versions {
         [] => rustls::ALL_VERSIONS,
         some => some,
