@@ -12,6 +12,10 @@
 #   h2         HTTP/2 over TLS (ALPN h2) requests per second: h2load -c H2_CLIENTS -m H2_STREAMS
 #
 # MODES picks and orders the modes (default all four).
+# SUITES=same (default): HAProxy and nginx choose cipher suites in director's order (the
+# server's, AES-128-GCM first), so the three encrypt alike; SUITES=own: each proxy's default
+# (HAProxy: the server's order, AES-256-GCM first; nginx: the client's, which for wrk and
+# openssl is AES-256-GCM first). The suite each one negotiates with openssl is logged.
 # Printed per mode as rps per proxy (median of ROUNDS, each round runs the proxies in a
 # rotated order) and the ratios director / haproxy and director / nginx.
 #
@@ -34,6 +38,7 @@ H2_STREAMS=${H2_STREAMS:-16}      # h2load concurrent streams per connection
 read -r -a MODES <<<"${MODES:-https-ka https-new tls-full h2}"
 ROUNDS=${ROUNDS:-3}
 CERT=${CERT:-ecdsa}               # ecdsa | rsa
+SUITES=${SUITES:-same}            # same | own (see above)
 PIN=${PIN:-0}                     # 1: proxies on CPU 0, wrk and the backend on CPU 1
 BASE_PORT=${BASE_PORT:-18480}     # backend=BASE, director=+1, haproxy=+2, nginx=+3, admin=+4
 DEFAULT_DIRECTOR_BIN=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/director
@@ -86,10 +91,16 @@ wait_for_port() {  # wait_for_port NAME PORT PID
 }
 
 check_https() {  # check_https NAME PORT: one request answered with the backend's body
-    local body
+    local body suite
     body=$(curl -sk --max-time 5 "https://127.0.0.1:$2/") || die "$1: no HTTPS answer"
     [[ "$body" == "hello world" ]] || die "$1: unexpected body '$body'"
+    suite=$(openssl s_client -connect "127.0.0.1:$2" </dev/null 2>/dev/null | sed -n 's/^New, //p')
+    log "$1: openssl negotiates ${suite:-?}"
 }
+
+# Director's order (src/listener/tls.rs), for SUITES=same.
+TLS13_SUITES=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
+TLS12_CIPHERS=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305
 
 ensure_tools() {
     local t
@@ -171,6 +182,7 @@ start_haproxy() {
     cat >"$dir/haproxy.cfg" <<EOF
 global
     nbthread 1
+$([[ "$SUITES" == same ]] && printf '    ssl-default-bind-ciphersuites %s\n    ssl-default-bind-ciphers %s' "$TLS13_SUITES" "$TLS12_CIPHERS")
     maxconn 4096
     tune.ssl.default-dh-param 2048
 defaults
@@ -216,6 +228,10 @@ http {
         listen 127.0.0.1:${PORT[nginx]} ssl http2 backlog=4096;
         ssl_certificate $TMP/tls/cert.pem;
         ssl_certificate_key $TMP/tls/key.pem;
+        # nginx's default from 1.23.4 on; Debian 12's 1.22 would offer TLS 1.2 at most, whose
+        # resumption skips the key exchange that TLS 1.3's (psk_dhe_ke) does.
+        ssl_protocols TLSv1.2 TLSv1.3;
+$([[ "$SUITES" == same ]] && printf '        ssl_prefer_server_ciphers on;\n        ssl_ciphers %s;\n        ssl_conf_command Ciphersuites %s;' "$TLS12_CIPHERS" "$TLS13_SUITES")
         location / {
             proxy_pass http://bench;
             proxy_http_version 1.1;
@@ -291,7 +307,7 @@ main() {
         wait_for_port "$p" "${PORT[$p]}" "${PID[$p]}"
         check_https "$p" "${PORT[$p]}"
     done
-    log "certificate: $CERT; ${ROUNDS} round(s) of ${WARMUP}s warm-up + ${DURATION}s per proxy and mode"
+    log "certificate: $CERT; suites: $SUITES; ${ROUNDS} round(s) of ${WARMUP}s warm-up + ${DURATION}s per proxy and mode"
     local mode round i n=${#PROXIES[@]}
     for mode in "${MODES[@]}"; do
         for ((round = 1; round <= ROUNDS; round++)); do
