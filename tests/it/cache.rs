@@ -342,6 +342,9 @@ async fn a_304_from_the_backend_refreshes_the_stored_object() {
     assert_eq!(origin.hits(path), 2);
     assert_eq!(stats(&d).await["revalidations"], 1);
     // A client's no-cache revalidates a fresh object; ignore_client_no_cache keeps it a hit.
+    // An object fresh for an hour, so that a slow machine cannot let it expire meanwhile.
+    let path = "/doc?cc=max-age=3600&etag=v8";
+    get(&d.target(), path).await;
     let forced = request(
         &d.target(),
         "GET",
@@ -355,7 +358,7 @@ async fn a_304_from_the_backend_refreshes_the_stored_object() {
         "{}",
         cache_status(&forced)
     );
-    assert_eq!(origin.hits(path), 3);
+    assert_eq!(origin.hits(path), 2);
     let (status, _) = admin(
         &d,
         "PATCH",
@@ -371,7 +374,7 @@ async fn a_304_from_the_backend_refreshes_the_stored_object() {
         "{}",
         cache_status(&ignored)
     );
-    assert_eq!(origin.hits(path), 3);
+    assert_eq!(origin.hits(path), 2);
     d.stop().await;
 }
 
