@@ -161,12 +161,12 @@ enum FirstLook {
 }
 
 /// The part of the lookup that never waits: the key is built on the stack, and only a miss
-/// makes an owned copy of it.
+/// makes an owned copy of it. A URL known to be uncacheable is recognised before the request's
+/// fields are read: it goes to the backend whatever they say, so they need not be.
 fn first_look(cache: &Arc<ClusterCache>, req: &HttpRequest, host: Option<&str>, path: &str) -> FirstLook {
     let config = &cache.config;
     let method = req.method();
-    let request_use = policy::request_use(method, req.headers(), config.ignore_client_no_cache);
-    if request_use == RequestUse::Bypass {
+    if *method != Method::GET && *method != Method::HEAD {
         if !is_safe(method) {
             // An unsafe request invalidates what the cache holds for its URL (RFC 9111 §4.4).
             let key = KeyText::new(&config.key, "GET", host, path, req.query_string()).into_key();
@@ -175,20 +175,30 @@ fn first_look(cache: &Arc<ClusterCache>, req: &HttpRequest, host: Option<&str>, 
         return FirstLook::Bypass;
     }
     let key = KeyText::new(&config.key, method.as_str(), host, path, req.query_string());
-    CacheStats::count(&cache.stats.lookups);
     let now = Instant::now();
-    let Some(object) = cache.store.lookup(key.as_str(), req.headers()) else {
+    let found = cache.store.lookup(key.as_str(), req.headers());
+    if found
+        .as_ref()
+        .is_some_and(|o| o.is_pass_marker() && o.is_fresh(now))
+    {
+        // Known uncacheable: straight to the backend, as if the cache were off.
+        CacheStats::count(&cache.stats.lookups);
+        CacheStats::count(&cache.stats.misses);
+        return FirstLook::Bypass;
+    }
+    let request_use = policy::request_use(method, req.headers(), config.ignore_client_no_cache);
+    if request_use == RequestUse::Bypass {
+        return FirstLook::Bypass;
+    }
+    CacheStats::count(&cache.stats.lookups);
+    let Some(object) = found else {
         return FirstLook::Missed {
             key: key.into_key(),
             found: None,
             request_use,
         };
     };
-    if object.is_pass_marker() && object.is_fresh(now) {
-        // Known uncacheable: straight to the backend, as if the cache were off.
-        CacheStats::count(&cache.stats.misses);
-        return FirstLook::Bypass;
-    } else if request_use == RequestUse::Lookup && object.is_fresh(now) {
+    if request_use == RequestUse::Lookup && object.is_fresh(now) {
         CacheStats::count(&cache.stats.hits);
         return FirstLook::Fresh(object);
     } else if request_use == RequestUse::Lookup
