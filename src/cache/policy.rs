@@ -10,7 +10,8 @@
 //!   with `Authorization`, or one with `Set-Cookie`, only when it says `public` or
 //!   `s-maxage` (and `Set-Cookie` itself is then never stored: it went to the first client
 //!   only). Freshness: `s-maxage`, else `max-age`, else `Expires` - `Date`, else the cache's
-//!   `default_ttl` for statuses cacheable by default; `no-cache` stores for revalidation only.
+//!   `default_ttl` for statuses cacheable by default; `no-cache` stores for revalidation only
+//!   (and, without explicit freshness, only for a status cacheable by default).
 //!   `must-revalidate`, `proxy-revalidate` and `s-maxage` forbid serving the object stale.
 
 use std::time::{Duration, SystemTime};
@@ -222,7 +223,9 @@ pub fn storable(
     let lifetime = match explicit {
         Some(lifetime) => lifetime,
         None if heuristically_cacheable(status) && !default_ttl.is_zero() => default_ttl,
-        None if cc.no_cache => Duration::ZERO,
+        // Kept for revalidation only, and without explicit freshness only a status cacheable
+        // by default (302, 303 and 307 need explicit freshness, as for any other answer).
+        None if cc.no_cache && heuristically_cacheable(status) => Duration::ZERO,
         None => return None,
     };
     let has_validator = headers.contains_key("etag") || headers.contains_key("last-modified");
@@ -296,6 +299,19 @@ mod tests {
 
     fn store(status: u16, pairs: &[(&str, &str)]) -> Option<Freshness> {
         storable(status, &headers(pairs), false, Duration::ZERO, UNIX_EPOCH + NOW)
+    }
+
+    #[test]
+    fn no_cache_alone_stores_only_what_may_be_stored_without_freshness() {
+        // Found by the oracle (policy/oracle.rs): a 302 is not cacheable by default, and
+        // `no-cache` gives it no freshness (RFC 9111 §3).
+        let etag = ("etag", "\"v1\"");
+        assert_eq!(store(302, &[("cache-control", "no-cache"), etag]), None);
+        assert_eq!(store(307, &[("cache-control", "no-cache, public"), etag]), None);
+        let explicit = store(302, &[("cache-control", "no-cache, max-age=60"), etag]);
+        assert!(explicit.is_some_and(|f| f.always_revalidate));
+        let ok = store(200, &[("cache-control", "no-cache"), etag]);
+        assert!(ok.is_some_and(|f| f.always_revalidate && f.lifetime.is_zero()));
     }
 
     #[test]
