@@ -256,6 +256,9 @@ fn parse_date(value: &HeaderValue) -> Option<SystemTime> {
 }
 
 #[cfg(test)]
+mod oracle;
+
+#[cfg(test)]
 mod tests {
     use std::time::UNIX_EPOCH;
 
