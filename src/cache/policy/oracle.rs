@@ -9,7 +9,7 @@
 //!   oracle guesses a lifetime from `Last-Modified`;
 //! - director does not store what is stale at once and has no validator, nor `Vary: *`, and
 //!   stores 302, 303 and 307 only with explicit freshness (the oracle also takes `public`);
-//! - a request with `Authorization` is answered from storage only for `public` or `s-maxage`,
+//! - the answer to a request with `Authorization` is stored only for `public` or `s-maxage`,
 //!   not for `must-revalidate` alone;
 //! - `Set-Cookie` needs `public` or `s-maxage` here; the oracle needs `public` (and the stored
 //!   object never carries the cookie, which [`storable`] does not see);
