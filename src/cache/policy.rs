@@ -104,14 +104,19 @@ pub enum RequestUse {
     Revalidate,
 }
 
+/// Whether the cache may answer a request of this method at all: GET, and HEAD from GET.
+pub fn cacheable_method(method: &actix_web::http::Method) -> bool {
+    use actix_web::http::Method;
+    *method == Method::GET || *method == Method::HEAD
+}
+
 /// What the request allows, given whether the cache ignores client `no-cache`.
 pub fn request_use(
     method: &actix_web::http::Method,
     headers: &HeaderMap,
     ignore_no_cache: bool,
 ) -> RequestUse {
-    use actix_web::http::Method;
-    if *method != Method::GET && *method != Method::HEAD {
+    if !cacheable_method(method) {
         return RequestUse::Bypass;
     }
     // One pass over the request's fields rather than a lookup per name: requests carry few.

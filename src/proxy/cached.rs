@@ -166,7 +166,7 @@ enum FirstLook {
 fn first_look(cache: &Arc<ClusterCache>, req: &HttpRequest, host: Option<&str>, path: &str) -> FirstLook {
     let config = &cache.config;
     let method = req.method();
-    if *method != Method::GET && *method != Method::HEAD {
+    if !policy::cacheable_method(method) {
         if !is_safe(method) {
             // An unsafe request invalidates what the cache holds for its URL (RFC 9111 §4.4).
             let key = KeyText::new(&config.key, "GET", host, path, req.query_string()).into_key();
