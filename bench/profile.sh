@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where a proxied request's cost goes: director (one worker) against HAProxy and nginx (one
 # worker each), all in front of the same nginx backend that bench/run.sh uses (its services
-# are reused: this script sources run.sh). Three parts, each selectable with PARTS:
+# are reused: this script sources run.sh). Four parts, each selectable with PARTS:
 #
 #   callgrind  director under valgrind's callgrind with --separate-callers, CG_REQUESTS
 #              keep-alive GETs (after CG_WARMUP unmeasured ones) over CG_CONNS connections;
@@ -13,6 +13,10 @@
 #              memset of 2 KiB or more (rep stosb) would count one instruction per byte:
 #              CG_REP_LOOPS=1 (the default) sets GLIBC_TUNABLES so that director's glibc
 #              uses its vector loops instead, whose instruction count tracks the real cost.
+#   cachesim   the same GETs through each proxy under callgrind's cache and branch-predictor
+#              simulation (--cache-sim=yes --branch-sim=yes): simulated L1/LL instruction and
+#              data misses and mispredicted branches per request, side by side, for VMs that
+#              have no hardware counters (not in the default PARTS; about a minute).
 #   strace     strace -c -f attached to each proxy's serving process(es) during one
 #              `wrk -t1 -cSTRACE_CONNS -dSTRACE_SECONDS` run: syscalls per request by name,
 #              side by side (bench/strace_table.py). strace slows the proxy down a lot; the
@@ -111,11 +115,11 @@ callgrind_count() {
 # cg_total DUMP: the instructions in a callgrind dump.
 cg_total() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
 
-profile_callgrind() {
-    command -v valgrind >/dev/null || die "callgrind: valgrind is required (apt-get install valgrind)"
-    local dir=$TMP/callgrind name
-    mkdir -p "$dir"
-    cat >"$dir/client.py" <<'PY'
+# write_callgrind_client: the client the valgrind parts drive: keep-alive GETs that fail on
+# any answer but `200 hello world`.
+write_callgrind_client() {
+    mkdir -p "$TMP/callgrind"
+    cat >"$TMP/callgrind/client.py" <<'PY'
 import http.client, sys, threading
 port, total, conns = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 errors = []
@@ -137,9 +141,40 @@ for t in threads: t.join()
 if errors:
     sys.exit(f"client: {len(errors)} connection(s) failed: {errors[0]}")
 PY
-    write_director_config director "$dir/director.yaml"
-    callgrind_count director "$(port_of director)" "$dir/director.out" \
-        --separate-callers="$CG_CALLERS" -- "$DIRECTOR_BIN" --config "$dir/director.yaml"
+}
+
+# callgrind_proxy NAME DIR VALGRIND_OPTS...: callgrind_count for director, haproxy or nginx,
+# each with run.sh's config for it (dump files under DIR); CG_DUMP is set as there.
+callgrind_proxy() {
+    local name=$1 dir=$2; shift 2
+    case $name in
+        director)
+            write_director_config director "$dir/director.yaml"
+            callgrind_count director "$(port_of director)" "$dir/director.out" "$@" -- \
+                "$DIRECTOR_BIN" --config "$dir/director.yaml"
+            ;;
+        haproxy)
+            start_haproxy haproxy; stop_pid "$HAPROXY_PID"   # writes the config
+            callgrind_count haproxy "$HAPROXY_PORT" "$dir/haproxy.out" "$@" -- \
+                haproxy -db -f "$TMP/haproxy/haproxy.cfg"
+            ;;
+        nginx)
+            start_nginx_proxy nginx; stop_pid "$NGINX_PID"
+            # one process: the master serves (no worker to follow)
+            callgrind_count nginx "$NGINX_PORT" "$dir/nginx.out" "$@" -- \
+                nginx -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" -c "$TMP/nginx/nginx.conf" \
+                -g "master_process off;"
+            ;;
+        *) die "callgrind: unknown proxy $name" ;;
+    esac
+}
+
+profile_callgrind() {
+    command -v valgrind >/dev/null || die "callgrind: valgrind is required (apt-get install valgrind)"
+    local dir=$TMP/callgrind name
+    mkdir -p "$dir"
+    write_callgrind_client
+    callgrind_proxy director "$dir" --separate-callers="$CG_CALLERS"
     cp "$CG_DUMP" "$PROFILE_DIR/director.callgrind"
     python3 "$BENCH_DIR/callgrind_areas.py" "$CG_DUMP" "$CG_REQUESTS" --top 30 \
         --folded "$PROFILE_DIR/director.folded" --json "$PROFILE_DIR/callgrind.json" \
@@ -150,24 +185,54 @@ PY
         printf '  %-10s %9d\n' director $(($(cg_total "$CG_DUMP") / CG_REQUESTS))
     } >"$PROFILE_DIR/callgrind-compare.txt"
     for name in $PROXIES; do
-        case $name in
-            haproxy)
-                start_haproxy haproxy; stop_pid "$HAPROXY_PID"   # writes the config
-                callgrind_count haproxy "$HAPROXY_PORT" "$dir/haproxy.out" -- \
-                    haproxy -db -f "$TMP/haproxy/haproxy.cfg"
-                ;;
-            nginx)
-                start_nginx_proxy nginx; stop_pid "$NGINX_PID"
-                # one process: the master serves (no worker to follow)
-                callgrind_count nginx "$NGINX_PORT" "$dir/nginx.out" -- \
-                    nginx -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" -c "$TMP/nginx/nginx.conf" \
-                    -g "master_process off;"
-                ;;
-            *) continue ;;
-        esac
+        [[ $name == haproxy || $name == nginx ]] || continue
+        callgrind_proxy "$name" "$dir"
         printf '  %-10s %9d\n' "$name" $(($(cg_total "$CG_DUMP") / CG_REQUESTS)) >>"$PROFILE_DIR/callgrind-compare.txt"
     done
     cat "$PROFILE_DIR/callgrind.txt" "$PROFILE_DIR/callgrind-compare.txt"
+}
+
+# ---------------------------------------------------------------- cachesim ---
+
+# cg_events DUMP REQUESTS: the dump's events per request, one "name value" line each
+# (Ir instructions, I1mr/ILmr instruction-cache misses in L1/last level, Dr/Dw data reads
+# and writes, D1mr/D1mw/DLmr/DLmw their misses, Bc/Bi conditional/indirect branches,
+# Bcm/Bim their mispredictions).
+cg_events() {
+    awk -v n="$2" '/^events:/ { for (i = 2; i <= NF; i++) name[i] = $i }
+        /^(summary|totals):/ { for (i = 2; i <= NF; i++) printf "%s %.1f\n", name[i], $i / n; exit }' "$1"
+}
+
+# profile_cachesim: the same keep-alive GETs as the callgrind part, for each proxy, under
+# callgrind's cache and branch-predictor simulation (--cache-sim=yes --branch-sim=yes): the
+# simulated misses and mispredictions per request, side by side, where the VM has no
+# hardware counters. valgrind models a two-level cache from the host's cpuid and a simple
+# predictor, so the figures are comparisons between the proxies, not cycle counts.
+profile_cachesim() {
+    command -v valgrind >/dev/null || die "cachesim: valgrind is required (apt-get install valgrind)"
+    write_callgrind_client
+    local dir=$TMP/cachesim name args=()
+    mkdir -p "$dir"
+    for name in $PROXIES; do
+        callgrind_proxy "$name" "$dir" --cache-sim=yes --branch-sim=yes
+        cp "$CG_DUMP" "$PROFILE_DIR/cachesim-$name.callgrind"
+        cg_events "$CG_DUMP" "$CG_REQUESTS" >"$dir/$name.events"
+        args+=("$name")
+    done
+    (cd "$dir" && python3 - "${args[@]}" <<'PY'
+import sys
+names = sys.argv[1:]
+ev = {n: dict((k, float(v)) for k, v in (l.split() for l in open(f"{n}.events"))) for n in names}
+rows = [("Ir", "instructions"), ("I1mr", "L1 instruction misses"), ("ILmr", "LL instruction misses"),
+        ("Dr", "data reads"), ("D1mr", "L1 data read misses"), ("DLmr", "LL data read misses"),
+        ("Dw", "data writes"), ("D1mw", "L1 data write misses"), ("DLmw", "LL data write misses"),
+        ("Bc", "conditional branches"), ("Bcm", "conditional mispredicted"),
+        ("Bi", "indirect branches"), ("Bim", "indirect mispredicted")]
+print(f"{'per request':<26}" + "".join(f"{n:>12}" for n in names))
+for key, label in rows:
+    print(f"{label:<26}" + "".join(f"{ev[n].get(key, 0):>12.1f}" for n in names))
+PY
+    ) | tee "$PROFILE_DIR/cachesim.txt"
 }
 
 # ---------------------------------------------------------------- strace -----
@@ -304,7 +369,7 @@ profile_main() {
     cd "$REPO_ROOT"
     LEGS=()
     for l in $PROXIES; do LEGS+=("$l"); done
-    if part callgrind && [[ " ${LEGS[*]} " != *" director "* ]]; then LEGS+=(director); fi
+    if { part callgrind || part cachesim; } && [[ " ${LEGS[*]} " != *" director "* ]]; then LEGS+=(director); fi
     ensure_tools
     ensure_director
     raise_fd_limit
@@ -324,6 +389,7 @@ profile_main() {
     log "backend nginx on :$BACKEND_PORT"
     start_backend
     if part callgrind; then profile_callgrind; fi
+    if part cachesim; then profile_cachesim; fi
     if part strace; then profile_strace; fi
     if part perf; then profile_perf; fi
     log "results in $PROFILE_DIR"
