@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::head_scan::HeadLimits;
 use super::https_policy;
+use crate::clock;
 use crate::config::ProxyConfig;
 use crate::transport::client_abort::ThroughAbort;
 use crate::transport::file_sink::FileSink;
@@ -90,7 +91,7 @@ impl ConnState {
             settings,
             busy: Cell::new(0),
             started: Cell::new(0),
-            idle_since: Cell::new(Instant::now()),
+            idle_since: Cell::new(clock::now()),
             waker: RefCell::new(None),
             armed: Cell::new(None),
             files: FileSink::default(),
@@ -149,7 +150,7 @@ impl Drop for RequestInFlight {
                     waker.wake_by_ref();
                 }
             }
-            let now = Instant::now();
+            let now = clock::now();
             conn.idle_since.set(now);
             // The connection task must arm the idle deadline; its timer makes it do so when
             // that fires first anyway (usually: the head deadline of the request that just

@@ -28,6 +28,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::conn::{ConnHandle, ConnState, GuardSettings};
 use super::head_scan::{HeadScan, Verdict};
+use crate::clock;
 use crate::transport::file_sink::send_file;
 
 /// Where the connection is between requests.
@@ -105,7 +106,7 @@ pub struct GuardedIo<T> {
 impl<T> GuardedIo<T> {
     /// Wraps a stream accepted just now.
     pub fn new(io: T, settings: GuardSettings) -> GuardedIo<T> {
-        let now = Instant::now();
+        let now = clock::now();
         let deadline = now + settings.client_timeout;
         GuardedIo {
             io,
@@ -260,7 +261,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
         };
         let done =
             |reason: &'static str| Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, reason)));
-        if Instant::now() >= closing.until {
+        if clock::now() >= closing.until {
             return done(closing.reason);
         }
         while closing.written < closing.answer.len() {
@@ -309,12 +310,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
                 self.stalled_since = None;
                 self.sync_phase();
                 if let Phase::Idle { since } = &mut self.phase {
-                    *since = Instant::now();
+                    *since = clock::now();
                 }
                 Poll::Ready(Ok(n))
             }
             Poll::Pending => {
-                let now = Instant::now();
+                let now = clock::now();
                 self.stalled_since.get_or_insert(now);
                 self.sync_phase();
                 // Any deadline that passed fails the write too: with a write pending no answer
@@ -389,7 +390,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
             this.end_deferred = false;
             return this.at_end(cx);
         }
-        let now = Instant::now();
+        let now = clock::now();
         this.sync_phase();
         if let Some((at, expired)) = this.deadline() {
             if now >= at {

@@ -33,6 +33,7 @@ use super::https_policy::HttpsPolicy;
 use super::io::{FileTarget, GuardedIo};
 use super::tls::{ALPN_H2, ALPN_HTTP1};
 use super::{Bound, Listener};
+use crate::clock;
 
 /// How a server runs.
 #[derive(Debug, Clone, Copy)]
@@ -246,7 +247,9 @@ where
                     peer: stream.peer(),
                 };
                 stream.tune();
-                async move {
+                // Every poll of the connection reads the clock once for all the timestamps
+                // its requests take during it (src/clock.rs).
+                clock::PerPoll::new(async move {
                     // Boxed below: a plain HTTP/1 connection's future does not carry the
                     // state of a TLS handshake or an HTTP/2 connection (an idle keep-alive
                     // connection keeps its future for its life).
@@ -255,7 +258,7 @@ where
                         (None, Some(settings)) => Box::pin(conn.h2c_or_h1(stream, settings)).await,
                         (Some(acceptor), _) => Box::pin(conn.tls(acceptor, stream)).await,
                     }
-                }
+                })
             }))
         }
     })

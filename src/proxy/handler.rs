@@ -5,7 +5,7 @@
 //! cross-thread event is a queued request being woken by whoever freed capacity.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::Payload;
@@ -23,6 +23,7 @@ use super::trace::TraceHeaders;
 use super::tunnel;
 use super::upstream::{self, Outgoing, Timeouts};
 use super::ProxyState;
+use crate::clock;
 use crate::cluster::backend::BackendId;
 use crate::cluster::buckets::BucketKey;
 use crate::cluster::classify::RequestView;
@@ -81,7 +82,7 @@ async fn serve(
             return generated(StatusCode::BAD_REQUEST, "bad request path\n", 0, log);
         }
     };
-    let (cluster, bucket, debug_bucket, bucket_name, route_timeouts) = {
+    let (cluster, settings, bucket, debug_bucket, bucket_name, route_timeouts) = {
         let topology = state.topology.load();
         let Some(route) = topology.as_ref().and_then(|t| t.route(host, &route_path)) else {
             let log = refused(new_record("-"));
@@ -95,17 +96,17 @@ async fn serve(
             path: &route_path,
         };
         let (bucket, name) = classifier.classify(&view);
-        let debug = cluster.settings.load().debug_headers.then(|| name.to_owned());
+        let settings = cluster.settings.load_full();
+        let debug = settings.debug_headers.then(|| name.to_owned());
         let logged = state.access_log.is_some().then(|| name.to_owned());
         // Boxed (most routes have none): this future holds it across the cache lookup.
         let timeouts = (route.timeouts != RouteTimeouts::default()).then(|| Box::new(route.timeouts));
-        (cluster.clone(), bucket, debug, logged, timeouts)
+        (cluster.clone(), settings, bucket, debug, logged, timeouts)
     };
     let mut log = new_record(&cluster.name);
     if let (Some(l), Some(name)) = (log.as_mut(), bucket_name) {
         l.set_bucket(&name);
     }
-    let settings = cluster.settings.load_full();
     if !settings.enabled {
         // The maintenance switch: nothing reaches the cluster, not even its cache.
         record_status(&cluster, None, StatusCode::SERVICE_UNAVAILABLE.as_u16());
@@ -239,9 +240,9 @@ impl Forward {
                 }
                 (Admit::Queued(ticket), last) => {
                     request.note(AccessRecord::queued);
-                    let since = Instant::now();
+                    let since = clock::now_std();
                     let granted = ticket.wait(settings.queue_timeout).await;
-                    request.note(|l| l.admitted(since.elapsed()));
+                    request.note(|l| l.admitted(clock::elapsed_std(since)));
                     match granted {
                         Some(grant) => grant,
                         None if last.is_some() => return failed(&cluster, last, request),
@@ -406,7 +407,7 @@ async fn attempt(
     debug_bucket: Option<&str>,
 ) -> Result<HttpResponse<RelayBody>, ProxyError> {
     let backend = grant.backend().clone();
-    let started = Instant::now();
+    let started = clock::now_std();
     let notify_abort = settings.on_client_abort == OnClientAbort::Notify;
     let out = Outgoing {
         req: &request.req,
@@ -425,7 +426,7 @@ async fn attempt(
     match upstream::send(&out).await {
         Ok(upstream) => {
             let connect = upstream.connect_time;
-            request.note(|l| l.responded(connect, started.elapsed()));
+            request.note(|l| l.responded(connect, clock::elapsed_std(started)));
             if let Some(plan) = request.cache.as_deref() {
                 let headers = || response::header_map(&upstream);
                 let answer =
@@ -433,7 +434,7 @@ async fn attempt(
                 if let Some(answer) = answer {
                     // The backend's answer is not relayed: its connection is closed, its
                     // capacity given back.
-                    backend.stats.record_latency(started.elapsed());
+                    backend.stats.record_latency(clock::elapsed_std(started));
                     backend.stats.responses.record(upstream.status);
                     drop((upstream, grant));
                     return Ok(answer);
@@ -473,7 +474,7 @@ async fn attempt(
             Ok(response::with_debug_headers(response, debug_bucket, &backend))
         }
         Err(e) if e.is_backend_failure() => {
-            backend.stats.record_latency(started.elapsed());
+            backend.stats.record_latency(clock::elapsed_std(started));
             log::warn!("cluster '{}': backend '{}': {e}", cluster.name, backend.name);
             blame::backend_failed(grant, cluster, &e, request.may_blame);
             request.may_blame = false;

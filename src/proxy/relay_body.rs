@@ -22,6 +22,7 @@ use super::sendfile::{FileBody, FilePiece};
 use super::tunnel::Tunnel;
 use super::upstream::Exchange;
 use crate::cache::fill::Fill;
+use crate::clock;
 use crate::cluster::{ClusterHandle, Grant};
 use crate::stats::TrafficStats;
 use crate::transport::StallTimer;
@@ -176,7 +177,7 @@ impl RelayBody {
         }
         if let Some(s) = self.streaming.take() {
             let backend = s.grant.backend();
-            backend.stats.record_latency(s.timing.started.elapsed());
+            backend.stats.record_latency(clock::elapsed_std(s.timing.started));
             s.exchange.finish(backend);
         }
     }
@@ -190,7 +191,10 @@ impl RelayBody {
             log.failed(error);
         }
         if let Some(s) = self.streaming.take() {
-            s.grant.backend().stats.record_latency(s.timing.started.elapsed());
+            s.grant
+                .backend()
+                .stats
+                .record_latency(clock::elapsed_std(s.timing.started));
             match &self.cluster {
                 Some(cluster) if error.is_backend_failure() => {
                     log::warn!(

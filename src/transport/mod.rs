@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
+use crate::clock;
 use crate::config::{BackendTls, Endpoint};
 
 /// A connected byte stream to a backend.
@@ -137,7 +138,7 @@ impl StallTimer {
     /// The operation is stuck now: true once it has been stuck for `limit`; until then the
     /// task is woken when `limit` runs out.
     pub fn expired(&mut self, cx: &mut Context<'_>, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
+        let deadline = clock::now() + limit;
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));

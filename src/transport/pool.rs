@@ -18,6 +18,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
@@ -68,7 +69,7 @@ fn epoch() -> Instant {
 }
 
 fn millis_since_epoch() -> u64 {
-    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(crate::clock::elapsed_std(epoch()).as_millis()).unwrap_or(u64::MAX)
 }
 
 impl BackendConns {
@@ -226,10 +227,32 @@ impl Drop for IdleMark {
     }
 }
 
+/// Hashes the pool's backend ids: numbers from one process-wide counter, never chosen by a
+/// client, so one multiply-rotate (as in rustc's FxHash) is enough where the default SipHash,
+/// made for keys an attacker picks, costs more than the rest of a lookup.
+#[derive(Default)]
+struct BackendIdHasher(u64);
+
+impl Hasher for BackendIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// One worker's idle connections.
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<u64, Vec<Idle>>>,
+    idle: RefCell<HashMap<u64, Vec<Idle>, BuildHasherDefault<BackendIdHasher>>>,
     reaping: Cell<bool>,
     /// Backends whose release requests this worker serves.
     watched: RefCell<Vec<u64>>,
@@ -277,7 +300,7 @@ impl Pool {
             list.clear();
             return None;
         }
-        let now = Instant::now();
+        let now = crate::clock::now_std();
         while let Some(mut entry) = list.pop() {
             match unusable(&mut entry, now) {
                 None => return Some(entry.conn),
@@ -301,7 +324,7 @@ impl Pool {
         let entry = Idle {
             _counted: IdleMark::new(group),
             conn,
-            since: Instant::now(),
+            since: crate::clock::now_std(),
             group: group.clone(),
         };
         if group.share.as_ref().is_some_and(IdleShare::over_limit) {
@@ -331,7 +354,7 @@ impl Pool {
 
     /// Closes every idle connection that is no longer fit for reuse.
     fn reap_once(&self) {
-        let now = Instant::now();
+        let now = crate::clock::now_std();
         let mut idle = self.idle.borrow_mut();
         idle.retain(|_, list| {
             list.retain_mut(|entry| unusable(entry, now).is_none());

@@ -34,6 +34,7 @@ use tokio::time::{sleep_until, Instant};
 use super::error::ProxyError;
 use super::request_body::ClientBody;
 use super::trace::TraceHeaders;
+use crate::clock;
 use crate::cluster::Backend;
 use crate::config::{ForwardedFor, Protocol};
 use crate::transport::pool::{self, Conn};
@@ -344,7 +345,7 @@ async fn read_head(
     head_request: bool,
     read_timeout: Duration,
 ) -> Result<Head, Failure> {
-    let mut deadline = pin!(sleep_until(Instant::now() + FAR));
+    let mut deadline = pin!(sleep_until(clock::now() + FAR));
     let mut armed = false;
     poll_fn(|cx| {
         let polled = match exchange {
@@ -357,7 +358,7 @@ async fn read_head(
         if exchange.request_sent() {
             if !armed {
                 armed = true;
-                deadline.as_mut().reset(Instant::now() + read_timeout);
+                deadline.as_mut().reset(clock::now() + read_timeout);
             }
             if deadline.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Err(Failure::Fatal(ProxyError::Timeout("read"))));
