@@ -41,6 +41,7 @@ pub mod https_policy;
 pub mod io;
 pub mod limits;
 pub mod server;
+mod stopping;
 pub mod tls;
 
 use std::os::unix::fs::FileTypeExt;

@@ -32,7 +32,7 @@ use super::h2::{self, serve_h2, H2Settings, Preface};
 use super::https_policy::HttpsPolicy;
 use super::io::{FileTarget, GuardedIo};
 use super::tls::{ALPN_H2, ALPN_HTTP1};
-use super::{Bound, Listener};
+use super::{stopping, Bound, Listener};
 use crate::clock;
 
 /// How a server runs.
@@ -382,10 +382,7 @@ where
         .h1_allow_half_closed(false)
         // Idle keep-alive connections close at once on a graceful stop, as in HttpServer
         // (this builder method is doc(hidden) in actix-http 3.20; HttpServer uses it).
-        .graceful_shutdown_signal(move || {
-            let signal = shutdown.clone();
-            async move { signal.notified().await }
-        })
+        .graceful_shutdown_signal(move || stopping::stopped(&shutdown))
         .on_connect_ext(move |io: &GuardedIo<T>, data| {
             let handle = io.handle();
             if io.stream().sends_files() {

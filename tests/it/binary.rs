@@ -191,6 +191,42 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
     assert!(exit.success(), "{exit:?}");
 }
 
+/// A graceful stop closes idle keep-alive client connections at once (as actix-web's
+/// `HttpServer` and nginx do), long before their 15 s keep-alive runs out, while a request in
+/// flight on another connection still finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_idle_keep_alive_connections_at_once() {
+    use tokio::io::AsyncReadExt;
+    let backend = TestBackend::start("b").await;
+    let dir = support::temp_dir("bin");
+    let config = one_backend_config(&dir, 1, &backend);
+    let mut director = Binary::with_config(&config).await;
+    let addr = director.listening("proxy").await;
+    let mut idle = one_request_then_idle(addr).await;
+    let target = support::Target::Tcp(addr);
+    let held = tokio::spawn(async move { support::get(&target, "/hold").await });
+    backend.wait_current(1).await;
+    director.signal("-TERM");
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("the idle connection stayed open after SIGTERM");
+    assert_eq!(
+        read.expect("read"),
+        0,
+        "the idle connection was closed, without an answer"
+    );
+    assert!(director.try_wait().is_none(), "exited with a request in flight");
+    backend.release_holds();
+    let r = held.await.expect("task");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "b"),
+        "the request in flight completed"
+    );
+    assert!(director.exited().await.success());
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     status
