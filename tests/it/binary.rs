@@ -160,42 +160,11 @@ async fn length_and_checksum(mut body: hyper::body::Incoming) -> (u64, u64) {
     (received, sum)
 }
 
+/// SIGTERM starts a graceful stop: an idle keep-alive client connection is closed at once (as
+/// actix-web's `HttpServer` and nginx do, long before its 15 s keep-alive runs out), a request
+/// in flight on another connection finishes, and then director exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
-    let app = TestBackend::start("app").await;
-    let dir = support::temp_dir("bin");
-    let config = one_backend_config(&dir, 1, &app);
-    let mut director = Binary::with_config(&config).await;
-    let addr = director.listening("proxy").await;
-    let target = support::Target::Tcp(addr);
-    let held = tokio::spawn(async move { support::get(&target, "/hold").await });
-    app.wait_current(1).await;
-    director.signal("-TERM");
-    // Director is shutting down but waits for the request it is serving.
-    director
-        .line("the start of the graceful shutdown", Stream::Stderr, |l| {
-            l.contains("SIGTERM received; starting graceful shutdown")
-                .then_some(())
-        })
-        .await;
-    let still_running = director.try_wait().is_none();
-    assert!(still_running, "exited with a request in flight");
-    app.release_holds();
-    let r = held.await.expect("task");
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (200, "app"),
-        "the request in flight completed"
-    );
-    let exit = director.exited().await;
-    assert!(exit.success(), "{exit:?}");
-}
-
-/// A graceful stop closes idle keep-alive client connections at once (as actix-web's
-/// `HttpServer` and nginx do), long before their 15 s keep-alive runs out, while a request in
-/// flight on another connection still finishes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_closes_idle_keep_alive_connections_at_once() {
+async fn sigterm_closes_idle_connections_lets_requests_in_flight_finish_then_exits_0() {
     use tokio::io::AsyncReadExt;
     let backend = TestBackend::start("b").await;
     let dir = support::temp_dir("bin");
@@ -207,6 +176,12 @@ async fn sigterm_closes_idle_keep_alive_connections_at_once() {
     let held = tokio::spawn(async move { support::get(&target, "/hold").await });
     backend.wait_current(1).await;
     director.signal("-TERM");
+    director
+        .line("the start of the graceful shutdown", Stream::Stderr, |l| {
+            l.contains("SIGTERM received; starting graceful shutdown")
+                .then_some(())
+        })
+        .await;
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(std::time::Duration::from_secs(5), idle.read(&mut buf))
         .await
@@ -216,6 +191,7 @@ async fn sigterm_closes_idle_keep_alive_connections_at_once() {
         0,
         "the idle connection was closed, without an answer"
     );
+    // Director is shutting down but waits for the request it is serving.
     assert!(director.try_wait().is_none(), "exited with a request in flight");
     backend.release_holds();
     let r = held.await.expect("task");
@@ -224,7 +200,8 @@ async fn sigterm_closes_idle_keep_alive_connections_at_once() {
         (200, "b"),
         "the request in flight completed"
     );
-    assert!(director.exited().await.success());
+    let exit = director.exited().await;
+    assert!(exit.success(), "{exit:?}");
 }
 
 fn rss_kib(pid: u32) -> u64 {
