@@ -1,9 +1,9 @@
 //! The request path's clock: the monotonic time read once per poll of a connection's task
 //! instead of at every timestamp the poll takes.
 //!
-//! A proxied request takes a dozen timestamps (its start, the backend's connect and first
-//! byte, read deadlines, the pool's idle marks, the connection guard's activity), nearly all
-//! within one or two polls of its connection's task. Each `Instant::now()` is a vDSO call
+//! A proxied request took fourteen clock readings (its start and the latency it records, the
+//! backend's read deadline, the pool's idle marks and distrust check, the connection guard's
+//! deadlines and activity), nearly all within one or two polls of its connection's task. Each `Instant::now()` is a vDSO call
 //! (about 16 ns on the benchmark VM), so the listener wraps every connection's future in
 //! [`PerPoll`]: it reads the clock when a poll starts and [`now`] returns that reading until
 //! the poll returns, the way HAProxy's event loop refreshes its `now` once per turn. A
