@@ -18,7 +18,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
@@ -28,6 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::{IdleState, TimedStream};
+use crate::clock;
 use crate::config::DEFAULT_BACKEND_KEEP_ALIVE;
 
 /// Idle connections kept per backend and worker.
@@ -69,7 +69,7 @@ fn epoch() -> Instant {
 }
 
 fn millis_since_epoch() -> u64 {
-    u64::try_from(crate::clock::elapsed_std(epoch()).as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(clock::elapsed_std(epoch()).as_millis()).unwrap_or(u64::MAX)
 }
 
 impl BackendConns {
@@ -227,32 +227,13 @@ impl Drop for IdleMark {
     }
 }
 
-/// Hashes the pool's backend ids: numbers from one process-wide counter, never chosen by a
-/// client, so one multiply-rotate (as in rustc's FxHash) is enough where the default SipHash,
-/// made for keys an attacker picks, costs more than the rest of a lookup.
-#[derive(Default)]
-struct BackendIdHasher(u64);
-
-impl Hasher for BackendIdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.write_u64(u64::from(byte));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// One worker's idle connections.
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<u64, Vec<Idle>, BuildHasherDefault<BackendIdHasher>>>,
+    /// Keyed by backend ids, numbers from one process-wide counter that no client chooses:
+    /// foldhash (what actix-http's header map uses) instead of the default SipHash, which is
+    /// made for keys an attacker picks and cost more than the rest of a lookup.
+    idle: RefCell<HashMap<u64, Vec<Idle>, foldhash::fast::RandomState>>,
     reaping: Cell<bool>,
     /// Backends whose release requests this worker serves.
     watched: RefCell<Vec<u64>>,
@@ -300,7 +281,7 @@ impl Pool {
             list.clear();
             return None;
         }
-        let now = crate::clock::now_std();
+        let now = clock::now_std();
         while let Some(mut entry) = list.pop() {
             match unusable(&mut entry, now) {
                 None => return Some(entry.conn),
@@ -324,7 +305,7 @@ impl Pool {
         let entry = Idle {
             _counted: IdleMark::new(group),
             conn,
-            since: crate::clock::now_std(),
+            since: clock::now_std(),
             group: group.clone(),
         };
         if group.share.as_ref().is_some_and(IdleShare::over_limit) {
@@ -354,7 +335,7 @@ impl Pool {
 
     /// Closes every idle connection that is no longer fit for reuse.
     fn reap_once(&self) {
-        let now = crate::clock::now_std();
+        let now = clock::now_std();
         let mut idle = self.idle.borrow_mut();
         idle.retain(|_, list| {
             list.retain_mut(|entry| unusable(entry, now).is_none());
