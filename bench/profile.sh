@@ -28,10 +28,15 @@
 #              then `perf record -e sched:sched_switch` for SCHED_SECONDS: each switch away
 #              from the proxy, preempted (R) or waiting (S), and which task took the CPU.
 #              nstat: TCP segments and IP bytes per request (whole machine).
+#   moves      uprobes on glibc's memmove and malloc in each proxy during a `wrk -t1 -cCONNS`
+#              run (MOVES_SECONDS): copies, bytes copied, allocations and bytes allocated per
+#              request side by side, and director's call sites by bytes (bench/moves_table.py;
+#              not in the default PARTS; needs root for perf probe).
 #
 # Usage: bash bench/profile.sh      (from the repo root; results in bench/results/profile/)
 # Options (env vars): PARTS="callgrind strace perf" CG_REQUESTS=5000 CG_WARMUP=500 CG_CONNS=8
-#   CG_CALLERS=40 CG_REP_LOOPS=1 STRACE_SECONDS=3 STRACE_CONNS=8 PERF_SECONDS=5 SCHED_SECONDS=2 CONNS=64 (perf's load)
+#   CG_CALLERS=40 CG_REP_LOOPS=1 STRACE_SECONDS=3 STRACE_CONNS=8 PERF_SECONDS=5 SCHED_SECONDS=2 MOVES_SECONDS=2
+#   CONNS=64 (the load of perf and moves)
 #   PROXIES="director haproxy nginx" BASE_PORT=18280 PROFILE_DIR=bench/results/profile
 #   DIRECTOR_BIN (default: as in run.sh, built if missing or stale)
 set -euo pipefail
@@ -51,6 +56,7 @@ STRACE_SECONDS=${STRACE_SECONDS:-3}
 STRACE_CONNS=${STRACE_CONNS:-8}
 PERF_SECONDS=${PERF_SECONDS:-5}
 SCHED_SECONDS=${SCHED_SECONDS:-2}
+MOVES_SECONDS=${MOVES_SECONDS:-2}
 PROFILE_DIR=${PROFILE_DIR:-$BENCH_DIR/results/profile}
 IDLE_TARGET=none
 
@@ -264,6 +270,18 @@ profile_strace() {
 
 # ---------------------------------------------------------------- perf -------
 
+# start_warmed PART NAME: start_proxy NAME, warmed up by a 2 s `wrk -cCONNS` run; sets the
+# caller's pid, port, spids (its serving processes) and list (them, comma-separated, for
+# `perf -p`).
+start_warmed() {
+    start_proxy "$2"
+    pid=$(pid_of "$2"); port=$(port_of "$2")
+    spids=$(serving_pids "$pid")
+    list=$(tr '\n' ',' <<<"$spids"); list=${list%,}
+    run_bounded 30 wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null ||
+        die "$1: $2 warm-up failed"
+}
+
 profile_perf() {
     if ! command -v perf >/dev/null || ! perf record -e cpu-clock -o "$TMP/perf-probe.data" true >/dev/null 2>&1; then
         log "perf: cannot sample here (perf missing, or perf_event_paranoid forbids it); skipped" |
@@ -274,12 +292,7 @@ profile_perf() {
     perf stat -e raw_syscalls:sys_enter true >/dev/null 2>&1 || events="task-clock,context-switches"
     : >"$PROFILE_DIR/perf.txt"
     for name in $PROXIES; do
-        start_proxy "$name"
-        pid=$(pid_of "$name"); port=$(port_of "$name")
-        spids=$(serving_pids "$pid")
-        list=$(tr '\n' ',' <<<"$spids"); list=${list%,}
-        run_bounded 30 wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/" >/dev/null ||
-            die "perf: $name warm-up failed"
+        start_warmed perf "$name"
         wrk -t1 -c"$CONNS" -d$((PERF_SECONDS + 3 + SCHED_SECONDS + 3))s "http://127.0.0.1:$port/" \
             >"$PROFILE_DIR/perf-$name.wrk" &
         local wpid=$!
@@ -363,6 +376,64 @@ perf_report() {
         awk -v n="$n" '!/^#/ && NF && ++k <= n { print "   " $0 }'
 }
 
+# ---------------------------------------------------------------- moves ------
+
+# profile_moves: for each proxy under `wrk -t1 -cCONNS`, uprobes on glibc's memmove (memcpy's
+# x86-64 variants are aliases of it) and malloc record every call's size and return address
+# for MOVES_SECONDS; bench/moves_table.py prints calls and bytes per request side by side,
+# and director's call sites by bytes. A uprobe costs a trap per call, so the proxy runs far
+# slower meanwhile: the counts per request are what matter.
+profile_moves() {
+    local libc name pid spids list port fn probes=()
+    libc=$(ldd "$DIRECTOR_BIN" | awk '/libc\.so\.6/ {print $3}')
+    perf probe -q -d 'probe_libc:*' >/dev/null 2>&1 || true
+    if [[ -z "$libc" ]] || ! perf probe -q -x "$libc" 'malloc size=%di:u64 ret=+0(%sp):u64' >/dev/null 2>&1; then
+        log "moves: cannot place uprobes here (perf probe, root and uprobes are needed); skipped" |
+            tee "$PROFILE_DIR/moves.txt"
+        return 0
+    fi
+    # glibc's x86-64 memmove variants (it picks one for the CPU at start-up); those this libc
+    # lacks fail to be placed and are left out.
+    for fn in __memmove_{avx512,evex,avx,sse2}_unaligned{,_erms} __memmove_avx_unaligned_erms_rtm \
+        __memmove_ssse3; do
+        perf probe -q -x "$libc" "$fn len=%dx:u64 ret=+0(%sp):u64" >/dev/null 2>&1 && probes+=("$fn")
+    done
+    [[ ${#probes[@]} -gt 0 ]] || die "moves: no memmove variant of $libc could be probed"
+    local dir=$TMP/moves names=()
+    mkdir -p "$dir"
+    for name in $PROXIES; do
+        start_warmed moves "$name"
+        wrk -t1 -c"$CONNS" -d$((MOVES_SECONDS + 8))s "http://127.0.0.1:$port/" >/dev/null &
+        local wpid=$! ppid r0 r1
+        # The probes record only between "enable" and "disable" on perf's control fifo, and
+        # the requests are counted just inside those two (two status requests, a few ms each).
+        rm -f "$dir/ctl" "$dir/ack"; mkfifo "$dir/ctl" "$dir/ack"
+        perf record -q -D -1 --control "fifo:$dir/ctl,$dir/ack" -e 'probe_libc:*' -p "$list" \
+            -o "$dir/$name.data" -- sleep $((MOVES_SECONDS + 6)) &
+        ppid=$!
+        exec {ctl}>"$dir/ctl" {ack}<"$dir/ack"
+        sleep 1
+        echo enable >&"$ctl"; read -r -t 10 _ <&"$ack" || die "moves: perf did not enable its probes"
+        r0=$(backend_requests)
+        sleep "$MOVES_SECONDS"
+        r1=$(backend_requests)
+        echo disable >&"$ctl"; read -r -t 10 _ <&"$ack" || die "moves: perf did not disable its probes"
+        exec {ctl}>&- {ack}<&-
+        wait "$ppid" "$wpid" || true
+        echo $((r1 - r0 - 1)) >"$dir/$name.requests"
+        perf script -i "$dir/$name.data" -F event,trace >"$dir/$name.trace" 2>/dev/null
+        if [[ $name == director ]]; then
+            readlink -f "$DIRECTOR_BIN" >"$dir/$name.bin"
+            cp "/proc/$(head -n 1 <<<"$spids")/maps" "$dir/$name.maps"
+        fi
+        stop_pid "$pid"
+        names+=("$name")
+        log "moves: $name: $((r1 - r0 - 1)) requests in the counted window"
+    done
+    perf probe -q -d 'probe_libc:*' >/dev/null 2>&1 || true
+    python3 "$BENCH_DIR/moves_table.py" "$dir" "${names[@]}" | tee "$PROFILE_DIR/moves.txt"
+}
+
 # ---------------------------------------------------------------- main -------
 
 profile_main() {
@@ -392,6 +463,7 @@ profile_main() {
     if part cachesim; then profile_cachesim; fi
     if part strace; then profile_strace; fi
     if part perf; then profile_perf; fi
+    if part moves; then profile_moves; fi
     log "results in $PROFILE_DIR"
 }
 
