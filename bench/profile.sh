@@ -404,7 +404,7 @@ profile_moves() {
     for name in $PROXIES; do
         start_warmed moves "$name"
         wrk -t1 -c"$CONNS" -d$((MOVES_SECONDS + 8))s "http://127.0.0.1:$port/" >/dev/null &
-        local wpid=$! ppid r0 r1
+        local wpid=$! ppid r0 r1 reqs
         # The probes record only between "enable" and "disable" on perf's control fifo, and
         # the requests are counted just inside those two (two status requests, a few ms each).
         rm -f "$dir/ctl" "$dir/ack"; mkfifo "$dir/ctl" "$dir/ack"
@@ -420,7 +420,8 @@ profile_moves() {
         echo disable >&"$ctl"; read -r -t 10 _ <&"$ack" || die "moves: perf did not disable its probes"
         exec {ctl}>&- {ack}<&-
         wait "$ppid" "$wpid" || true
-        echo $((r1 - r0 - 1)) >"$dir/$name.requests"
+        reqs=$((r1 - r0 - 1))   # less the second status request
+        echo "$reqs" >"$dir/$name.requests"
         perf script -i "$dir/$name.data" -F event,trace >"$dir/$name.trace" 2>/dev/null
         if [[ $name == director ]]; then
             readlink -f "$DIRECTOR_BIN" >"$dir/$name.bin"
@@ -428,7 +429,7 @@ profile_moves() {
         fi
         stop_pid "$pid"
         names+=("$name")
-        log "moves: $name: $((r1 - r0 - 1)) requests in the counted window"
+        log "moves: $name: $reqs requests in the counted window"
     done
     perf probe -q -d 'probe_libc:*' >/dev/null 2>&1 || true
     python3 "$BENCH_DIR/moves_table.py" "$dir" "${names[@]}" | tee "$PROFILE_DIR/moves.txt"

@@ -3,11 +3,12 @@
 //!
 //! A proxied request took fourteen clock readings (its start and the latency it records, the
 //! backend's read deadline, the pool's idle marks and distrust check, the connection guard's
-//! deadlines and activity), nearly all within one or two polls of its connection's task. Each `Instant::now()` is a vDSO call
-//! (about 16 ns on the benchmark VM), so the listener wraps every connection's future in
-//! [`PerPoll`]: it reads the clock when a poll starts and [`now`] returns that reading until
-//! the poll returns, the way HAProxy's event loop refreshes its `now` once per turn. A
-//! timestamp is then early by at most the time the poll has run so far (microseconds).
+//! deadlines and activity), nearly all within one or two polls of its connection's task.
+//! Each `Instant::now()` is a vDSO call (about 16 ns on the benchmark VM), so the listener
+//! wraps every connection's future in [`PerPoll`]: it reads the clock when a poll starts and
+//! [`now`] returns that reading until the poll returns, the way HAProxy's event loop
+//! refreshes its `now` once per turn. A timestamp is then early by at most the time the poll
+//! has run so far (microseconds).
 //! Outside such a poll (actors, timers, tests) [`now`] reads the clock itself.
 //!
 //! The value is a tokio [`Instant`], so a test that pauses tokio's clock sees paused time.
